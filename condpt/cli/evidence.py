@@ -1,0 +1,3 @@
+"""condpt CLI commands (evidence)."""
+
+from condpt.cli import app  # noqa: F401

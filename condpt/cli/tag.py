@@ -1,0 +1,3 @@
+"""condpt CLI commands (tag)."""
+
+from condpt.cli import app  # noqa: F401

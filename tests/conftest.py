@@ -1,0 +1,49 @@
+"""Shared fixtures: everything offline, everything built in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
+
+import pytest  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def gpt2_tok():
+    """The real GPT-2 tokenizer (a fresh copy per test would cost ~1 s; tests must not mutate it)."""
+    from condpt.tiny import gpt2_tokenizer
+
+    return gpt2_tokenizer()
+
+
+@pytest.fixture
+def fresh_gpt2_tok():
+    """A GPT-2 tokenizer a test may mutate (e.g. add control tokens to)."""
+    from condpt.tiny import gpt2_tokenizer
+
+    return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def english_texts() -> list[str]:
+    """Real English text: Gutenberg paragraphs from ../shared when present, else a small built-in sample."""
+    path = SHARED_DATA / "gutenberg-corpus.jsonl"
+    if path.exists():
+        import json
+
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(next(f))["text"] for _ in range(200)]
+    return [
+        "It was the best of times, it was the worst of times, it was the age of wisdom.",
+        "Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about.",
+    ] * 100
