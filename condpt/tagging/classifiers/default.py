@@ -1,0 +1,71 @@
+"""The shipped default scorers, trained on first use from labelled passages shipped in the package.
+
+No weights are committed: training takes seconds and is deterministic, and the result is cached under
+``$CONDPT_CACHE`` (else ``~/.cache/condpt``) keyed by the data's hash, the format version and the kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from condpt.tagging.classifiers import SCORER_FILE, Scorer, load_kind
+from condpt.tagging.train import FORMAT_VERSION, Labelled, train_classifier
+
+DATA_GLOB = "classifier_*.jsonl"
+
+
+def data_files() -> list[Path]:
+    """The labelled JSONL files shipped in ``condpt/tagging/data/`` that train the default."""
+    root = Path(str(resources.files("condpt.tagging") / "data"))
+    return sorted(root.glob(DATA_GLOB))
+
+
+def shipped_data() -> Labelled:
+    """All shipped labelled passages; the group is the genre, so grouped CV holds out whole genres."""
+    data = Labelled()
+    for path in data_files():
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    data.texts.append(row["text"])
+                    data.labels.append(int(row["label"]))
+                    data.groups.append(row.get("genre", path.stem))
+    return data
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CONDPT_CACHE") or Path.home() / ".cache" / "condpt")
+
+
+def cache_key(kind: str) -> str:
+    h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0".encode())
+    for path in data_files():
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def default_scorer(kind: str = "embedding") -> Scorer:
+    """The default scorer of `kind` (``embedding`` or ``fasttext``), training and caching it if needed."""
+    target = cache_root() / "scorers" / f"default-{kind}-{cache_key(kind)}"
+    if not (target / SCORER_FILE).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            train_classifier(shipped_data(), tmp, kind=kind, cv=False)
+            try:
+                tmp.rename(target)  # atomic: concurrent first uses (num_proc workers) never see half a model
+            except OSError:
+                if not (target / SCORER_FILE).exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    scorer = load_kind(kind, target)
+    scorer.name = f"default-{kind}"
+    return scorer
