@@ -47,3 +47,11 @@ def english_texts() -> list[str]:
         "It was the best of times, it was the worst of times, it was the age of wisdom.",
         "Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about.",
     ] * 100
+
+
+# The repo root first on sys.path: `pytest` (unlike `python -m pytest`) would otherwise resolve the package
+# `tokenizer_ext` to the namespace directory tests/tokenizer_ext and shadow the editable install.
+import sys  # noqa: E402
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))

@@ -1,0 +1,186 @@
+"""Injection-safe encoding of corpus text, and trusted encoding of curated text.
+
+Untrusted text (any corpus document) must never yield a control id or any other special id, whatever characters
+it holds. This is guaranteed twice:
+
+1. by construction: the control tokens are *special* added tokens (never normalised) and untrusted text is encoded
+   on a private copy of the tokenizer backend with `encode_special_tokens=True`, so no added special token is
+   matched; the user's tokenizer object is never touched (its backend flag is shared state that every HF call
+   overwrites);
+2. by a post-check over the output ids: a special id that a model could still reach through its own merges
+   (a special string that is also an ordinary vocabulary entry) is repaired by re-encoding that span character by
+   character; if that is impossible, `UnsafeEncodingError` is raised.
+
+The reserved self token (default 𐀤) is replaced by U+FFFD in untrusted text before encoding, so models never
+see even its bytes outside curated data. `encode_trusted` is the only function that turns the self token's text
+into its id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tokenizer_ext.extend import backend_of
+from tokenizer_ext.spec import DEFAULT_SELF_TOKEN, Manifest
+
+REPLACEMENT = "\ufffd"
+_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+
+
+class UnsafeEncodingError(RuntimeError):
+    """Text whose encoding would contain a special id even character by character."""
+
+
+def escape_untrusted(text: str, self_token: str = DEFAULT_SELF_TOKEN) -> str:
+    """Untrusted text with every occurrence of the reserved self token replaced by U+FFFD."""
+    return text.replace(self_token, REPLACEMENT) if self_token in text else text
+
+
+def special_ids(tokenizer) -> frozenset[int]:
+    """Ids that text must never produce: the named and extra special tokens and every added special token,
+    except the pieces a model legitimately emits for ordinary text (byte-fallback `<0xNN>` pieces and an unk
+    token that is not also bos/eos/pad)."""
+    backend = backend_of(tokenizer)
+    ids = {i for i in tokenizer.all_special_ids if i is not None}
+    ids |= {i for i, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+    if getattr(backend.model, "byte_fallback", False):
+        ids -= {i for i, tok in tokenizer.added_tokens_decoder.items() if _BYTE_PIECE.match(tok.content)}
+    unk = tokenizer.unk_token_id
+    if unk is not None:
+        others = {getattr(tokenizer, f"{a}_token_id", None) for a in ("bos", "eos", "pad", "sep", "cls", "mask")}
+        extra = set(tokenizer.convert_tokens_to_ids([str(t) for t in tokenizer.extra_special_tokens]))
+        if unk not in others | extra:
+            ids.discard(unk)
+    return frozenset(ids)
+
+
+@dataclass
+class _Codec:
+    signature: tuple
+    untrusted: object  # tokenizers.Tokenizer, encode_special_tokens=True
+    forbidden: frozenset[int]
+    trusted: dict[str, tuple[object, int]] = field(default_factory=dict)  # self token -> (backend, id)
+
+
+_CODECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(tokenizer, backend) -> tuple:
+    decoder = backend.get_added_tokens_decoder()
+    return (id(backend), backend.get_vocab_size(with_added_tokens=True),
+            tuple(sorted((i, t.content, t.special) for i, t in decoder.items())))
+
+
+def _codec(tokenizer) -> _Codec:
+    backend = backend_of(tokenizer)
+    sig = _signature(tokenizer, backend)
+    codec = _CODECS.get(tokenizer)
+    if codec is None or codec.signature != sig:
+        from tokenizers import Tokenizer
+
+        private = Tokenizer.from_str(backend.to_str())
+        private.no_truncation()
+        private.no_padding()
+        private.encode_special_tokens = True
+        codec = _Codec(sig, private, special_ids(tokenizer))
+        _CODECS[tokenizer] = codec
+    return codec
+
+
+def _trusted_backend(tokenizer, codec: _Codec, self_token: str):
+    """A private backend that matches the self token (and plain added tokens), never other specials."""
+    if self_token not in codec.trusted:
+        from tokenizers import Tokenizer
+
+        backend = backend_of(tokenizer)
+        state = json.loads(backend.to_str())
+        self_id = None
+        for entry in state.get("added_tokens", []):
+            if entry["content"] == self_token and entry["special"]:
+                # Flipped to a plain added token on this copy only: with encode_special_tokens=True it is then
+                # the one special string still matched (removing the others would renumber ids).
+                entry["special"] = False
+                self_id = entry["id"]
+        if self_id is None:
+            raise ValueError(f"self token {self_token!r} is not a special token of this tokenizer; "
+                             "run add_control_tokens first")
+        private = Tokenizer.from_str(json.dumps(state))
+        private.no_truncation()
+        private.no_padding()
+        private.encode_special_tokens = True
+        codec.trusted[self_token] = (private, self_id)
+    return codec.trusted[self_token]
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string (wrap it in a list)")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return texts
+
+
+def _repair(backend, text: str, forbidden: frozenset[int]) -> list[int]:
+    """Re-encode `text` so that no forbidden id remains: each token span holding a forbidden id is re-encoded
+    one character at a time (merges can no longer reach the special string), a character that still maps to a
+    forbidden id becomes U+FFFD."""
+    enc = backend.encode(text, add_special_tokens=False)
+    out: list[int] = []
+    done_until = 0
+    for tid, (start, end) in zip(enc.ids, enc.offsets):
+        if tid not in forbidden:
+            if start >= done_until:
+                out.append(tid)
+            continue
+        if start < done_until:
+            continue  # this span was already re-encoded
+        for ch in text[start:end]:
+            ids = backend.encode(ch, add_special_tokens=False).ids
+            if not forbidden.isdisjoint(ids):
+                ids = backend.encode(REPLACEMENT, add_special_tokens=False).ids
+                if not forbidden.isdisjoint(ids):
+                    raise UnsafeEncodingError(f"cannot encode {ch!r} without a special id")
+            out.extend(ids)
+        done_until = end
+    if not forbidden.isdisjoint(out):
+        raise UnsafeEncodingError(f"could not remove special ids from the encoding of {text[:80]!r}")
+    return out
+
+
+def _encode(backend, texts: list[str], forbidden: frozenset[int]) -> list[list[int]]:
+    encs = backend.encode_batch_fast(texts, add_special_tokens=False)
+    out = [e.ids for e in encs]
+    isdisjoint = forbidden.isdisjoint
+    for i, ids in enumerate(out):
+        if not isdisjoint(ids):
+            out[i] = _repair(backend, texts[i], forbidden)
+    return out
+
+
+def encode_untrusted(tokenizer, texts: Sequence[str], *, self_token: str = DEFAULT_SELF_TOKEN) -> list[list[int]]:
+    """Token ids of corpus texts, without bos/eos: no special id (control tag, self token, eos, ...) can come
+    out of raw text. The raw self token becomes U+FFFD first. `tokenizer` is not modified."""
+    texts = _check_texts(texts)
+    codec = _codec(tokenizer)
+    texts = [escape_untrusted(t, self_token) for t in texts]
+    return _encode(codec.untrusted, texts, codec.forbidden)
+
+
+def encode_trusted(tokenizer, texts: str | Sequence[str], manifest: Manifest) -> list[int] | list[list[int]]:
+    """Encode curated text (e.g. self-reference stories): the literal self token becomes its id; every other
+    special string (tags, eos, ...) is encoded as ordinary text, exactly as untrusted text is.
+    A single string gives one id list; a sequence gives a list of them."""
+    single = isinstance(texts, str)
+    batch = _check_texts([texts] if single else texts)
+    codec = _codec(tokenizer)
+    backend, self_id = _trusted_backend(tokenizer, codec, manifest.self_token.string)
+    if self_id != manifest.self_token.id:
+        raise ValueError(f"manifest self token id {manifest.self_token.id} != tokenizer id {self_id}")
+    out = _encode(backend, batch, codec.forbidden - {self_id})
+    return out[0] if single else out
