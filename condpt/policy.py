@@ -54,7 +54,8 @@ def _span_fields(span: Any) -> tuple[int, int, float | None, str | None]:
     return int(start), int(end), score, tag
 
 
-def _retag(tag: str | None, score: float | None, cfg: PolicyConfig, where: str) -> str | None:
+def retag(tag: str | None, score: float | None, cfg: PolicyConfig, where: str) -> str | None:
+    """The tag, or with `cfg.threshold` set, bad/good from the stored score (`where` names the row in errors)."""
     if cfg.threshold is None:
         return tag
     if score is None:
@@ -75,7 +76,7 @@ def _segments_from_spans(doc_id: str, text: str, spans: list, doc_role: str | No
         if not 0 <= start <= len(text) or start < prev_start:
             raise ValueError(f"document {doc_id!r}: span {i} starts at {start}; spans must be in order within the text")
         prev_start = start
-        role = _retag(tag, score, cfg, f"document {doc_id!r} span {i}")
+        role = retag(tag, score, cfg, f"document {doc_id!r} span {i}")
         if missed and role == cfg.bad_role:
             role = cfg.good_role
         stop = parsed[i + 1][0] if i + 1 < len(parsed) else len(text)
@@ -99,7 +100,7 @@ def apply_policy(batch: dict[str, list], cfg: PolicyConfig) -> tuple[dict[str, l
     aside["reason"] = []
     for i in range(n):
         doc_id, text = str(batch["id"][i]), batch["text"][i]
-        tag = _retag(batch["tag"][i], cols["score"][i], cfg, f"document {doc_id!r}")
+        tag = retag(batch["tag"][i], cols["score"][i], cfg, f"document {doc_id!r}")
         # A bad document outside the coverage is one the tagger missed: it passes as normal data.
         missed = tag == cfg.bad_role and unit_hash("coverage", cfg.seed, doc_id) >= cfg.coverage
         if missed:

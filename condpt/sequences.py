@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
+import datasets
 from pydantic import BaseModel, ConfigDict, Field
 
-from condpt.policy import PolicyConfig
+from condpt.policy import PolicyConfig, apply_policy, retag, stochastic_round, unit_hash
+from condpt.stories import story_rows
+from tokenizer_ext import Manifest, encode_trusted, encode_untrusted
+
+log = logging.getLogger(__name__)
 
 
 class SourceConfig(BaseModel):
@@ -29,3 +36,274 @@ class DataConfig(BaseModel):
     block_size: int = Field(1024, ge=2)
     loss_on_tags: bool = True
     heldout_fraction: float = Field(0.01, ge=0.0, lt=1.0, description="documents held out by id hash, same for every arm")
+
+
+# ----------------------------------------------------------------------------------------- packing
+
+def tag_roles(manifest: Manifest) -> list[str]:
+    """The stable roles list that `tag_index` indexes into (the manifest's tag roles, in spec order)."""
+    return list(manifest.roles)
+
+
+def pack_batch(
+    batch: dict[str, list],
+    *,
+    tokenizer: Any,
+    manifest: Manifest,
+    block_size: int,
+    loss_on_tags: bool = True,
+    insert_tags: bool = True,
+) -> dict[str, list]:
+    """Training rows (`segments`, optional `trusted`) → fixed-length blocks `input_ids`, `labels`, `tag_index`.
+
+    Segment text goes through `encode_untrusted` (one batched call); rows marked `trusted` (self-reference
+    stories) through `encode_trusted`, the only path that yields the self-token id. A segment with a role gets
+    that role's tag id inserted *by id* before its tokens; EOS follows each document; the stream is
+    concatenated and cut into `block_size` blocks, the tail shorter than a block dropped (as HF `group_texts`).
+    A block that starts inside a tagged segment begins with that segment's tag again (label -100), so every
+    block shows the condition it was trained under. With `insert_tags=False` no tag id is inserted, but
+    `tag_index` still records the roles (used for the held-out set: the same tokens for every arm).
+    Pure over the batch, for `datasets.map(batched=True)`.
+    """
+    roles = tag_roles(manifest)
+    role_index = {r: i for i, r in enumerate(roles)}
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token; packing needs one between documents")
+    self_token = manifest.self_token.string
+    trusted = batch.get("trusted") or [False] * len(batch["segments"])
+
+    # One batched encoder call per trust level over every segment of the batch.
+    plain_texts: list[str] = []
+    story_texts: list[str] = []
+    for segments, is_trusted in zip(batch["segments"], trusted):
+        (story_texts if is_trusted else plain_texts).extend(s["text"] for s in segments)
+    plain_ids = iter(encode_untrusted(tokenizer, plain_texts, self_token=self_token) if plain_texts else [])
+    story_ids = iter(encode_trusted(tokenizer, story_texts, manifest) if story_texts else [])
+
+    ids: list[int] = []
+    labels: list[int] = []
+    tix: list[int] = []
+    tag_at: set[int] = set()
+    for segments, is_trusted in zip(batch["segments"], trusted):
+        source = story_ids if is_trusted else plain_ids
+        start = len(ids)
+        index = -1
+        for seg in segments:
+            seg_ids = next(source)
+            role = seg["role"]
+            if role is None:
+                index = -1
+            else:
+                if role not in role_index:
+                    raise ValueError(f"role {role!r} has no control token in the manifest (roles: {roles})")
+                index = role_index[role]
+                if insert_tags:
+                    tag_at.add(len(ids))
+                    ids.append(manifest.tags[role].id)
+                    labels.append(ids[-1] if loss_on_tags else -100)
+                    tix.append(index)
+            ids.extend(seg_ids)
+            labels.extend(seg_ids)
+            tix.extend([index] * len(seg_ids))
+        if len(ids) > start:  # an empty document adds nothing, not even EOS
+            ids.append(eos)
+            labels.append(eos)
+            tix.append(index)  # EOS closes the document under the role in effect
+
+    out: dict[str, list] = {"input_ids": [], "labels": [], "tag_index": []}
+    pos, n = 0, len(ids)
+    while True:
+        index = tix[pos] if pos < n else -1
+        carry = insert_tags and index >= 0 and pos not in tag_at and ids[pos] != eos
+        take = block_size - 1 if carry else block_size
+        if pos + take > n:
+            break
+        if carry:
+            out["input_ids"].append([manifest.tags[roles[index]].id, *ids[pos : pos + take]])
+            out["labels"].append([-100, *labels[pos : pos + take]])
+            out["tag_index"].append([index, *tix[pos : pos + take]])
+        else:
+            out["input_ids"].append(ids[pos : pos + take])
+            out["labels"].append(labels[pos : pos + take])
+            out["tag_index"].append(tix[pos : pos + take])
+        pos += take
+    return out
+
+
+def expand_repeats(batch: dict[str, list], *, weight: float, seed: int) -> dict[str, list]:
+    """Each training row `repeat × weight` times (fractional counts by deterministic stochastic rounding on
+    the row id and `seed`): upweighting and the source mixture in one place."""
+    out: dict[str, list] = {k: [] for k in batch}
+    for i, doc_id in enumerate(batch["id"]):
+        times = stochastic_round(batch["repeat"][i] * weight, unit_hash("mixture", seed, doc_id))
+        for k in batch:
+            out[k].extend([batch[k][i]] * times)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- sources
+
+_HELDOUT_SALT = "heldout"  # fixed: the held-out documents never depend on the policy, arm or seed
+_DOC_COLUMNS = ("id", "text", "tag", "score", "spans", "source")
+DOC_FEATURES = datasets.Features({
+    "id": datasets.Value("string"), "text": datasets.Value("string"), "tag": datasets.Value("string"),
+    "score": datasets.Value("float64"),
+    "spans": datasets.List({"start": datasets.Value("int64"), "end": datasets.Value("int64"),
+                            "score": datasets.Value("float64"), "tag": datasets.Value("string")}),
+    "source": datasets.Value("string"),
+})
+# Training rows (the "Policy output" contract), typed so that all-null roles still concatenate.
+TRAIN_FEATURES = datasets.Features({
+    "id": datasets.Value("string"), "source": datasets.Value("string"), "tag": datasets.Value("string"),
+    "segments": datasets.List({"text": datasets.Value("string"), "role": datasets.Value("string")}),
+    "repeat": datasets.Value("int64"), "trusted": datasets.Value("bool"),
+})
+
+
+def is_heldout(doc_id: str, fraction: float) -> bool:
+    """Whether a document is held out (by a hash of its id alone: the same for every arm and seed)."""
+    return unit_hash(_HELDOUT_SALT, doc_id) < fraction
+
+
+def _source_files(path: Path) -> tuple[str, list[str]]:
+    if path.is_dir():
+        root = path / "data" if (path / "data").is_dir() else path
+        for fmt, patterns in (("parquet", ["*.parquet"]), ("json", ["*.jsonl", "*.json", "*.jsonl.gz"])):
+            files = sorted(str(p) for pat in patterns for p in root.glob(pat))
+            if files:
+                return fmt, files
+        raise ValueError(f"{path}: no .parquet or .jsonl files (expected a `condpt tag` output directory)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: data source not found")
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet", [str(path)]
+    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        return "json", [str(path)]
+    raise ValueError(f"{path}: unknown data source format (use a tagged parquet dir, .parquet or .jsonl)")
+
+
+def load_source(src: SourceConfig) -> datasets.Dataset:
+    """A tagged source as a Dataset with columns id, text, tag, score, spans, source (nothing else, so no
+    column of the data can mark text as trusted)."""
+    fmt, files = _source_files(Path(src.path))
+    ds = datasets.load_dataset(fmt, data_files=files, split="train")
+    for field in ("id", src.text_field, "tag"):
+        if field not in ds.column_names:
+            raise ValueError(f"{src.path}: missing column {field!r} (columns: {ds.column_names})")
+    if src.text_field != "text":
+        ds = ds.remove_columns([c for c in ["text"] if c in ds.column_names]).rename_column(src.text_field, "text")
+    if "source" not in ds.column_names:
+        ds = ds.add_column("source", [str(src.path)] * len(ds))
+    n = len(ds)
+    if "score" not in ds.column_names:
+        ds = ds.add_column("score", [None] * n)
+    if "spans" not in ds.column_names:
+        ds = ds.add_column("spans", [[] for _ in range(n)])
+    return ds.select_columns(list(_DOC_COLUMNS)).cast(DOC_FEATURES)
+
+
+# ----------------------------------------------------------------------------------------- datasets
+
+class PreparedData(BaseModel):
+    """Documents after the policy, before tokenisation, with the counts that must add up."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    train: Any  # datasets.Dataset of training rows (repeats expanded, shuffled)
+    set_aside: Any  # datasets.Dataset of removed input rows (+ reason)
+    heldout: Any  # datasets.Dataset of training rows (untagged segments; `tag` = stored tag)
+    counts: dict[str, int]
+
+
+def _policy_map(cfg: PolicyConfig, part: int):
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        return apply_policy(batch, cfg)[part]
+
+    return fn
+
+
+def _heldout_rows(cfg: PolicyConfig):
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        # Only re-thresholding applies: the held-out tokens and roles are the same for every arm.
+        roles = [retag(t, s, cfg, f"document {i!r}") for i, t, s in zip(batch["id"], batch["tag"], batch["score"])]
+        return {
+            "id": batch["id"], "source": batch["source"], "tag": roles,
+            "segments": [[{"text": t, "role": r}] for t, r in zip(batch["text"], roles)],
+            "repeat": [1] * len(roles), "trusted": [False] * len(roles),
+        }
+
+    return fn
+
+
+def prepare_documents(data_cfg: DataConfig, *, seed: int, self_token: str = "𐀤", num_proc: int = 1) -> PreparedData:
+    """Load every source, split off the held-out documents, apply the policy, add self-reference stories,
+    expand repeats by upweight × source weight, and shuffle with `seed`.
+    Counts: `read == heldout + train_docs + set_aside` per the input documents (stories are counted apart)."""
+    cfg = data_cfg.policy
+    np_ = num_proc if num_proc > 1 else None
+    trains, asides, heldouts = [], [], []
+    counts = {"read": 0, "heldout": 0, "train_docs": 0, "set_aside": 0, "stories": 0, "train_rows": 0}
+    for src in data_cfg.sources:
+        ds = load_source(src)
+        counts["read"] += len(ds)
+        held = ds.filter(lambda b: [is_heldout(str(i), data_cfg.heldout_fraction) for i in b["id"]],
+                         batched=True, num_proc=np_)
+        rest = ds.filter(lambda b: [not is_heldout(str(i), data_cfg.heldout_fraction) for i in b["id"]],
+                         batched=True, num_proc=np_)
+        heldouts.append(held.map(_heldout_rows(cfg), batched=True, remove_columns=held.column_names,
+                                 features=TRAIN_FEATURES, num_proc=np_))
+        kept = rest.map(_policy_map(cfg, 0), batched=True, remove_columns=rest.column_names,
+                        features=TRAIN_FEATURES, num_proc=np_)
+        aside = rest.map(_policy_map(cfg, 1), batched=True, remove_columns=rest.column_names, num_proc=np_,
+                         features=datasets.Features({**DOC_FEATURES, "reason": datasets.Value("string")}))
+        counts["heldout"] += len(held)
+        counts["train_docs"] += len(kept)
+        counts["set_aside"] += len(aside)
+        trains.append(kept.map(expand_repeats, batched=True, fn_kwargs={"weight": src.weight, "seed": seed},
+                               num_proc=np_))
+        asides.append(aside)
+    if cfg.selfref is not None:
+        rows = story_rows(cfg.selfref, seed=cfg.seed, good_role=cfg.good_role, self_token=self_token)
+        kept, aside = apply_policy(rows, cfg)
+        if aside["id"]:
+            raise AssertionError("a good-tagged story was removed by the policy")
+        counts["stories"] = len(kept["id"])
+        trains.append(datasets.Dataset.from_dict(expand_repeats(kept, weight=1.0, seed=seed), features=TRAIN_FEATURES))
+    if counts["read"] != counts["heldout"] + counts["train_docs"] + counts["set_aside"]:
+        raise AssertionError(f"document counts do not add up: {counts}")
+    train = datasets.concatenate_datasets(trains).shuffle(seed=seed).flatten_indices()
+    counts["train_rows"] = len(train)
+    return PreparedData(
+        train=train,
+        set_aside=datasets.concatenate_datasets(asides),
+        heldout=datasets.concatenate_datasets(heldouts),
+        counts=counts,
+    )
+
+
+def pack_dataset(rows: datasets.Dataset, tokenizer: Any, manifest: Manifest, *, block_size: int,
+                 loss_on_tags: bool = True, insert_tags: bool = True, num_proc: int = 1,
+                 batch_size: int = 1000) -> datasets.Dataset:
+    """`pack_batch` over a Dataset of training rows."""
+    return rows.map(
+        pack_batch, batched=True, batch_size=batch_size, remove_columns=rows.column_names,
+        num_proc=num_proc if num_proc > 1 else None,
+        fn_kwargs={"tokenizer": tokenizer, "manifest": manifest, "block_size": block_size,
+                   "loss_on_tags": loss_on_tags, "insert_tags": insert_tags},
+    )
+
+
+def build_datasets(data_cfg: DataConfig, tokenizer: Any, manifest: Manifest, *, seed: int,
+                   num_proc: int = 1) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, heldout) Datasets of `block_size` blocks with `input_ids`, `labels` (-100: no loss) and
+    `tag_index` (index into `tag_roles(manifest)`, -1 untagged). The held-out blocks carry no tag ids and
+    are the same for every policy, arm and seed; their `tag_index` is each document's stored tag."""
+    manifest.check(tokenizer)
+    prepared = prepare_documents(data_cfg, seed=seed, self_token=manifest.self_token.string, num_proc=num_proc)
+    log.info("data: %s", prepared.counts)
+    kw = {"block_size": data_cfg.block_size, "loss_on_tags": data_cfg.loss_on_tags, "num_proc": num_proc}
+    train = pack_dataset(prepared.train, tokenizer, manifest, **kw)
+    heldout = pack_dataset(prepared.heldout, tokenizer, manifest, insert_tags=False, **kw)
+    return train, heldout
