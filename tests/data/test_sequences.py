@@ -186,7 +186,7 @@ def test_heldout_is_the_same_plain_text_for_every_arm(tm, sources):
     assert all(h == heldouts[0] for h in heldouts)
     flat = [t for block in heldouts[0]["input_ids"] for t in block]
     assert not set(flat) & set(m.control_ids)
-    assert set(t for block in heldouts[0]["tag_index"] for t in block) == {0, 1}  # stored tags, for loss by tag
+    assert {t for block in heldouts[0]["tag_index"] for t in block} == {0, 1}  # stored tags, for loss by tag
 
 
 def test_prepare_documents_counts_add_up_and_stories_are_the_only_trusted_rows(sources):
@@ -232,7 +232,7 @@ def test_filter_removes_bad_text_from_training(tm, sources):
     train, _ = build_datasets(cfg_for(sources, mode="filter"), tok, m, seed=0)
     flat = {t for b in train["input_ids"] for t in b}
     assert not flat & set(m.control_ids)  # the filtered corpus is plain text
-    assert set(t for b in train["tag_index"] for t in b) == {-1}
+    assert {t for b in train["tag_index"] for t in b} == {-1}
 
 
 def test_bad_sources_fail_clearly(tmp_path):
