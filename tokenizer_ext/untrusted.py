@@ -29,6 +29,7 @@ from tokenizer_ext.spec import DEFAULT_SELF_TOKEN, Manifest
 
 REPLACEMENT = "\ufffd"
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class UnsafeEncodingError(RuntimeError):
@@ -154,7 +155,12 @@ def _repair(backend, text: str, forbidden: frozenset[int]) -> list[int]:
 
 
 def _encode(backend, texts: list[str], forbidden: frozenset[int]) -> list[list[int]]:
-    encs = backend.encode_batch_fast(texts, add_special_tokens=False)
+    try:
+        encs = backend.encode_batch_fast(texts, add_special_tokens=False)
+    except TypeError:
+        # Lone surrogates (e.g. from JSON "\\ud800") cannot cross into Rust: they become U+FFFD, like bad UTF-8.
+        texts[:] = [_SURROGATE.sub(REPLACEMENT, t) for t in texts]
+        encs = backend.encode_batch_fast(texts, add_special_tokens=False)
     out = [e.ids for e in encs]
     isdisjoint = forbidden.isdisjoint
     for i, ids in enumerate(out):
