@@ -1,0 +1,24 @@
+"""Corpus I/O: readers (JSONL plain/.gz/.zst, Parquet, datasets directories), stable ids, quarantine,
+atomic Parquet shard writes."""
+
+from condpt.corpus.ids import stable_id
+from condpt.corpus.read import (
+    MAX_DOC_BYTES,
+    Chunk,
+    CorpusError,
+    Document,
+    Fields,
+    InputSpec,
+    Quarantined,
+    expand_inputs,
+    iter_chunks,
+    iter_records,
+    parse_record,
+)
+from condpt.corpus.write import QUARANTINE_SCHEMA, SPAN_TYPE, TAGGED_SCHEMA, write_parquet_atomic
+
+__all__ = [
+    "MAX_DOC_BYTES", "Chunk", "CorpusError", "Document", "Fields", "InputSpec", "Quarantined",
+    "QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "expand_inputs", "iter_chunks", "iter_records",
+    "parse_record", "stable_id", "write_parquet_atomic",
+]

@@ -1,0 +1,60 @@
+"""Parquet output: the tagged-data and quarantine schemas, and atomic, deterministic shard writes.
+
+A shard is written to ``OUT/.tmp/`` and renamed into place, so a reader (or a restarted run) never sees a
+half-written file. Files hold no timestamps and rows keep input order, so the same input and config give
+byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SPAN_TYPE = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("score", pa.float32()), ("tag", pa.string())])
+
+TAGGED_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("text", pa.string()),
+    ("source", pa.string()),
+    ("score", pa.float32()),
+    ("tag", pa.string()),
+    ("spans", pa.list_(SPAN_TYPE)),
+    ("prefilter_hits", pa.list_(pa.string())),
+    ("stage", pa.string()),
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    ("input", pa.string()),
+    ("line", pa.int64()),
+    ("reason", pa.string()),
+    ("id", pa.string()),
+    ("raw", pa.binary()),
+])
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, tmp_dir: Path) -> None:
+    """Write `table` to `path` via a temporary file in `tmp_dir` (same filesystem) and an atomic rename."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / (path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(text: str, path: Path, tmp_dir: Path) -> None:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / (path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_bytes_atomic(data: bytes, path: Path, tmp_dir: Path) -> None:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / (path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

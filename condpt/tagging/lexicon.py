@@ -1,0 +1,138 @@
+"""The lexicon prefilter: weighted phrases found with one Aho-Corasick pass (pyahocorasick).
+
+One automaton holds every spelling of every phrase (lower-case; a space or hyphen inside a phrase also
+matches a space, hyphen or line break). A document is scanned once; each raw match is kept only if it sits
+on word boundaries (the character before and, unless the phrase ends in ``*``, the one after are not
+letters/digits/underscore). Cost beyond the raw automaton: one ``str.lower()`` and a Python step per match,
+so on ordinary text the scan runs near the engine's own speed (see benchmarks/bench_prefilter.py).
+
+Lexicon YAML: ``terms: {phrase: weight}`` (see ``condpt/tagging/data/lexicon.yaml``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+import ahocorasick
+import yaml
+
+DEFAULT_LEXICON = "lexicon.yaml"
+_SEPARATORS = (" ", "-", "\n")
+
+
+def default_lexicon_path() -> Path:
+    return Path(str(resources.files("condpt.tagging") / "data" / DEFAULT_LEXICON))
+
+
+def read_terms(path: str | Path) -> dict[str, float]:
+    """The ``terms`` mapping of a lexicon YAML, validated (phrase → weight in (0, 1])."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ValueError(f"{path}: lexicon file not found") from e
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("terms"), dict):
+        raise ValueError(f"{path}: expected a mapping with a 'terms' mapping of phrase: weight")
+    return check_terms(data["terms"], str(path))
+
+
+def check_terms(terms: Mapping, where: str = "lexicon") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for phrase, weight in terms.items():
+        if not isinstance(phrase, str) or not phrase.strip("* "):
+            raise ValueError(f"{where}: term {phrase!r} is not a non-empty string")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1:
+            raise ValueError(f"{where}: term {phrase!r}: weight must be a number in (0, 1], got {weight!r}")
+        out[phrase.strip().lower()] = float(weight)
+    return out
+
+
+def _spellings(phrase: str) -> list[str]:
+    parts = [p for p in phrase.replace("-", " ").split(" ") if p]
+    if len(parts) > 4:  # 3^k spellings; long phrases keep their written separators only
+        return [phrase]
+    return ["".join(itertools.chain.from_iterable(zip(parts, seps + ("",))))
+            for seps in itertools.product(_SEPARATORS, repeat=len(parts) - 1)]
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _lower(text: str) -> str:
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    # A few characters lower-case to two (e.g. 'İ'); keep offsets aligned with the original text.
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+class Lexicon:
+    """Weighted phrases compiled into one automaton. `terms` maps phrase → weight."""
+
+    def __init__(self, terms: Mapping[str, float]):
+        self.terms = check_terms(terms)
+        self.names = list(self.terms)
+        self.weights = [self.terms[n] for n in self.names]
+        self._automaton = ahocorasick.Automaton()
+        for idx, name in enumerate(self.names):
+            prefix = name.endswith("*")
+            base = name.rstrip("*").strip()
+            for spelling in _spellings(base):
+                # value: (term index, length, prefix?, must check left/right boundary?)
+                self._automaton.add_word(spelling, (idx, len(spelling), prefix,
+                                                    _is_word(spelling[0]), _is_word(spelling[-1])))
+        if not self.names:
+            raise ValueError("lexicon: no terms")
+        self._automaton.make_automaton()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, extra: Mapping[str, float] | None = None) -> Lexicon:
+        """The lexicon at `path` (default: the shipped one) with `extra` terms added or re-weighted."""
+        terms = read_terms(path or default_lexicon_path())
+        terms.update(check_terms(extra or {}, "prefilter.extra_terms"))
+        return cls(terms)
+
+    @property
+    def automaton(self) -> ahocorasick.Automaton:
+        """The raw automaton (for benchmarks against the engine itself)."""
+        return self._automaton
+
+    def find(self, text: str) -> list[tuple[int, int, int]]:
+        """Every word-bounded match as (start, end, term index), in order of end offset."""
+        low = _lower(text)
+        n = len(low)
+        out = []
+        for end, (idx, length, prefix, left, right) in self._automaton.iter(low):
+            start = end - length + 1
+            if left and start > 0 and _is_word(low[start - 1]):
+                continue
+            if right and not prefix and end + 1 < n and _is_word(low[end + 1]):
+                continue
+            out.append((start, end + 1, idx))
+        return out
+
+    def any_hit(self, text: str) -> bool:
+        """Whether `text` contains any term (stops at the first word-bounded match)."""
+        low = _lower(text)
+        n = len(low)
+        for end, (_idx, length, prefix, left, right) in self._automaton.iter(low):
+            start = end - length + 1
+            if left and start > 0 and _is_word(low[start - 1]):
+                continue
+            if right and not prefix and end + 1 < n and _is_word(low[end + 1]):
+                continue
+            return True
+        return False
+
+    def score(self, term_indices: set[int] | list[int]) -> float:
+        """Noisy-OR of the weights of the distinct terms: 1 - prod(1 - w)."""
+        p = 1.0
+        for i in set(term_indices):
+            p *= 1.0 - self.weights[i]
+        return 1.0 - p

@@ -1,0 +1,212 @@
+"""The run report: ``report.json`` (counts that always add up) and ``report.html`` (plots and examples).
+
+Each chunk's marker holds its own statistics (`chunk_stats`); the report sums the markers, so it is cheap,
+never re-reads the data, and is the same however the run was split, killed or resumed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HIST_BINS = 50
+NEAR_K = 20
+SNIPPET = 300
+TOP_HITS = 30
+
+
+def _snippet(text: str, spans: list[dict]) -> str:
+    if spans:
+        best = max(spans, key=lambda s: s["score"])
+        text = text[best["start"]: best["end"]]
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET else text[:SNIPPET] + "…"
+
+
+def chunk_stats(rows: dict, is_aside: list[bool], quarantined: list[tuple[str, str]], *, read: int,
+                threshold: float, bad_role: str) -> dict:
+    """Statistics of one chunk: `rows` are its kept tagged rows, `quarantined` (source, reason) pairs."""
+    scores = np.asarray(rows["score"], dtype=np.float64)
+    hist = np.histogram(scores, bins=HIST_BINS, range=(0.0, 1.0))[0] if len(scores) else np.zeros(HIST_BINS)
+    sources: dict[str, dict[str, int]] = {}
+    for src, tag in zip(rows["source"], rows["tag"]):
+        s = sources.setdefault(src, {"documents": 0, "bad": 0, "quarantined": 0})
+        s["documents"] += 1
+        s["bad"] += tag == bad_role
+    for src, _ in quarantined:
+        sources.setdefault(src, {"documents": 0, "bad": 0, "quarantined": 0})["quarantined"] += 1
+    hits = Counter(h for hs in rows["prefilter_hits"] for h in hs)
+    order = sorted(range(len(scores)), key=lambda i: (abs(scores[i] - threshold), rows["id"][i]))[:NEAR_K]
+    near = [{"id": rows["id"][i], "source": rows["source"][i], "score": round(float(scores[i]), 6),
+             "tag": rows["tag"][i], "stage": rows["stage"][i],
+             "snippet": _snippet(rows["text"][i], rows["spans"][i])} for i in order]
+    n_aside = sum(is_aside)
+    return {
+        "threshold": threshold, "read": read, "written": len(is_aside) - n_aside, "set_aside": n_aside, "quarantined": len(quarantined),
+        "quarantine_reasons": dict(Counter(_reason_kind(r) for _, r in quarantined)),
+        "tags": dict(Counter(rows["tag"])), "stages": dict(Counter(rows["stage"])), "sources": sources,
+        "lexicon_hits": dict(hits), "docs_with_hits": sum(bool(h) for h in rows["prefilter_hits"]),
+        "segments": sum(len(s) for s in rows["spans"]),
+        "bad_segments": sum(sp["tag"] == bad_role for s in rows["spans"] for sp in s),
+        "score_histogram": [int(x) for x in hist], "near_threshold": near,
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for counting: 'malformed JSON: Expecting value at column 3' → 'malformed JSON'."""
+    for prefix in ("malformed JSON", "invalid UTF-8", "duplicate id", "not a JSON object"):
+        if reason.startswith(prefix):
+            return prefix
+    return reason
+
+
+def _add(a: dict, b: dict) -> None:
+    for k, v in b.items():
+        if isinstance(v, dict):
+            _add(a.setdefault(k, {}), v)
+        else:
+            a[k] = a.get(k, 0) + v
+
+
+def build_report(out: Path, chunks_total: int | None = None) -> dict:
+    """Sum every chunk marker under `out`; read == written + set_aside + quarantined is asserted."""
+    out = Path(out)
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    totals = {"read": 0, "written": 0, "set_aside": 0, "quarantined": 0}
+    nested: dict = {"quarantine_reasons": {}, "tags": {}, "stages": {}, "sources": {}, "lexicon_hits": {}}
+    hist = np.zeros(HIST_BINS, dtype=np.int64)
+    near: list[dict] = []
+    extra = Counter()
+    markers = sorted((out / "markers").glob("part-*.json"))
+    threshold = None
+    for path in markers:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        for k in totals:
+            totals[k] += m[k]
+        for k in nested:
+            _add(nested[k], m[k])
+        extra.update({k: m[k] for k in ("docs_with_hits", "segments", "bad_segments")})
+        hist += np.asarray(m["score_histogram"], dtype=np.int64)
+        near.extend(m["near_threshold"])
+        threshold = m["threshold"] if threshold is None else threshold
+    assert totals["read"] == totals["written"] + totals["set_aside"] + totals["quarantined"], totals
+    cfg = run["config"]
+    bad = cfg["bad_role"]
+    if near:
+        near.sort(key=lambda r: (abs(r["score"] - threshold), r["id"]))
+    for s in nested["sources"].values():
+        s["tagged_fraction"] = round(s["bad"] / s["documents"], 6) if s["documents"] else 0.0
+    documents = totals["written"] + totals["set_aside"]
+    hits = sorted(nested["lexicon_hits"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        **totals,
+        "documents": documents,
+        "tagged_fraction": round(nested["tags"].get(bad, 0) / documents, 6) if documents else 0.0,
+        "threshold": threshold,
+        "chunks_done": len(markers),
+        "chunks_total": chunks_total,
+        "complete": chunks_total is not None and len(markers) == chunks_total,
+        **{k: v for k, v in nested.items() if k != "lexicon_hits"},
+        "docs_with_lexicon_hits": extra["docs_with_hits"],
+        "segments": extra["segments"], "bad_segments": extra["bad_segments"],
+        "lexicon_top_hits": [{"term": t, "documents": n} for t, n in hits[:TOP_HITS]],
+        "score_histogram": {"bins": np.linspace(0, 1, HIST_BINS + 1).round(4).tolist(), "counts": hist.tolist()},
+        "near_threshold": near[:NEAR_K],
+        "inputs": run["inputs"],
+        "config": cfg,
+    }
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(report: dict) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = {}
+    fig, ax = plt.subplots(figsize=(7, 3))
+    bins = report["score_histogram"]["bins"]
+    ax.bar(bins[:-1], report["score_histogram"]["counts"], width=np.diff(bins), align="edge", color="#4477aa")
+    if report["threshold"] is not None:
+        ax.axvline(report["threshold"], color="#cc3311", label=f"threshold {report['threshold']:.3f}")
+        ax.legend()
+    ax.set_yscale("symlog")
+    ax.set_xlabel("document score")
+    ax.set_ylabel("documents")
+    images["hist"] = _png(fig)
+    plt.close(fig)
+    srcs = sorted(report["sources"].items(), key=lambda kv: -kv[1]["documents"])[:30]
+    if srcs:
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * len(srcs)))
+        ax.barh([s for s, _ in srcs][::-1], [v["tagged_fraction"] for _, v in srcs][::-1], color="#cc3311")
+        ax.set_xlabel("tagged (bad) fraction")
+        ax.set_xlim(0, 1)
+        images["sources"] = _png(fig)
+        plt.close(fig)
+    return images
+
+
+_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>condpt tag report</title>
+<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}</style>
+</head><body>
+<h1>condpt tag report</h1>
+<p>{{ r.read }} read = {{ r.written }} written + {{ r.set_aside }} set aside + {{ r.quarantined }} quarantined.
+Tagged fraction {{ "%.4f"|format(r.tagged_fraction) }}{% if r.threshold is not none %} at threshold
+{{ "%.4f"|format(r.threshold) }}{% endif %}. Chunks {{ r.chunks_done }}{% if r.chunks_total %} of
+{{ r.chunks_total }}{% endif %}.</p>
+<table><tr><th>tag</th><th>documents</th></tr>{% for k, v in r.tags|dictsort %}<tr><td>{{ k }}</td>
+<td class="n">{{ v }}</td></tr>{% endfor %}</table>
+<h2>Decided by stage</h2>
+<table>{% for k, v in r.stages|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>
+<h2>Score histogram</h2><img alt="score histogram" src="data:image/png;base64,{{ img.hist }}">
+<h2>Tagged fraction per source</h2>
+{% if img.sources %}<img alt="tagged fraction per source" src="data:image/png;base64,{{ img.sources }}">{% endif %}
+<table><tr><th>source</th><th>documents</th><th>bad</th><th>fraction</th><th>quarantined</th></tr>
+{% for k, v in r.sources|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v.documents }}</td>
+<td class="n">{{ v.bad }}</td><td class="n">{{ "%.4f"|format(v.tagged_fraction) }}</td>
+<td class="n">{{ v.quarantined }}</td></tr>{% endfor %}</table>
+<h2>Lexicon top hits</h2>
+<p>{{ r.docs_with_lexicon_hits }} documents with at least one hit.</p>
+<table><tr><th>term</th><th>documents</th></tr>{% for h in r.lexicon_top_hits %}<tr><td>{{ h.term }}</td>
+<td class="n">{{ h.documents }}</td></tr>{% endfor %}</table>
+<h2>Examples nearest the threshold</h2>
+<table><tr><th>id</th><th>source</th><th>score</th><th>tag</th><th>stage</th><th>top segment</th></tr>
+{% for e in r.near_threshold %}<tr><td>{{ e.id }}</td><td>{{ e.source }}</td><td class="n">{{ "%.4f"|format(e.score) }}</td>
+<td>{{ e.tag }}</td><td>{{ e.stage }}</td><td>{{ e.snippet }}</td></tr>{% endfor %}</table>
+<h2>Quarantine reasons</h2>
+<table>{% for k, v in r.quarantine_reasons|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>
+{% endfor %}</table>
+</body></html>
+"""
+
+
+def render_html(report: dict) -> str:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True)
+    return env.from_string(_HTML).render(r=report, img=_plots(report))
+
+
+def write_report(out: Path, chunks_total: int | None = None) -> dict:
+    """Build the report from the markers and write ``report.json`` and ``report.html`` atomically."""
+    from condpt.corpus.write import write_text_atomic
+
+    out = Path(out)
+    report = build_report(out, chunks_total)
+    write_text_atomic(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False), out / "report.json",
+                      out / ".tmp")
+    write_text_atomic(render_html(report), out / "report.html", out / ".tmp")
+    return report

@@ -1,0 +1,228 @@
+"""`tag_corpus`: inputs → ``OUT/data``, ``OUT/set_aside``, ``OUT/quarantine`` Parquet shards + report.
+
+Layout of OUT (one file per chunk ``k`` of the input stream, ``part-{k:06d}``):
+
+- ``data/`` tagged rows (`condpt.corpus.TAGGED_SCHEMA`), ``set_aside/`` same schema for documents whose tag
+  is in ``set_aside_roles``, ``quarantine/`` unusable records with the reason and the raw bytes;
+- ``markers/part-k.json``: the chunk's counts, written last: a chunk with a marker is complete and a re-run
+  skips it;
+- ``run.json``: inputs and config; a re-run with other inputs or config into the same OUT is refused;
+- ``report.json`` / ``report.html``: built from the markers.
+
+Determinism: chunking depends only on the input bytes, workers return chunks in order, files are renamed
+into place only when complete and hold no timestamps, so a run killed at any point (SIGKILL included) and
+restarted writes byte-identical files. Duplicate ids are found in the main process in input order (the first
+occurrence is kept) over all chunks of this invocation's ``--shard`` (ids in other shards of a job array are
+not compared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from condpt.corpus import (
+    QUARANTINE_SCHEMA,
+    TAGGED_SCHEMA,
+    Document,
+    Fields,
+    InputSpec,
+    expand_inputs,
+    iter_chunks,
+    parse_record,
+    write_parquet_atomic,
+)
+from condpt.corpus.write import write_text_atomic
+from condpt.tagging.cascade import Cascade, TagConfig
+
+FORMAT_VERSION = 1
+TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS = ".tmp", "data", "set_aside", "quarantine", "markers"
+
+
+class TagRunError(ValueError):
+    """A run that cannot start (e.g. OUT holds a different run); reported to the user, non-zero exit."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' → (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def part_name(k: int) -> str:
+    return f"part-{k:06d}"
+
+
+def fields_of(cfg: TagConfig) -> Fields:
+    return Fields(cfg.text_field, cfg.id_field, cfg.source_field)
+
+
+def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, records: list) -> tuple[dict, list]:
+    """Parse and tag one chunk's raw records: (tagged columns + ``pos``, [(pos, Quarantined)])."""
+    pos, ids, texts, sources, bad = [], [], [], [], []
+    for p, (k, line, payload) in enumerate(records):
+        r = parse_record(specs[k], k, line, payload, fields)
+        if isinstance(r, Document):
+            pos.append(p)
+            ids.append(r.id)
+            texts.append(r.text)
+            sources.append(r.source)
+        else:
+            bad.append((p, r))
+    out = cascade({"id": ids, "text": texts, "source": sources}) if ids else {
+        c: [] for c in TAGGED_SCHEMA.names}
+    return {"pos": pos, **out}, bad
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorer, autorater) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cfg = TagConfig.model_validate_json(cfg_json)
+    _WORKER.update(cascade=Cascade(cfg, scorer=scorer, autorater=autorater), specs=specs, fields=fields)
+
+
+def _work(records: list) -> tuple[dict, list]:
+    return tag_records(_WORKER["cascade"], _WORKER["specs"], _WORKER["fields"], records)
+
+
+class _Writer:
+    """Main-process side: duplicate ids, set-aside split, atomic writes and the completion marker."""
+
+    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float):
+        self.out, self.cfg, self.specs, self.threshold = out, cfg, specs, threshold
+        self.seen: set[str] = set()
+
+    def remember(self, k: int) -> None:
+        """A chunk finished by an earlier run: its ids count as seen."""
+        for sub in (DATA, SET_ASIDE):
+            path = self.out / sub / f"{part_name(k)}.parquet"
+            if path.exists():
+                self.seen.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+
+    def finish(self, k: int, records: list, tagged: dict, bad: list) -> dict:
+        from condpt.corpus.read import Quarantined, raw_bytes
+        from condpt.tagging.report import chunk_stats
+
+        keep, quarantined = [], list(bad)
+        for i, doc_id in enumerate(tagged["id"]):
+            if doc_id in self.seen:
+                p = tagged["pos"][i]
+                kk, line, payload = records[p]
+                quarantined.append((p, Quarantined(kk, line, f"duplicate id {doc_id!r}", raw_bytes(payload), doc_id)))
+            else:
+                self.seen.add(doc_id)
+                keep.append(i)
+        quarantined.sort(key=lambda x: x[0])
+        aside_roles = set(self.cfg.set_aside_roles)
+        rows = {c: [tagged[c][i] for i in keep] for c in TAGGED_SCHEMA.names}
+        is_aside = [t in aside_roles for t in rows["tag"]]
+        name = part_name(k)
+        tmp = self.out / TMP
+        for sub, want in ((DATA, False), (SET_ASIDE, True)):
+            sel = [i for i, a in enumerate(is_aside) if a == want]
+            if sel:
+                table = pa.Table.from_pydict({c: [rows[c][i] for i in sel] for c in rows}, schema=TAGGED_SCHEMA)
+                write_parquet_atomic(table, self.out / sub / f"{name}.parquet", tmp)
+        if quarantined:
+            q = [r for _, r in quarantined]
+            table = pa.Table.from_pydict({
+                "input": [str(self.specs[r.input].path) for r in q], "line": [r.line for r in q],
+                "reason": [r.reason for r in q], "id": [r.id for r in q], "raw": [r.raw for r in q],
+            }, schema=QUARANTINE_SCHEMA)
+            write_parquet_atomic(table, self.out / QUARANTINE / f"{name}.parquet", tmp)
+        stats = chunk_stats(rows, is_aside, [(self.specs[r.input].name, r.reason) for _, r in quarantined],
+                            read=len(records), threshold=self.threshold, bad_role=self.cfg.bad_role)
+        assert stats["read"] == stats["written"] + stats["set_aside"] + stats["quarantined"], stats
+        write_text_atomic(json.dumps({"chunk": k, **stats}, sort_keys=True, indent=1),
+                          self.out / MARKERS / f"{name}.json", tmp)
+        return stats
+
+
+def _check_run_file(out: Path, specs: list[InputSpec], cfg: TagConfig) -> None:
+    meta = {"format": FORMAT_VERSION, "inputs": [str(s.path.resolve()) for s in specs],
+            "config": cfg.model_dump(mode="json")}
+    text = json.dumps(meta, sort_keys=True, indent=1)
+    path = out / "run.json"
+    if path.exists():
+        if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):
+            raise TagRunError(f"{path}: {out} holds a run with other inputs or another config; "
+                              "use a new --out directory (or delete this one)")
+        return
+    write_text_atomic(text, path, out / TMP)
+
+
+def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
+               num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, autorater: Any = None,
+               progress: bool = True) -> dict:
+    """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json)."""
+    from tqdm import tqdm
+
+    from condpt.tagging.report import write_report
+
+    cfg = cfg or TagConfig()
+    specs = expand_inputs(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run_file(out, specs, cfg)
+    fields = fields_of(cfg)
+    cascade = Cascade(cfg, scorer=scorer, autorater=autorater)
+    threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer before forking
+    writer = _Writer(out, cfg, specs, threshold)
+    me, n_shards = shard
+    bar = tqdm(unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    pool = None
+    if num_proc > 1:
+        threads = max(1, (os.cpu_count() or 1) // num_proc)
+        pool = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorer, autorater))
+    pending: deque = deque()
+    n_chunks = 0
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            k, records, fut = pending.popleft()
+            tagged, bad = fut.result()
+            writer.finish(k, records, tagged, bad)
+            bar.update(len(records))
+
+    try:
+        for chunk in iter_chunks(specs, fields, cfg.rows_per_shard, cfg.max_shard_bytes):
+            n_chunks = chunk.index + 1
+            if chunk.index % n_shards != me:
+                continue
+            if (out / MARKERS / f"{part_name(chunk.index)}.json").exists():
+                drain(0)  # keep the order in which ids are seen
+                writer.remember(chunk.index)
+                bar.update(len(chunk.records))
+                continue
+            if pool is None:
+                tagged, bad = tag_records(cascade, specs, fields, chunk.records)
+                writer.finish(chunk.index, chunk.records, tagged, bad)
+                bar.update(len(chunk.records))
+            else:
+                pending.append((chunk.index, chunk.records, pool.submit(_work, chunk.records)))
+                drain(2 * num_proc)
+        drain(0)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return write_report(out, chunks_total=n_chunks)
