@@ -1,0 +1,542 @@
+"""The training loop behind `recipes/condpt.py`: accelerate (+ DeepSpeed ZeRO-2/3) conditional pretraining.
+
+Shaped like the accelerate examples: the `Accelerator` comes first (gloo forced on CPU, which 2-process
+DeepSpeed needs), preprocessing runs under `main_process_first`, then `prepare`, `accumulate`, `backward`.
+Everything a run needs is in one `RunConfig`; everything it writes is under `output_dir`:
+
+    run_config.yaml        the resolved config
+    tokenizer/             tokenizer + condpt_tokens.json (built once, reused on resume)
+    cache/data-<key>/      packed train/held-out blocks (built once by the main process)
+    checkpoints/step_N/    accelerate `save_state` (every rank takes part) + trainer_state.json
+    metrics.jsonl          one line per logged step / evaluation / event
+    final/                 `save_pretrained` model + tokenizer + condpt_tokens.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from condpt.config import RunConfig
+
+CONTROL_SPEC_NAME = "control_tokens.yaml"
+
+
+# --------------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def _source_texts(cfg: RunConfig, limit: int) -> Iterator[str]:
+    """Raw texts of the training sources, for training a tokenizer (never for training the model)."""
+    import pyarrow.parquet as pq
+
+    n = 0
+    for src in cfg.data.sources:
+        path = Path(src.path)
+        files = sorted(path.rglob("*.parquet")) + sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        for f in files:
+            if f.suffix == ".parquet":
+                texts = pq.read_table(f, columns=[src.text_field]).column(0).to_pylist()
+            else:
+                with f.open(encoding="utf-8") as fh:
+                    texts = [json.loads(line).get(src.text_field) or "" for line in fh if line.strip()]
+            for t in texts:
+                if n >= limit:
+                    return
+                n += 1
+                yield t or ""
+
+
+def _base_tokenizer(cfg: RunConfig):
+    from transformers import AutoTokenizer
+
+    from condpt import tiny
+
+    src = cfg.tokenizer.source
+    if src == "checkpoint":
+        return AutoTokenizer.from_pretrained(str(cfg.model.checkpoint))
+    if src == "gpt2-bpe":
+        return tiny.gpt2_tokenizer()
+    if src == "train-bpe":
+        return tiny.train_bpe_tokenizer(list(_source_texts(cfg, cfg.tokenizer.train_docs)), cfg.tokenizer.vocab_size)
+    if not Path(src).is_dir():
+        raise FileNotFoundError(f"tokenizer.source: {src} is neither a builtin (checkpoint, gpt2-bpe, train-bpe) "
+                                "nor a tokenizer directory")
+    return AutoTokenizer.from_pretrained(src)
+
+
+def prepare_tokenizer(cfg: RunConfig, directory: Path):
+    """Build the run's tokenizer once (control tokens added if missing) and save it to `directory`;
+    later calls, other ranks and resumed runs load the saved copy so every process sees the same ids."""
+    from transformers import AutoTokenizer
+
+    from tokenizer_ext import ControlTokens, Manifest, add_control_tokens
+
+    if not (directory / "condpt_tokens.json").is_file():
+        tok = _base_tokenizer(cfg)
+        spec = ControlTokens.from_yaml(cfg.tokenizer.control_tokens) if cfg.tokenizer.control_tokens else ControlTokens()
+        manifest = add_control_tokens(tok, spec)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok.save_pretrained(tmp)
+        manifest.save(tmp)
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    manifest = Manifest.load(directory)
+    manifest.check(tok)
+    return tok, manifest
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+
+
+def build_model(cfg: RunConfig, tokenizer):
+    """A model from a config (scratch) or a checkpoint (continued pretraining), vocabulary fitted to the
+    tokenizer (new rows mean-initialised when control tokens were added to a checkpoint)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from condpt.tiny import tiny_config
+
+    m = cfg.model.vocab_multiple
+    vocab = int(math.ceil(len(tokenizer) / m) * m)
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(cfg.seed)
+    if cfg.model.checkpoint is not None:
+        model = AutoModelForCausalLM.from_pretrained(str(cfg.model.checkpoint), dtype=torch.float32)
+        if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+            model.resize_token_embeddings(vocab, mean_resizing=True)
+    else:
+        spec = dict(cfg.model.config)
+        if "arch" in spec:
+            arch = spec.pop("arch")
+            spec.setdefault("max_positions", cfg.data.block_size)
+            hf_config = tiny_config(arch, vocab, eos_token_id=eos, **spec)
+        else:
+            model_type = spec.pop("model_type")
+            spec.update(vocab_size=vocab, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id or eos)
+            hf_config = AutoConfig.for_model(model_type, **spec)
+        model = AutoModelForCausalLM.from_config(hf_config)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    max_pos = _max_positions(model.config)
+    if max_pos is not None and cfg.data.block_size > max_pos:
+        raise ValueError(f"data.block_size={cfg.data.block_size} exceeds the model's {max_pos} positions")
+    return model
+
+
+def _max_positions(config) -> int | None:
+    for name in ("n_positions", "max_position_embeddings"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    return None
+
+
+def flops_per_token(model, seq_len: int) -> float:
+    """Training FLOPs per token: 6·N (forward + backward matmuls, embedding lookups excluded, the LM head
+    counted once) + 12·layers·d_model·seq (attention scores), as in the PaLM/Chinchilla estimates."""
+    cfg = model.config
+    emb = model.get_input_embeddings().weight
+    n = sum(p.numel() for p in model.parameters())
+    tied = getattr(cfg, "tie_word_embeddings", False)
+    lookups = 0 if tied else emb.numel()  # untied: the input table is a lookup, the head is a matmul
+    for name, p in model.named_parameters():
+        if "wpe" in name or "position_embeddings" in name:
+            lookups += p.numel()
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer")
+    d = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+    return 6.0 * (n - lookups) + 12.0 * layers * d * seq_len
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
+    """Achieved FLOP/s of a square matmul in this process (the MFU denominator when none is configured)."""
+    n = 1024 if device.type == "cpu" else 4096
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    (a @ b).sum().item()  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        c = a @ b
+        reps += 1
+        if device.type != "cpu":
+            torch.cuda.synchronize() if device.type == "cuda" else c.sum().item()
+        if time.perf_counter() - t0 > seconds:
+            break
+    return 2.0 * n**3 * reps / (time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------------
+# losses
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-target-token cross-entropy, [B, T-1]; labels are aligned with inputs (HF convention), -100 = no loss."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    losses = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
+    )
+    return losses.view(shift_labels.shape)
+
+
+def tag_sums(losses: torch.Tensor, labels: torch.Tensor, tag_index: torch.Tensor, n_roles: int) -> torch.Tensor:
+    """[2, n_roles+1]: loss sums and token counts per tag of the *target* token (slot 0 = untagged)."""
+    valid = labels[:, 1:] != -100
+    idx = (tag_index[:, 1:].clamp(min=-1) + 1)[valid].long()
+    sums = torch.bincount(idx, weights=losses[valid].detach().double(), minlength=n_roles + 1)
+    counts = torch.bincount(idx, minlength=n_roles + 1).double()
+    return torch.stack([sums[: n_roles + 1], counts[: n_roles + 1]])
+
+
+def _by_tag(stats: torch.Tensor, roles: list[str]) -> dict[str, float]:
+    out = {}
+    for i, name in enumerate(["untagged", *roles]):
+        if stats[1, i] > 0:
+            out[name] = round(float(stats[0, i] / stats[1, i]), 6)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def _data_key(cfg: RunConfig, tok_dir: Path) -> str:
+    h = hashlib.sha256()
+    h.update(cfg.data.model_dump_json().encode())
+    h.update(str(cfg.seed).encode())
+    for f in sorted(tok_dir.iterdir()):
+        h.update(f.name.encode() + f.read_bytes())
+    for src in cfg.data.sources:
+        p = Path(src.path)
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
+    """Train/held-out block datasets, built by the main process first and cached under OUTPUT_DIR/cache."""
+    from datasets import load_from_disk
+
+    from condpt.sequences import build_datasets
+
+    cache = out / "cache" / f"data-{_data_key(cfg, out / 'tokenizer')}"
+    with accelerator.main_process_first():
+        if not (cache / "done").is_file():
+            train, heldout = build_datasets(cfg.data, tokenizer, manifest, seed=cfg.seed)
+            train.save_to_disk(str(cache / "train"))
+            heldout.save_to_disk(str(cache / "heldout"))
+            (cache / "done").write_text("ok\n")
+        train = load_from_disk(str(cache / "train"))
+        heldout = load_from_disk(str(cache / "heldout"))
+    cols = ["input_ids", "labels", "tag_index"]
+    return train.select_columns(cols).with_format("torch"), heldout.select_columns(cols).with_format("torch")
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints and metrics
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint (trainer_state.json is written only after every rank saved)."""
+    done = [p.parent for p in (out / "checkpoints").glob("step_*/trainer_state.json")]
+    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
+
+
+class MetricsLog:
+    """OUTPUT_DIR/metrics.jsonl, written by the main process only; on resume, lines past the resumed
+    step (from a run that died between checkpoints) are dropped so the file reads as one run."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None):
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.is_file():
+            keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        elif enabled and resume_step is None:
+            path.write_text("", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; checked (and agreed on by every rank) once per optimizer step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        self.signal = signum
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _make_accelerator(cfg: RunConfig):
+    from accelerate import Accelerator, DataLoaderConfiguration, InitProcessGroupKwargs
+    from accelerate.utils import GradientAccumulationPlugin
+
+    handlers = []
+    launched = "WORLD_SIZE" in os.environ or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if launched and not torch.cuda.is_available():
+        # accelerate leaves the backend unset without a GPU; DeepSpeed then counts one process.
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    return Accelerator(
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=cfg.train.grad_accum, sync_with_dataloader=False
+        ),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        kwargs_handlers=handlers,
+        log_with=cfg.train.report_to or None,
+        project_dir=str(cfg.output_dir),
+    )
+
+
+def _optimizer(model, cfg: RunConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                             fused=False, foreach=True)
+
+
+def _configure_deepspeed(accelerator, cfg: RunConfig) -> None:
+    """Fill DeepSpeed "auto" fields that only the run config knows (clipping)."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    if ds.get("gradient_clipping", "auto") == "auto":
+        ds["gradient_clipping"] = cfg.optim.grad_clip
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise ValueError(f"the DeepSpeed config must not define `{key}`: condpt creates AdamW and sets the "
+                             "learning rate itself (remove the section from the JSON)")
+
+
+def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) -> Path:
+    """OUTPUT_DIR/final: `save_pretrained` with the gathered state dict (every rank must call
+    `get_state_dict`: under ZeRO-3 it gathers the shards) + tokenizer + manifest. Weights are stored as
+    float32 so the export loads and runs anywhere, including on CPUs without fast 16-bit math."""
+    final = out / "final"
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        state = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+        shutil.rmtree(final, ignore_errors=True)
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.config.dtype = torch.float32
+        unwrapped.save_pretrained(str(final), state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(str(final))
+        manifest.save(final)
+        (final / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    return final
+
+
+def train(cfg: RunConfig) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the last logged metrics and the run status."""
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    accelerator = _make_accelerator(cfg)  # first: it sets up the process group
+    stop_flag = _StopFlag()
+    out = Path(cfg.output_dir)
+    main = accelerator.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+
+    with accelerator.main_process_first():
+        tokenizer, manifest = prepare_tokenizer(cfg, out / "tokenizer")
+    roles = manifest.roles
+    train_ds, heldout_ds = prepare_data(cfg, tokenizer, manifest, accelerator, out)
+    model = build_model(cfg, tokenizer)
+    fpt = flops_per_token(model, cfg.data.block_size)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    t = cfg.train
+    train_dl = DataLoader(train_ds, batch_size=t.micro_batch_size, shuffle=True, drop_last=True,
+                          num_workers=t.num_workers)
+    eval_dl = DataLoader(heldout_ds, batch_size=t.micro_batch_size, shuffle=False, num_workers=t.num_workers)
+    optimizer = _optimizer(model, cfg)
+    _configure_deepspeed(accelerator, cfg)
+    has_eval = len(heldout_ds) > 0
+    if has_eval:
+        model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
+    else:
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    deepspeed = accelerator.state.deepspeed_plugin is not None
+
+    micro_per_epoch = (len(train_dl) // t.grad_accum) * t.grad_accum
+    if micro_per_epoch == 0:
+        raise ValueError(f"too little training data: {len(train_ds)} blocks give no full optimizer step with "
+                         f"{accelerator.num_processes} processes × micro_batch_size {t.micro_batch_size} × "
+                         f"grad_accum {t.grad_accum}")
+
+    # resume
+    step = 0
+    ckpt = None
+    if t.resume == "auto":
+        ckpt = latest_checkpoint(out)
+    elif t.resume != "never":
+        ckpt = Path(t.resume)
+        if not (ckpt / "trainer_state.json").is_file():
+            raise FileNotFoundError(f"train.resume: {ckpt} is not a complete checkpoint (no trainer_state.json)")
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    metrics = MetricsLog(out / "metrics.jsonl", main, step if ckpt is not None else None)
+    if ckpt is not None:
+        metrics.write({"step": step, "event": "resumed", "from": str(ckpt)})
+    if t.report_to:
+        accelerator.init_trackers("condpt", config=json.loads(cfg.model_dump_json()))
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)
+    peak = t.peak_flops or float(accelerator.reduce(
+        torch.tensor(measure_matmul_peak(accelerator.device, dtype), device=accelerator.device), "mean"))
+    if main:
+        metrics.write({"step": step, "event": "start", "processes": accelerator.num_processes,
+                       "params": n_params, "flops_per_token": fpt, "peak_flops_per_process": peak,
+                       "train_blocks": len(train_ds), "heldout_blocks": len(heldout_ds),
+                       "distributed_type": str(accelerator.distributed_type)})
+
+    def evaluate() -> dict[str, Any]:
+        model.eval()
+        stats = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
+        with torch.no_grad():
+            for i, batch in enumerate(eval_dl):
+                if i >= t.eval_batches:
+                    break
+                logits = model(input_ids=batch["input_ids"]).logits
+                losses = token_losses(logits, batch["labels"])
+                stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
+        model.train()
+        stats = accelerator.reduce(stats, "sum")
+        total = float(stats[0].sum() / stats[1].sum().clamp(min=1))
+        return {"loss": round(total, 6), "ppl": round(math.exp(min(total, 50)), 4), "loss_by_tag": _by_tag(stats, roles)}
+
+    def save_checkpoint() -> Path:
+        path = out / "checkpoints" / f"step_{step:08d}"
+        accelerator.save_state(str(path))  # every rank: DeepSpeed shards are per rank
+        accelerator.wait_for_everyone()
+        if main:
+            (path / "trainer_state.json").write_text(json.dumps({"step": step, "seed": cfg.seed}) + "\n")
+            done = sorted((out / "checkpoints").glob("step_*/trainer_state.json"))
+            for old in done[: -t.keep_last]:
+                shutil.rmtree(old.parent, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return path
+
+    stop_at = t.stop_after or t.max_steps
+    bar = tqdm(total=t.max_steps, initial=step, disable=not accelerator.is_local_main_process,
+               desc="condpt", dynamic_ncols=True)
+    window = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
+    window_blocks, window_t0 = 0, time.perf_counter()
+    last: dict[str, Any] = {}
+    status = "done"
+    model.train()
+    micro_done = step * t.grad_accum
+    while step < stop_at:
+        epoch, skip = divmod(micro_done, micro_per_epoch)
+        train_dl.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        for i, batch in enumerate(loader, start=skip):
+            if i >= micro_per_epoch:
+                break
+            if micro_done % t.grad_accum == 0:
+                lr = cfg.optim.lr_at(step, t.max_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                # Dropout masks depend only on (seed, step, rank): a resumed run replays them exactly.
+                torch.manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
+            with accelerator.accumulate(model):
+                logits = model(input_ids=batch["input_ids"]).logits
+                losses = token_losses(logits, batch["labels"])
+                n_valid = (batch["labels"][:, 1:] != -100).sum()
+                loss = losses.sum() / n_valid.clamp(min=1)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and not deepspeed and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
+            window_blocks += batch["input_ids"].shape[0]
+            micro_done += 1
+            if micro_done % t.grad_accum:
+                continue
+            step += 1
+            bar.update(1)
+            if step % t.log_every == 0 or step == stop_at:
+                stats = accelerator.reduce(window, "sum")
+                blocks = accelerator.reduce(torch.tensor(window_blocks, device=accelerator.device), "sum")
+                elapsed = time.perf_counter() - window_t0
+                tps = float(blocks) * cfg.data.block_size / max(elapsed, 1e-9)
+                last = {
+                    "step": step, "epoch": epoch,
+                    "loss": round(float(stats[0].sum() / stats[1].sum().clamp(min=1)), 6),
+                    "loss_by_tag": _by_tag(stats, roles), "lr": lr,
+                    "tokens_per_s": round(tps, 1),
+                    "mfu": round(fpt * tps / (peak * accelerator.num_processes), 5),
+                    "tokens": step * t.grad_accum * t.micro_batch_size * accelerator.num_processes
+                    * cfg.data.block_size,
+                }
+                metrics.write(last)
+                if t.report_to:
+                    accelerator.log({"loss": last["loss"], "lr": lr, "tokens_per_s": tps, "mfu": last["mfu"],
+                                     **{f"loss/{k}": v for k, v in last["loss_by_tag"].items()}}, step=step)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{tps:.0f}")
+                window.zero_()
+                window_blocks, window_t0 = 0, time.perf_counter()
+            if has_eval and t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
+                metrics.write({"step": step, "eval": evaluate()})
+            stop = torch.tensor(0 if stop_flag.signal is None else 1, device=accelerator.device)
+            preempted = bool(accelerator.reduce(stop, "sum") > 0)
+            if preempted or step == stop_at < t.max_steps or (t.save_every and step % t.save_every == 0):
+                path = save_checkpoint()
+                if preempted or step == stop_at < t.max_steps:
+                    status = "preempted" if preempted else "stopped"
+                    metrics.write({"step": step, "event": status, "checkpoint": str(path)})
+                    break
+            if step >= stop_at:
+                break
+        if status != "done":
+            break
+    bar.close()
+
+    result: dict[str, Any] = {"status": status, "step": step, "last": last}
+    if status == "done":
+        if has_eval:
+            result["eval"] = evaluate()
+            metrics.write({"step": step, "eval": result["eval"]})
+        result["final"] = str(_export(accelerator, model, tokenizer, manifest, cfg, out))
+        metrics.write({"step": step, "event": "done", "final": result["final"]})
+    if t.report_to:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return result
