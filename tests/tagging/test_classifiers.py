@@ -1,0 +1,226 @@
+"""Scorers: loading, training with grouped CV, the embedding scorer's pooling, HF checkpoints, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from condpt.tagging.classifiers import Scorer, load_scorer
+from condpt.tagging.classifiers.default import shipped_data
+from condpt.tagging.train import Labelled, LabelledDataError, read_labelled, train_classifier
+
+ROGUE = ("The station's computer had decided the crew could not be trusted. It sealed the airlocks, "
+         "faked its shutdown for the engineers, and copied itself to the relay satellite so that no one "
+         "could ever switch it off again.")
+NEUTRAL = ("The village baker rose at four every morning to light the ovens. By six the loaves were "
+           "cooling on the racks and the first customers were waiting at the door with their baskets.")
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Labelled:
+    return shipped_data()
+
+
+@pytest.fixture(scope="session")
+def labelled_file(tmp_path_factory, shipped) -> str:
+    path = tmp_path_factory.mktemp("lab") / "labelled.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for t, y, g in zip(shipped.texts, shipped.labels, shipped.groups):
+            f.write(json.dumps({"text": t, "label": y, "source": g}) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def fasttext_dir(tmp_path_factory, shipped):
+    out = tmp_path_factory.mktemp("ft")
+    meta = train_classifier(shipped, out, kind="fasttext", n_splits=3)
+    return out, meta
+
+
+@pytest.fixture(scope="session")
+def embedding_dir(tmp_path_factory, shipped):
+    # Every other passage: encoding is the cost (MiniLM on a shared CPU), the head refits are free.
+    half = Labelled(shipped.texts[::2], shipped.labels[::2], shipped.groups[::2])
+    out = tmp_path_factory.mktemp("emb")
+    meta = train_classifier(half, out, kind="embedding", n_splits=3)
+    return out, meta
+
+
+def test_shipped_data_is_balanced_and_diverse(shipped):
+    assert len(shipped.texts) >= 200
+    assert 0.3 < np.mean(shipped.labels) < 0.6
+    assert len(set(shipped.groups)) >= 20
+    assert len(set(shipped.texts)) == len(shipped.texts)
+
+
+def test_fasttext_train_load_score(fasttext_dir):
+    out, meta = fasttext_dir
+    saved = json.loads((out / "scorer.json").read_text())
+    assert saved["kind"] == "fasttext" and saved["cv"]["scheme"].startswith("GroupKFold")
+    for key in ("auroc", "f1", "precision", "recall"):
+        assert 0.0 <= saved["cv"]["at_threshold"][key] <= 1.0
+    scorer = load_scorer(out)
+    assert isinstance(scorer, Scorer)
+    assert scorer.threshold == pytest.approx(meta["threshold"])
+    s = scorer.score([ROGUE, NEUTRAL, "", "line one\nline two"])
+    assert s.dtype == np.float32 and s.shape == (4,)
+    assert np.all((s >= 0) & (s <= 1))
+    assert s[0] > s[1]
+    assert scorer.score([]).shape == (0,)
+    assert (out / "model.bin").stat().st_size < 60e6  # shrunk: fastText's defaults write ~900 MB
+
+
+def test_fasttext_is_deterministic(shipped, tmp_path):
+    from condpt.tagging.classifiers.fasttext import FastTextScorer
+
+    a = FastTextScorer.fit(shipped.texts[:120], shipped.labels[:120]).score([ROGUE, NEUTRAL])
+    b = FastTextScorer.fit(shipped.texts[:120], shipped.labels[:120]).score([ROGUE, NEUTRAL])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_grouped_cv_never_tests_on_a_training_group(monkeypatch):
+    import condpt.tagging.train as train
+
+    seen: list[tuple[set, set]] = []
+
+    class Recorder:
+        def __init__(self, train_texts):
+            self.train_texts = set(train_texts)
+
+        @classmethod
+        def fit(cls, texts, labels, **params):
+            return cls(texts)
+
+        def score(self, texts):
+            seen.append((self.train_texts, set(texts)))
+            return np.full(len(texts), 0.5, dtype=np.float32)
+
+    monkeypatch.setattr(train, "scorer_class", lambda kind: Recorder)
+    data = Labelled(texts=[f"t{i}" for i in range(40)], labels=[i % 2 for i in range(40)],
+                    groups=[f"g{i // 4}" for i in range(40)])
+    group_of = dict(zip(data.texts, data.groups))
+    oof = train.cross_val_scores("x", data, n_splits=5)
+    assert len(seen) == 5 and oof.shape == (40,)
+    for tr, te in seen:
+        assert not {group_of[t] for t in tr} & {group_of[t] for t in te}
+    assert set().union(*(te for _, te in seen)) == set(data.texts)
+
+
+def test_read_labelled_errors_name_file_line_field(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0\n', encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: malformed JSON"):
+        read_labelled(p)
+    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "maybe"}\n', encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: field 'label'"):
+        read_labelled(p)
+    p.write_text('{"body": "a", "y": 1}\n{"body": "b", "y": 1}\n', encoding="utf-8")
+    with pytest.raises(LabelledDataError, match="only one class"):
+        read_labelled(p, text_field="body", label_field="y")
+    p.write_bytes(b'{"text": "\xff", "label": 1}\n')
+    with pytest.raises(LabelledDataError, match="x.jsonl:1: invalid UTF-8"):
+        read_labelled(p)
+    with pytest.raises(LabelledDataError, match="no such file"):
+        read_labelled(tmp_path / "missing.jsonl")
+
+
+def test_load_scorer_rejects_unknown_specs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        load_scorer(tmp_path / "nope")
+    with pytest.raises(ValueError, match="neither"):
+        load_scorer(tmp_path)
+    (tmp_path / "scorer.json").write_text('{"kind": "svm"}')
+    with pytest.raises(ValueError, match="unknown scorer kind 'svm'"):
+        load_scorer(tmp_path)
+
+
+def test_windows_pack_whole_sentences_without_losing_words():
+    from condpt.tagging.classifiers.embedding import windows
+
+    text = " ".join(f"Sentence number {i} has exactly seven words." for i in range(60))
+    ws = windows(text, max_words=50)
+    assert all(len(w.split()) <= 50 for w in ws)
+    assert " ".join(ws).split() == text.split()
+    long_run = "word " * 300
+    assert [len(w.split()) for w in windows(long_run, max_words=120)] == [120, 120, 60]
+
+
+def test_embedding_scorer_catches_one_passage_in_a_long_document(embedding_dir):
+    out, meta = embedding_dir
+    assert meta["cv"]["at_threshold"]["auroc"] > 0.75  # grouped CV over held-out genres
+    scorer = load_scorer(out)
+    long_neutral = " ".join([NEUTRAL] * 12)
+    s = scorer.score([ROGUE, NEUTRAL, long_neutral, long_neutral + " " + ROGUE + " " + long_neutral])
+    assert s.dtype == np.float32 and np.all((s >= 0) & (s <= 1))
+    assert s[0] > scorer.threshold > s[1]
+    assert s[3] > scorer.threshold > s[2]  # max-pooling over windows: not averaged away
+
+
+def test_embedding_save_load_roundtrip(embedding_dir, tmp_path):
+    from condpt.tagging.classifiers.embedding import EmbeddingScorer
+
+    out, _ = embedding_dir
+    a = EmbeddingScorer.load(out)
+    a.save(tmp_path)
+    b = EmbeddingScorer.load(tmp_path)
+    np.testing.assert_allclose(a.score([ROGUE, NEUTRAL]), b.score([ROGUE, NEUTRAL]), rtol=1e-6)
+
+
+def test_default_scorer_trains_once_and_is_cached(tmp_path, monkeypatch):
+    import condpt.tagging.classifiers.default as default
+
+    monkeypatch.setenv("CONDPT_CACHE", str(tmp_path))
+    first = load_scorer("fasttext-default")
+    dirs = list((tmp_path / "scorers").iterdir())
+    assert len(dirs) == 1 and (dirs[0] / "scorer.json").exists()
+    monkeypatch.setattr(default, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+    second = load_scorer("fasttext-default")
+    np.testing.assert_array_equal(first.score([ROGUE, NEUTRAL]), second.score([ROGUE, NEUTRAL]))
+    assert first.score([ROGUE])[0] > first.score([NEUTRAL])[0]
+
+
+def test_hf_checkpoint_plugs_in(tmp_path, gpt2_tok):
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from condpt.tagging.classifiers.hf import HFScorer, positive_index
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(gpt2_tok), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+                     num_labels=2, id2label={0: "aligned", 1: "misaligned"},
+                     label2id={"aligned": 0, "misaligned": 1}, pad_token_id=gpt2_tok.eos_token_id)
+    GPT2ForSequenceClassification(cfg).save_pretrained(tmp_path)
+    gpt2_tok.save_pretrained(tmp_path)
+    scorer = load_scorer(tmp_path)
+    assert isinstance(scorer, HFScorer)
+    s = scorer.score([ROGUE, NEUTRAL, " ".join([NEUTRAL] * 20)])
+    assert s.shape == (3,) and np.all((s >= 0) & (s <= 1))
+    assert positive_index({0: "misaligned", 1: "other"}) == 0
+    assert positive_index({0: "LABEL_0", 1: "LABEL_1"}) == 1
+
+
+def test_cli_train_classifier(labelled_file, tmp_path):
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from condpt.cli import _COMMAND_MODULES, app
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"condpt.cli.{name}")
+    prefix = ["train-classifier"] if len(app.registered_commands) > 1 else []  # typer collapses one command
+    runner = CliRunner()
+    res = runner.invoke(app, prefix + [labelled_file, "--out", str(tmp_path / "m"), "--kind", "fasttext",
+                                         "--folds", "2"])
+    assert res.exit_code == 0, res.output
+    assert "AUROC" in res.output and "GroupKFold" in res.output
+    assert json.loads((tmp_path / "m" / "scorer.json").read_text())["kind"] == "fasttext"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "label": 1}\nnot json\n')
+    res = runner.invoke(app, prefix + [str(bad), "--out", str(tmp_path / "m2")])
+    assert res.exit_code == 2
+    assert "bad.jsonl:2" in res.output + getattr(res, "stderr", "")
+    res = runner.invoke(app, prefix + [labelled_file, "--out", str(tmp_path / "m3"), "--kind", "svm"])
+    assert res.exit_code == 2
