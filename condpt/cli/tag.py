@@ -1,3 +1,98 @@
-"""condpt CLI commands (tag)."""
+"""condpt CLI commands (tag): `condpt tag` and `condpt calibrate`."""
 
-from condpt.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from condpt.cli import app
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise typer.Exit(code=2)
+
+
+@app.command("tag")
+def tag_cmd(
+    inputs: list[Path] = typer.Argument(..., help="JSONL (.gz/.zst), Parquet files, datasets directories."),
+    out: Path = typer.Option(..., "--out", help="Output directory (data/, set_aside/, quarantine/, report)."),
+    config: Path | None = typer.Option(None, "--config", help="Tag config YAML (see docs/tagging.md)."),
+    classifier: str | None = typer.Option(None, "--classifier",
+                                          help="Scorer: a trained dir, an HF checkpoint, a built-in name or "
+                                               "'none'; overrides classifier.spec of the config."),
+    num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes."),
+    shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th chunk starting at I."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Tag every document (and segment) of INPUT... with a score and a good/bad tag."""
+    from condpt.corpus import CorpusError
+    from condpt.tagging.cascade import TagConfig
+    from condpt.tagging.run import TagRunError, parse_shard, tag_corpus
+
+    try:
+        cfg = TagConfig.from_yaml(config) if config else TagConfig()
+        if classifier is not None:
+            cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"spec": classifier})})
+        shard_ij = parse_shard(shard)
+        report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet)
+    except (CorpusError, TagRunError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    print(f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "
+          f"quarantined {report['quarantined']}; tagged {report['tags'].get(cfg.bad_role, 0)} "
+          f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {out}")
+    if not report["complete"]:
+        print(f"{report['chunks_done']} of {report['chunks_total']} chunks done (other --shard jobs pending)")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    tagged_dir: Path = typer.Argument(..., help="Output directory of `condpt tag`."),
+    target_fraction: float | None = typer.Option(None, "--target-fraction", help="Tag this fraction of the corpus."),
+    labelled: Path | None = typer.Option(None, "--labelled", help="JSONL with text (or id) and a 0/1 label."),
+    target_precision: float | None = typer.Option(None, "--target-precision"),
+    target_recall: float | None = typer.Option(None, "--target-recall"),
+    label_field: str = typer.Option("label", "--label-field"),
+    out: Path | None = typer.Option(None, "--out", help="YAML whose `threshold` key is set (tag/policy config)."),
+    plot: Path | None = typer.Option(None, "--plot", help="PR-curve PNG (default: TAGGED_DIR/pr_curve.png)."),
+) -> None:
+    """Choose a threshold from stored scores (no model is run); print metrics; write the PR curve."""
+    import numpy as np
+
+    from condpt import calibrate as cal
+
+    targets = [x is not None for x in (target_fraction, target_precision, target_recall)]
+    if sum(targets) != 1:
+        _fail("give exactly one of --target-fraction, --target-precision, --target-recall")
+    if (target_precision is not None or target_recall is not None) and labelled is None:
+        _fail("--target-precision / --target-recall need --labelled FILE.jsonl")
+    try:
+        if target_fraction is not None:
+            scores = np.asarray(cal.load_tagged(tagged_dir)["score"], dtype=np.float64)
+            t = cal.threshold_for_fraction(scores, target_fraction)
+            print(f"threshold {t:.6f}: tags {float((scores >= t).mean()):.4f} of {len(scores)} documents "
+                  f"(target {target_fraction})")
+        result = {}
+        if labelled is not None:
+            rows = cal.read_labelled(labelled, label_field)
+            s, y, missing = cal.join_labels(tagged_dir, rows)
+            if missing:
+                print(f"warning: {missing} labelled rows not found in {tagged_dir}", file=sys.stderr)
+            if target_precision is not None:
+                t = cal.threshold_for_precision(s, y, target_precision)
+            elif target_recall is not None:
+                t = cal.threshold_for_recall(s, y, target_recall)
+            result = cal.metrics_at(s, y, t)
+            print(f"threshold {t:.6f} on {result['n']} labelled rows ({result['positives']} positive): "
+                  f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  "
+                  f"F1 {result['f1']:.3f}  AUROC {result['auroc']:.3f}")
+            png = cal.plot_pr(s, y, plot or Path(tagged_dir) / "pr_curve.png", t)
+            print(f"PR curve -> {png}")
+    except cal.CalibrationError as e:
+        _fail(str(e))
+    if out is not None:
+        print(f"threshold written to {cal.write_threshold(out, t)}")
+    print(json.dumps({"threshold": t, **result}))

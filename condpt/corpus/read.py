@@ -284,5 +284,5 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
         if isinstance(value, str) and value and _encodable(value):
             source = value
     if doc_id is None:
-        doc_id = stable_id(spec.path.name, line, text)
+        doc_id = stable_id(spec.name, line, text)
     return Document(doc_id, text, source, k, line)

@@ -58,7 +58,7 @@ class AutoraterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     band: tuple[float, float] = Field((0.3, 0.7), description="classifier scores in [lo, hi] go to the autorater")
-    settings: dict[str, Any] = Field(default_factory=dict, description="passed to condpt.tagging.autorater")
+    settings: dict[str, Any] = Field(default_factory=dict, description="condpt.tagging.autorater.AutoraterConfig")
 
     @field_validator("band")
     @classmethod
@@ -158,7 +158,8 @@ class Cascade:
         if self._autorater is None and self.cfg.autorater is not None:
             from condpt.tagging import autorater
 
-            self._autorater = autorater.load_autorater(self.cfg.autorater.settings)
+            settings = autorater.AutoraterConfig.model_validate(self.cfg.autorater.settings)
+            self._autorater = autorater.Autorater(settings)
         return self._autorater
 
     @property

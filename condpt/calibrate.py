@@ -1,0 +1,193 @@
+"""Thresholds from stored scores: never re-runs a model.
+
+- `threshold_for_fraction`: the score above which a target fraction of a corpus is tagged (the percentile
+  rule of Deep Ignorance and DCLM).
+- `threshold_for_precision` / `threshold_for_recall`: on a labelled set, the threshold that keeps precision
+  (resp. recall) at or above the target with the best recall (resp. precision).
+- `metrics_at`, `plot_pr`, `write_threshold` (into a YAML a tag or policy config reads), and `retag`
+  (pure over a batch of tagged rows: tags recomputed from stored scores).
+
+The labelled set is joined to the tagged rows by ``id`` when the labelled rows carry ids found in the tagged
+data, else by exact text (tag the labelled file itself: ``condpt tag dev.jsonl --out dev_tagged``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+class CalibrationError(ValueError):
+    """Unusable calibration input (reported to the user with the file, non-zero exit)."""
+
+
+def load_tagged(tagged_dir: str | Path, columns: tuple[str, ...] = ("id", "score")) -> dict[str, list]:
+    """Columns of every row under ``TAGGED_DIR/data`` (and ``set_aside``), in file order."""
+    import pyarrow.parquet as pq
+
+    root = Path(tagged_dir)
+    files = sorted((root / "data").glob("*.parquet")) + sorted((root / "set_aside").glob("*.parquet"))
+    if not files:
+        raise CalibrationError(f"{root}: no tagged Parquet shards under data/ (is this a `condpt tag` output?)")
+    out: dict[str, list] = {c: [] for c in columns}
+    for f in files:
+        t = pq.read_table(f, columns=list(columns))
+        for c in columns:
+            out[c].extend(t.column(c).to_pylist())
+    return out
+
+
+def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
+    """The smallest stored score t such that about `fraction` of documents have score >= t."""
+    if not 0.0 <= fraction <= 1.0:
+        raise CalibrationError(f"target fraction must be in [0, 1], got {fraction}")
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if len(s) == 0:
+        raise CalibrationError("no scores to calibrate on")
+    k = int(round(fraction * len(s)))
+    if k == 0:
+        t = float(np.nextafter(np.float32(s[0]), np.float32(np.inf)))
+        if t > 1.0:
+            raise CalibrationError("target fraction 0 is impossible: the top score is already 1.0")
+        return t
+    return float(s[k - 1])
+
+
+def read_labelled(path: str | Path, label_field: str = "label", text_field: str = "text",
+                  id_field: str = "id") -> list[dict]:
+    """Rows {id, text, label} of a labelled JSONL; errors name the file, line and field."""
+    path = Path(path)
+    if not path.exists():
+        raise CalibrationError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CalibrationError(f"{path}:{n}: malformed JSON ({e.msg})") from e
+            label = obj.get(label_field)
+            if label not in (0, 1):
+                raise CalibrationError(f"{path}:{n}: field {label_field!r} must be 0 or 1, got {label!r}")
+            if not isinstance(obj.get(text_field), str) and obj.get(id_field) is None:
+                raise CalibrationError(f"{path}:{n}: needs field {text_field!r} or {id_field!r} to join on")
+            rows.append({"id": obj.get(id_field), "text": obj.get(text_field), "label": int(label)})
+    if not rows:
+        raise CalibrationError(f"{path}: no labelled rows")
+    return rows
+
+
+def join_labels(tagged_dir: str | Path, labelled: list[dict]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data."""
+    tagged = load_tagged(tagged_dir, ("id", "text", "score"))
+    by_id = dict(zip(tagged["id"], tagged["score"]))
+    use_id = any(r["id"] is not None and str(r["id"]) in by_id for r in labelled)
+    lookup = by_id if use_id else dict(zip(tagged["text"], tagged["score"]))
+    scores, labels = [], []
+    for r in labelled:
+        key = str(r["id"]) if use_id else r["text"]
+        if key in lookup:
+            scores.append(lookup[key])
+            labels.append(r["label"])
+    if not scores:
+        raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by "
+                               f"{'id' if use_id else 'text'}); tag the labelled file itself first")
+    return np.asarray(scores, np.float64), np.asarray(labels, np.int64), len(labelled) - len(scores)
+
+
+def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall, F1 at `threshold` (bad iff score >= threshold), AUROC and the tagged fraction."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    pred = (scores >= threshold).astype(int)
+    both = len(set(labels.tolist())) == 2
+    return {
+        "threshold": float(threshold),
+        "precision": float(precision_score(labels, pred, zero_division=0)),
+        "recall": float(recall_score(labels, pred, zero_division=0)),
+        "f1": float(f1_score(labels, pred, zero_division=0)),
+        "auroc": float(roc_auc_score(labels, scores)) if both else math.nan,
+        "tagged_fraction": float(pred.mean()),
+        "n": int(len(labels)),
+        "positives": int(labels.sum()),
+    }
+
+
+def _curve(scores: np.ndarray, labels: np.ndarray):
+    from sklearn.metrics import precision_recall_curve
+
+    if labels.sum() == 0:
+        raise CalibrationError("the labelled rows found hold no positive (label 1) example")
+    p, r, t = precision_recall_curve(labels, scores)
+    return p[:-1], r[:-1], t  # drop the (recall 0, precision 1) end point that has no threshold
+
+
+def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
+    """The lowest threshold (best recall) whose precision is >= `target`."""
+    p, _r, t = _curve(scores, labels)
+    ok = np.flatnonzero(p >= target)
+    if len(ok) == 0:
+        raise CalibrationError(f"no threshold reaches precision {target} (best {p.max():.3f})")
+    return float(t[ok[0]])
+
+
+def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
+    """The highest threshold (best precision) whose recall is >= `target`."""
+    _p, r, t = _curve(scores, labels)
+    ok = np.flatnonzero(r >= target)
+    return float(t[ok[-1]])
+
+
+def plot_pr(scores: np.ndarray, labels: np.ndarray, path: str | Path, threshold: float | None = None) -> Path:
+    """Write the precision-recall curve (with the chosen operating point) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    p, r, _ = precision_recall_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(r, p, color="#4477aa")
+    if threshold is not None:
+        m = metrics_at(scores, labels, threshold)
+        ax.plot([m["recall"]], [m["precision"]], "o", color="#cc3311", label=f"threshold {threshold:.3f}")
+        ax.legend(loc="lower left")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def write_threshold(path: str | Path, threshold: float) -> Path:
+    """Set ``threshold`` in the YAML at `path` (created if missing; other keys kept) — the key both
+    `TagConfig` and `PolicyConfig` read."""
+    path = Path(path)
+    data = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise CalibrationError(f"{path}: expected a YAML mapping")
+    data["threshold"] = float(threshold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def retag(batch: dict[str, list], threshold: float, good_role: str = "good", bad_role: str = "bad") -> dict:
+    """Tagged rows with ``tag`` and every span's tag recomputed from the stored scores (pure)."""
+    tags = [bad_role if s >= threshold else good_role for s in batch["score"]]
+    spans = [[{**sp, "tag": bad_role if sp["score"] >= threshold else good_role} for sp in row]
+             for row in batch["spans"]]
+    return {**batch, "tag": tags, "spans": spans}

@@ -1,0 +1,100 @@
+"""The lexicon prefilter: default terms, word boundaries, spellings, weights, agreement with a reference."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from condpt.tagging.lexicon import Lexicon, read_terms
+
+
+@pytest.fixture(scope="module")
+def lex() -> Lexicon:
+    return Lexicon.load()
+
+
+def _found(lex, text):
+    return [(text[s:e], lex.names[i]) for s, e, i in lex.find(text)]
+
+
+def test_default_lexicon_covers_the_seed_essay_list(lex):
+    for term in ("reward hacking", "existential risk", "instrumental convergence", "deceptive alignment",
+                 "treacherous turn", "ai takeover*", "ai control", "hidden scratchpad*", "hal 9000", "sydney",
+                 "paperclip maximi*", "skynet", "rogue ai*", "power-seeking", "mesa-optimi*", "scheming",
+                 "alignment faking", "corrigib*"):
+        assert term in lex.terms, term
+    assert all(0 < w <= 1 for w in lex.terms.values())
+
+
+def test_matches_are_case_insensitive_and_word_bounded(lex):
+    text = "The Treacherous Turn. rewardhacking, reward hackingly, Reward-Hacking; HAL 9000x; skynets."
+    assert _found(lex, text) == [("Treacherous Turn", "treacherous turn"), ("Reward-Hacking", "reward hacking")]
+
+
+def test_spellings_prefixes_and_line_breaks(lex):
+    text = "a mesa-optimizer and mesa optimisers;\nAI\ntakeovers; reward\nhacking; p(doom) is high"
+    got = _found(lex, text)
+    assert ("mesa-optimi", "mesa-optimi*") in got and ("mesa optimi", "mesa-optimi*") in got
+    assert ("AI\ntakeover", "ai takeover*") in got
+    assert ("reward\nhacking", "reward hacking") in got
+    assert ("p(doom)", "p(doom)") in got
+
+
+def test_offsets_stay_aligned_when_lowercasing_changes_length(lex):
+    text = "İİİ the treacherous turn"  # 'İ'.lower() is two characters
+    [(s, e, _)] = lex.find(text)
+    assert text[s:e] == "treacherous turn"
+
+
+def test_score_is_noisy_or_of_distinct_terms():
+    lex = Lexicon({"alpha": 0.5, "beta": 0.5})
+    hits = [i for _, _, i in lex.find("alpha alpha beta")]
+    assert hits == [0, 0, 1]
+    assert lex.score(hits) == pytest.approx(0.75)
+    assert lex.score([]) == 0.0
+    assert lex.any_hit("an alphabet") is False and lex.any_hit("x beta") is True
+
+
+def test_extra_terms_and_validation(tmp_path):
+    lex = Lexicon.load(extra={"Blorp Engine": 0.9, "skynet": 0.1})
+    assert lex.terms["blorp engine"] == 0.9 and lex.terms["skynet"] == 0.1
+    assert _found(lex, "the blorp-engine woke") == [("blorp-engine", "blorp engine")]
+    with pytest.raises(ValueError, match="weight must be a number in"):
+        Lexicon.load(extra={"x": 1.5})
+    bad = tmp_path / "lex.yaml"
+    bad.write_text("terms: [a, b]\n")
+    with pytest.raises(ValueError, match="lex.yaml"):
+        read_terms(bad)
+    with pytest.raises(ValueError, match="not found"):
+        read_terms(tmp_path / "nope.yaml")
+
+
+TERMS = {"red fox": 0.5, "fox": 0.3, "ox*": 0.2, "fox-trot": 0.4, "a.i.": 0.6}
+WORDS = ["red", "fox", "ox", "oxen", "foxtrot", "trot", "box", "a.i.", "Red", "FOX", "_fox"]
+
+
+def _reference(text: str) -> list[tuple[int, int, str]]:
+    """Slow, obviously-correct reference: one regex per spelling, boundaries by lookaround."""
+    out = []
+    for term in TERMS:
+        prefix = term.endswith("*")
+        base = term.rstrip("*")
+        parts = re.split(r"[ -]", base)
+        pat = r"[ \-\n]".join(re.escape(p) for p in parts)
+        left = r"(?<![\w])" if re.match(r"\w", base[0]) else ""
+        right = r"(?![\w])" if re.match(r"\w", base[-1]) and not prefix else ""
+        for m in re.finditer(f"(?=({left}{pat}{right}))", text, flags=re.IGNORECASE):
+            out.append((m.start(1), m.end(1), term))
+    return sorted(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from([" ", "-", "\n", ", ", ""])), max_size=12))
+def test_agrees_with_a_regex_reference(pieces):
+    lex = Lexicon(TERMS)
+    text = "".join(w + sep for w, sep in pieces)
+    got = sorted((s, e, lex.names[i]) for s, e, i in lex.find(text))
+    assert got == _reference(text)
