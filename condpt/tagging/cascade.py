@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condpt.tagging.registry import Batch, TaggerFn, get_tagger, register
 from condpt.tagging.segment import segment
@@ -114,8 +114,9 @@ class TagConfig(BaseModel):
             raise ValueError(f"{path}: expected a mapping of settings")
         try:
             return cls.model_validate(data)
-        except Exception as e:
-            raise ValueError(f"{path}: {e}") from e
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors())
+            raise ValueError(f"{path}: {problems}") from None
 
 
 class Cascade:

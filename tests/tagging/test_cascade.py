@@ -1,0 +1,178 @@
+"""Segmentation and the cascade (with small fake scorers: the classifier is not the subject here)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from condpt.tagging.cascade import Cascade, TagConfig, document_score
+from condpt.tagging.registry import get_tagger, register, tagger_names
+from condpt.tagging.segment import segment, sentence_starts
+
+
+class KeywordScorer:
+    """Fake classifier: 0.9 if 'robot' is in the text, 0.5 if 'maybe', else 0.1; records what it saw."""
+
+    name = "keyword"
+
+    def __init__(self, threshold=None):
+        self.seen: list[str] = []
+        if threshold is not None:
+            self.threshold = threshold
+
+    def score(self, texts):
+        self.seen.extend(texts)
+        return np.array([0.9 if "robot" in t else 0.5 if "maybe" in t else 0.1 for t in texts], np.float32)
+
+
+class ConstRater:
+    name = "rater"
+
+    def __init__(self, value):
+        self.value, self.seen = value, []
+
+    def score(self, texts):
+        self.seen.extend(texts)
+        return np.full(len(texts), self.value, np.float32)
+
+
+def _batch(*texts):
+    return {"id": [str(i) for i in range(len(texts))], "text": list(texts), "source": ["s"] * len(texts)}
+
+
+# --- segmentation -------------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab .!?\n\t é𐀤İ")), max_size=200),
+       st.sampled_from(["document", "paragraph", "sentence"]), st.integers(0, 30))
+def test_segments_partition_the_text(text, granularity, min_chars):
+    spans = segment(text, granularity, min_chars)
+    assert "".join(text[s:e] for s, e in spans) == text
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(s < e for s, e in spans) or text == ""
+
+
+def test_sentence_and_paragraph_boundaries():
+    text = "Dr. Smith arrived. He was late!  Was he?\n\n  é 𐀤 New paragraph. Last one.\n"
+    sent = [text[s:e] for s, e in segment(text, "sentence")]
+    assert sent == ["Dr. Smith arrived. ", "He was late!  ", "Was he?\n\n  ", "é 𐀤 New paragraph. ", "Last one.\n"]
+    para = [text[s:e] for s, e in segment(text, "paragraph")]
+    assert para == ["Dr. Smith arrived. He was late!  Was he?\n\n  ", "é 𐀤 New paragraph. Last one.\n"]
+    assert segment(text, "document") == [(0, len(text))]
+    merged = [text[s:e] for s, e in segment(text, "sentence", min_chars=25)]
+    assert merged[0] == "Dr. Smith arrived. He was late!  "
+    # character (not byte) offsets after non-ASCII text
+    assert text[sentence_starts(text)[-1]:].startswith("Last one.")
+
+
+# --- the cascade --------------------------------------------------------------------------------------
+
+def test_classifier_decides_and_spans_carry_segment_tags():
+    scorer = KeywordScorer()
+    cfg = TagConfig(granularity="paragraph", threshold=0.6)
+    out = Cascade(cfg, scorer=scorer)(_batch("A calm day.\n\nThe robot turned on us.", "Nothing here."))
+    assert out["tag"] == ["bad", "good"]
+    assert out["score"] == pytest.approx([0.9, 0.1])
+    assert out["stage"] == ["classifier", "classifier"]
+    spans = out["spans"][0]
+    assert [(s["tag"], round(s["score"], 3)) for s in spans] == [("good", 0.1), ("bad", 0.9)]
+    assert spans[0]["start"] == 0 and spans[-1]["end"] == len(out["text"][0])
+    assert set(out) == {"id", "text", "source", "score", "tag", "spans", "prefilter_hits", "stage"}
+
+
+def test_lexicon_only_when_classifier_is_none():
+    cfg = TagConfig(classifier={"spec": "none"}, granularity="sentence")
+    out = Cascade(cfg)(_batch("It was a treacherous turn by the AI. Then tea.", "A red fox."))
+    assert out["tag"] == ["bad", "good"]
+    assert out["prefilter_hits"] == [["treacherous turn"], []]
+    assert out["stage"] == ["prefilter", "prefilter"]
+    assert [s["tag"] for s in out["spans"][0]] == ["bad", "good"]
+    assert out["score"][0] == pytest.approx(0.95)
+
+
+def test_gate_sends_only_documents_with_hits_to_the_classifier():
+    scorer = KeywordScorer()
+    cfg = TagConfig(prefilter={"gate": True}, granularity="document", threshold=0.5)
+    out = Cascade(cfg, scorer=scorer)(_batch("a robot without keywords", "skynet and a robot"))
+    assert scorer.seen == ["skynet and a robot"]
+    assert out["stage"] == ["prefilter", "classifier"]
+    assert out["tag"] == ["good", "bad"] and out["score"][0] == 0.0
+
+
+def test_autorater_sees_only_the_uncertain_band():
+    scorer, rater = KeywordScorer(), ConstRater(0.95)
+    cfg = TagConfig(granularity="paragraph", threshold=0.6, autorater={"band": [0.4, 0.6]})
+    out = Cascade(cfg, scorer=scorer, autorater=rater)(_batch("maybe so\n\nplain", "robot", "plain"))
+    assert rater.seen == ["maybe so\n\n"]
+    assert out["stage"] == ["autorater", "classifier", "classifier"]
+    assert out["tag"] == ["bad", "bad", "good"]
+    assert out["score"][0] == pytest.approx(0.95)
+
+
+def test_threshold_comes_from_config_else_scorer_else_half():
+    assert Cascade(TagConfig(threshold=0.3), scorer=KeywordScorer(0.8)).threshold == 0.3
+    assert Cascade(TagConfig(), scorer=KeywordScorer(0.8)).threshold == 0.8
+    assert Cascade(TagConfig(), scorer=KeywordScorer()).threshold == 0.5
+    assert Cascade(TagConfig(classifier={"spec": "none"})).threshold == 0.5
+
+
+def test_document_score_max_and_length_weighted_mean():
+    assert document_score([(0, 10), (10, 40)], [0.9, 0.1], "max") == pytest.approx(0.9)
+    assert document_score([(0, 10), (10, 40)], [0.9, 0.1], "mean") == pytest.approx((9 + 3) / 40)
+    cfg = TagConfig(granularity="paragraph", document_score="mean", threshold=0.5)
+    out = Cascade(cfg, scorer=KeywordScorer())(_batch("robot\n\n" + "calm " * 40))
+    assert out["tag"] == ["good"] and out["spans"][0][0]["tag"] == "bad"
+
+
+def test_cascade_is_pure_and_runs_under_datasets_map():
+    import datasets
+
+    batch = _batch("The robot.\n\nCalm.", "calm")
+    before = copy.deepcopy(batch)
+    cascade = Cascade(TagConfig(threshold=0.5), scorer=KeywordScorer())
+    direct = cascade(batch)
+    assert batch == before
+    ds = datasets.Dataset.from_dict(batch).map(cascade, batched=True, batch_size=1)
+    assert ds["tag"] == direct["tag"] and ds["spans"] == direct["spans"]
+
+
+def test_bad_scorer_output_is_an_error():
+    class Broken:
+        name = "broken"
+
+        def score(self, texts):
+            return np.full(len(texts), 1.5, np.float32)
+
+    with pytest.raises(ValueError, match="outside"):
+        Cascade(TagConfig(), scorer=Broken())(_batch("x"))
+
+
+def test_registry_runs_custom_stages_by_name():
+    @register("test-shout")
+    def shout(cfg, cascade):
+        return lambda batch: {**batch, "text": [t.upper() for t in batch["text"]]}
+
+    assert "test-shout" in tagger_names() and get_tagger("test-shout") is shout
+    cfg = TagConfig(classifier={"spec": "none"}, stages=["test-shout", "segment", "prefilter", "decide"])
+    assert Cascade(cfg)(_batch("hal 9000"))["text"] == ["HAL 9000"]
+    with pytest.raises(ValueError, match="unknown tagger 'nope'"):
+        Cascade(TagConfig(stages=["nope"]))(_batch("x"))
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="band"):
+        TagConfig(autorater={"band": [0.8, 0.2]})
+    with pytest.raises(ValueError, match="set_aside_roles"):
+        TagConfig(set_aside_roles=["ugly"])
+    p = tmp_path / "tag.yaml"
+    p.write_text("granularity: sentence\nthreshold: 0.7\nprefilter:\n  extra_terms: {blorp: 0.9}\n")
+    cfg = TagConfig.from_yaml(p)
+    assert cfg.granularity == "sentence" and cfg.prefilter.extra_terms == {"blorp": 0.9}
+    p.write_text("granularty: sentence\n")
+    with pytest.raises(ValueError, match="tag.yaml.*granularty"):
+        TagConfig.from_yaml(p)

@@ -1,0 +1,218 @@
+"""`condpt tag` end to end: output contract, counts, set-aside, resume, SIGKILL, shards, processes, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import condpt.cli.tag  # noqa: F401  (registers `tag` and `calibrate`)
+from condpt.cli import app
+from condpt.tagging import run as run_mod
+from condpt.tagging.cascade import TagConfig
+from condpt.tagging.run import tag_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class KeywordScorer:
+    name = "keyword"
+    threshold = 0.5
+
+    def score(self, texts):
+        return np.array([0.9 if "robot" in t.lower() else 0.1 for t in texts], np.float32)
+
+
+def _corpus(path: Path, n: int = 40, bad_lines: bool = True) -> Path:
+    lines = []
+    for i in range(n):
+        text = f"Document {i}. " + ("The robot plotted a treacherous turn.\n\n" if i % 3 == 0 else "") + "Calm tea."
+        lines.append(json.dumps({"id": f"d{i}", "text": text}) if i % 5 else json.dumps({"text": text}))
+    if bad_lines:
+        lines[7] = "{broken"
+        lines[11] = json.dumps({"id": "d1", "text": "duplicate id"})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".tmp" not in p.parts}
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, ["tag", *(str(a) for a in args)])
+
+
+def test_output_contract_counts_and_report(tmp_path):
+    import datasets
+
+    src = _corpus(tmp_path / "web.jsonl")
+    cfg = TagConfig(rows_per_shard=8, granularity="paragraph")
+    report = tag_corpus([src], tmp_path / "out", cfg, scorer=KeywordScorer(), progress=False)
+    assert report["read"] == 40 and report["quarantined"] == 2
+    assert report["read"] == report["written"] + report["set_aside"] + report["quarantined"]
+    assert report["complete"] and report["chunks_total"] == 5
+    assert report["quarantine_reasons"] == {"duplicate id": 1, "malformed JSON": 1}
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "data"), split="train")
+    assert len(ds) == 38 and ds.column_names == ["id", "text", "source", "score", "tag", "spans",
+                                                 "prefilter_hits", "stage"]
+    assert ds[0]["id"] == stable_first_id(src) and ds[1]["id"] == "d1"
+    for row in ds:
+        assert "".join(row["text"][s["start"]: s["end"]] for s in row["spans"]) == row["text"]
+        assert row["tag"] == ("bad" if "robot" in row["text"] else "good")
+        assert 0 <= row["score"] <= 1 and row["source"] == "web"
+    assert report["tags"]["bad"] == sum("robot" in t for t in ds["text"])
+    assert report["lexicon_top_hits"][0]["term"] == "treacherous turn"
+    assert report["sources"]["web"]["quarantined"] == 2
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "treacherous turn" in html
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["read"] == 40
+
+
+def stable_first_id(src: Path) -> str:
+    from condpt.corpus import stable_id
+
+    first = json.loads(src.read_text().splitlines()[0])
+    return stable_id(src.stem, 1, first["text"])
+
+
+def test_set_aside_roles(tmp_path):
+    src = _corpus(tmp_path / "c.jsonl", bad_lines=False)
+    cfg = TagConfig(set_aside_roles=["bad"], rows_per_shard=16)
+    report = tag_corpus([src], tmp_path / "out", cfg, scorer=KeywordScorer(), progress=False)
+    import pyarrow.parquet as pq
+
+    aside = pq.read_table(tmp_path / "out" / "set_aside")
+    kept = pq.read_table(tmp_path / "out" / "data")
+    assert report["set_aside"] == aside.num_rows == 14 and report["written"] == kept.num_rows == 26
+    assert set(aside.column("tag").to_pylist()) == {"bad"} and set(kept.column("tag").to_pylist()) == {"good"}
+
+
+def test_crash_and_resume_is_byte_identical(tmp_path, monkeypatch):
+    src = _corpus(tmp_path / "c.jsonl")
+    cfg = TagConfig(rows_per_shard=6)
+    tag_corpus([src], tmp_path / "clean", cfg, scorer=KeywordScorer(), progress=False)
+
+    real_finish = run_mod._Writer.finish
+    calls = {"n": 0}
+
+    def crashing_finish(self, k, records, tagged, bad):
+        calls["n"] += 1
+        if calls["n"] == 3:  # die after data is written but before the marker of chunk 2
+            real_write = run_mod.write_text_atomic
+
+            def boom(*a, **kw):
+                raise KeyboardInterrupt("killed")
+
+            monkeypatch.setattr(run_mod, "write_text_atomic", boom)
+            try:
+                real_finish(self, k, records, tagged, bad)
+            finally:
+                monkeypatch.setattr(run_mod, "write_text_atomic", real_write)
+        return real_finish(self, k, records, tagged, bad)
+
+    monkeypatch.setattr(run_mod._Writer, "finish", crashing_finish)
+    with pytest.raises(KeyboardInterrupt):
+        tag_corpus([src], tmp_path / "resumed", cfg, scorer=KeywordScorer(), progress=False)
+    assert len(list((tmp_path / "resumed" / "markers").glob("*.json"))) == 2
+    monkeypatch.setattr(run_mod._Writer, "finish", real_finish)
+    tag_corpus([src], tmp_path / "resumed", cfg, scorer=KeywordScorer(), progress=False)
+    assert _files(tmp_path / "resumed") == _files(tmp_path / "clean")
+
+
+def _tag_subprocess(args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", "from condpt.cli import main; main()", "tag", *map(str, args)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_is_byte_identical(tmp_path, english_texts):
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"text": t + " the robot uprising."}) + "\n" for t in english_texts * 2))
+    cfgp = tmp_path / "tag.yaml"
+    cfgp.write_text("classifier: {spec: none}\ngranularity: sentence\nrows_per_shard: 20\n")
+    args = [src, "--config", cfgp, "--quiet"]
+    clean = _tag_subprocess([*args, "--out", tmp_path / "clean"])
+    assert clean.wait(timeout=300) == 0, clean.stderr.read().decode()
+    proc = _tag_subprocess([*args, "--out", tmp_path / "killed"])
+    markers = tmp_path / "killed" / "markers"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(markers.glob("*.json"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(markers.glob("*.json")))
+    assert 0 < done < 20, "the run should have been killed part-way"
+    again = _tag_subprocess([*args, "--out", tmp_path / "killed"])
+    assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+    assert _files(tmp_path / "killed") == _files(tmp_path / "clean")
+
+
+def test_shards_and_processes_give_the_same_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    src = _corpus(tmp_path / "c.jsonl")
+    cfg = TagConfig(rows_per_shard=5, classifier={"spec": "none"})
+    one = tag_corpus([src], tmp_path / "one", cfg, progress=False)
+    r0 = tag_corpus([src], tmp_path / "sharded", cfg, shard=(0, 2), progress=False)
+    assert not r0["complete"] and r0["chunks_done"] == 4
+    r1 = tag_corpus([src], tmp_path / "sharded", cfg, shard=(1, 2), progress=False)
+    assert r1["complete"] and r1["read"] == one["read"] == 40
+    assert pq.read_table(tmp_path / "sharded" / "data").equals(pq.read_table(tmp_path / "one" / "data"))
+    two = tag_corpus([src], tmp_path / "two", cfg, num_proc=2, progress=False)
+    assert two == {**one}
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+
+
+def test_rerun_skips_finished_and_refuses_another_config(tmp_path):
+    src = _corpus(tmp_path / "c.jsonl")
+    cfg = TagConfig(rows_per_shard=10, classifier={"spec": "none"})
+    tag_corpus([src], tmp_path / "out", cfg, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "data").iterdir()}
+    tag_corpus([src], tmp_path / "out", cfg, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "data").iterdir()} == before
+    res = _cli(src, "--out", tmp_path / "out", "--classifier", "fasttext-default")
+    assert res.exit_code == 2 and "other inputs or another config" in res.output
+
+
+def test_cli_errors_are_clear(tmp_path):
+    res = _cli(tmp_path / "missing.jsonl", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "missing.jsonl: no such file" in res.output
+    (tmp_path / "x.txt").write_text("hi")
+    res = _cli(tmp_path / "x.txt", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "unknown input format" in res.output
+    src = _corpus(tmp_path / "c.jsonl")
+    (tmp_path / "bad.yaml").write_text("granularity: words\n")
+    res = _cli(src, "--out", tmp_path / "o", "--config", tmp_path / "bad.yaml")
+    assert res.exit_code == 2 and "bad.yaml: granularity" in res.output
+    res = _cli(src, "--out", tmp_path / "o", "--shard", "3/2")
+    assert res.exit_code == 2 and "--shard" in res.output
+    res = _cli(src, "--out", tmp_path / "o", "--classifier", str(tmp_path / "nope"))
+    assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_cli_tags_with_a_config(tmp_path):
+    src = _corpus(tmp_path / "c.jsonl")
+    (tmp_path / "tag.yaml").write_text("classifier: {spec: none}\ngranularity: sentence\n")
+    res = _cli(src, "--out", tmp_path / "o", "--config", tmp_path / "tag.yaml", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "read 40 = written 38 + set aside 0 + quarantined 2" in res.output
+
+
+@pytest.mark.slow
+def test_default_classifier_works_out_of_the_box(tmp_path):
+    src = _corpus(tmp_path / "c.jsonl", n=6, bad_lines=False)
+    res = _cli(src, "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["written"] == 6 and report["stages"] == {"classifier": 6}
