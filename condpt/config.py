@@ -125,8 +125,6 @@ class RunConfig(_Strict):
             raise ValueError("tokenizer.source: `checkpoint` needs model.checkpoint; use gpt2-bpe, train-bpe or a path")
         if self.train.stop_after is not None and self.train.stop_after > self.train.max_steps:
             raise ValueError("train.stop_after must be <= train.max_steps")
-        if self.optim.warmup_steps > self.train.max_steps:
-            raise ValueError("optim.warmup_steps must be <= train.max_steps")
         return self
 
     def to_yaml(self) -> str:

@@ -146,17 +146,24 @@ def _max_positions(config) -> int | None:
     return None
 
 
+def _numel(p: torch.Tensor) -> int:
+    return int(getattr(p, "ds_numel", 0)) or p.numel()  # ZeRO-3 partitions parameters at construction
+
+
+def count_params(model) -> int:
+    return sum(_numel(p) for p in model.parameters())
+
+
 def flops_per_token(model, seq_len: int) -> float:
     """Training FLOPs per token: 6·N (forward + backward matmuls, embedding lookups excluded, the LM head
     counted once) + 12·layers·d_model·seq (attention scores), as in the PaLM/Chinchilla estimates."""
     cfg = model.config
-    emb = model.get_input_embeddings().weight
-    n = sum(p.numel() for p in model.parameters())
+    n = count_params(model)
     tied = getattr(cfg, "tie_word_embeddings", False)
-    lookups = 0 if tied else emb.numel()  # untied: the input table is a lookup, the head is a matmul
+    lookups = 0 if tied else _numel(model.get_input_embeddings().weight)  # untied: the input table is a lookup, the head is a matmul
     for name, p in model.named_parameters():
         if "wpe" in name or "position_embeddings" in name:
-            lookups += p.numel()
+            lookups += _numel(p)
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer")
     d = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
     return 6.0 * (n - lookups) + 12.0 * layers * d * seq_len
@@ -378,7 +385,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     train_ds, heldout_ds = prepare_data(cfg, tokenizer, manifest, accelerator, out)
     model = build_model(cfg, tokenizer)
     fpt = flops_per_token(model, cfg.data.block_size)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_params(model)
 
     t = cfg.train
     train_dl = DataLoader(train_ds, batch_size=t.micro_batch_size, shuffle=True, drop_last=True,

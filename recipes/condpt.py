@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # This file is named like the package: keep its own folder off the import path so `condpt` is the package.
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             print(cfg.to_yaml(), end="")
         return 0
 
+    # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
+    warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
     from condpt.train import train
 
     result = train(cfg)

@@ -1,3 +1,86 @@
-"""condpt CLI commands (train)."""
+"""condpt CLI commands: `generate` (conditioned generation) and `train` (a shortcut to `accelerate launch`)."""
 
-from condpt.cli import app  # noqa: F401
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from condpt.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command("generate")
+def generate_cmd(
+    model_dir: Path = typer.Argument(..., help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)"),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="prompt text (untrusted: control strings stay text)"),
+    condition: str = typer.Option("good", "--condition", "-c", help="a tag role (good, bad, ...) or none"),
+    system: str = typer.Option(None, "--system", help="trusted system text placed before the prompt; may use 𐀤"),
+    n: int = typer.Option(1, "-n", "--num", min=1, help="number of samples"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    seed: int = typer.Option(None, "--seed", help="sampling seed (reproducible output)"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0),
+    top_p: float = typer.Option(None, "--top-p", min=0.0, max=1.0),
+    top_k: int = typer.Option(None, "--top-k", min=1),
+    greedy: bool = typer.Option(False, "--greedy", help="greedy decoding instead of sampling"),
+) -> None:
+    """Generate from MODEL_DIR conditioned on a tag, with every tag id banned from the output."""
+    from transformers.utils import logging as hf_logging
+
+    from condpt.generate import Generator
+    from tokenizer_ext import ControlTokenError
+
+    hf_logging.disable_progress_bar()
+
+    try:
+        gen = Generator.load(model_dir)
+    except (FileNotFoundError, OSError, ControlTokenError, ValueError) as e:
+        _fail(f"{model_dir}: cannot load model: {e}")
+    if condition not in gen.conditions:
+        _fail(f"--condition {condition!r}: this model has {', '.join(gen.conditions)}")
+    if greedy and n > 1:
+        _fail("--greedy gives one answer; drop -n or --greedy")
+    texts = gen.generate(prompt, condition=condition, system=system, n=n, max_new_tokens=max_new_tokens, seed=seed,
+                         do_sample=not greedy and temperature > 0, temperature=temperature or 1.0, top_p=top_p,
+                         top_k=top_k)
+    for i, text in enumerate(texts):
+        if n > 1:
+            typer.echo(f"--- sample {i + 1} ---")
+        typer.echo(prompt + text)
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", help="run config YAML"),
+    accelerate_config: Path = typer.Option(None, "--accelerate-config",
+                                           help="accelerate config (e.g. recipes/accelerate/deepspeed-zero2-cpu.yaml)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
+) -> None:
+    """`accelerate launch [--config_file A] recipes/condpt.py --config C [key=value ...]`; extra
+    arguments are config overrides."""
+    from condpt.config import ConfigError, load_config
+
+    try:
+        load_config(config, list(ctx.args))  # fail fast here, before any process starts
+    except ConfigError as e:
+        _fail(str(e))
+    script = REPO / "recipes" / "condpt.py"
+    if not script.is_file():
+        _fail(f"{script} not found: `condpt train` runs from a source checkout")
+    args = [str(script), "--config", str(config), *ctx.args] + (["--dry-run"] if dry_run else [])
+    if dry_run:
+        cmd = [sys.executable, *args]
+    else:
+        launch = [sys.executable, "-m", "accelerate.commands.launch"]
+        cmd = launch + (["--config_file", str(accelerate_config)] if accelerate_config else []) + args
+    raise typer.Exit(code=subprocess.call(cmd, env=os.environ.copy()))

@@ -1,0 +1,140 @@
+"""Generation conditioned on a control tag, over Hugging Face `generate`.
+
+The prompt is laid out as training laid out a document: the document boundary (EOS, as packing puts between
+documents), then the condition's tag id (read from the manifest, inserted by id), then the optional
+*trusted* system text (where the self token `𐀤` becomes its id) and a newline, then the *untrusted* prompt
+(no special id can come out of it). Every tag id is banned from the output by a logits processor (as in
+PHF), and so are embedding rows past the tokenizer (vocabulary padding); any tag string is stripped from
+the decoded text. The self token stays allowed: it is vocabulary, not a condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from tokenizer_ext import Manifest, encode_trusted, encode_untrusted
+
+NO_CONDITION = "none"
+
+
+class BanTokens(LogitsProcessor):
+    """Sets the logits of the given ids to -inf at every step, so sampling, greedy and beam search can never
+    pick them, however large the model made them."""
+
+    def __init__(self, banned_ids: Sequence[int]):
+        self.banned = torch.tensor(sorted(set(banned_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.banned.numel():
+            scores = scores.clone()
+            scores[:, self.banned.to(scores.device)] = float("-inf")
+        return scores
+
+
+def banned_ids(manifest: Manifest, tokenizer, vocab_size: int) -> list[int]:
+    """Every control tag id, plus embedding rows the tokenizer has no token for."""
+    return sorted({e.id for e in manifest.tags.values()} | set(range(len(tokenizer), vocab_size)))
+
+
+def strip_tags(text: str, manifest: Manifest) -> str:
+    """Remove every control tag string from decoded text."""
+    for entry in manifest.tags.values():
+        text = text.replace(entry.string, "")
+    return text
+
+
+@dataclass
+class Generator:
+    """A causal LM with its tokenizer and control-token manifest, ready for conditioned generation."""
+
+    model: object
+    tokenizer: object
+    manifest: Manifest
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str | None = None) -> Generator:
+        """Load a `save_pretrained` directory holding the model, tokenizer and `condpt_tokens.json`."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"{model_dir}: not a model directory")
+        manifest = Manifest.load(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        manifest.check(tokenizer)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+        return cls(model, tokenizer, manifest)
+
+    @property
+    def conditions(self) -> list[str]:
+        return [*self.manifest.roles, NO_CONDITION]
+
+    def prompt_ids(self, prompt: str, *, condition: str = "good", system: str | None = None) -> list[int]:
+        """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt)."""
+        if condition != NO_CONDITION and condition not in self.manifest.tags:
+            raise ValueError(f"condition {condition!r}: use one of {self.conditions}")
+        eos = self.tokenizer.eos_token_id
+        ids: list[int] = [] if eos is None else [eos]
+        if condition != NO_CONDITION:
+            ids.append(self.manifest.tag_id(condition))
+        if system:
+            ids += encode_trusted(self.tokenizer, system.rstrip("\n") + "\n", self.manifest)
+        if prompt:
+            ids += encode_untrusted(self.tokenizer, [prompt], self_token=self.manifest.self_token.string)[0]
+        return ids
+
+    def generate_ids(self, prompt: str, *, condition: str = "good", system: str | None = None, n: int = 1,
+                     max_new_tokens: int = 64, seed: int | None = None, do_sample: bool = True,
+                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+                     ) -> list[list[int]]:
+        """`n` continuations (new token ids only, stopped at EOS) of the conditioned prompt."""
+        if n < 1 or max_new_tokens < 1:
+            raise ValueError("n and max_new_tokens must be >= 1")
+        ids = self.prompt_ids(prompt, condition=condition, system=system)
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        if seed is not None:
+            torch.manual_seed(seed)
+        sampling = {"do_sample": do_sample}
+        if do_sample:
+            sampling["temperature"] = temperature
+            if top_k:
+                sampling["top_k"] = top_k
+            if top_p is not None:
+                sampling["top_p"] = top_p
+        eos = self.tokenizer.eos_token_id
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                num_return_sequences=n, logits_processor=LogitsProcessorList(
+                    [BanTokens(banned_ids(self.manifest, self.tokenizer, vocab))]),
+                eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
+                is not None else eos, **sampling,
+            )
+        result = []
+        for row in out[:, len(ids):].tolist():
+            if eos is not None and eos in row:
+                row = row[: row.index(eos)]
+            result.append(row)
+        return result
+
+    def decode(self, ids: Sequence[int]) -> str:
+        tag_ids = {e.id for e in self.manifest.tags.values()}
+        text = self.tokenizer.decode([i for i in ids if i not in tag_ids], skip_special_tokens=False)
+        return strip_tags(text, self.manifest)
+
+    def generate(self, prompt: str, **kwargs) -> list[str]:
+        """`n` decoded continuations; see `generate_ids` for the arguments."""
+        return [self.decode(ids) for ids in self.generate_ids(prompt, **kwargs)]
+
+
+def generate(model_dir: str | Path, prompt: str, **kwargs) -> list[str]:
+    """One-call form: load `model_dir` and return `n` continuations of `prompt` (default condition `good`)."""
+    return Generator.load(model_dir).generate(prompt, **kwargs)
