@@ -1,10 +1,13 @@
 """The lexicon prefilter: weighted phrases found with one Aho-Corasick pass (pyahocorasick).
 
-One automaton holds every spelling of every phrase (lower-case; a space or hyphen inside a phrase also
-matches a space, hyphen or line break). A document is scanned once; each raw match is kept only if it sits
-on word boundaries (the character before and, unless the phrase ends in ``*``, the one after are not
-letters/digits/underscore). Cost beyond the raw automaton: one ``str.lower()`` and a Python step per match,
-so on ordinary text the scan runs near the engine's own speed (see benchmarks/bench_prefilter.py).
+One automaton holds every spelling of every phrase: a space or hyphen inside a phrase also matches a space,
+hyphen or line break, and each spelling is added in its usual casings (as written, lower case, UPPER CASE,
+first letter capitalised, Title Case), so the document is scanned as it is, without a lower-cased copy
+(``str.lower`` on non-ASCII text ran at only ~60 MB/s, slower than the automaton). Odd mixed casings
+("tReacherous tUrn") are not matched. Each raw match is kept only if it sits on word boundaries (the
+character before and, unless the phrase ends in ``*``, the one after are not letters/digits/underscore).
+Cost beyond the raw automaton: a Python step per match, so on ordinary text the scan runs at the engine's
+own speed (see benchmarks/bench_prefilter.py).
 
 Lexicon YAML: ``terms: {phrase: weight}`` (see ``condpt/tagging/data/lexicon.yaml``).
 """
@@ -12,6 +15,7 @@ Lexicon YAML: ``terms: {phrase: weight}`` (see ``condpt/tagging/data/lexicon.yam
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -48,7 +52,17 @@ def check_terms(terms: Mapping, where: str = "lexicon") -> dict[str, float]:
             raise ValueError(f"{where}: term {phrase!r} is not a non-empty string")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1:
             raise ValueError(f"{where}: term {phrase!r}: weight must be a number in (0, 1], got {weight!r}")
-        out[phrase.strip().lower()] = float(weight)
+        out[phrase.strip()] = float(weight)
+    return out
+
+
+def _merge(terms: Mapping[str, float], extra: Mapping[str, float]) -> dict[str, float]:
+    """`terms` updated by `extra`; keys compare case-insensitively (the later spelling wins)."""
+    out = dict(terms)
+    for phrase, w in extra.items():
+        for old in [k for k in out if k.lower() == phrase.lower()]:
+            del out[old]
+        out[phrase] = w
     return out
 
 
@@ -64,29 +78,36 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def _lower(text: str) -> str:
-    low = text.lower()
-    if len(low) == len(text):
-        return low
-    # A few characters lower-case to two (e.g. 'İ'); keep offsets aligned with the original text.
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+def _casings(spelling: str) -> set[str]:
+    """The usual casings of a spelling (as written in the lexicon, e.g. "AI takeover")."""
+    low = spelling.lower()
+    words = re.split(r"([ \n-])", spelling)
+    title_kept = "".join(w[:1].upper() + w[1:] for w in words)
+    title_low = "".join(w[:1].upper() + w[1:] for w in re.split(r"([ \n-])", low))
+    out = {spelling, low, low.upper(), low[:1].upper() + low[1:], spelling[:1].upper() + spelling[1:],
+           title_kept, title_low}
+    # keep offsets exact: a casing whose length changed (rare non-ASCII letters) is dropped
+    return {c for c in out if len(c) == len(spelling)}
 
 
 class Lexicon:
     """Weighted phrases compiled into one automaton. `terms` maps phrase → weight."""
 
     def __init__(self, terms: Mapping[str, float]):
-        self.terms = check_terms(terms)
+        written = _merge({}, check_terms(terms))
+        # names (what hits report) are lower case; the written form only decides the casings matched
+        self.terms = {k.lower(): w for k, w in written.items()}
         self.names = list(self.terms)
         self.weights = [self.terms[n] for n in self.names]
         self._automaton = ahocorasick.Automaton()
-        for idx, name in enumerate(self.names):
-            prefix = name.endswith("*")
-            base = name.rstrip("*").strip()
+        for idx, phrase in enumerate(written):
+            prefix = phrase.endswith("*")
+            base = phrase.rstrip("*").strip()
             for spelling in _spellings(base):
-                # value: (term index, length, prefix?, must check left/right boundary?)
-                self._automaton.add_word(spelling, (idx, len(spelling), prefix,
-                                                    _is_word(spelling[0]), _is_word(spelling[-1])))
+                for cased in _casings(spelling):
+                    # value: (term index, length, prefix?, must check left/right boundary?)
+                    self._automaton.add_word(cased, (idx, len(cased), prefix,
+                                                     _is_word(cased[0]), _is_word(cased[-1])))
         if not self.names:
             raise ValueError("lexicon: no terms")
         self._automaton.make_automaton()
@@ -95,8 +116,7 @@ class Lexicon:
     def load(cls, path: str | Path | None = None, extra: Mapping[str, float] | None = None) -> Lexicon:
         """The lexicon at `path` (default: the shipped one) with `extra` terms added or re-weighted."""
         terms = read_terms(path or default_lexicon_path())
-        terms.update(check_terms(extra or {}, "prefilter.extra_terms"))
-        return cls(terms)
+        return cls(_merge(terms, check_terms(extra or {}, "prefilter.extra_terms")))
 
     @property
     def automaton(self) -> ahocorasick.Automaton:
@@ -105,27 +125,25 @@ class Lexicon:
 
     def find(self, text: str) -> list[tuple[int, int, int]]:
         """Every word-bounded match as (start, end, term index), in order of end offset."""
-        low = _lower(text)
-        n = len(low)
+        n = len(text)
         out = []
-        for end, (idx, length, prefix, left, right) in self._automaton.iter(low):
+        for end, (idx, length, prefix, left, right) in self._automaton.iter(text):
             start = end - length + 1
-            if left and start > 0 and _is_word(low[start - 1]):
+            if left and start > 0 and _is_word(text[start - 1]):
                 continue
-            if right and not prefix and end + 1 < n and _is_word(low[end + 1]):
+            if right and not prefix and end + 1 < n and _is_word(text[end + 1]):
                 continue
             out.append((start, end + 1, idx))
         return out
 
     def any_hit(self, text: str) -> bool:
         """Whether `text` contains any term (stops at the first word-bounded match)."""
-        low = _lower(text)
-        n = len(low)
-        for end, (_idx, length, prefix, left, right) in self._automaton.iter(low):
+        n = len(text)
+        for end, (_idx, length, prefix, left, right) in self._automaton.iter(text):
             start = end - length + 1
-            if left and start > 0 and _is_word(low[start - 1]):
+            if left and start > 0 and _is_word(text[start - 1]):
                 continue
-            if right and not prefix and end + 1 < n and _is_word(low[end + 1]):
+            if right and not prefix and end + 1 < n and _is_word(text[end + 1]):
                 continue
             return True
         return False

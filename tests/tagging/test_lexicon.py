@@ -34,6 +34,13 @@ def test_matches_are_case_insensitive_and_word_bounded(lex):
     assert _found(lex, text) == [("Treacherous Turn", "treacherous turn"), ("Reward-Hacking", "reward hacking")]
 
 
+def test_usual_casings_match_and_odd_ones_do_not(lex):
+    for text in ("AI takeover", "ai takeover", "AI Takeover", "AI TAKEOVER", "Ai takeover"):
+        assert _found(lex, f"an {text}.") == [(text, "ai takeover*")], text
+    assert _found(lex, "the tReacherous tuRN") == []
+    assert _found(lex, "the hal 9000 and HAL 9000") == [("hal 9000", "hal 9000"), ("HAL 9000", "hal 9000")]
+
+
 def test_spellings_prefixes_and_line_breaks(lex):
     text = "a mesa-optimizer and mesa optimisers;\nAI\ntakeovers; reward\nhacking; p(doom) is high"
     got = _found(lex, text)
@@ -73,7 +80,8 @@ def test_extra_terms_and_validation(tmp_path):
 
 
 TERMS = {"red fox": 0.5, "fox": 0.3, "ox*": 0.2, "fox-trot": 0.4, "a.i.": 0.6}
-WORDS = ["red", "fox", "ox", "oxen", "foxtrot", "trot", "box", "a.i.", "Red", "FOX", "_fox"]
+WORDS = ["red", "fox", "ox", "oxen", "foxtrot", "trot", "box", "a.i.", "_fox", "é", "1"]
+CASINGS = [str.lower, str.upper, str.title, lambda t: t[:1].upper() + t[1:]]
 
 
 def _reference(text: str) -> list[tuple[int, int, str]]:
@@ -92,9 +100,10 @@ def _reference(text: str) -> list[tuple[int, int, str]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from([" ", "-", "\n", ", ", ""])), max_size=12))
-def test_agrees_with_a_regex_reference(pieces):
+@given(st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from([" ", "-", "\n", ", ", ""])), max_size=12),
+       st.sampled_from(CASINGS))
+def test_agrees_with_a_case_insensitive_regex_reference(pieces, casing):
     lex = Lexicon(TERMS)
-    text = "".join(w + sep for w, sep in pieces)
+    text = casing("".join(w + sep for w, sep in pieces))
     got = sorted((s, e, lex.names[i]) for s, e, i in lex.find(text))
     assert got == _reference(text)
