@@ -1,4 +1,4 @@
-"""The run report: ``report.json`` (counts that always add up) and ``report.html`` (plots and examples).
+"""The run report: ``report.json`` (counts that always add up) and ``report.html`` (inline SVG plots, tables).
 
 Each chunk's marker holds its own statistics (`chunk_stats`); the report sums the markers, so it is cheap,
 never re-reads the data, and is the same however the run was split, killed or resumed.
@@ -6,8 +6,7 @@ never re-reads the data, and is the same however the run was split, killed or re
 
 from __future__ import annotations
 
-import base64
-import io
+import html
 import json
 from collections import Counter
 from pathlib import Path
@@ -122,39 +121,50 @@ def build_report(out: Path, chunks_total: int | None = None) -> dict:
     }
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def _svg_histogram(counts: list[int], threshold: float | None, width: int = 640, height: int = 200) -> str:
+    """Inline SVG bar chart of the score histogram (log-scaled bars), with the threshold marked."""
+    pad_l, pad_b, pad_t = 40, 24, 8
+    w, h = width - pad_l - 8, height - pad_b - pad_t
+    top = max(np.log1p(max(counts or [0])), 1e-9)
+    bw = w / max(len(counts), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="10">']
+    for i, c in enumerate(counts):
+        bh = h * np.log1p(c) / top
+        parts.append(f'<rect x="{pad_l + i * bw:.1f}" y="{pad_t + h - bh:.1f}" width="{bw * 0.9:.1f}" '
+                     f'height="{bh:.1f}" fill="#4477aa"><title>{i / len(counts):.2f}-{(i + 1) / len(counts):.2f}: '
+                     f'{c}</title></rect>')
+    for x in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<text x="{pad_l + x * w:.1f}" y="{height - 8}" text-anchor="middle">{x:.2f}</text>')
+    parts.append(f'<text x="4" y="{pad_t + 10}">{max(counts or [0])}</text>'
+                 f'<text x="4" y="{pad_t + h}">0</text>')
+    if threshold is not None:
+        x = pad_l + min(max(threshold, 0.0), 1.0) * w
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad_t}" y2="{pad_t + h}" stroke="#cc3311" '
+                     f'stroke-width="2"><title>threshold {threshold:.3f}</title></line>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_fractions(items: list[tuple[str, float]], width: int = 640) -> str:
+    """Inline SVG horizontal bars: tagged fraction per source."""
+    row, label_w = 16, 220
+    height = row * len(items) + 8
+    w = width - label_w - 50
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">']
+    for i, (name, frac) in enumerate(items):
+        y = 4 + i * row
+        short = name if len(name) <= 34 else name[:33] + "…"
+        parts.append(f'<text x="{label_w - 4}" y="{y + 11}" text-anchor="end">{html.escape(short)}</text>'
+                     f'<rect x="{label_w}" y="{y + 2}" width="{w * frac:.1f}" height="{row - 4}" fill="#cc3311"/>'
+                     f'<text x="{label_w + w * frac + 4:.1f}" y="{y + 11}">{frac:.3f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def _plots(report: dict) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images = {}
-    fig, ax = plt.subplots(figsize=(7, 3))
-    bins = report["score_histogram"]["bins"]
-    ax.bar(bins[:-1], report["score_histogram"]["counts"], width=np.diff(bins), align="edge", color="#4477aa")
-    if report["threshold"] is not None:
-        ax.axvline(report["threshold"], color="#cc3311", label=f"threshold {report['threshold']:.3f}")
-        ax.legend()
-    ax.set_yscale("symlog")
-    ax.set_xlabel("document score")
-    ax.set_ylabel("documents")
-    images["hist"] = _png(fig)
-    plt.close(fig)
-    srcs = sorted(report["sources"].items(), key=lambda kv: -kv[1]["documents"])[:30]
-    if srcs:
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * len(srcs)))
-        ax.barh([s for s, _ in srcs][::-1], [v["tagged_fraction"] for _, v in srcs][::-1], color="#cc3311")
-        ax.set_xlabel("tagged (bad) fraction")
-        ax.set_xlim(0, 1)
-        images["sources"] = _png(fig)
-        plt.close(fig)
-    return images
+    srcs = sorted(report["sources"].items(), key=lambda kv: (-kv[1]["documents"], kv[0]))[:30]
+    return {"hist": _svg_histogram(report["score_histogram"]["counts"], report["threshold"]),
+            "sources": _svg_fractions([(k, v["tagged_fraction"]) for k, v in srcs]) if srcs else ""}
 
 
 _HTML = """<!doctype html>
@@ -171,9 +181,9 @@ Tagged fraction {{ "%.4f"|format(r.tagged_fraction) }}{% if r.threshold is not n
 <td class="n">{{ v }}</td></tr>{% endfor %}</table>
 <h2>Decided by stage</h2>
 <table>{% for k, v in r.stages|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>
-<h2>Score histogram</h2><img alt="score histogram" src="data:image/png;base64,{{ img.hist }}">
+<h2>Score histogram</h2>{{ img.hist|safe }}
 <h2>Tagged fraction per source</h2>
-{% if img.sources %}<img alt="tagged fraction per source" src="data:image/png;base64,{{ img.sources }}">{% endif %}
+{{ img.sources|safe }}
 <table><tr><th>source</th><th>documents</th><th>bad</th><th>fraction</th><th>quarantined</th></tr>
 {% for k, v in r.sources|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v.documents }}</td>
 <td class="n">{{ v.bad }}</td><td class="n">{{ "%.4f"|format(v.tagged_fraction) }}</td>

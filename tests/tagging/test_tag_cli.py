@@ -74,7 +74,7 @@ def test_output_contract_counts_and_report(tmp_path):
     assert report["lexicon_top_hits"][0]["term"] == "treacherous turn"
     assert report["sources"]["web"]["quarantined"] == 2
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "data:image/png;base64," in html and "treacherous turn" in html
+    assert html.count("<svg") == 2 and "<rect" in html and "treacherous turn" in html
     assert json.loads((tmp_path / "out" / "report.json").read_text())["read"] == 40
 
 
