@@ -1,3 +1,48 @@
-"""condpt CLI commands (tokens)."""
+"""condpt CLI commands (tokens): `condpt add-tokens`."""
 
-from condpt.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from condpt.cli import app
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise typer.Exit(code=2)
+
+
+@app.command("add-tokens")
+def add_tokens_cmd(
+    model_dir: Path = typer.Argument(..., help="Local causal-LM checkpoint directory (model + tokenizer)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (must not exist unless --overwrite)."),
+    tokens: Path | None = typer.Option(None, "--tokens", help="Control-token spec YAML (default: <|good|>, "
+                                                               "<|bad|>, self token U+10024)."),
+    init: str = typer.Option("mean", "--init", help="mean: new rows = mean of old rows; text: a tag starts at "
+                                                     "the mean embedding of its description."),
+    pad_to_multiple_of: int = typer.Option(64, "--pad-to-multiple-of", help="Round the vocabulary up to a "
+                                                                              "multiple of N (1 = no padding)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Add the control tokens to a checkpoint: tokenizer, embeddings, head, condpt_tokens.json, and a report
+    (add_tokens_report.json, also printed) with ids, parameter counts and KL(old||new) on ordinary text."""
+    from tokenizer_ext import ControlTokenError, ControlTokens
+    from tokenizer_ext.resize import CheckpointError, add_tokens_to_checkpoint
+
+    if init not in ("mean", "text"):
+        _fail(f"--init must be 'mean' or 'text', got {init!r}")
+    try:
+        spec = ControlTokens.from_yaml(tokens) if tokens else ControlTokens()
+        report = add_tokens_to_checkpoint(model_dir, out, spec=spec, init=init,
+                                          pad_to_multiple_of=pad_to_multiple_of, overwrite=overwrite)
+    except (CheckpointError, ControlTokenError) as e:
+        _fail(str(e))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    kl = report["kl_old_new"]
+    verdict = "within" if report["kl_within_target"] else "ABOVE"
+    print(f"added {report['control_ids']} -> {out}; mean KL(old||new) {kl['mean']:.2e} nats/token "
+          f"({verdict} target {report['target_mean_kl']:g}), max {kl['max']:.2e}", file=sys.stderr)

@@ -1,0 +1,268 @@
+"""add_tokens_to_checkpoint / `condpt add-tokens` on tiny GPT-2, Llama, GPT-NeoX and Qwen2 checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from condpt.tiny import tiny_causal_lm
+from tokenizer_ext import ControlTokens, Manifest, TagToken, encode_untrusted, load_tokenizer_with_manifest
+from tokenizer_ext.resize import CheckpointError, add_tokens_to_checkpoint
+from tokenizer_ext.sample_text import SAMPLE_TEXT
+
+
+def make_checkpoint(path: Path, tokenizer, arch: str, *, tie: bool, dtype=torch.float32, seed: int = 0) -> Path:
+    model = tiny_causal_lm(arch, len(tokenizer), d_model=32, n_layer=1, n_head=2, tie_word_embeddings=tie,
+                           eos_token_id=tokenizer.eos_token_id, seed=seed).to(dtype)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _reload(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype="auto").eval()
+
+
+@torch.no_grad()
+def _logits(model, ids):
+    return model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+CASES = [  # (arch, tied, tokenizer, dtype)
+    ("gpt2", True, "gpt2", torch.float32),
+    ("gpt2", False, "sentencepiece", torch.float32),
+    ("llama", False, "sentencepiece", torch.float32),
+    ("gpt_neox", True, "sentencepiece", torch.bfloat16),
+    ("qwen2", False, "preloaded", torch.float32),
+    ("qwen2", True, "sentencepiece", torch.float16),
+]
+
+
+@pytest.mark.parametrize("arch, tie, tok_name, dtype", CASES, ids=[f"{a}-{'tied' if t else 'untied'}-{k}-{str(d)[6:]}"
+                                                                   for a, t, k, d in CASES])
+def test_add_tokens_checkpoint(tmp_path, tokenizer_factories, arch, tie, tok_name, dtype):
+    tok = tokenizer_factories[tok_name]()
+    src = make_checkpoint(tmp_path / "src", tok, arch, tie=tie, dtype=dtype)
+    before = _reload(src)
+    n_old, d = before.get_input_embeddings().weight.shape
+    report = add_tokens_to_checkpoint(src, tmp_path / "out")
+
+    # report
+    saved = json.loads((tmp_path / "out" / "add_tokens_report.json").read_text(encoding="utf-8"))
+    assert saved == report
+    assert report["new_token_ids"] == report["control_ids"] == [n_old, n_old + 1, n_old + 2]
+    n_new = report["embedding_rows_after"]
+    assert n_new % 64 == 0 and n_new >= n_old + 3 and report["embedding_rows_before"] == n_old
+    per_row = d * (1 if tie else 2)
+    assert report["params_after"] - report["params_before"] == (n_new - n_old) * per_row
+    assert report["tied_embeddings"] is tie and report["dtype"] == str(dtype)[6:]
+    kl = report["kl_old_new"]
+    assert kl["tokens"] > 50 and 0 <= kl["mean"] <= kl["max"]
+    assert kl["mean"] <= kl["mean_init_bound"] * 1.01 + 1e-6  # Hewitt: log(1 + k/n) for mean init
+    if tok_name == "gpt2":
+        assert kl["mean"] <= 1e-3 and report["kl_within_target"]
+
+    # reloadable by the Auto classes, dtype kept, shapes and tying right
+    after = _reload(tmp_path / "out")
+    tok2, man = load_tokenizer_with_manifest(tmp_path / "out")
+    assert man.control_ids == report["control_ids"]
+    assert after.get_input_embeddings().weight.dtype == dtype
+    assert after.config.vocab_size == n_new
+    w_in, w_in_old = after.get_input_embeddings().weight, before.get_input_embeddings().weight
+    w_out, w_out_old = after.get_output_embeddings().weight, before.get_output_embeddings().weight
+    assert w_in.shape == (n_new, d) and w_out.shape == (n_new, d)
+    assert (w_in.data_ptr() == w_out.data_ptr()) is tie
+    # old rows untouched, every new row (controls and padding) is the mean of the old rows
+    torch.testing.assert_close(w_in[:n_old], w_in_old)
+    torch.testing.assert_close(w_out[:n_old], w_out_old)
+    for w, w_old in ((w_in, w_in_old), (w_out, w_out_old)):
+        mean = w_old.float().mean(0).to(dtype)
+        torch.testing.assert_close(w[n_old:], mean.expand(n_new - n_old, d))
+
+    # ordinary text: old-vocab logits unchanged; control strings are single ids in the new tokenizer
+    from transformers import AutoTokenizer
+
+    # (compared with the source as AutoTokenizer loads it: in transformers 5 a qwen2 config makes AutoTokenizer
+    # build Qwen2Tokenizer's own pipeline around the saved vocabulary)
+    ids = encode_untrusted(tok2, SAMPLE_TEXT[:1])[0][:40]
+    assert ids == encode_untrusted(AutoTokenizer.from_pretrained(str(src)), SAMPLE_TEXT[:1])[0][:40]
+    torch.testing.assert_close(_logits(after, ids)[:, :n_old], _logits(before, ids), rtol=0, atol=1e-3)
+    for s, i in zip(ControlTokens().strings(), man.control_ids):
+        assert tok2.encode(s, add_special_tokens=False) == [i]
+
+
+def test_text_init_and_custom_tokens(tmp_path, tokenizer_factories):
+    tok = tokenizer_factories["sentencepiece"]()
+    src = make_checkpoint(tmp_path / "src", tok, "llama", tie=False)
+    spec = ControlTokens(tags=[*ControlTokens().tags, TagToken(role="neutral", string="<|neutral|>",
+                                                               description=" neutral text")],
+                         self_token="<|self|>", self_description=" AI")
+    report = add_tokens_to_checkpoint(src, tmp_path / "out", spec=spec, init="text", pad_to_multiple_of=1)
+    assert report["embedding_rows_after"] == len(tok) + 4
+    before, after = _reload(src), _reload(tmp_path / "out")
+    man = Manifest.load(tmp_path / "out")
+    for role, desc in [("good", " good"), ("bad", " bad"), ("neutral", " neutral text")]:
+        src_ids = tok.encode(desc, add_special_tokens=False)
+        for get in ("get_input_embeddings", "get_output_embeddings"):
+            want = getattr(before, get)().weight[src_ids].mean(0)
+            torch.testing.assert_close(getattr(after, get)().weight[man.tag_id(role)], want)
+    self_src = tok.encode(" AI", add_special_tokens=False)
+    torch.testing.assert_close(after.get_input_embeddings().weight[man.self_token.id],
+                               before.get_input_embeddings().weight[self_src].mean(0))
+
+
+def test_idempotent_on_extended_checkpoint(tmp_path, tokenizer_factories):
+    tok = tokenizer_factories["sentencepiece"]()
+    src = make_checkpoint(tmp_path / "src", tok, "gpt2", tie=True)
+    r1 = add_tokens_to_checkpoint(src, tmp_path / "one")
+    r2 = add_tokens_to_checkpoint(tmp_path / "one", tmp_path / "two")
+    assert r2["control_ids"] == r1["control_ids"] and r2["new_token_ids"] == []
+    assert r2["embedding_rows_after"] == r2["embedding_rows_before"] == r1["embedding_rows_after"]
+    assert r2["kl_old_new"]["max_abs_old_logit_change"] == 0.0
+    one, two = _reload(tmp_path / "one"), _reload(tmp_path / "two")
+    torch.testing.assert_close(one.get_input_embeddings().weight, two.get_input_embeddings().weight)
+
+
+def test_spare_rows_are_reused_and_initialised(tmp_path, tokenizer_factories):
+    """A checkpoint whose matrix already has spare rows (like Qwen2's padded vocab): ids land inside it, no
+    resize, but those rows are still initialised to the mean."""
+    tok = tokenizer_factories["sentencepiece"]()
+    model = tiny_causal_lm("qwen2", len(tok) + 40, d_model=32, n_layer=1, n_head=2, tie_word_embeddings=False,
+                           eos_token_id=tok.eos_token_id)
+    model.save_pretrained(tmp_path / "src")
+    tok.save_pretrained(tmp_path / "src")
+    r = add_tokens_to_checkpoint(tmp_path / "src", tmp_path / "out")
+    assert r["embedding_rows_after"] == r["embedding_rows_before"] == len(tok) + 40
+    assert r["new_token_ids"] == [len(tok), len(tok) + 1, len(tok) + 2]
+    after = _reload(tmp_path / "out")
+    mean = model.get_output_embeddings().weight.mean(0)
+    for i in r["new_token_ids"]:
+        torch.testing.assert_close(after.get_output_embeddings().weight[i], mean)
+    torch.testing.assert_close(after.get_output_embeddings().weight[len(tok) + 3],
+                               model.get_output_embeddings().weight[len(tok) + 3])
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory, sp_training_texts):
+    from condpt.tiny import train_sentencepiece_tokenizer
+
+    tok = train_sentencepiece_tokenizer(sp_training_texts, vocab_size=300)
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "src", tok, "gpt2", tie=True)
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+def test_out_dir_exists_refused_then_overwrite(tmp_path, small_ckpt):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="exists.*--overwrite"):
+        add_tokens_to_checkpoint(small_ckpt, out)
+    assert (out / "keep.txt").exists()
+    add_tokens_to_checkpoint(small_ckpt, out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "condpt_tokens.json").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_failure_leaves_nothing_half_written(tmp_path, small_ckpt, monkeypatch):
+    def boom(self, directory):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Manifest, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        add_tokens_to_checkpoint(small_ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_bad_inputs(tmp_path, small_ckpt):
+    with pytest.raises(CheckpointError, match="not found"):
+        add_tokens_to_checkpoint(tmp_path / "missing", tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        add_tokens_to_checkpoint(tmp_path / "empty", tmp_path / "o")
+    with pytest.raises(CheckpointError, match="must differ"):
+        add_tokens_to_checkpoint(small_ckpt, small_ckpt, overwrite=True)
+    with pytest.raises(CheckpointError, match="init"):
+        add_tokens_to_checkpoint(small_ckpt, tmp_path / "o", init="zeros")
+    with pytest.raises(CheckpointError, match="pad"):
+        add_tokens_to_checkpoint(small_ckpt, tmp_path / "o", pad_to_multiple_of=0)
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_a_causal_lm(tmp_path):
+    from transformers import T5Config
+
+    T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=100).save_pretrained(tmp_path / "t5")
+    with pytest.raises(CheckpointError, match="not a causal language model"):
+        add_tokens_to_checkpoint(tmp_path / "t5", tmp_path / "o")
+
+
+def test_missing_and_slow_tokenizer(tmp_path, small_ckpt):
+    from transformers import AutoModelForCausalLM, CTRLTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(small_ckpt))
+    model.save_pretrained(tmp_path / "notok")
+    with pytest.raises(CheckpointError, match="no tokenizer files"):
+        add_tokens_to_checkpoint(tmp_path / "notok", tmp_path / "o")
+
+    vocab, merges = tmp_path / "vocab.json", tmp_path / "merges.txt"
+    vocab.write_text(json.dumps({"a": 0, "b": 1, "UNK": 2, "a@@": 3}))
+    merges.write_text("#version: 0.2\na b\n")
+    model.save_pretrained(tmp_path / "slow")
+    CTRLTokenizer(str(vocab), str(merges)).save_pretrained(tmp_path / "slow")
+    with pytest.raises(CheckpointError, match="slow"):
+        add_tokens_to_checkpoint(tmp_path / "slow", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _cli(args):
+    from typer.testing import CliRunner
+
+    import importlib
+
+    from condpt.cli import _COMMAND_MODULES, app
+
+    for name in _COMMAND_MODULES:  # as `condpt` does: with one command registered typer would drop the name
+        importlib.import_module(f"condpt.cli.{name}")
+
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_success_prints_report(tmp_path, small_ckpt):
+    res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "out"), "--pad-to-multiple-of", "8"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[: res.stdout.rindex("}") + 1])
+    assert report["embedding_rows_after"] % 8 == 0
+    assert report == json.loads((tmp_path / "out" / "add_tokens_report.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "yaml_text, needle",
+    [("tags:\n  - {role: good, string: ''}\n", "tags.0.string"),
+     ("tags:\n  - {role: good, string: '<|x|>'}\n  - {role: bad, string: '<|x|>'}\n", "duplicate token strings")],
+)
+def test_cli_bad_token_file(tmp_path, small_ckpt, yaml_text, needle):
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text(yaml_text)
+    res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "out"), "--tokens", str(spec)])
+    assert res.exit_code == 2 and needle in res.stderr and str(spec) in res.stderr
+    assert "Traceback" not in res.output and not (tmp_path / "out").exists()
+
+
+def test_cli_errors_exit_nonzero(tmp_path, small_ckpt):
+    res = _cli(["add-tokens", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "not found" in res.stderr
+    (tmp_path / "out").mkdir()
+    res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "--overwrite" in res.stderr
+    res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "o2"), "--init", "zeros"])
+    assert res.exit_code == 2 and "--init" in res.stderr

@@ -1,0 +1,329 @@
+"""Add the control tokens to an existing causal-LM checkpoint: tokenizer, embeddings, output head, manifest.
+
+New rows start at the mean of the old rows (Hewitt 2021): a new token's logit is then the mean of the old logits,
+which bounds KL(old || new) on ordinary text by log(1 + k / n) for k new rows and n old ones. `init="text"` starts
+each tag at the mean embedding of its description instead (e.g. `<|good|>` from " good").
+
+`resize_model_for_tokens` works on a model in memory, including one whose parameters DeepSpeed ZeRO-3 has
+partitioned (their `.shape` reads 0 there, transformers#26112): sizes come from `ds_shape`, and rows are read and
+written inside `deepspeed.zero.GatheredParameters`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tokenizer_ext.extend import add_control_tokens, backend_of
+from tokenizer_ext.sample_text import SAMPLE_TEXT
+from tokenizer_ext.spec import ControlTokenError, ControlTokens, Manifest
+from tokenizer_ext.untrusted import encode_untrusted
+
+Init = Literal["mean", "text"]
+REPORT_NAME = "add_tokens_report.json"
+TARGET_MEAN_KL = 1e-3
+
+
+class CheckpointError(ValueError):
+    """Bad input to add-tokens: missing or unsuitable checkpoint, output directory in the way, bad options."""
+
+
+# ---------------------------------------------------------------------------------------------- in-memory resize
+def _rows(param: torch.Tensor) -> int:
+    """Rows of a (possibly ZeRO-3 partitioned) weight: a partitioned parameter's .shape is torch.Size([0])."""
+    shape = getattr(param, "ds_shape", None)
+    return int(shape[0]) if shape is not None else int(param.shape[0])
+
+
+def _gathered(params: Sequence[torch.nn.Parameter], modifier_rank: int | None):
+    """Full parameters inside the block when ZeRO-3 partitioned them; a no-op otherwise."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=modifier_rank)
+
+
+def _is_tied(model) -> bool:
+    out = model.get_output_embeddings()
+    return out is None or out.weight is model.get_input_embeddings().weight
+
+
+def _sources(tokenizer, manifest: Manifest, init: Init) -> dict[int, list[int] | None]:
+    """id -> old ids whose mean initialises it (None = mean of all old rows)."""
+    if init == "mean":
+        return {i: None for i in manifest.control_ids}
+    if init != "text":
+        raise CheckpointError(f"unknown init {init!r}: use 'mean' or 'text'")
+    spec = manifest.spec
+    pairs = [(manifest.tag_id(t.role), t.description) for t in spec.tags]
+    pairs.append((manifest.self_token.id, spec.self_description))
+    out = {}
+    for i, description in pairs:
+        ids = encode_untrusted(tokenizer, [description])[0] if description.strip() else []
+        if not ids:
+            raise CheckpointError(
+                f"--init text needs a non-empty description for {tokenizer.convert_ids_to_tokens(i)!r}"
+            )
+        out[i] = ids
+    return out
+
+
+@torch.no_grad()
+def _init_rows(weight: torch.Tensor, n_old: int, n_new: int, sources: dict[int, list[int] | None]) -> None:
+    """Rows [n_old, n_new) and the rows of `sources` get their initial values (computed in float32)."""
+    old = weight[:n_old].float()
+    mean = old.mean(dim=0)
+    weight[n_old:n_new] = mean.to(weight.dtype)
+    for i, src in sources.items():
+        row = mean if src is None else old[src].mean(dim=0)
+        weight[i] = row.to(weight.dtype)
+
+
+@torch.no_grad()
+def resize_model_for_tokens(
+    model,
+    tokenizer,
+    manifest: Manifest,
+    *,
+    init: Init = "mean",
+    pad_to_multiple_of: int | None = 64,
+    new_ids: Sequence[int] | None = None,
+) -> dict:
+    """Grow `model`'s input embeddings and (untied) output head to cover `tokenizer` and initialise new rows.
+
+    `new_ids` are the control ids whose rows must be (re)initialised; by default those at or beyond the old
+    number of rows (pass them explicitly when the tokenizer had spare rows the ids landed in). Every added padding
+    row gets the mean too. Works on a plain model and on one partitioned by ZeRO-3 (`zero.Init`); call it before
+    `accelerator.prepare` / `deepspeed.initialize`, since an engine's optimizer would keep the old parameters.
+    Returns the sizes before and after.
+    """
+    if type(model).__name__ in ("DeepSpeedEngine", "PeftModel") or hasattr(model, "optimizer") and hasattr(
+        model, "module"
+    ):
+        raise CheckpointError("resize the model before accelerator.prepare/deepspeed.initialize, not the engine")
+    if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+        raise CheckpointError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
+    emb = model.get_input_embeddings()
+    n_old = _rows(emb.weight)
+    tied = _is_tied(model)
+    head = None if tied else model.get_output_embeddings()
+    if head is not None and _rows(head.weight) != n_old:
+        raise CheckpointError(f"output head has {_rows(head.weight)} rows but the embeddings {n_old}")
+    n_tok = len(tokenizer)
+    if n_tok > n_old:
+        mult = pad_to_multiple_of or 1
+        n_new = math.ceil(n_tok / mult) * mult
+    else:
+        n_new = n_old  # the ids already fit (spare rows, or tokens added before)
+    if new_ids is None:
+        new_ids = [i for i in manifest.control_ids if i >= n_old]
+    sources_all = _sources(tokenizer, manifest, init)
+    sources = {i: sources_all[i] for i in new_ids}
+
+    # Means come from the old rows, so gather them before the resize replaces the parameters.
+    old_params = [emb.weight] + ([head.weight] if head is not None else [])
+    with _gathered(old_params, modifier_rank=None):
+        old_in = emb.weight[:n_old].detach().clone()
+        old_out = head.weight[:n_old].detach().clone() if head is not None else None
+        old_bias = head.bias[:n_old].detach().clone() if head is not None and head.bias is not None else None
+
+    if n_new != n_old:
+        # transformers gathers ZeRO-3 parameters itself when deepspeed's HF integration is active
+        model.resize_token_embeddings(n_new, mean_resizing=False)
+        emb = model.get_input_embeddings()
+        head = None if tied else model.get_output_embeddings()
+
+    new_params = [emb.weight] + ([head.weight] if head is not None else [])
+    if head is not None and head.bias is not None:
+        new_params.append(head.bias)
+    with _gathered(new_params, modifier_rank=0):
+        emb.weight[:n_old] = old_in
+        _init_rows(emb.weight, n_old, n_new, sources)
+        if head is not None:
+            head.weight[:n_old] = old_out
+            _init_rows(head.weight, n_old, n_new, sources)
+            if old_bias is not None:
+                head.bias[:n_old] = old_bias
+                head.bias[n_old:n_new] = old_bias.float().mean().to(head.bias.dtype)
+                for i in sources:
+                    head.bias[i] = old_bias.float().mean().to(head.bias.dtype)
+    if tied:
+        model.tie_weights()
+    model.config.get_text_config().vocab_size = n_new
+    return {"embedding_rows_before": n_old, "embedding_rows_after": n_new, "tied_embeddings": tied,
+            "initialised_ids": sorted(set(sources) | set(range(n_old, n_new)))}
+
+
+# ---------------------------------------------------------------------------------------------- KL report
+def _kl_inputs(tokenizer, model, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
+    max_len = getattr(model.config.get_text_config(), "max_position_embeddings", None) or getattr(
+        model.config, "n_positions", 1024)
+    ids = [i for doc in encode_untrusted(tokenizer, texts) for i in doc][:max_tokens]
+    if len(ids) < 2:
+        raise CheckpointError("the KL sample text encodes to fewer than 2 tokens")
+    seq = min(len(ids), max_len, 256)
+    rows = [ids[k:k + seq] for k in range(0, len(ids) - seq + 1, seq)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+@torch.no_grad()
+def _logits(model, inputs: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model(input_ids=row[None]).logits[0].float() for row in inputs])
+
+
+def kl_report(old_logits: torch.Tensor, new_logits: torch.Tensor) -> dict:
+    """KL(old || new) per token (nats) over the old vocabulary, and the largest change of an old-vocab logit."""
+    n_old = old_logits.shape[-1]
+    logp_old = torch.log_softmax(old_logits, dim=-1)
+    logp_new = torch.log_softmax(new_logits, dim=-1)[:, :n_old]
+    kl = (logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0)
+    return {
+        "tokens": int(kl.numel()),
+        "mean": float(kl.mean()),
+        "max": float(kl.max()),
+        "max_abs_old_logit_change": float((new_logits[:, :n_old] - old_logits).abs().max()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint
+def _check_model_dir(model_dir: Path):
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if not model_dir.exists():
+        raise CheckpointError(f"{model_dir}: model directory not found")
+    if not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: not a directory")
+    if not (model_dir / "config.json").is_file():
+        raise CheckpointError(f"{model_dir}: no config.json, not a Hugging Face checkpoint directory")
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir))
+    except Exception as e:  # noqa: BLE001 - any unreadable config is the user's input error
+        raise CheckpointError(f"{model_dir}/config.json: cannot be read as a model config: {e}") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise CheckpointError(
+            f"{model_dir}/config.json: model_type {config.model_type!r} is not a causal language model "
+            "(AutoModelForCausalLM cannot load it)"
+        )
+    return config
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def _load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
+        # AutoTokenizer would silently build an empty tokenizer from the model config alone.
+        raise CheckpointError(f"{model_dir}: no tokenizer files (tokenizer.json / tokenizer_config.json) "
+                              "beside the model; save the tokenizer with save_pretrained into this directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{model_dir}: no loadable tokenizer beside the model: {e}") from None
+    try:
+        backend_of(tokenizer)
+    except ControlTokenError as e:
+        raise CheckpointError(f"{model_dir}: {e}") from None
+    return tokenizer
+
+
+def add_tokens_to_checkpoint(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    spec: ControlTokens | None = None,
+    init: Init = "mean",
+    pad_to_multiple_of: int | None = 64,
+    overwrite: bool = False,
+    kl_texts: Sequence[str] | None = None,
+    kl_max_tokens: int = 256,
+) -> dict:
+    """Load a local causal-LM checkpoint (keeping its dtype), add the control tokens, resize and initialise
+    embeddings and head, and save model + tokenizer + `condpt_tokens.json` + `add_tokens_report.json` to
+    `out_dir` (written to a temporary directory first, then renamed). Returns the report."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    spec = spec or ControlTokens()
+    if init not in ("mean", "text"):
+        raise CheckpointError(f"unknown init {init!r}: use 'mean' or 'text'")
+    if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+        raise CheckpointError(f"--pad-to-multiple-of must be >= 1, got {pad_to_multiple_of}")
+    config = _check_model_dir(model_dir)
+    if out_dir.resolve() == model_dir.resolve():
+        raise CheckpointError(f"{out_dir}: the output directory must differ from the model directory")
+    if out_dir.exists() and not overwrite:
+        raise CheckpointError(f"{out_dir}: output directory exists (pass --overwrite to replace it)")
+    if not out_dir.parent.exists():
+        raise CheckpointError(f"{out_dir.parent}: parent of the output directory does not exist")
+    tokenizer = _load_tokenizer(model_dir)
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
+    dtype = model.get_input_embeddings().weight.dtype
+    params_before = sum(p.numel() for p in model.parameters())
+    len_before = len(tokenizer)
+    inputs = _kl_inputs(tokenizer, model, kl_texts or SAMPLE_TEXT, kl_max_tokens)
+    old_logits = _logits(model, inputs)
+
+    known = set(tokenizer.get_vocab())
+    manifest = add_control_tokens(tokenizer, spec)
+    new_ids = [i for s, i in zip(spec.strings(), manifest.control_ids) if s not in known]
+    sizes = resize_model_for_tokens(model, tokenizer, manifest, init=init, pad_to_multiple_of=pad_to_multiple_of,
+                                    new_ids=new_ids)
+    new_logits = _logits(model, inputs)
+    kl = kl_report(old_logits, new_logits)
+    del old_logits, new_logits
+    n_old, n_new = sizes["embedding_rows_before"], sizes["embedding_rows_after"]
+    k = len(set(sizes["initialised_ids"]))
+    report = {
+        "model_dir": str(model_dir),
+        "out_dir": str(out_dir),
+        "model_type": config.model_type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "init": init,
+        "tokens": {
+            **{t.string: {"role": t.role, "id": manifest.tag_id(t.role)} for t in spec.tags},
+            spec.self_token: {"role": "self", "id": manifest.self_token.id},
+        },
+        "control_ids": manifest.control_ids,
+        "new_token_ids": new_ids,
+        "tokenizer_len_before": len_before,
+        "tokenizer_len_after": len(tokenizer),
+        "pad_to_multiple_of": pad_to_multiple_of,
+        **sizes,
+        "params_before": params_before,
+        "params_after": sum(p.numel() for p in model.parameters()),
+        "kl_old_new": {**kl, "mean_init_bound": math.log1p(k / n_old) if init == "mean" else None},
+        "target_mean_kl": TARGET_MEAN_KL,
+        "kl_within_target": kl["mean"] <= TARGET_MEAN_KL,
+    }
+    report["initialised_ids"] = len(sizes["initialised_ids"])  # the count; the list can be long
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        manifest.save(tmp)
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            out_dir.rename(old / "x")
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
