@@ -284,7 +284,7 @@ def add_tokens_to_checkpoint(
     new_logits = _logits(model, inputs)
     kl = kl_report(old_logits, new_logits)
     del old_logits, new_logits
-    n_old, n_new = sizes["embedding_rows_before"], sizes["embedding_rows_after"]
+    n_old = sizes["embedding_rows_before"]
     k = len(set(sizes["initialised_ids"]))
     report = {
         "model_dir": str(model_dir),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,15 +19,16 @@ def _fail(msg: str) -> None:
 
 @app.command("add-tokens")
 def add_tokens_cmd(
-    model_dir: Path = typer.Argument(..., help="Local causal-LM checkpoint directory (model + tokenizer)."),
-    out: Path = typer.Option(..., "--out", help="Output directory (must not exist unless --overwrite)."),
-    tokens: Path | None = typer.Option(None, "--tokens", help="Control-token spec YAML (default: <|good|>, "
-                                                               "<|bad|>, self token U+10024)."),
-    init: str = typer.Option("mean", "--init", help="mean: new rows = mean of old rows; text: a tag starts at "
-                                                     "the mean embedding of its description."),
-    pad_to_multiple_of: int = typer.Option(64, "--pad-to-multiple-of", help="Round the vocabulary up to a "
-                                                                              "multiple of N (1 = no padding)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    model_dir: Annotated[Path, typer.Argument(help="Local causal-LM checkpoint directory (model + tokenizer).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (must not exist unless --overwrite).")],
+    tokens: Annotated[Path | None, typer.Option(
+        "--tokens", help="Control-token spec YAML (default: <|good|>, <|bad|>, self token U+10024).")] = None,
+    init: Annotated[str, typer.Option(
+        "--init", help="mean: new rows = mean of old rows; text: a tag starts at the mean embedding of its "
+                       "description.")] = "mean",
+    pad_to_multiple_of: Annotated[int, typer.Option(
+        "--pad-to-multiple-of", help="Round the vocabulary up to a multiple of N (1 = no padding).")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Add the control tokens to a checkpoint: tokenizer, embeddings, head, condpt_tokens.json, and a report
     (add_tokens_report.json, also printed) with ids, parameter counts and KL(old||new) on ordinary text."""

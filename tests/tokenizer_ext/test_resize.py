@@ -225,9 +225,9 @@ def test_missing_and_slow_tokenizer(tmp_path, small_ckpt):
 
 # ------------------------------------------------------------------------------------------------ CLI
 def _cli(args):
-    from typer.testing import CliRunner
-
     import importlib
+
+    from typer.testing import CliRunner
 
     from condpt.cli import _COMMAND_MODULES, app
 
