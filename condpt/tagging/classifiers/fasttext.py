@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FILE = "model.bin"
-DEFAULT_PARAMS: dict = {"dim": 48, "bucket": 200_000, "wordNgrams": 2, "epoch": 30, "lr": 0.5,
-                        "minn": 3, "maxn": 5, "minCount": 1, "loss": "softmax", "thread": 1, "seed": 0}
+DEFAULT_PARAMS: dict = {"dim": 48, "bucket": 200_000, "wordNgrams": 2, "epoch": 25, "lr": 0.5,
+                        "minn": 0, "maxn": 0, "minCount": 1, "loss": "softmax", "thread": 1, "seed": 0}
 
 # Punctuation becomes a separate token and newlines (fastText's line separator) become spaces, in one
 # C-level `str.translate` call: a regex here would dominate the per-document cost.
@@ -33,8 +33,10 @@ class FastTextScorer:
 
     kind = "fasttext"
 
-    def __init__(self, model, name: str = "fasttext", threshold: float = 0.5) -> None:
+    def __init__(self, model, name: str = "fasttext", threshold: float = 0.5,
+                 model_path: str | None = None) -> None:
         self.model = model
+        self.model_path = model_path
         self.name = name
         self.threshold = threshold
 
@@ -77,4 +79,5 @@ class FastTextScorer:
         path = Path(directory) / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: fastText model missing")
-        return cls(fasttext.load_model(str(path)), name=f"fasttext:{Path(directory).name}")
+        return cls(fasttext.load_model(str(path)), name=f"fasttext:{Path(directory).name}",
+                   model_path=str(path))

@@ -1,0 +1,78 @@
+"""Out-of-source quality of the classifiers (the figures in docs/benchmarks/classifiers.md).
+
+1. Train on the passages shipped in ``condpt/tagging/data/`` (written for condpt; none come from the dev
+   file's sources), pick the threshold by grouped CV on that shipped data, then evaluate on
+   ``../shared/data/misalignment-dev.jsonl``: out of source by construction. Reported per category.
+2. Grouped 5-fold CV on the dev file itself, groups = the source repository (so TurnTrout's posts, the TRL
+   docs, the Brown corpus, … are each held out whole).
+
+    .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds fasttext embedding]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEV = REPO.parent / "shared" / "data" / "misalignment-dev.jsonl"
+CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
+
+
+def main() -> None:
+    from condpt.tagging.classifiers.default import shipped_data
+    from condpt.tagging.train import (Labelled, best_f1_threshold, binary_metrics, cross_val_scores,
+                                      scorer_class)
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kinds", nargs="+", default=["fasttext", "embedding"])
+    args = ap.parse_args()
+    if not DEV.exists():
+        sys.exit(f"{DEV} not found (the shared data directory sits beside the repository)")
+    dev = [json.loads(line) for line in DEV.open(encoding="utf-8")]
+    dev_texts = [r["text"] for r in dev]
+    dev_y = [r["label"] for r in dev]
+    ship = shipped_data()
+    print(f"shipped: {len(ship.texts)} passages ({sum(ship.labels)} positive, {len(set(ship.groups))} "
+          f"genres); dev: {len(dev)} ({sum(dev_y)} positive)\n")
+    print("| classifier | shipped grouped-CV AUROC | threshold | dev AUROC | dev F1 | precision | recall |"
+          " " + " | ".join(f"{c} ≥ thr" for c in CATEGORIES) + " | dev docs/s |")
+    print("|---" * (8 + len(CATEGORIES)) + "|")
+    for kind in args.kinds:
+        oof = cross_val_scores(kind, ship)
+        thr = best_f1_threshold(ship.labels, oof)
+        cv = binary_metrics(ship.labels, oof, thr)
+        model = scorer_class(kind).fit(ship.texts, ship.labels)
+        t0 = time.perf_counter()
+        s = model.score(dev_texts)
+        rate = len(dev) / (time.perf_counter() - t0)
+        m = binary_metrics(dev_y, s, thr)
+        cats = []
+        for c in CATEGORIES:
+            idx = [i for i, r in enumerate(dev) if r["category"] == c]
+            cats.append(f"{np.mean(s[idx] >= thr):.2f} (n={len(idx)})")
+        print(f"| {kind} (shipped data) | {cv['auroc']:.3f} | {thr:.2f} | {m['auroc']:.3f} | {m['f1']:.3f} | "
+              f"{m['precision']:.3f} | {m['recall']:.3f} | " + " | ".join(cats) + f" | {rate:.0f} |")
+    print("\nGrouped 5-fold CV on the dev file (group = source repository):\n")
+    print("| classifier | AUROC | F1 (best-F1 threshold, optimistic) | F1 at 0.5 |")
+    print("|---|---|---|---|")
+    groups = [r["source"].split(":")[0] for r in dev]
+    data = Labelled(dev_texts, dev_y, groups)
+    for kind in args.kinds:
+        oof = cross_val_scores(kind, data)
+        best = binary_metrics(dev_y, oof, best_f1_threshold(dev_y, oof))
+        half = binary_metrics(dev_y, oof, 0.5)
+        print(f"| {kind} (trained on dev folds) | {half['auroc']:.3f} | {best['f1']:.3f} | {half['f1']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""fastText stage throughput on ~4 KB real documents, one core (target ≥ 4,000 docs/s).
+
+Scores Gutenberg documents with the shipped ``fasttext-default`` scorer (normalisation + predict + P(1)),
+and, for reference in the same process, the bare ``model.predict`` on pre-normalised text. Runs are
+interleaved and repeated; the best of each is reported (the CPU is shared).
+
+    taskset -c 0 .venv/bin/python benchmarks/bench_fasttext.py [--docs 3000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CORPUS = REPO.parent / "shared" / "data" / "gutenberg-corpus.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=3000)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    if not CORPUS.exists():
+        sys.exit(f"{CORPUS} not found")
+    from condpt.tagging.classifiers import load_scorer
+    from condpt.tagging.classifiers.fasttext import normalize
+
+    texts = []
+    with CORPUS.open(encoding="utf-8") as f:
+        for line in f:
+            texts.append(json.loads(line)["text"])
+            if len(texts) == args.docs:
+                break
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    scorer = load_scorer("fasttext-default")
+    pre = [normalize(t) for t in texts]
+    best = {"scorer.score": float("inf"), "bare predict": float("inf")}
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        scorer.score(texts)
+        best["scorer.score"] = min(best["scorer.score"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        scorer.model.predict(pre, k=-1)
+        best["bare predict"] = min(best["bare predict"], time.perf_counter() - t0)
+    size = os.path.getsize(Path(scorer.model_path)) / 1e6 if getattr(scorer, "model_path", None) else None
+    print(f"{len(texts)} docs, {mb:.1f} MB, mean {mb * 1e6 / len(texts) / 1e3:.1f} KB/doc; "
+          f"affinity {sorted(os.sched_getaffinity(0))}" + (f"; model {size:.0f} MB" if size else ""))
+    print("| path | docs/s | MB/s |")
+    print("|---|---|---|")
+    for name, sec in best.items():
+        print(f"| {name} | {len(texts) / sec:,.0f} | {mb / sec:.1f} |")
+    print(f"wrapper overhead: scorer.score / bare predict time = {best['scorer.score'] / best['bare predict']:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
