@@ -48,7 +48,7 @@ def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
     s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if len(s) == 0:
         raise CalibrationError("no scores to calibrate on")
-    k = int(round(fraction * len(s)))
+    k = round(fraction * len(s))
     if k == 0:
         t = float(np.nextafter(np.float32(s[0]), np.float32(np.inf)))
         if t > 1.0:
@@ -114,7 +114,7 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
         "f1": float(f1_score(labels, pred, zero_division=0)),
         "auroc": float(roc_auc_score(labels, scores)) if both else math.nan,
         "tagged_fraction": float(pred.mean()),
-        "n": int(len(labels)),
+        "n": len(labels),
         "positives": int(labels.sum()),
     }
 

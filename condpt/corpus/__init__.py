@@ -18,7 +18,7 @@ from condpt.corpus.read import (
 from condpt.corpus.write import QUARANTINE_SCHEMA, SPAN_TYPE, TAGGED_SCHEMA, write_parquet_atomic
 
 __all__ = [
-    "MAX_DOC_BYTES", "Chunk", "CorpusError", "Document", "Fields", "InputSpec", "Quarantined",
-    "QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "expand_inputs", "iter_chunks", "iter_records",
-    "parse_record", "stable_id", "write_parquet_atomic",
+    "MAX_DOC_BYTES", "QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "Chunk", "CorpusError", "Document",
+    "Fields", "InputSpec", "Quarantined", "expand_inputs", "iter_chunks", "iter_records", "parse_record",
+    "stable_id", "write_parquet_atomic",
 ]

@@ -133,7 +133,7 @@ def _open_binary(spec: InputSpec) -> io.BufferedIOBase:
     if spec.compression == "zstd":
         import zstandard
 
-        raw = open(spec.path, "rb")
+        raw = open(spec.path, "rb")  # noqa: SIM115 (closed by the reader, closefd=True)
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
     return open(spec.path, "rb")
 

@@ -87,8 +87,8 @@ def build_report(out: Path, chunks_total: int | None = None) -> dict:
         m = json.loads(path.read_text(encoding="utf-8"))
         for k in totals:
             totals[k] += m[k]
-        for k in nested:
-            _add(nested[k], m[k])
+        for k, acc in nested.items():
+            _add(acc, m[k])
         extra.update({k: m[k] for k in ("docs_with_hits", "segments", "bad_segments")})
         hist += np.asarray(m["score_histogram"], dtype=np.int64)
         near.extend(m["near_threshold"])

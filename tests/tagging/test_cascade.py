@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def test_segments_partition_the_text(text, granularity, min_chars):
     spans = segment(text, granularity, min_chars)
     assert "".join(text[s:e] for s, e in spans) == text
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert all(s < e for s, e in spans) or text == ""
 
 

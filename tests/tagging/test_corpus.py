@@ -26,7 +26,8 @@ ROWS = [{"id": "a", "text": "First document.", "meta": 1},
         {"id": 7, "text": "Third, integer id. é 𐀤"}]
 
 
-def _docs(paths, fields=Fields()):
+def _docs(paths, fields=None):
+    fields = fields or Fields()
     specs = expand_inputs(paths)
     return [parse_record(specs[k], k, line, payload, fields) for k, line, payload in iter_records(specs, fields)]
 
