@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `tag` and `calibrate`)
@@ -216,3 +218,20 @@ def test_default_classifier_works_out_of_the_box(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["written"] == 6 and report["stages"] == {"classifier": 6}
+
+
+_LINES = [b'{"text": "fine text"}', b'{"id": "x", "text": "HAL 9000 again"}', b'{"text": ""}', b"\xff\xfe",
+          b'{"text": 1}', b"[]", b"{", b'{"text": "\\ud800"}', b'{"id": 5, "text": "int id"}', b"   ",
+          b'{"text": "caf\xc3\xa9 \xf0\x90\x80\xa4"}', b'{"id": null, "text": "null id"}']
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.sampled_from(_LINES), st.binary(max_size=30)), max_size=25))
+def test_every_record_is_accounted_for(tmp_path_factory, lines):
+    out = tmp_path_factory.mktemp("fuzz")
+    src = out / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    records = [ln for ln in src.read_bytes().split(b"\n") if ln.rstrip(b"\r").strip()]
+    report = tag_corpus([src], out / "o", TagConfig(rows_per_shard=4, classifier={"spec": "none"}), progress=False)
+    assert report["read"] == len(records)
+    assert report["read"] == report["written"] + report["set_aside"] + report["quarantined"]
