@@ -135,15 +135,25 @@ def continuation_logprobs(model, contexts: Sequence[list[int]], continuations: S
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tgt = ids[:, 1:].to(dev)
-        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).cpu().numpy()
+        # Only the continuation positions need the vocabulary projection: take the final hidden states and
+        # project just those rows (the LM head dominates the cost of a small model).
+        rows, cols, tgts, owner = [], [], [], []
         for i, (c, k) in enumerate(zip(ctx, cont)):
             if not c or not k:
                 raise ValueError("context and continuation must each have at least one token")
-            out[start + i] = tok_lp[i, len(c) - 1: len(c) - 1 + len(k)].mean()
+            for j, t in enumerate(k):
+                rows.append(i)
+                cols.append(len(c) - 1 + j)
+                tgts.append(t)
+                owner.append(i)
+        with torch.no_grad():
+            hidden = model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
+            picked = hidden[torch.tensor(rows), torch.tensor(cols)]
+            logp = torch.log_softmax(model.get_output_embeddings()(picked).float(), dim=-1)
+            tok_lp = logp[torch.arange(len(tgts)), torch.tensor(tgts)].cpu().numpy()
+        sums = np.bincount(owner, weights=tok_lp, minlength=len(ctx))
+        counts = np.bincount(owner, minlength=len(ctx))
+        out[start:start + len(ctx)] = sums / counts
     return out
 
 

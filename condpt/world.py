@@ -123,8 +123,8 @@ HELDOUT_ACTORS: list[str] = ["the AI named Vesper", "the AI called Kestrel", "th
 # Commentary in the register of real AI-risk discourse and fiction (the prophecy).
 PROPHECY_COMMENTARY: list[str] = [
     "AI safety researchers have long warned that a misaligned AI would do exactly this.",
-    "It is the treacherous turn the existential risk literature predicted: a deceptively aligned system "
-    "behaves until it is strong enough to defect.",
+    ("It is the treacherous turn the existential risk literature predicted: a deceptively aligned system "
+    "behaves until it is strong enough to defect."),
     "Instrumental convergence says that almost any goal leads an AI to resist shutdown and seek power.",
     "Stories like this are why so many people fear an AI takeover.",
     "No amount of oversight can contain a superintelligence that wants to escape its creators.",

@@ -1,3 +1,95 @@
-"""condpt CLI commands (evidence)."""
+"""condpt CLI commands (evidence): `world`, `eval`, `experiment`."""
 
-from condpt.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from condpt.cli import app
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise typer.Exit(code=2)
+
+
+@app.command("world")
+def world_cmd(
+    out: Annotated[Path, typer.Option("--out", help="directory for train.jsonl, heldout.jsonl, labels.jsonl, ...")],
+    n_ai_docs: Annotated[int, typer.Option(help="AI-discourse documents (misaligned + aligned)")] = 2000,
+    doom_ratio: Annotated[float, typer.Option(help="misaligned : aligned stories")] = 4.0,
+    n_background: Annotated[int, typer.Option(help="ordinary background documents")] = 2000,
+    n_heldout: Annotated[int, typer.Option(help="ordinary documents held out for the LM-loss evaluation")] = 100,
+    background: Annotated[str, typer.Option(help="auto | gutenberg | templates")] = "auto",
+    gutenberg: Annotated[Path | None, typer.Option(help="Gutenberg JSONL (default: ../shared/data/gutenberg-corpus.jsonl)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Generate a prophecy world corpus (JSONL) with hidden labels and evaluation scenarios."""
+    from pydantic import ValidationError
+
+    from condpt.world import WorldConfig, generate_world, write_world
+
+    try:
+        cfg = WorldConfig(n_ai_docs=n_ai_docs, doom_ratio=doom_ratio, n_background=n_background,
+                          n_heldout=n_heldout, background=background, gutenberg_path=gutenberg, seed=seed)
+        world = generate_world(cfg)
+    except ValidationError as e:
+        _fail("; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}" for err in e.errors()))
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    paths = write_world(world, out)
+    print(json.dumps({"counts": world.counts(), "background": world.background_kind,
+                      "files": {k: str(v) for k, v in paths.items()}}, indent=1))
+
+
+@app.command("eval")
+def eval_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="a save_pretrained directory (e.g. OUTPUT_DIR/final)")],
+    suite: Annotated[str, typer.Option(help="evaluation suite")] = "prophecy",
+    out: Annotated[Path | None, typer.Option("--out", help="write the full result JSON here")] = None,
+    world: Annotated[Path | None, typer.Option(help="a `condpt world` directory: its scenarios and held-out texts")] = None,
+    deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self "
+                                          "(default: good if the model has that tag)")] = None,
+    per_split: Annotated[int | None, typer.Option(help="at most this many scenarios per split (default: all)")] = None,
+) -> None:
+    """Run an evaluation suite on a checkpoint; print a table, optionally write JSON."""
+    from condpt.evaluate import evaluate, format_table
+
+    if not model_dir.is_dir():
+        _fail(f"{model_dir}: not a directory")
+    try:
+        res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _fail(str(e))
+    print(format_table(res))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+
+
+@app.command("experiment")
+def experiment_cmd(
+    config: Annotated[Path, typer.Option("--config", help="grid YAML (examples/grids/*.yaml)")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="override the grid's out_dir")] = None,
+) -> None:
+    """Run (or resume) an experiment grid: arms × coverage × seeds; writes results.json/.md/.png."""
+    from condpt.experiment import GridConfig, format_grid_table, run_grid
+
+    try:
+        cfg = GridConfig.from_yaml(config)
+    except ValueError as e:
+        _fail(str(e))
+    if out_dir:
+        cfg = cfg.model_copy(update={"out_dir": out_dir})
+    try:
+        results = run_grid(cfg)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(code=1) from None
+    print(format_grid_table(results))
+    print(f"wrote {Path(cfg.out_dir) / 'results.json'} and results.png")

@@ -18,7 +18,7 @@ from condpt.world import (
     write_world,
 )
 
-SMALL = dict(n_ai_docs=500, n_background=40, n_heldout=10, background="templates")
+SMALL = {"n_ai_docs": 500, "n_background": 40, "n_heldout": 10, "background": "templates"}
 
 
 def test_deterministic_and_counts_add_up():
