@@ -91,6 +91,8 @@ def pack_batch(
         index = -1
         for seg in segments:
             seg_ids = next(source)
+            if not seg_ids:
+                continue  # an empty segment gets no tag (an empty document adds nothing, not even EOS)
             role = seg["role"]
             if role is None:
                 index = -1
@@ -106,7 +108,7 @@ def pack_batch(
             ids.extend(seg_ids)
             labels.extend(seg_ids)
             tix.extend([index] * len(seg_ids))
-        if len(ids) > start:  # an empty document adds nothing, not even EOS
+        if len(ids) > start:
             ids.append(eos)
             labels.append(eos)
             tix.append(index)  # EOS closes the document under the role in effect

@@ -127,6 +127,13 @@ def test_self_token_id_only_from_trusted_rows(tm):
     assert m.tag_id("bad") not in ids  # control strings stay text even in curated stories
 
 
+def test_empty_segments_and_documents_add_nothing(tm):
+    tok, m = tm
+    rows = {"segments": [[{"text": "", "role": "good"}], [{"text": "", "role": "bad"}, {"text": "Hi.", "role": "good"}]]}
+    out = pack_batch(rows, tokenizer=tok, manifest=m, block_size=len(enc(tok, "Hi.")) + 2)
+    assert out["input_ids"] == [[m.tag_id("good"), *enc(tok, "Hi."), tok.eos_token_id]]
+
+
 def test_unknown_role_is_an_error(tm):
     tok, m = tm
     with pytest.raises(ValueError, match="'ugly'"):
