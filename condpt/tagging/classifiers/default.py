@@ -58,7 +58,8 @@ def default_scorer(kind: str = "embedding") -> Scorer:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            train_classifier(shipped_data(), tmp, kind=kind, cv=False)
+            # grouped CV over registers picks the threshold (the head refits are cheap once encoded)
+            train_classifier(shipped_data(), tmp, kind=kind, cv=True)
             try:
                 tmp.rename(target)  # atomic: concurrent first uses (num_proc workers) never see half a model
             except OSError:

@@ -52,7 +52,16 @@ class FastTextScorer:
             with open(path, "w", encoding="utf-8") as f:
                 for text, label in zip(texts, labels):
                     f.write(f"__label__{int(label)} {normalize(text)}\n")
-            model = fasttext.train_supervised(input=path, verbose=0, **args)
+            # fastText aborts with "Encountered NaN" on some small sets at a given learning rate; a
+            # smaller rate trains fine, so step it down (deterministically) instead of failing the run.
+            for attempt in range(4):
+                try:
+                    model = fasttext.train_supervised(input=path, verbose=0, **args)
+                    break
+                except RuntimeError as e:
+                    if "NaN" not in str(e) or attempt == 3:
+                        raise
+                    args["lr"] = args["lr"] / 2
         return cls(model)
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
