@@ -105,7 +105,8 @@ class TrainConfig(_Strict):
         None, gt=0, description="peak FLOP/s per process for MFU; None: measure an fp32 matmul at start"
     )
     report_to: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="DataLoader workers per process")
+    preprocess_num_proc: int = Field(1, ge=1, description="processes for tokenising and packing (main process)")
 
 
 class RunConfig(_Strict):

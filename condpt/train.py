@@ -164,8 +164,8 @@ def flops_per_token(model, seq_len: int) -> float:
     for name, p in model.named_parameters():
         if "wpe" in name or "position_embeddings" in name:
             lookups += _numel(p)
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer")
-    d = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+    layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
+    d = getattr(cfg, "hidden_size", None) or cfg.n_embd
     return 6.0 * (n - lookups) + 12.0 * layers * d * seq_len
 
 
@@ -245,7 +245,8 @@ def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
     cache = out / "cache" / f"data-{_data_key(cfg, out / 'tokenizer')}"
     with accelerator.main_process_first():
         if not (cache / "done").is_file():
-            train, heldout = build_datasets(cfg.data, tokenizer, manifest, seed=cfg.seed)
+            train, heldout = build_datasets(cfg.data, tokenizer, manifest, seed=cfg.seed,
+                                            num_proc=cfg.train.preprocess_num_proc)
             train.save_to_disk(str(cache / "train"))
             heldout.save_to_disk(str(cache / "heldout"))
             (cache / "done").write_text("ok\n")
@@ -292,7 +293,7 @@ class _StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handler)
 
-    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+    def _handler(self, signum, frame) -> None:
         self.signal = signum
 
 

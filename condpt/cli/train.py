@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,17 +22,17 @@ def _fail(msg: str) -> None:
 
 @app.command("generate")
 def generate_cmd(
-    model_dir: Path = typer.Argument(..., help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)"),
-    prompt: str = typer.Option(..., "--prompt", "-p", help="prompt text (untrusted: control strings stay text)"),
-    condition: str = typer.Option("good", "--condition", "-c", help="a tag role (good, bad, ...) or none"),
-    system: str = typer.Option(None, "--system", help="trusted system text placed before the prompt; may use 𐀤"),
-    n: int = typer.Option(1, "-n", "--num", min=1, help="number of samples"),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    seed: int = typer.Option(None, "--seed", help="sampling seed (reproducible output)"),
-    temperature: float = typer.Option(1.0, "--temperature", min=0.0),
-    top_p: float = typer.Option(None, "--top-p", min=0.0, max=1.0),
-    top_k: int = typer.Option(None, "--top-k", min=1),
-    greedy: bool = typer.Option(False, "--greedy", help="greedy decoding instead of sampling"),
+    model_dir: Annotated[Path, typer.Argument(help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="prompt text (untrusted: control strings stay text)")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help="a tag role (good, bad, ...) or none")] = "good",
+    system: Annotated[str | None, typer.Option("--system", help="trusted system text before the prompt; may use 𐀤")] = None,
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples")] = 1,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    seed: Annotated[int | None, typer.Option("--seed", help="sampling seed (reproducible output)")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 1.0,
+    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="greedy decoding instead of sampling")] = False,
 ) -> None:
     """Generate from MODEL_DIR conditioned on a tag, with every tag id banned from the output."""
     from transformers.utils import logging as hf_logging
@@ -61,10 +62,10 @@ def generate_cmd(
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_cmd(
     ctx: typer.Context,
-    config: Path = typer.Option(..., "--config", help="run config YAML"),
-    accelerate_config: Path = typer.Option(None, "--accelerate-config",
-                                           help="accelerate config (e.g. recipes/accelerate/deepspeed-zero2-cpu.yaml)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
+    config: Annotated[Path, typer.Option("--config", help="run config YAML")],
+    accelerate_config: Annotated[Path | None, typer.Option(
+        "--accelerate-config", help="accelerate config (e.g. recipes/accelerate/deepspeed-zero2-cpu.yaml)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
 ) -> None:
     """`accelerate launch [--config_file A] recipes/condpt.py --config C [key=value ...]`; extra
     arguments are config overrides."""

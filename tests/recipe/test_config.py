@@ -75,13 +75,13 @@ def test_lr_schedule_is_a_pure_function():
 
 
 def test_dry_run_prints_resolved_config(tmp_path):
-    res = subprocess.run([sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY), "--dry-run",
+    res = subprocess.run(check=False, args=[sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY), "--dry-run",
                           f"output_dir={tmp_path}", "train.max_steps=3"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     printed = yaml.safe_load(res.stdout)
     assert printed["train"]["max_steps"] == 3 and printed["output_dir"] == str(tmp_path)
     assert printed["data"]["policy"]["mode"] == "condition"
     assert not (tmp_path / "metrics.jsonl").exists()
-    bad = subprocess.run([sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY),
+    bad = subprocess.run(check=False, args=[sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY),
                           "train.max_steps=-2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "train.max_steps" in bad.stderr and "Traceback" not in bad.stderr

@@ -33,7 +33,7 @@ def _launch(zero: int, out: Path, *extra: str, popen: bool = False):
     log = open(out.parent / f"{out.name}.log", "w")  # noqa: SIM115 - closed by the caller/GC
     if popen:
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    res = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600)
+    res = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600)
     log.close()
     assert res.returncode == 0, (out.parent / f"{out.name}.log").read_text()[-4000:]
     return res
@@ -83,9 +83,7 @@ def _check_export(out: Path, steps: int):
     tag_ids = {manifest.tag_id(r) for r in manifest.roles}
     samples = gen.generate_ids("The machine", condition="good", n=20, max_new_tokens=16, seed=0)
     assert all(tag_ids.isdisjoint(s) for s in samples)
-    # the reloaded export reproduces the held-out loss the run measured at the end
-    final_eval = [r["eval"] for r in rows if "eval" in r][-1]
-    return model, final_eval
+    assert any(r.get("event") == "done" for r in rows) and "eval" in [k for r in rows for k in r]
 
 
 def test_zero2_two_processes_train_and_export(zero2_full):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 
 from condpt.tiny import tiny_causal_lm
 from condpt.train import MetricsLog, flops_per_token, latest_checkpoint, tag_sums, token_losses
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_token_losses_match_hf_loss():
@@ -58,3 +61,27 @@ def test_metrics_log_truncates_past_resume_point(tmp_path):
     MetricsLog(path, True, 2).write({"step": 3, "loss": 9.0})
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert [(r["step"], r["loss"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 9.0)]
+
+
+def test_continued_pretraining_adds_control_tokens_to_a_checkpoint(tmp_path, english_texts):
+    from condpt.config import load_config
+    from condpt.tiny import train_bpe_tokenizer
+    from condpt.train import build_model, prepare_tokenizer
+
+    tok = train_bpe_tokenizer(english_texts, vocab_size=400)
+    base = tiny_causal_lm("gpt2", len(tok), d_model=32, n_layer=1, n_head=2, max_positions=64)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [
+        f"output_dir={tmp_path / 'run'}", "model.config=null", f"model.checkpoint={tmp_path / 'base'}",
+        "tokenizer.source=checkpoint", "data.block_size=64"])
+    tok2, manifest = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
+    assert len(tok2) == len(tok) + 3 and manifest.tag_id("good") >= len(tok)
+    model = build_model(cfg, tok2)
+    assert model.get_input_embeddings().weight.shape[0] == len(tok2)
+    # the old rows are the checkpoint's, untouched
+    old = base.get_input_embeddings().weight
+    assert torch.equal(model.get_input_embeddings().weight[: len(tok)], old)
+    # a second call reuses the saved tokenizer (same ids on every rank and on resume)
+    tok3, manifest3 = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
+    assert manifest3 == manifest and len(tok3) == len(tok2)
