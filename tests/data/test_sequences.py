@@ -170,7 +170,10 @@ def sources(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", corpus_rows(120, "a"))
     tagged = tmp_path / "tagged"
     (tagged / "data").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(corpus_rows(80, "b")), tagged / "data" / "part-00000.parquet")
+    from condpt.corpus import TAGGED_SCHEMA  # exactly what `condpt tag` writes
+
+    rows = [{**r, "prefilter_hits": [], "stage": "classifier"} for r in corpus_rows(80, "b")]
+    pq.write_table(pa.Table.from_pylist(rows, schema=TAGGED_SCHEMA), tagged / "data" / "part-00000.parquet")
     return a, tagged
 
 
