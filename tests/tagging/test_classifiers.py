@@ -147,6 +147,7 @@ def test_windows_pack_whole_sentences_without_losing_words():
     assert [len(w.split()) for w in windows(long_run, max_words=120)] == [120, 120, 60]
 
 
+@pytest.mark.slow  # encodes ~200 passages with MiniLM (≈ 10 s on a free core, more on a shared one)
 def test_embedding_scorer_catches_one_passage_in_a_long_document(embedding_dir):
     out, meta = embedding_dir
     assert meta["cv"]["at_threshold"]["auroc"] > 0.75  # grouped CV over held-out genres
@@ -158,6 +159,7 @@ def test_embedding_scorer_catches_one_passage_in_a_long_document(embedding_dir):
     assert s[3] > scorer.threshold > s[2]  # max-pooling over windows: not averaged away
 
 
+@pytest.mark.slow
 def test_embedding_save_load_roundtrip(embedding_dir, tmp_path):
     from condpt.tagging.classifiers.embedding import EmbeddingScorer
 
