@@ -1,6 +1,6 @@
 """Parquet output: the tagged-data and quarantine schemas, and atomic, deterministic shard writes.
 
-A shard is written to ``OUT/.tmp/`` and renamed into place, so a reader (or a restarted run) never sees a
+A file is written to ``OUT/.tmp/`` (a name unique to the process) and renamed into place, so a reader (or a restarted run) never sees a
 half-written file. Files hold no timestamps and rows keep input order, so the same input and config give
 byte-identical shards.
 """
@@ -35,11 +35,16 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 
+def _tmp_path(path: Path, tmp_dir: Path) -> Path:
+    # the pid keeps concurrent `--shard` jobs writing the same report/run file from sharing a temp file
+    return tmp_dir / f"{path.parent.name}-{path.name}.{os.getpid()}.tmp"
+
+
 def write_parquet_atomic(table: pa.Table, path: Path, tmp_dir: Path) -> None:
     """Write `table` to `path` via a temporary file in `tmp_dir` (same filesystem) and an atomic rename."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / (path.name + ".tmp")
+    tmp = _tmp_path(path, tmp_dir)
     pq.write_table(table, tmp, compression="zstd", write_statistics=True)
     os.replace(tmp, path)
 
@@ -47,7 +52,7 @@ def write_parquet_atomic(table: pa.Table, path: Path, tmp_dir: Path) -> None:
 def write_text_atomic(text: str, path: Path, tmp_dir: Path) -> None:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / (path.name + ".tmp")
+    tmp = _tmp_path(path, tmp_dir)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -55,6 +60,6 @@ def write_text_atomic(text: str, path: Path, tmp_dir: Path) -> None:
 def write_bytes_atomic(data: bytes, path: Path, tmp_dir: Path) -> None:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / (path.name + ".tmp")
+    tmp = _tmp_path(path, tmp_dir)
     tmp.write_bytes(data)
     os.replace(tmp, path)

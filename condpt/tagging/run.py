@@ -225,4 +225,9 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return write_report(out, chunks_total=n_chunks)
+    report = write_report(out, chunks_total=n_chunks)
+    try:
+        (out / TMP).rmdir()  # only when empty: leftovers of a killed run, or another shard job still writing
+    except OSError:
+        pass
+    return report
