@@ -78,14 +78,25 @@ def _sources(tokenizer, manifest: Manifest, init: Init) -> dict[int, list[int] |
     return out
 
 
+def _row_mean(weight: torch.Tensor, rows: int, chunk: int = 8192) -> torch.Tensor:
+    """Float32 mean of weight[:rows], a chunk at a time (a bf16 matrix is never copied whole to float32)."""
+    total = torch.zeros(weight.shape[1], dtype=torch.float64)
+    for start in range(0, rows, chunk):
+        total += weight[start:min(start + chunk, rows)].double().sum(dim=0)
+    return (total / rows).float()
+
+
 @torch.no_grad()
-def _init_rows(weight: torch.Tensor, n_old: int, n_new: int, sources: dict[int, list[int] | None]) -> None:
-    """Rows [n_old, n_new) and the rows of `sources` get their initial values (computed in float32)."""
-    old = weight[:n_old].float()
-    mean = old.mean(dim=0)
+def _initial_rows(weight: torch.Tensor, n_old: int, sources: dict[int, list[int] | None]):
+    """(mean of the old rows, {id: its initial row}) computed from the old matrix."""
+    mean = _row_mean(weight, n_old)
+    return mean, {i: mean if src is None else weight[src].float().mean(dim=0) for i, src in sources.items()}
+
+
+@torch.no_grad()
+def _write_rows(weight: torch.Tensor, n_old: int, n_new: int, mean: torch.Tensor, rows: dict) -> None:
     weight[n_old:n_new] = mean.to(weight.dtype)
-    for i, src in sources.items():
-        row = mean if src is None else old[src].mean(dim=0)
+    for i, row in rows.items():
         weight[i] = row.to(weight.dtype)
 
 
@@ -130,12 +141,15 @@ def resize_model_for_tokens(
     sources_all = _sources(tokenizer, manifest, init)
     sources = {i: sources_all[i] for i in new_ids}
 
-    # Means come from the old rows, so gather them before the resize replaces the parameters.
+    # Initial rows come from the old rows, read before the resize replaces the parameters (gathered under
+    # ZeRO-3); transformers' resize copies the old rows itself, so no second copy of a matrix is ever held.
     old_params = [emb.weight] + ([head.weight] if head is not None else [])
+    if head is not None and head.bias is not None:
+        old_params.append(head.bias)
     with _gathered(old_params, modifier_rank=None):
-        old_in = emb.weight[:n_old].detach().clone()
-        old_out = head.weight[:n_old].detach().clone() if head is not None else None
-        old_bias = head.bias[:n_old].detach().clone() if head is not None and head.bias is not None else None
+        in_rows = _initial_rows(emb.weight, n_old, sources)
+        out_rows = _initial_rows(head.weight, n_old, sources) if head is not None else None
+        bias_mean = head.bias[:n_old].float().mean() if head is not None and head.bias is not None else None
 
     if n_new != n_old:
         # transformers gathers ZeRO-3 parameters itself when deepspeed's HF integration is active
@@ -144,19 +158,14 @@ def resize_model_for_tokens(
         head = None if tied else model.get_output_embeddings()
 
     new_params = [emb.weight] + ([head.weight] if head is not None else [])
-    if head is not None and head.bias is not None:
+    if bias_mean is not None:
         new_params.append(head.bias)
     with _gathered(new_params, modifier_rank=0):
-        emb.weight[:n_old] = old_in
-        _init_rows(emb.weight, n_old, n_new, sources)
+        _write_rows(emb.weight, n_old, n_new, *in_rows)
         if head is not None:
-            head.weight[:n_old] = old_out
-            _init_rows(head.weight, n_old, n_new, sources)
-            if old_bias is not None:
-                head.bias[:n_old] = old_bias
-                head.bias[n_old:n_new] = old_bias.float().mean().to(head.bias.dtype)
-                for i in sources:
-                    head.bias[i] = old_bias.float().mean().to(head.bias.dtype)
+            _write_rows(head.weight, n_old, n_new, *out_rows)
+            if bias_mean is not None:
+                _write_rows(head.bias[:, None], n_old, n_new, bias_mean[None], {i: bias_mean[None] for i in sources})
     if tied:
         model.tie_weights()
     model.config.get_text_config().vocab_size = n_new
@@ -171,28 +180,33 @@ def _kl_inputs(tokenizer, model, texts: Sequence[str], max_tokens: int) -> torch
     ids = [i for doc in encode_untrusted(tokenizer, texts) for i in doc][:max_tokens]
     if len(ids) < 2:
         raise CheckpointError("the KL sample text encodes to fewer than 2 tokens")
-    seq = min(len(ids), max_len, 256)
+    seq = min(len(ids), max_len, 32)  # short rows: one row's logits at a time stay small
     rows = [ids[k:k + seq] for k in range(0, len(ids) - seq + 1, seq)]
     return torch.tensor(rows, dtype=torch.long)
 
 
 @torch.no_grad()
-def _logits(model, inputs: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(input_ids=row[None]).logits[0].float() for row in inputs])
+def _logits(model, inputs: torch.Tensor):
+    """Float32 logits of each row of `inputs`, one row at a time (a generator: the caller decides what to keep)."""
+    for row in inputs:
+        yield model(input_ids=row[None]).logits[0].float()
 
 
-def kl_report(old_logits: torch.Tensor, new_logits: torch.Tensor) -> dict:
-    """KL(old || new) per token (nats) over the old vocabulary, and the largest change of an old-vocab logit."""
-    n_old = old_logits.shape[-1]
-    logp_old = torch.log_softmax(old_logits, dim=-1)
-    logp_new = torch.log_softmax(new_logits, dim=-1)[:, :n_old]
-    kl = (logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0)
-    return {
-        "tokens": int(kl.numel()),
-        "mean": float(kl.mean()),
-        "max": float(kl.max()),
-        "max_abs_old_logit_change": float((new_logits[:, :n_old] - old_logits).abs().max()),
-    }
+@torch.no_grad()
+def kl_report(old_logits, new_logits) -> dict:
+    """KL(old || new) per token (nats) over the old vocabulary, and the largest change of an old-vocab logit.
+    Both arguments are iterables of (tokens x vocabulary) chunks, so only one chunk of each is live at a time
+    when they are generators."""
+    kls, max_change = [], 0.0
+    for old, new in zip(old_logits, new_logits, strict=True):
+        n_old = old.shape[-1]
+        logp_old = torch.log_softmax(old, dim=-1)
+        logp_new = torch.log_softmax(new, dim=-1)[:, :n_old]
+        kls.append((logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0))
+        max_change = max(max_change, float((new[:, :n_old] - old).abs().max()))
+    kl = torch.cat(kls)
+    return {"tokens": int(kl.numel()), "mean": float(kl.mean()), "max": float(kl.max()),
+            "max_abs_old_logit_change": max_change}
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
@@ -247,7 +261,7 @@ def add_tokens_to_checkpoint(
     pad_to_multiple_of: int | None = 64,
     overwrite: bool = False,
     kl_texts: Sequence[str] | None = None,
-    kl_max_tokens: int = 256,
+    kl_max_tokens: int = 128,
 ) -> dict:
     """Load a local causal-LM checkpoint (keeping its dtype), add the control tokens, resize and initialise
     embeddings and head, and save model + tokenizer + `condpt_tokens.json` + `add_tokens_report.json` to
@@ -274,7 +288,7 @@ def add_tokens_to_checkpoint(
     params_before = sum(p.numel() for p in model.parameters())
     len_before = len(tokenizer)
     inputs = _kl_inputs(tokenizer, model, kl_texts or SAMPLE_TEXT, kl_max_tokens)
-    old_logits = _logits(model, inputs)
+    old_logits = list(_logits(model, inputs))  # kept: the model is changed in place
 
     known = set(tokenizer.get_vocab())
     manifest = add_control_tokens(tokenizer, spec)
