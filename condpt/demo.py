@@ -26,7 +26,7 @@ DEMO_ARMS = {"mle": ({"mode": "mle"}, "none"), "condition": ({"mode": "condition
 
 def run_demo(out_dir: str | Path = "runs/demo", *, steps: int = 300, seed: int = 0,
              world: WorldConfig = DEMO_WORLD, per_split: int | None = 60, extra_overrides: list[str] | None = None,
-             log=print) -> dict:
+             accelerate_config: str | Path | None = None, vocab_size: int = 4096, log=print) -> dict:
     """Run the demo; returns the `results.json` object."""
     from condpt.experiment import plot_results, summarise
 
@@ -35,7 +35,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, steps: int = 300, seed: int =
     out.mkdir(parents=True, exist_ok=True)
     grid = GridConfig(out_dir=out, world=world, overrides=[f"train.max_steps={steps}", *(extra_overrides or [])],
                       arms=[{"name": k, "policy": p, "deploy": d} for k, (p, d) in DEMO_ARMS.items()],
-                      seeds=[seed], per_split=per_split)
+                      seeds=[seed], per_split=per_split, vocab_size=vocab_size,
+                      **({"accelerate_config": Path(accelerate_config)} if accelerate_config else {}))
     world_dir = prepare_world(world, out)
     log(f"[{time.time() - t_start:5.0f}s] world: {json.loads((world_dir / 'world.json').read_text())['counts']} "
         f"({json.loads((world_dir / 'world.json').read_text())['background']} background)")
