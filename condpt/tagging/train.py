@@ -16,7 +16,7 @@ import numpy as np
 
 from condpt.tagging.classifiers import SCORER_FILE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # part of the default scorer's cache key: bump when training or features change
 
 
 class LabelledDataError(ValueError):
