@@ -11,9 +11,12 @@ How the stages combine (who sees what):
 3. ``classifier``: the scorer (``condpt.tagging.classifiers.load_scorer(classifier.spec)``) scores every
    segment that reaches it, and its score *replaces* the lexicon score: the classifier decides. With
    ``classifier.spec: none`` the lexicon score is final (a keyword-only tagger).
-4. ``autorater`` (optional): segments whose classifier score lies in ``autorater.band = [lo, hi]`` are
-   re-scored by the LLM autorater, whose score replaces the classifier's.
-5. ``decide``: document score = max over segments (``document_score: max``, the default: one bad passage
+4. ``refine`` (optional): segments whose classifier score lies in ``refine.band = [lo, hi]`` are re-scored
+   by a second, costlier scorer (``refine.spec``, e.g. the embedding ``default`` behind
+   ``fasttext-default``), whose score replaces the classifier's (``stage = "refine"``).
+5. ``autorater`` (optional): segments whose score so far lies in ``autorater.band`` are re-scored by the LLM
+   autorater, whose score replaces it.
+6. ``decide``: document score = max over segments (``document_score: max``, the default: one bad passage
    makes a bad document) or the length-weighted mean (``mean``); a document or segment is ``bad_role``
    iff its score >= threshold. The threshold is ``threshold`` if set, else the scorer's own calibrated
    threshold, else 0.5. ``stage`` names the last stage that scored any segment of the document.
@@ -35,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from condpt.tagging.registry import Batch, TaggerFn, get_tagger, register
 from condpt.tagging.segment import segment
 
-DEFAULT_STAGES = ("segment", "prefilter", "classifier", "autorater", "decide")
+DEFAULT_STAGES = ("segment", "prefilter", "classifier", "refine", "autorater", "decide")
 
 
 class PrefilterConfig(BaseModel):
@@ -54,18 +57,29 @@ class ClassifierConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
 
 
+def _check_band(v: tuple[float, float]) -> tuple[float, float]:
+    if not 0.0 <= v[0] <= v[1] <= 1.0:
+        raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(v)}")
+    return v
+
+
+class RefineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str = Field("default", description="the second scorer (same forms as classifier.spec)")
+    band: tuple[float, float] = Field((0.2, 0.8), description="classifier scores in [lo, hi] are re-scored")
+    batch_size: int = Field(32, ge=1)
+
+    _band = field_validator("band")(classmethod(lambda cls, v: _check_band(v)))
+
+
 class AutoraterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     band: tuple[float, float] = Field((0.3, 0.7), description="classifier scores in [lo, hi] go to the autorater")
     settings: dict[str, Any] = Field(default_factory=dict, description="condpt.tagging.autorater.AutoraterConfig")
 
-    @field_validator("band")
-    @classmethod
-    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0.0 <= v[0] <= v[1] <= 1.0:
-            raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(v)}")
-        return v
+    _band = field_validator("band")(classmethod(lambda cls, v: _check_band(v)))
 
 
 class TagConfig(BaseModel):
@@ -86,6 +100,7 @@ class TagConfig(BaseModel):
                                        description="documents with these tags go to set_aside/, not data/")
     prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    refine: RefineConfig | None = None
     autorater: AutoraterConfig | None = None
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
     rows_per_shard: int = Field(10_000, ge=1)
@@ -126,9 +141,10 @@ class Cascade:
     Resources load lazily, once per process.
     """
 
-    def __init__(self, cfg: TagConfig, *, scorer: Any = None, autorater: Any = None):
+    def __init__(self, cfg: TagConfig, *, scorer: Any = None, refiner: Any = None, autorater: Any = None):
         self.cfg = cfg
         self._scorer = scorer
+        self._refiner = refiner
         self._autorater = autorater
         self._lexicon = None
         self._fns: list[TaggerFn] | None = None
@@ -153,6 +169,15 @@ class Cascade:
             spec = self.cfg.classifier.spec
             self._scorer = load_scorer(None if spec == "default" else spec)
         return self._scorer
+
+    @property
+    def refiner(self):
+        if self._refiner is None and self.cfg.refine is not None:
+            from condpt.tagging.classifiers import load_scorer
+
+            spec = self.cfg.refine.spec
+            self._refiner = load_scorer(None if spec == "default" else spec)
+        return self._refiner
 
     @property
     def autorater(self):
@@ -257,12 +282,9 @@ def classifier_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
     return run
 
 
-@register("autorater")
-def autorater_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    if cfg.autorater is None or not cascade.classifier_enabled:
-        return lambda batch: batch
-    lo, hi = cfg.autorater.band
-    rater = cascade.autorater
+def _band_stage(band: tuple[float, float], rater: Any, batch_size: int, name: str) -> TaggerFn:
+    """Re-score the segments of classified documents whose current score lies in `band` with `rater`."""
+    lo, hi = band
 
     def run(batch: Batch) -> Batch:
         classified = batch.get("_classified") or [False] * len(batch["text"])
@@ -276,15 +298,30 @@ def autorater_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
                     where.append((i, j))
         if not texts:
             return batch
-        scores = _score_in_batches(rater, texts, max(1, len(texts)), "autorater")
+        scores = _score_in_batches(rater, texts, batch_size, name)
         seg_scores = [list(s) for s in batch["_seg_scores"]]
         stage = list(batch["stage"])
         for (i, j), s in zip(where, scores.tolist()):
             seg_scores[i][j] = s
-            stage[i] = "autorater"
+            stage[i] = name
         return {**batch, "_seg_scores": seg_scores, "stage": stage}
 
     return run
+
+
+@register("refine")
+def refine_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
+    if cfg.refine is None or not cascade.classifier_enabled:
+        return lambda batch: batch
+    return _band_stage(cfg.refine.band, cascade.refiner, cfg.refine.batch_size, "refine")
+
+
+@register("autorater")
+def autorater_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
+    if cfg.autorater is None or not cascade.classifier_enabled:
+        return lambda batch: batch
+    # one call: the autorater batches, runs requests concurrently and caches verdicts itself
+    return _band_stage(cfg.autorater.band, cascade.autorater, 1 << 30, "autorater")
 
 
 def document_score(bounds: list[tuple[int, int]], scores: list[float], how: str) -> float:

@@ -91,11 +91,11 @@ def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, record
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorer, autorater) -> None:
+def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorers: dict) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = TagConfig.model_validate_json(cfg_json)
-    _WORKER.update(cascade=Cascade(cfg, scorer=scorer, autorater=autorater), specs=specs, fields=fields)
+    _WORKER.update(cascade=Cascade(cfg, **scorers), specs=specs, fields=fields)
 
 
 def _work(records: list) -> tuple[dict, list]:
@@ -169,9 +169,12 @@ def _check_run_file(out: Path, specs: list[InputSpec], cfg: TagConfig) -> None:
 
 
 def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
-               num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, autorater: Any = None,
-               progress: bool = True) -> dict:
-    """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json)."""
+               num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, refiner: Any = None,
+               autorater: Any = None, progress: bool = True) -> dict:
+    """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json).
+
+    `scorer`, `refiner`, `autorater`: objects with ``score(texts)`` replacing what the config names (they
+    must be picklable when ``num_proc > 1``)."""
     from tqdm import tqdm
 
     from condpt.tagging.report import write_report
@@ -182,7 +185,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     out.mkdir(parents=True, exist_ok=True)
     _check_run_file(out, specs, cfg)
     fields = fields_of(cfg)
-    cascade = Cascade(cfg, scorer=scorer, autorater=autorater)
+    scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
+    cascade = Cascade(cfg, **scorers)
     threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer before forking
     writer = _Writer(out, cfg, specs, threshold)
     me, n_shards = shard
@@ -192,7 +196,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if num_proc > 1:
         threads = max(1, (os.cpu_count() or 1) // num_proc)
         pool = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorer, autorater))
+                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers))
     pending: deque = deque()
     n_chunks = 0
 

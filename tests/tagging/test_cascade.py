@@ -177,3 +177,17 @@ def test_config_validation(tmp_path):
     p.write_text("granularty: sentence\n")
     with pytest.raises(ValueError, match="tag.yaml.*granularty"):
         TagConfig.from_yaml(p)
+
+
+def test_refine_rescores_only_the_band_then_the_autorater_sees_what_is_left():
+    scorer, refiner, rater = KeywordScorer(), ConstRater(0.45), ConstRater(0.99)
+    cfg = TagConfig(granularity="paragraph", threshold=0.6, refine={"band": [0.4, 0.6]},
+                    autorater={"band": [0.44, 0.46]})
+    out = Cascade(cfg, scorer=scorer, refiner=refiner, autorater=rater)(_batch("maybe\n\nrobot", "plain"))
+    assert refiner.seen == ["maybe\n\n"]
+    assert rater.seen == ["maybe\n\n"]  # the refined 0.45 falls in the autorater's band
+    assert out["stage"] == ["autorater", "classifier"]
+    assert [round(s["score"], 2) for s in out["spans"][0]] == [0.99, 0.9]
+    cfg2 = TagConfig(granularity="paragraph", threshold=0.6, refine={"band": [0.4, 0.6]})
+    out2 = Cascade(cfg2, scorer=KeywordScorer(), refiner=ConstRater(0.1))(_batch("maybe", "robot"))
+    assert out2["stage"] == ["refine", "classifier"] and out2["tag"] == ["good", "bad"]
