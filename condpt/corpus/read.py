@@ -246,6 +246,8 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
             s = payload.decode("utf-8")
         except UnicodeDecodeError as e:
             return bad(f"invalid UTF-8 at byte {e.start}")
+        if line == 1 and s.startswith("\ufeff"):  # a UTF-8 byte-order mark opening the file
+            s = s[1:]
         try:
             obj = json.loads(s)
         except json.JSONDecodeError as e:

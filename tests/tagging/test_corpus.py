@@ -113,6 +113,12 @@ def test_bad_records_are_quarantined_with_reason(tmp_path, line, reason):
     assert q.line == 3 and q.raw == line
 
 
+def test_byte_order_mark_and_crlf_are_accepted(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"text": "one"}\r\n{"text": "two"}\r\n')
+    assert [d.text for d in _docs([p])] == ["one", "two"]
+
+
 def test_documents_over_10mb_are_quarantined(tmp_path):
     p = tmp_path / "big.jsonl"
     p.write_text(json.dumps({"text": "a" * (MAX_DOC_BYTES + 1)}) + "\n" + json.dumps({"text": "a" * 100}) + "\n")
