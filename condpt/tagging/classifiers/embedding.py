@@ -40,10 +40,12 @@ def encoder_path(encoder: str) -> str:
 
 @lru_cache(maxsize=2)
 def load_encoder(encoder: str = DEFAULT_ENCODER):
-    """A CPU SentenceTransformer loaded offline (cached: loading takes seconds)."""
+    """A SentenceTransformer loaded offline (cached: loading takes seconds), on a GPU when there is one."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(encoder_path(encoder), device="cpu", local_files_only=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SentenceTransformer(encoder_path(encoder), device=device, local_files_only=True)
 
 
 def windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
