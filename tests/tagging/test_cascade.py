@@ -191,3 +191,10 @@ def test_refine_rescores_only_the_band_then_the_autorater_sees_what_is_left():
     cfg2 = TagConfig(granularity="paragraph", threshold=0.6, refine={"band": [0.4, 0.6]})
     out2 = Cascade(cfg2, scorer=KeywordScorer(), refiner=ConstRater(0.1))(_batch("maybe", "robot"))
     assert out2["stage"] == ["refine", "classifier"] and out2["tag"] == ["good", "bad"]
+
+
+def test_autorater_settings_build_the_real_autorater(tmp_path):
+    cfg = TagConfig(autorater={"band": [0.3, 0.7], "settings": {
+        "backend": "http", "base_url": "http://127.0.0.1:9/v1", "model": "m", "cache_dir": str(tmp_path)}})
+    rater = Cascade(cfg, scorer=KeywordScorer()).autorater
+    assert callable(rater.score)
