@@ -30,8 +30,13 @@ CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
 
 def main() -> None:
     from condpt.tagging.classifiers.default import shipped_data
-    from condpt.tagging.train import (Labelled, best_f1_threshold, binary_metrics, cross_val_scores,
-                                      scorer_class)
+    from condpt.tagging.train import (
+        Labelled,
+        best_f1_threshold,
+        binary_metrics,
+        cross_val_scores,
+        scorer_class,
+    )
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--kinds", nargs="+", default=["fasttext", "embedding"])

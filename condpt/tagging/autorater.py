@@ -184,9 +184,9 @@ class Autorater:
                                      "is not set")
             headers["Authorization"] = f"Bearer {key}"
         url = self.cfg.base_url.rstrip("/") + "/chat/completions"
-        with httpx.Client(timeout=self.cfg.timeout_s, headers=headers) as client:
-            with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-                return list(pool.map(lambda t: self._ask(client, url, t), texts))
+        with (httpx.Client(timeout=self.cfg.timeout_s, headers=headers) as client,
+              ThreadPoolExecutor(self.cfg.concurrency) as pool):
+            return list(pool.map(lambda t: self._ask(client, url, t), texts))
 
     def _ask(self, client, url: str, text: str) -> float | None:
         import httpx

@@ -93,7 +93,7 @@ def binary_metrics(labels: Sequence[int], scores: np.ndarray, threshold: float) 
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),
         "threshold": float(threshold),
-        "n": int(len(y)),
+        "n": len(y),
         "positives": int(y.sum()),
     }
 

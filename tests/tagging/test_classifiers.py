@@ -81,7 +81,7 @@ def test_fasttext_is_deterministic(shipped, tmp_path):
 
 
 def test_grouped_cv_never_tests_on_a_training_group(monkeypatch):
-    import condpt.tagging.train as train
+    from condpt.tagging import train
 
     seen: list[tuple[set, set]] = []
 
@@ -171,7 +171,7 @@ def test_embedding_save_load_roundtrip(embedding_dir, tmp_path):
 
 
 def test_default_scorer_trains_once_and_is_cached(tmp_path, monkeypatch):
-    import condpt.tagging.classifiers.default as default
+    from condpt.tagging.classifiers import default
 
     monkeypatch.setenv("CONDPT_CACHE", str(tmp_path))
     first = load_scorer("fasttext-default")

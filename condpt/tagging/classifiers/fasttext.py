@@ -54,8 +54,7 @@ class FastTextScorer:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "train.txt")
             with open(path, "w", encoding="utf-8") as f:
-                for text, label in zip(texts, labels):
-                    f.write(f"__label__{int(label)} {normalize(text)}\n")
+                f.writelines(f"__label__{int(label)} {normalize(text)}\n" for text, label in zip(texts, labels))
             # fastText sporadically aborts with "Encountered NaN" (not reproducible with the same input and
             # seed in a fresh process); retry as is first, so a success gives the same model, then with a
             # smaller learning rate, instead of failing a whole tagging run.
