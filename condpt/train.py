@@ -360,8 +360,19 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) 
         tokenizer.save_pretrained(str(final))
         manifest.save(final)
         (final / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        (final / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps, "seed": cfg.seed}) + "\n")
     accelerator.wait_for_everyone()
     return final
+
+
+def _finished(out: Path, cfg: RunConfig) -> bool:
+    """This exact config already ran to the end in `out` (rerunning the command is then a no-op)."""
+    final = out / "final"
+    try:
+        state = json.loads((final / "trainer_state.json").read_text())
+        return state["step"] == cfg.train.max_steps and (final / "run_config.yaml").read_text() == cfg.to_yaml()
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
@@ -374,6 +385,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     stop_flag = _StopFlag()
     out = Path(cfg.output_dir)
     main = accelerator.is_main_process
+    if cfg.train.resume == "auto" and _finished(out, cfg):
+        return {"status": "done", "step": cfg.train.max_steps, "final": str(out / "final"), "skipped": True}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
@@ -462,7 +475,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         return path
 
     stop_at = t.stop_after or t.max_steps
-    bar = tqdm(total=t.max_steps, initial=step, disable=not accelerator.is_local_main_process,
+    bar = tqdm(total=t.max_steps, initial=step, disable=not main,
                desc="condpt", dynamic_ncols=True)
     window = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
     window_blocks, window_t0 = 0, time.perf_counter()

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train(cfg)
     if rank0:
         where = result.get("final") or f"checkpoint at step {result['step']}"
-        print(f"condpt: {result['status']} at step {result['step']} -> {where}", file=sys.stderr)
+        note = " (already finished with this config; nothing to do)" if result.get("skipped") else ""
+        print(f"condpt: {result['status']} at step {result['step']} -> {where}{note}", file=sys.stderr)
     return 0
 
 

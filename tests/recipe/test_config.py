@@ -74,6 +74,7 @@ def test_lr_schedule_is_a_pure_function():
     assert lin.lr_at(50, 100) == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # two interpreter start-ups with torch/datasets imports: ~25 s on 2 busy cores
 def test_dry_run_prints_resolved_config(tmp_path):
     res = subprocess.run(check=False, args=[sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY), "--dry-run",
                           f"output_dir={tmp_path}", "train.max_steps=3"], capture_output=True, text=True, timeout=120)

@@ -85,3 +85,17 @@ def test_continued_pretraining_adds_control_tokens_to_a_checkpoint(tmp_path, eng
     # a second call reuses the saved tokenizer (same ids on every rank and on resume)
     tok3, manifest3 = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
     assert manifest3 == manifest and len(tok3) == len(tok2)
+
+
+def test_finished_run_is_recognised_only_for_the_same_config(tmp_path):
+    from condpt.config import load_config
+    from condpt.train import _finished
+
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}"])
+    assert not _finished(tmp_path, cfg)
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "run_config.yaml").write_text(cfg.to_yaml())
+    (tmp_path / "final" / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps}))
+    assert _finished(tmp_path, cfg)
+    longer = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "train.max_steps=99"])
+    assert not _finished(tmp_path, longer)
