@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +36,15 @@ CONTROL_SPEC_NAME = "control_tokens.yaml"
 # tokenizer
 
 
-def _source_texts(cfg: RunConfig, limit: int) -> Iterator[str]:
-    """Raw texts of the training sources, for training a tokenizer (never for training the model)."""
-    import pyarrow.parquet as pq
+def _source_texts(cfg: RunConfig, limit: int) -> list[str]:
+    """Up to `limit` raw texts of the training sources, for training a tokenizer (not the model)."""
+    from condpt.sequences import load_source
 
-    n = 0
+    texts: list[str] = []
     for src in cfg.data.sources:
-        path = Path(src.path)
-        files = sorted(path.rglob("*.parquet")) + sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-        for f in files:
-            if f.suffix == ".parquet":
-                texts = pq.read_table(f, columns=[src.text_field]).column(0).to_pylist()
-            else:
-                with f.open(encoding="utf-8") as fh:
-                    texts = [json.loads(line).get(src.text_field) or "" for line in fh if line.strip()]
-            for t in texts:
-                if n >= limit:
-                    return
-                n += 1
-                yield t or ""
+        ds = load_source(src)
+        texts += [t or "" for t in ds.select(range(min(len(ds), limit - len(texts))))["text"]]
+    return texts
 
 
 def _base_tokenizer(cfg: RunConfig):
@@ -69,7 +58,7 @@ def _base_tokenizer(cfg: RunConfig):
     if src == "gpt2-bpe":
         return tiny.gpt2_tokenizer()
     if src == "train-bpe":
-        return tiny.train_bpe_tokenizer(list(_source_texts(cfg, cfg.tokenizer.train_docs)), cfg.tokenizer.vocab_size)
+        return tiny.train_bpe_tokenizer(_source_texts(cfg, cfg.tokenizer.train_docs), cfg.tokenizer.vocab_size)
     if not Path(src).is_dir():
         raise FileNotFoundError(f"tokenizer.source: {src} is neither a builtin (checkpoint, gpt2-bpe, train-bpe) "
                                 "nor a tokenizer directory")
