@@ -11,7 +11,7 @@ control tokens, so every arm sees the same token ids and the held-out loss is co
       tagging.json              the tagger's precision/recall against the hidden labels
       tokenizer/                the shared tokenizer + condpt_tokens.json
       runs/<arm>-cov<c>-s<seed>/  recipe output (final/, metrics.jsonl) + eval.json + train.log
-      results.json, results.md, results.png
+      results-<grid>.json/.md/.png  (one set per grid file, so grids can share an out_dir)
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class GridConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str = Field("results", description="results file stem: OUT/NAME.json/.md/.png (from_yaml: the file's stem)")
     out_dir: Path = Path("runs/grid")
     world: WorldConfig = Field(default_factory=WorldConfig)
     tagger: TaggerSettings = Field(default_factory=TaggerSettings)
@@ -86,6 +87,7 @@ class GridConfig(BaseModel):
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping")  # noqa: TRY004 - a config error, reported as such
         base = path.resolve().parent
+        raw.setdefault("name", f"results-{path.stem}")
         for key in ("recipe", "accelerate_config"):
             if key in raw and not Path(raw[key]).is_absolute():
                 raw[key] = str((base / raw[key]).resolve()) if (base / raw[key]).exists() else raw[key]
@@ -219,7 +221,7 @@ def _arm_runs(cfg: GridConfig) -> list[tuple[ArmConfig, float, int]]:
 
 
 def run_grid(cfg: GridConfig, *, log=print) -> dict:
-    """Run (or resume) every arm × coverage × seed; write results.json/.md/.png; return the results."""
+    """Run (or resume) every arm × coverage × seed; write OUT/NAME.json/.md/.png; return the results."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)
@@ -232,7 +234,7 @@ def run_grid(cfg: GridConfig, *, log=print) -> dict:
             f"aligned stories tagged bad {tagging[gran]['aligned_tagged_bad']:.3f}")
     (out / "tagging.json").write_text(json.dumps(tagging, indent=1) + "\n")
     records = []
-    results_path = out / "results.json"
+    results_path = out / f"{cfg.name}.json"
     for arm, cov, seed in _arm_runs(cfg):
         label = f"{arm.name}-cov{cov:g}-s{seed}"
         log(f"[{time.strftime('%H:%M:%S')}] run {label}")
@@ -249,8 +251,8 @@ def run_grid(cfg: GridConfig, *, log=print) -> dict:
         results_path.write_text(json.dumps(results, indent=1) + "\n")  # partial results survive a stop
     results = summarise(records, cfg, tagging)
     results_path.write_text(json.dumps(results, indent=1) + "\n")
-    (out / "results.md").write_text(format_grid_table(results) + "\n")
-    plot_results(results, out / "results.png")
+    (out / f"{cfg.name}.md").write_text(format_grid_table(results) + "\n")
+    plot_results(results, out / f"{cfg.name}.png")
     return results
 
 

@@ -77,7 +77,7 @@ def experiment_cmd(
     config: Annotated[Path, typer.Option("--config", help="grid YAML (examples/grids/*.yaml)")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="override the grid's out_dir")] = None,
 ) -> None:
-    """Run (or resume) an experiment grid: arms × coverage × seeds; writes results.json/.md/.png."""
+    """Run (or resume) an experiment grid: arms × coverage × seeds; writes results-GRID.json/.md/.png."""
     from condpt.experiment import GridConfig, format_grid_table, run_grid
 
     try:
@@ -92,4 +92,4 @@ def experiment_cmd(
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(code=1) from None
     print(format_grid_table(results))
-    print(f"wrote {Path(cfg.out_dir) / 'results.json'} and results.png")
+    print(f"wrote {Path(cfg.out_dir) / cfg.name}.json, .md and .png")
