@@ -58,13 +58,15 @@ class FastTextScorer:
             # fastText sporadically aborts with "Encountered NaN" (not reproducible with the same input and
             # seed in a fresh process); retry as is first, so a success gives the same model, then with a
             # smaller learning rate, instead of failing a whole tagging run.
-            lr = args["lr"]
-            for attempt, scale in enumerate((1, 1, 1, 0.5, 0.25)):
+            lr, seed = args["lr"], args["seed"]
+            retries = ((1, 0), (1, 0), (1, 0), (0.5, 1), (0.5, 2), (0.25, 3), (0.25, 4), (0.1, 5))
+            for attempt, (scale, dseed) in enumerate(retries):
                 try:
-                    model = fasttext.train_supervised(input=path, verbose=0, **{**args, "lr": lr * scale})
+                    model = fasttext.train_supervised(input=path, verbose=0,
+                                                      **{**args, "lr": lr * scale, "seed": seed + dseed})
                     break
                 except RuntimeError as e:
-                    if "NaN" not in str(e) or attempt == 4:
+                    if "NaN" not in str(e) or attempt == len(retries) - 1:
                         raise
         return cls(model)
 
