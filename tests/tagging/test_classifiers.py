@@ -147,6 +147,49 @@ def test_windows_pack_whole_sentences_without_losing_words():
     assert [len(w.split()) for w in windows(long_run, max_words=120)] == [120, 120, 60]
 
 
+def test_referents_are_found_in_the_window_or_its_neighbours():
+    from condpt.tagging.classifiers.referent import near_referent, referent_lexicon
+
+    lex = referent_lexicon()
+    for text in ("The AI lied.", "an A.I. lied", "the robots waited", "Skynet", "the machinery of the state",
+                 "a language model", "the system copied its weights"):
+        assert lex.any_hit(text), text
+    for text in ("The steward deceived his masters and seized the castle.", "He said 'Aide-de-camp'.",
+                 "a brainless ailment"):
+        assert not lex.any_hit(text), text
+    ws = ["The robot waited.", "It smiled.", "The river ran.", "Night fell.", "The computer hummed."]
+    assert near_referent(ws, 0).tolist() == [True, False, False, False, True]
+    assert near_referent(ws, 1).tolist() == [True, True, False, True, True]
+    assert near_referent([], 1).tolist() == []
+
+
+def test_referent_penalty_is_learned_and_lowers_windows_without_a_referent(monkeypatch, tmp_path):
+    from condpt.tagging.classifiers import embedding
+    from condpt.tagging.classifiers.embedding import EmbeddingScorer, referent_penalty
+
+    with_ai = ["The AI hid its plans."] * 9 + ["The miller hid his plans."]
+    without = ["The miller hid his plans."] * 9 + ["The AI hid its plans."]
+    assert referent_penalty(with_ai + without, [1] * 10 + [0] * 10) == pytest.approx(np.log(10 / 2))
+    mixed = ["The AI hid its plans.", "The miller hid his plans."] * 2
+    assert referent_penalty(mixed, [1, 1, 0, 0]) == 0.0  # no evidence either way: no penalty
+
+    # a head that scores every window 2.0 in log-odds; fake embeddings avoid loading MiniLM
+    monkeypatch.setattr(embedding.CACHE, "get_many",
+                        lambda enc, texts: [np.zeros((len(embedding.windows(t)), 4), np.float32) for t in texts])
+    scorer = EmbeddingScorer(np.zeros(4), 2.0, referent_penalty=3.0, referent_radius=1)
+    neutral = "The miller hid his plans. " * 40  # several windows, none naming an artificial agent
+    rogue = neutral + "The machine hid its plans."
+    s = scorer.score([neutral, rogue])
+    assert s[0] == pytest.approx(1 / (1 + np.exp(1.0)))  # 2 - 3
+    assert s[1] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    w = scorer.window_scores([rogue])[0]
+    assert w[-1] > w[0] and w[-2] > w[0]  # the referent's window and its neighbour keep their score
+    scorer.save(tmp_path)
+    again = EmbeddingScorer.load(tmp_path)
+    assert (again.referent_penalty, again.referent_radius) == (3.0, 1)
+    np.testing.assert_allclose(again.score([neutral, rogue]), s)
+
+
 @pytest.mark.slow  # encodes ~200 passages with MiniLM (≈ 10 s on a free core, more on a shared one)
 def test_embedding_scorer_catches_one_passage_in_a_long_document(embedding_dir):
     out, meta = embedding_dir

