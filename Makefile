@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 # DeepSpeed JIT-compiles ops once; keep them out of the home directory and reuse them across tests.
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup test test-fast demo lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,9 +29,6 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/python -m condpt.demo
-
-bench: setup
-	$(BIN)/python benchmarks/run_all.py
 
 lint: setup
 	$(BIN)/ruff check condpt tokenizer_ext recipes tests benchmarks
