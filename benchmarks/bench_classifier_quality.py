@@ -1,4 +1,4 @@
-"""Out-of-source quality of the classifiers (the figures in docs/benchmarks/classifiers.md).
+"""Out-of-source quality of the classifiers (the figures in docs/benchmarks.md).
 
 1. Train on the passages shipped in ``condpt/tagging/data/`` (written for condpt; none come from the dev
    file's sources), pick the threshold by grouped CV on that shipped data, then evaluate on

@@ -1,4 +1,4 @@
-"""Lexicon prefilter throughput vs the raw Aho-Corasick engine on the same text (docs/benchmarks/tagging.md).
+"""Lexicon prefilter throughput vs the raw Aho-Corasick engine on the same text (docs/benchmarks.md).
 
 One core, the shipped lexicon, ``../shared/data/gutenberg-corpus.jsonl``. Measured in one process, the
 variants interleaved and repeated; the ratio is what to quote (the machine is shared):

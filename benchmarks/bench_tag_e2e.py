@@ -1,4 +1,4 @@
-"""End-to-end `condpt tag` throughput, JSONL → Parquet (docs/benchmarks/tagging.md).
+"""End-to-end `condpt tag` throughput, JSONL → Parquet (docs/benchmarks.md).
 
 Runs the real command line (``python -m``-style, in a subprocess, wall clock including start-up and the
 report) on ``../shared/data/gutenberg-corpus.jsonl`` (or its first ``--limit-mb``), for each classifier and
