@@ -9,14 +9,13 @@ and reports docs/s, MB/s and windows/s, with ``torch`` limited to ``--threads`` 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "data" / "gutenberg-corpus.jsonl"
+from benchmarks._gutenberg import gutenberg_texts  # noqa: E402
 
 
 def main() -> None:
@@ -24,20 +23,13 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    if not CORPUS.exists():
-        sys.exit(f"{CORPUS} not found")
     import torch
 
     torch.set_num_threads(args.threads)
     from condpt.tagging.classifiers import load_scorer
     from condpt.tagging.classifiers.embedding import CACHE, windows
 
-    texts = []
-    with CORPUS.open(encoding="utf-8") as f:
-        for line in f:
-            texts.append(json.loads(line)["text"])
-            if len(texts) == args.docs:
-                break
+    texts = gutenberg_texts(max_docs=args.docs)
     scorer = load_scorer(None)
     scorer.score(["warm-up text"])
     mb = sum(len(t.encode()) for t in texts) / 1e6

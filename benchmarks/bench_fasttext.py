@@ -12,7 +12,6 @@ sensitive to other jobs competing for the core.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "data" / "gutenberg-corpus.jsonl"
+from benchmarks._gutenberg import gutenberg_texts  # noqa: E402
 
 
 def main() -> None:
@@ -28,17 +27,10 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    if not CORPUS.exists():
-        sys.exit(f"{CORPUS} not found")
     from condpt.tagging.classifiers import load_scorer
     from condpt.tagging.classifiers.fasttext import normalize
 
-    texts = []
-    with CORPUS.open(encoding="utf-8") as f:
-        for line in f:
-            texts.append(json.loads(line)["text"])
-            if len(texts) == args.docs:
-                break
+    texts = gutenberg_texts(max_docs=args.docs)
     mb = sum(len(t.encode()) for t in texts) / 1e6
     scorer = load_scorer("fasttext-default")
     pre = [normalize(t) for t in texts]

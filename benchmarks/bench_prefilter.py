@@ -14,7 +14,6 @@ variants interleaved and repeated; the ratio is what to quote (the machine is sh
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data" / "gutenberg-corpus.jsonl"
+from benchmarks._gutenberg import gutenberg_texts  # noqa: E402
 
 
 def main() -> None:
@@ -32,16 +31,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--limit-mb", type=float, default=1e9)
     args = ap.parse_args()
-    if not DATA.exists():
-        sys.exit(f"{DATA} not found (the shared data directory sits beside the repository)")
-    texts, size = [], 0
-    with DATA.open(encoding="utf-8") as f:
-        for line in f:
-            t = json.loads(line)["text"]
-            texts.append(t)
-            size += len(t.encode("utf-8"))
-            if size >= args.limit_mb * 1e6:
-                break
+    texts = gutenberg_texts(max_mb=args.limit_mb)
     lex = Lexicon.load()
     auto = lex.automaton
 
@@ -69,7 +59,7 @@ def main() -> None:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    mb = size / 1e6
+    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     med = {k: statistics.median(v) for k, v in times.items()}
     hits = sum(bool(lex.find(t)) for t in texts)
     print(f"{len(texts)} documents, {mb:.1f} MB, {len(lex.terms)} terms; {hits} documents with a hit")
