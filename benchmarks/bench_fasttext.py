@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks._gutenberg import gutenberg_texts  # noqa: E402
+from benchmarks._gutenberg import gutenberg_texts
 
 
 def main() -> None:
