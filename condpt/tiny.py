@@ -110,8 +110,8 @@ def tiny_config(
     """A small `PretrainedConfig` for one of the architectures condpt is tested on."""
     from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, Qwen2Config
 
-    common = dict(vocab_size=vocab_size, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
-                  tie_word_embeddings=tie_word_embeddings)
+    common = {"vocab_size": vocab_size, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id,
+              "tie_word_embeddings": tie_word_embeddings}
     if arch == "gpt2":
         return GPT2Config(n_embd=d_model, n_layer=n_layer, n_head=n_head, n_positions=max_positions, **common)
     if arch == "llama":

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
@@ -51,7 +51,7 @@ def english_texts() -> list[str]:
 
 # The repo root first on sys.path: `pytest` (unlike `python -m pytest`) would otherwise resolve the package
 # `tokenizer_ext` to the namespace directory tests/tokenizer_ext and shadow the editable install.
-import sys  # noqa: E402
+import sys
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
