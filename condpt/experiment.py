@@ -85,7 +85,7 @@ class GridConfig(BaseModel):
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML ({e})") from e
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping")  # noqa: TRY004 - a config error, reported as such
+            raise ValueError(f"{path}: expected a mapping")
         base = path.resolve().parent
         raw.setdefault("name", f"results-{path.stem}")
         for key in ("recipe", "accelerate_config"):
