@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
+from condpt.yamlfile import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,12 +78,7 @@ class GridConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridConfig:
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as e:
-            raise ValueError(f"{path}: grid config not found") from e
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from e
+        raw = read_yaml(path, "grid config") or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping")
         base = path.resolve().parent

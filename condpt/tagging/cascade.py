@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condpt.tagging.registry import Batch, TaggerFn, get_tagger, register
 from condpt.tagging.segment import segment
+from condpt.yamlfile import read_yaml
 
 DEFAULT_STAGES = ("segment", "prefilter", "classifier", "refine", "autorater", "decide")
 
@@ -119,12 +119,7 @@ class TagConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> TagConfig:
         """Load a tag config; errors name the file."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as e:
-            raise ValueError(f"{path}: config file not found") from e
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from e
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
         try:

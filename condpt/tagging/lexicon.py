@@ -21,7 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 import ahocorasick
-import yaml
+
+from condpt.yamlfile import read_yaml
 
 DEFAULT_LEXICON = "lexicon.yaml"
 _SEPARATORS = (" ", "-", "\n")
@@ -34,12 +35,7 @@ def default_lexicon_path() -> Path:
 def read_terms(path: str | Path) -> dict[str, float]:
     """The ``terms`` mapping of a lexicon YAML, validated (phrase → weight in (0, 1])."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ValueError(f"{path}: lexicon file not found") from e
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    data = read_yaml(path, "lexicon file")
     if not isinstance(data, dict) or not isinstance(data.get("terms"), dict):
         raise ValueError(f"{path}: expected a mapping with a 'terms' mapping of phrase: weight")
     return check_terms(data["terms"], str(path))
