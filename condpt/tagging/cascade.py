@@ -161,8 +161,7 @@ class Cascade:
         if self._scorer is None and self.classifier_enabled:
             from condpt.tagging.classifiers import load_scorer
 
-            spec = self.cfg.classifier.spec
-            self._scorer = load_scorer(None if spec == "default" else spec)
+            self._scorer = load_scorer(self.cfg.classifier.spec)
         return self._scorer
 
     @property
@@ -170,8 +169,7 @@ class Cascade:
         if self._refiner is None and self.cfg.refine is not None:
             from condpt.tagging.classifiers import load_scorer
 
-            spec = self.cfg.refine.spec
-            self._refiner = load_scorer(None if spec == "default" else spec)
+            self._refiner = load_scorer(self.cfg.refine.spec)
         return self._refiner
 
     @property
