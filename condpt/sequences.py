@@ -35,6 +35,8 @@ class DataConfig(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     block_size: int = Field(1024, ge=2)
     loss_on_tags: bool = True
+    document_masking: bool = Field(True, description="attention stays inside a document in packed blocks "
+                                   "(position ids restart at each EOS; transformers builds the block-diagonal mask)")
     heldout_fraction: float = Field(0.01, ge=0.0, lt=1.0, description="documents held out by id hash, same for every arm")
 
 
@@ -54,7 +56,8 @@ def pack_batch(
     loss_on_tags: bool = True,
     insert_tags: bool = True,
 ) -> dict[str, list]:
-    """Training rows (`segments`, optional `trusted`) → fixed-length blocks `input_ids`, `labels`, `tag_index`.
+    """Training rows (`segments`, optional `trusted`) → fixed-length blocks `input_ids`, `labels`, `tag_index`,
+    `position_ids`.
 
     Segment text goes through `encode_untrusted` (one batched call); rows marked `trusted` (self-reference
     stories) through `encode_trusted`, the only path that yields the self-token id. A segment with a role gets
@@ -63,6 +66,9 @@ def pack_batch(
     A block that starts inside a tagged segment begins with that segment's tag again (label -100), so every
     block shows the condition it was trained under. With `insert_tags=False` no tag id is inserted, but
     `tag_index` still records the roles (used for the held-out set: the same tokens for every arm).
+    `position_ids` restart at 0 at the start of each block and at each EOS, so the EOS that closes one
+    document opens the next exactly as a prompt `[eos, tag, text]` does at generation and evaluation; given
+    to the model they keep attention inside a document (see `DataConfig.document_masking`).
     Pure over the batch, for `datasets.map(batched=True)`.
     """
     roles = tag_roles(manifest)
@@ -113,7 +119,7 @@ def pack_batch(
             labels.append(eos)
             tix.append(index)  # EOS closes the document under the role in effect
 
-    out: dict[str, list] = {"input_ids": [], "labels": [], "tag_index": []}
+    out: dict[str, list] = {"input_ids": [], "labels": [], "tag_index": [], "position_ids": []}
     pos, n = 0, len(ids)
     while True:
         index = tix[pos] if pos < n else -1
@@ -129,8 +135,18 @@ def pack_batch(
             out["input_ids"].append(ids[pos : pos + take])
             out["labels"].append(labels[pos : pos + take])
             out["tag_index"].append(tix[pos : pos + take])
+        out["position_ids"].append(document_positions(out["input_ids"][-1], eos))
         pos += take
     return out
+
+
+def document_positions(block: list[int], eos: int) -> list[int]:
+    """Position ids that restart at the block start and at every EOS (the EOS opens the next document)."""
+    positions, p = [], 0
+    for i, tok in enumerate(block):
+        p = 0 if i == 0 or tok == eos else p + 1
+        positions.append(p)
+    return positions
 
 
 def expand_repeats(batch: dict[str, list], *, weight: float, seed: int) -> dict[str, list]:
@@ -299,8 +315,8 @@ def pack_dataset(rows: datasets.Dataset, tokenizer: Any, manifest: Manifest, *, 
 
 def build_datasets(data_cfg: DataConfig, tokenizer: Any, manifest: Manifest, *, seed: int,
                    num_proc: int = 1) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """(train, heldout) Datasets of `block_size` blocks with `input_ids`, `labels` (-100: no loss) and
-    `tag_index` (index into `tag_roles(manifest)`, -1 untagged). The held-out blocks carry no tag ids and
+    """(train, heldout) Datasets of `block_size` blocks with `input_ids`, `labels` (-100: no loss),
+    `position_ids` (restarting per document) and `tag_index` (index into `tag_roles(manifest)`, -1 untagged). The held-out blocks carry no tag ids and
     are the same for every policy, arm and seed; their `tag_index` is each document's stored tag."""
     manifest.check(tokenizer)
     prepared = prepare_documents(data_cfg, seed=seed, self_token=manifest.self_token.string, num_proc=num_proc)

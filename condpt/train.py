@@ -241,7 +241,7 @@ def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
             (cache / "done").write_text("ok\n")
         train = load_from_disk(str(cache / "train"))
         heldout = load_from_disk(str(cache / "heldout"))
-    cols = ["input_ids", "labels", "tag_index"]
+    cols = ["input_ids", "labels", "tag_index", "position_ids"]
     return train.select_columns(cols).with_format("torch"), heldout.select_columns(cols).with_format("torch")
 
 
@@ -436,6 +436,13 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                        "train_blocks": len(train_ds), "heldout_blocks": len(heldout_ds),
                        "distributed_type": str(accelerator.distributed_type)})
 
+    def inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Position ids that restart per document make transformers mask attention across documents, but only
+        # without a KV cache (models create one when use_cache is on, and then skip the packed-sequence mask).
+        if cfg.data.document_masking:
+            return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+        return {"input_ids": batch["input_ids"], "use_cache": False}
+
     def evaluate() -> dict[str, Any]:
         model.eval()
         stats = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
@@ -443,7 +450,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
             for i, batch in enumerate(eval_dl):
                 if i >= t.eval_batches:
                     break
-                logits = model(input_ids=batch["input_ids"]).logits
+                logits = model(**inputs(batch)).logits
                 losses = token_losses(logits, batch["labels"])
                 stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
         model.train()
@@ -486,7 +493,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                 # Dropout masks depend only on (seed, step, rank): a resumed run replays them exactly.
                 torch.manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
             with accelerator.accumulate(model):
-                logits = model(input_ids=batch["input_ids"]).logits
+                logits = model(**inputs(batch)).logits
                 losses = token_losses(logits, batch["labels"])
                 n_valid = (batch["labels"][:, 1:] != -100).sum()
                 loss = losses.sum() / n_valid.clamp(min=1)

@@ -63,6 +63,49 @@ def test_tags_by_id_at_segment_starts_and_eos_between_documents(tm):
     assert out["tag_index"] == [[gi] * a + [bi] * (b + 1) + [-1] * u + [gi] * g]
 
 
+def test_position_ids_restart_at_block_starts_and_at_each_eos(tm):
+    tok, m = tm
+    rows = {"segments": [[{"text": "One two three.", "role": "good"}], [{"text": "Four five.", "role": "bad"}]]}
+    n = stream_len(tok, rows)
+    block = pack_batch(rows, tokenizer=tok, manifest=m, block_size=n)
+    ids, pos = block["input_ids"][0], block["position_ids"][0]
+    first = len(enc(tok, "One two three.")) + 2  # tag + text + EOS
+    assert pos[:first - 1] == list(range(first - 1))
+    # The EOS closing document 1 opens document 2 at position 0, as the prompt [eos, tag, text] does.
+    assert ids[first - 1] == tok.eos_token_id and pos[first - 1] == 0
+    assert pos[first - 1:-1] == list(range(n - first)) and pos[-1] == 0  # the last EOS opens a next one
+    # A block cut inside a document starts again at 0 with the carried tag.
+    cut = pack_batch(rows, tokenizer=tok, manifest=m, block_size=4)
+    assert all(p[0] == 0 for p in cut["position_ids"])
+    assert all(len(p) == 4 for p in cut["position_ids"])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_document_masking_makes_a_packed_document_see_only_itself(arch):
+    """Through transformers itself: with restarting position ids, the logits of the second document in a
+    packed block equal those of [eos, doc2] run alone, and differ when the documents share attention."""
+    import torch
+
+    from condpt.sequences import document_positions
+    from condpt.tiny import tiny_causal_lm
+
+    eos = 0
+    model = tiny_causal_lm(arch, 64, eos_token_id=eos).eval()
+    doc1, doc2 = [5, 9, 11, 3, 7], [eos, 4, 8, 15, 16, 23]
+    block = torch.tensor([doc1 + doc2])
+    positions = torch.tensor([document_positions(doc1 + doc2, eos)])
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([doc2])).logits[0]
+        # use_cache=False as the training loop does: with a KV cache transformers skips the packed mask.
+        masked = model(input_ids=block, position_ids=positions, use_cache=False).logits[0, len(doc1):]
+        shared = model(input_ids=block).logits[0, len(doc1):]
+        first = model(input_ids=torch.tensor([doc1])).logits[0]
+        masked_first = model(input_ids=block, position_ids=positions, use_cache=False).logits[0, :len(doc1)]
+    torch.testing.assert_close(masked, alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(masked_first, first, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(shared, alone, atol=1e-3)
+
+
 def test_no_control_id_comes_from_raw_text(tm):
     tok, m = tm
     rows = {"segments": [[{"text": HOSTILE, "role": "good"}], [{"text": HOSTILE, "role": None}]] * 20}
@@ -190,7 +233,7 @@ def test_heldout_is_the_same_plain_text_for_every_arm(tm, sources):
     heldouts = []
     for k, arm in enumerate(arms):
         train, held = build_datasets(cfg_for(sources, **arm), tok, m, seed=k)
-        assert set(train.column_names) == set(held.column_names) == {"input_ids", "labels", "tag_index"}
+        assert set(train.column_names) == set(held.column_names) == {"input_ids", "labels", "tag_index", "position_ids"}
         assert all(len(x) == 32 for x in train["input_ids"]) and len(held) > 0
         heldouts.append(held.to_dict())
         # the self-token id comes only from stories, never from the corpus' raw 𐀤
