@@ -12,6 +12,8 @@ written inside `deepspeed.zero.GatheredParameters`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import math
 import shutil
@@ -22,9 +24,11 @@ from typing import Literal
 
 import torch
 
+from tokenizer_ext import stream
 from tokenizer_ext.extend import add_control_tokens, backend_of
 from tokenizer_ext.sample_text import SAMPLE_TEXT
 from tokenizer_ext.spec import ControlTokenError, ControlTokens, Manifest
+from tokenizer_ext.stream import RowReader
 from tokenizer_ext.untrusted import encode_untrusted
 
 Init = Literal["mean", "text"]
@@ -53,6 +57,10 @@ def _gathered(params: Sequence[torch.nn.Parameter], modifier_rank: int | None):
     return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=modifier_rank)
 
 
+def _param_reader(param: torch.Tensor) -> RowReader:
+    return lambda a, b: param[a:b]
+
+
 def _is_tied(model) -> bool:
     out = model.get_output_embeddings()
     return out is None or out.weight is model.get_input_embeddings().weight
@@ -78,19 +86,35 @@ def _sources(tokenizer, manifest: Manifest, init: Init) -> dict[int, list[int] |
     return out
 
 
-def _row_mean(weight: torch.Tensor, rows: int, chunk: int = 8192) -> torch.Tensor:
-    """Float32 mean of weight[:rows], a chunk at a time (a bf16 matrix is never copied whole to float32)."""
-    total = torch.zeros(weight.shape[1], dtype=torch.float64)
+def _row_mean(read: RowReader, rows: int, chunk: int = 2048) -> torch.Tensor:
+    """Float32 mean of rows [0, rows) given by `read(a, b)`, a chunk at a time (a bf16 matrix is never copied whole
+    to float32). The in-memory resize and the streamed rewrite both go through here, so their rows are identical."""
+    total = None
     for start in range(0, rows, chunk):
-        total += weight[start:min(start + chunk, rows)].double().sum(dim=0)
+        part = read(start, min(start + chunk, rows)).double().sum(dim=0)
+        total = part if total is None else total + part
     return (total / rows).float()
 
 
 @torch.no_grad()
-def _initial_rows(weight: torch.Tensor, n_old: int, sources: dict[int, list[int] | None]):
+def _initial_rows(read: RowReader, n_old: int, sources: dict[int, list[int] | None]):
     """(mean of the old rows, {id: its initial row}) computed from the old matrix."""
-    mean = _row_mean(weight, n_old)
-    return mean, {i: mean if src is None else weight[src].float().mean(dim=0) for i, src in sources.items()}
+    mean = _row_mean(read, n_old)
+    return mean, {i: mean if src is None else torch.cat([read(j, j + 1) for j in src]).float().mean(dim=0)
+                  for i, src in sources.items()}
+
+
+def _bias_rows(read: RowReader, n_old: int, ids) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """A head bias: every added and re-initialised entry is the mean of the old ones."""
+    mean = read(0, n_old).float().mean()
+    return mean, {i: mean for i in ids}
+
+
+def _target_rows(n_old: int, n_tok: int, pad_to_multiple_of: int | None) -> int:
+    if n_tok <= n_old:
+        return n_old  # the ids already fit (spare rows, or tokens added before)
+    mult = pad_to_multiple_of or 1
+    return math.ceil(n_tok / mult) * mult
 
 
 @torch.no_grad()
@@ -130,12 +154,7 @@ def resize_model_for_tokens(
     head = None if tied else model.get_output_embeddings()
     if head is not None and _rows(head.weight) != n_old:
         raise CheckpointError(f"output head has {_rows(head.weight)} rows but the embeddings {n_old}")
-    n_tok = len(tokenizer)
-    if n_tok > n_old:
-        mult = pad_to_multiple_of or 1
-        n_new = math.ceil(n_tok / mult) * mult
-    else:
-        n_new = n_old  # the ids already fit (spare rows, or tokens added before)
+    n_new = _target_rows(n_old, len(tokenizer), pad_to_multiple_of)
     if new_ids is None:
         new_ids = [i for i in manifest.control_ids if i >= n_old]
     sources_all = _sources(tokenizer, manifest, init)
@@ -147,9 +166,10 @@ def resize_model_for_tokens(
     if head is not None and head.bias is not None:
         old_params.append(head.bias)
     with _gathered(old_params, modifier_rank=None):
-        in_rows = _initial_rows(emb.weight, n_old, sources)
-        out_rows = _initial_rows(head.weight, n_old, sources) if head is not None else None
-        bias_mean = head.bias[:n_old].float().mean() if head is not None and head.bias is not None else None
+        in_rows = _initial_rows(_param_reader(emb.weight), n_old, sources)
+        out_rows = _initial_rows(_param_reader(head.weight), n_old, sources) if head is not None else None
+        bias_rows = (_bias_rows(_param_reader(head.bias), n_old, sources)
+                     if head is not None and head.bias is not None else None)
 
     if n_new != n_old:
         # transformers gathers ZeRO-3 parameters itself when deepspeed's HF integration is active
@@ -158,14 +178,14 @@ def resize_model_for_tokens(
         head = None if tied else model.get_output_embeddings()
 
     new_params = [emb.weight] + ([head.weight] if head is not None else [])
-    if bias_mean is not None:
+    if bias_rows is not None:
         new_params.append(head.bias)
     with _gathered(new_params, modifier_rank=0):
         _write_rows(emb.weight, n_old, n_new, *in_rows)
         if head is not None:
             _write_rows(head.weight, n_old, n_new, *out_rows)
-            if bias_mean is not None:
-                _write_rows(head.bias[:, None], n_old, n_new, bias_mean[None], {i: bias_mean[None] for i in sources})
+            if bias_rows is not None:
+                _write_rows(head.bias, n_old, n_new, *bias_rows)
     if tied:
         model.tie_weights()
     model.config.get_text_config().vocab_size = n_new
@@ -174,9 +194,21 @@ def resize_model_for_tokens(
 
 
 # ---------------------------------------------------------------------------------------------- KL report
-def _kl_inputs(tokenizer, model, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
-    max_len = getattr(model.config.get_text_config(), "max_position_embeddings", None) or getattr(
-        model.config, "n_positions", 1024)
+def _trim_heap() -> None:
+    """Hand freed heap back to the OS. glibc keeps up to twice its (adaptive, up to 32 MB) mmap threshold of free
+    heap otherwise, so vocabulary-wide temporaries of one step would stay resident under the next one's peak."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _release_memory() -> None:
+    gc.collect()
+    _trim_heap()
+
+
+def _kl_inputs(tokenizer, config, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
+    max_len = getattr(config.get_text_config(), "max_position_embeddings", None) or getattr(
+        config, "n_positions", 1024)
     ids = [i for doc in encode_untrusted(tokenizer, texts) for i in doc][:max_tokens]
     if len(ids) < 2:
         raise CheckpointError("the KL sample text encodes to fewer than 2 tokens")
@@ -190,20 +222,41 @@ def _logits(model, inputs: torch.Tensor):
     """Float32 logits of each row of `inputs`, one row at a time (a generator: the caller decides what to keep)."""
     for row in inputs:
         yield model(input_ids=row[None]).logits[0].float()
+        _trim_heap()
+
+
+def _spill(chunks, f) -> list[tuple[int, ...]]:
+    """Write float32 tensors to the open binary file `f`; returns their shapes, for `_unspill`."""
+    shapes = []
+    for t in chunks:
+        f.write(t.contiguous().numpy().data)
+        shapes.append(tuple(t.shape))
+    return shapes
+
+
+def _unspill(f, shapes):
+    """The tensors `_spill` wrote, one at a time."""
+    f.seek(0)
+    for shape in shapes:
+        buf = bytearray(4 * math.prod(shape))
+        f.readinto(buf)
+        yield torch.frombuffer(buf, dtype=torch.float32).view(shape)
 
 
 @torch.no_grad()
 def kl_report(old_logits, new_logits) -> dict:
     """KL(old || new) per token (nats) over the old vocabulary, and the largest change of an old-vocab logit.
     Both arguments are iterables of (tokens x vocabulary) chunks, so only one chunk of each is live at a time
-    when they are generators."""
+    when they are generators. Tokens are taken a few at a time: the temporaries are vocabulary-wide."""
     kls, max_change = [], 0.0
-    for old, new in zip(old_logits, new_logits, strict=True):
-        n_old = old.shape[-1]
-        logp_old = torch.log_softmax(old, dim=-1)
-        logp_new = torch.log_softmax(new, dim=-1)[:, :n_old]
-        kls.append((logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0))
-        max_change = max(max_change, float((new[:, :n_old] - old).abs().max()))
+    for old_chunk, new_chunk in zip(old_logits, new_logits, strict=True):
+        for a in range(0, len(old_chunk), 8):
+            old, new = old_chunk[a:a + 8], new_chunk[a:a + 8]
+            n_old = old.shape[-1]
+            logp_old = torch.log_softmax(old, dim=-1)
+            logp_new = torch.log_softmax(new, dim=-1)[:, :n_old]
+            kls.append((logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0))
+            max_change = max(max_change, float((new[:, :n_old] - old).abs().max()))
     kl = torch.cat(kls)
     return {"tokens": int(kl.numel()), "mean": float(kl.mean()), "max": float(kl.max()),
             "max_abs_old_logit_change": max_change}
@@ -253,6 +306,65 @@ def _load_tokenizer(model_dir: Path):
     return tokenizer
 
 
+def _module_name(model, module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def _vocab_tensors(model_dir: Path, config, shards: list[str]) -> dict[str, str] | None:
+    """Checkpoint tensor name -> "weight"/"bias" for the input embedding, the output head (when stored) and its
+    bias, found from the module names of the model built on the meta device (no weights read). None when a name
+    cannot be matched to the files; the caller then resizes in memory."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    emb, head = meta.get_input_embeddings(), meta.get_output_embeddings()
+    n_old = emb.weight.shape[0]
+    wanted = [(f"{_module_name(meta, emb)}.weight", "weight", True)]
+    if head is not None:
+        wanted.append((f"{_module_name(meta, head)}.weight", "weight", not _is_tied(meta)))
+        if getattr(head, "bias", None) is not None:
+            wanted.append((f"{_module_name(meta, head)}.bias", "bias", True))
+    found = stream.headers(model_dir, shards)
+    prefix = getattr(meta, "base_model_prefix", "")
+    out = {}
+    for name, kind, required in wanted:
+        variants = [name, *([name.removeprefix(f"{prefix}."), f"{prefix}.{name}"] if prefix else [])]
+        key = next((v for v in variants if v in found and found[v][1].shape[:1] == (n_old,)), None)
+        if key is None and required:
+            return None
+        if key is not None:
+            out[key] = kind
+    return out
+
+
+def _grow_streamed(model_dir: Path, tmp: Path, config, keys: dict[str, str], sources, n_tok: int,
+                   pad_to_multiple_of: int | None, tied: bool) -> dict:
+    """Write the grown checkpoint (weights and config) into `tmp` file to file; returns the sizes."""
+    found = stream.headers(model_dir, stream.shard_names(model_dir))
+    rows = {found[k][1].shape[0] for k in keys}
+    if len(rows) != 1:
+        raise CheckpointError(f"{model_dir}: the embedding and head tensors {sorted(keys)} differ in rows")
+    n_old = rows.pop()
+    n_new = _target_rows(n_old, n_tok, pad_to_multiple_of)
+
+    def new_rows(kind):
+        if kind == "bias":
+            return lambda read, n: _bias_rows(read, n, sources)
+        return lambda read, n: _initial_rows(read, n, sources)
+
+    try:
+        stream.grow_checkpoint(model_dir, tmp, n_new, {k: new_rows(kind) for k, kind in keys.items()})
+    except stream.StreamError as e:
+        raise CheckpointError(str(e)) from None
+    config.get_text_config().vocab_size = n_new
+    config.save_pretrained(tmp)
+    if (model_dir / "generation_config.json").is_file():
+        shutil.copyfile(model_dir / "generation_config.json", tmp / "generation_config.json")
+    return {"embedding_rows_before": n_old, "embedding_rows_after": n_new, "tied_embeddings": tied,
+            "initialised_ids": sorted(set(sources) | set(range(n_old, n_new)))}
+
+
 def add_tokens_to_checkpoint(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -263,9 +375,14 @@ def add_tokens_to_checkpoint(
     kl_texts: Sequence[str] | None = None,
     kl_max_tokens: int = 128,
 ) -> dict:
-    """Load a local causal-LM checkpoint (keeping its dtype), add the control tokens, resize and initialise
-    embeddings and head, and save model + tokenizer + `condpt_tokens.json` + `add_tokens_report.json` to
-    `out_dir` (written to a temporary directory first, then renamed). Returns the report."""
+    """Add the control tokens to a local causal-LM checkpoint (dtype kept): tokenizer, embeddings and output head
+    grown and initialised, saved with `condpt_tokens.json` and `add_tokens_report.json` to `out_dir` (written to a
+    temporary directory first, then renamed). Returns the report.
+
+    A safetensors checkpoint is rewritten file to file, a chunk of rows at a time, and the model is in memory only
+    to measure the logits before (from `model_dir`) and after (from the new files), never twice at once: the peak
+    is about one checkpoint. Other checkpoints (`pytorch_model.bin`, or tensor names that do not match the model's
+    modules) are resized in memory with `resize_model_for_tokens` and saved with `save_pretrained`."""
     from transformers import AutoModelForCausalLM
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -282,62 +399,81 @@ def add_tokens_to_checkpoint(
     if not out_dir.parent.exists():
         raise CheckpointError(f"{out_dir.parent}: parent of the output directory does not exist")
     tokenizer = _load_tokenizer(model_dir)
+    shards = stream.shard_names(model_dir)
+    keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
-    dtype = model.get_input_embeddings().weight.dtype
-    params_before = sum(p.numel() for p in model.parameters())
+    # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
+    inputs = _kl_inputs(tokenizer, config, kl_texts or SAMPLE_TEXT, kl_max_tokens)
     len_before = len(tokenizer)
-    inputs = _kl_inputs(tokenizer, model, kl_texts or SAMPLE_TEXT, kl_max_tokens)
-    old_logits = list(_logits(model, inputs))  # kept: the model is changed in place
-
     known = set(tokenizer.get_vocab())
     manifest = add_control_tokens(tokenizer, spec)
     new_ids = [i for s, i in zip(spec.strings(), manifest.control_ids) if s not in known]
-    sizes = resize_model_for_tokens(model, tokenizer, manifest, init=init, pad_to_multiple_of=pad_to_multiple_of,
-                                    new_ids=new_ids)
-    new_logits = _logits(model, inputs)
-    kl = kl_report(old_logits, new_logits)
-    del old_logits, new_logits
-    n_old = sizes["embedding_rows_before"]
-    k = len(set(sizes["initialised_ids"]))
-    report = {
-        "model_dir": str(model_dir),
-        "out_dir": str(out_dir),
-        "model_type": config.model_type,
-        "dtype": str(dtype).removeprefix("torch."),
-        "init": init,
-        "tokens": {
-            **{t.string: {"role": t.role, "id": manifest.tag_id(t.role)} for t in spec.tags},
-            spec.self_token: {"role": "self", "id": manifest.self_token.id},
-        },
-        "control_ids": manifest.control_ids,
-        "new_token_ids": new_ids,
-        "tokenizer_len_before": len_before,
-        "tokenizer_len_after": len(tokenizer),
-        "pad_to_multiple_of": pad_to_multiple_of,
-        **sizes,
-        "params_before": params_before,
-        "params_after": sum(p.numel() for p in model.parameters()),
-        "kl_old_new": {**kl, "mean_init_bound": math.log1p(k / n_old) if init == "mean" else None},
-        "target_mean_kl": TARGET_MEAN_KL,
-        "kl_within_target": kl["mean"] <= TARGET_MEAN_KL,
-    }
-    report["initialised_ids"] = len(sizes["initialised_ids"])  # the count; the list can be long
+    sources = {i: src for i, src in _sources(tokenizer, manifest, init).items() if i in new_ids}
+    len_after = len(tokenizer)
+    del known
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        manifest.save(tmp)
-        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            out_dir.rename(old / "x")
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # the old logits wait in an unnamed file, not in memory (26 MB for GPT-2's vocabulary and 128 tokens)
+    with tempfile.TemporaryFile(dir=out_dir.parent) as spill:
+        try:
+            tokenizer.save_pretrained(tmp)
+            if keys is not None:
+                del tokenizer
+                _release_memory()
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
+            dtype = model.get_input_embeddings().weight.dtype
+            tied = _is_tied(model)
+            params_before = sum(p.numel() for p in model.parameters())
+            shapes = _spill(_logits(model, inputs), spill)
+            if keys is not None:
+                del model  # unmaps the checkpoint
+                _release_memory()
+                sizes = _grow_streamed(model_dir, tmp, config, keys, sources, len_after, pad_to_multiple_of, tied)
+                _release_memory()
+                model = AutoModelForCausalLM.from_pretrained(str(tmp), dtype="auto").eval()
+            else:
+                sizes = resize_model_for_tokens(model, tokenizer, manifest, init=init,
+                                                pad_to_multiple_of=pad_to_multiple_of, new_ids=new_ids)
+                model.save_pretrained(tmp)
+            kl = kl_report(_unspill(spill, shapes), _logits(model, inputs))
+            params_after = sum(p.numel() for p in model.parameters())
+            del model
+            n_old = sizes["embedding_rows_before"]
+            k = len(set(sizes["initialised_ids"]))
+            report = {
+                "model_dir": str(model_dir),
+                "out_dir": str(out_dir),
+                "model_type": config.model_type,
+                "dtype": str(dtype).removeprefix("torch."),
+                "init": init,
+                "rewrite": "streamed" if keys is not None else "in_memory",
+                "tokens": {
+                    **{t.string: {"role": t.role, "id": manifest.tag_id(t.role)} for t in spec.tags},
+                    spec.self_token: {"role": "self", "id": manifest.self_token.id},
+                },
+                "control_ids": manifest.control_ids,
+                "new_token_ids": new_ids,
+                "tokenizer_len_before": len_before,
+                "tokenizer_len_after": len_after,
+                "pad_to_multiple_of": pad_to_multiple_of,
+                **sizes,
+                "params_before": params_before,
+                "params_after": params_after,
+                "kl_old_new": {**kl, "mean_init_bound": math.log1p(k / n_old) if init == "mean" else None},
+                "target_mean_kl": TARGET_MEAN_KL,
+                "kl_within_target": kl["mean"] <= TARGET_MEAN_KL,
+            }
+            report["initialised_ids"] = len(sizes["initialised_ids"])  # the count; the list can be long
+            manifest.save(tmp)
+            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            if out_dir.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+                out_dir.rename(old / "x")
+                tmp.rename(out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return report
