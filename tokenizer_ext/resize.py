@@ -310,31 +310,49 @@ def _module_name(model, module) -> str:
     return next(name for name, m in model.named_modules() if m is module)
 
 
+def _model_names(meta, checkpoint_keys) -> dict[str, str]:
+    """checkpoint key -> the model parameter `from_pretrained` loads it into (its renamings applied: e.g. GPT-NeoX
+    stores `embed_out` for `lm_head`, and the base-model prefix may be missing). Keys that a converter (a real
+    tensor operation: fusing, splitting) produces are left out: they cannot be grown row-wise in the file."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+    except ImportError:  # a transformers without conversion mappings stores keys as named
+        return {k: k for k in checkpoint_keys}
+    conversions = get_model_conversion_mapping(meta)
+    renamings = [c for c in conversions if isinstance(c, WeightRenaming)]
+    converters = [c for c in conversions if isinstance(c, WeightConverter)]
+    meta_state = meta.state_dict()
+    out = {}
+    for key in checkpoint_keys:
+        name, converted = rename_source_key(key, renamings, converters, meta.base_model_prefix, meta_state)
+        if converted is None:
+            out[key] = name
+    return out
+
+
 def _vocab_tensors(model_dir: Path, config, shards: list[str]) -> dict[str, str] | None:
     """Checkpoint tensor name -> "weight"/"bias" for the input embedding, the output head (when stored) and its
-    bias, found from the module names of the model built on the meta device (no weights read). None when a name
-    cannot be matched to the files; the caller then resizes in memory."""
+    bias, found from the parameter names of the model built on the meta device (no weights read). None when a
+    required one cannot be matched to the files; the caller then resizes in memory."""
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(config)
     emb, head = meta.get_input_embeddings(), meta.get_output_embeddings()
     n_old = emb.weight.shape[0]
-    wanted = [(f"{_module_name(meta, emb)}.weight", "weight", True)]
+    wanted = {f"{_module_name(meta, emb)}.weight": ("weight", True)}
     if head is not None:
-        wanted.append((f"{_module_name(meta, head)}.weight", "weight", not _is_tied(meta)))
+        wanted[f"{_module_name(meta, head)}.weight"] = ("weight", not _is_tied(meta))
         if getattr(head, "bias", None) is not None:
-            wanted.append((f"{_module_name(meta, head)}.bias", "bias", True))
+            wanted[f"{_module_name(meta, head)}.bias"] = ("bias", True)
     found = stream.headers(model_dir, shards)
-    prefix = getattr(meta, "base_model_prefix", "")
-    out = {}
-    for name, kind, required in wanted:
-        variants = [name, *([name.removeprefix(f"{prefix}."), f"{prefix}.{name}"] if prefix else [])]
-        key = next((v for v in variants if v in found and found[v][1].shape[:1] == (n_old,)), None)
-        if key is None and required:
-            return None
-        if key is not None:
-            out[key] = kind
+    names = _model_names(meta, found)
+    out = {key: wanted[name][0] for key, name in names.items()
+           if name in wanted and found[key][1].shape[:1] == (n_old,)}
+    required = {name for name, (_, needed) in wanted.items() if needed}
+    if not required <= {names[k] for k in out}:
+        return None
     return out
 
 
