@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 
-from tokenizer_ext import stream
+from tokenizer_ext import pages, stream
 from tokenizer_ext.extend import add_control_tokens, backend_of
 from tokenizer_ext.sample_text import SAMPLE_TEXT
 from tokenizer_ext.spec import ControlTokenError, ControlTokens, Manifest
@@ -86,7 +86,7 @@ def _sources(tokenizer, manifest: Manifest, init: Init) -> dict[int, list[int] |
     return out
 
 
-def _row_mean(read: RowReader, rows: int, chunk: int = 2048) -> torch.Tensor:
+def _row_mean(read: RowReader, rows: int, chunk: int = 1024) -> torch.Tensor:
     """Float32 mean of rows [0, rows) given by `read(a, b)`, a chunk at a time (a bf16 matrix is never copied whole
     to float32). The in-memory resize and the streamed rewrite both go through here, so their rows are identical."""
     total = None
@@ -225,12 +225,24 @@ def _logits(model, inputs: torch.Tensor):
         _trim_heap()
 
 
+def _token_chunks(chunks, size: int = 8):
+    """Each (tokens x vocabulary) chunk in slices of `size` tokens: the KL temporaries are vocabulary-wide, so
+    their size is set here. Slices are copies, so a slice the consumer still holds does not keep its whole chunk
+    alive while the next chunk is computed."""
+    for chunk in chunks:
+        pieces = [piece.clone() for piece in chunk.split(size)]
+        del chunk
+        while pieces:
+            yield pieces.pop(0)
+
+
 def _spill(chunks, f) -> list[tuple[int, ...]]:
     """Write float32 tensors to the open binary file `f`; returns their shapes, for `_unspill`."""
     shapes = []
     for t in chunks:
         f.write(t.contiguous().numpy().data)
         shapes.append(tuple(t.shape))
+        del t  # not alive while the next one is computed
     return shapes
 
 
@@ -247,16 +259,15 @@ def _unspill(f, shapes):
 def kl_report(old_logits, new_logits) -> dict:
     """KL(old || new) per token (nats) over the old vocabulary, and the largest change of an old-vocab logit.
     Both arguments are iterables of (tokens x vocabulary) chunks, so only one chunk of each is live at a time
-    when they are generators. Tokens are taken a few at a time: the temporaries are vocabulary-wide."""
+    when they are generators (`_logits` split by `_token_chunks`)."""
     kls, max_change = [], 0.0
-    for old_chunk, new_chunk in zip(old_logits, new_logits, strict=True):
-        for a in range(0, len(old_chunk), 8):
-            old, new = old_chunk[a:a + 8], new_chunk[a:a + 8]
-            n_old = old.shape[-1]
-            logp_old = torch.log_softmax(old, dim=-1)
-            logp_new = torch.log_softmax(new, dim=-1)[:, :n_old]
-            kls.append((logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0))
-            max_change = max(max_change, float((new[:, :n_old] - old).abs().max()))
+    for old, new in zip(old_logits, new_logits, strict=True):
+        n_old = old.shape[-1]
+        logp_old = torch.log_softmax(old, dim=-1)
+        logp_new = torch.log_softmax(new, dim=-1)[:, :n_old]
+        kls.append((logp_old.exp() * (logp_old - logp_new)).sum(-1).clamp_min(0))
+        max_change = max(max_change, float((new[:, :n_old] - old).abs().max()))
+        del old, new, logp_old, logp_new  # not alive while the next chunks are computed
     kl = torch.cat(kls)
     return {"tokens": int(kl.numel()), "mean": float(kl.mean()), "max": float(kl.max()),
             "max_abs_old_logit_change": max_change}
@@ -442,7 +453,9 @@ def add_tokens_to_checkpoint(
             dtype = model.get_input_embeddings().weight.dtype
             tied = _is_tied(model)
             params_before = sum(p.numel() for p in model.parameters())
-            shapes = _spill(_logits(model, inputs), spill)
+            # a module's pages leave the resident set once it ran (tokenizer_ext/pages.py)
+            with pages.one_module_resident(model, [model_dir / name for name in shards or []]):
+                shapes = _spill(_token_chunks(_logits(model, inputs)), spill)
             if keys is not None:
                 del model  # unmaps the checkpoint
                 _release_memory()
@@ -453,7 +466,10 @@ def add_tokens_to_checkpoint(
                 sizes = resize_model_for_tokens(model, tokenizer, manifest, init=init,
                                                 pad_to_multiple_of=pad_to_multiple_of, new_ids=new_ids)
                 model.save_pretrained(tmp)
-            kl = kl_report(_unspill(spill, shapes), _logits(model, inputs))
+            # only the freshly loaded, never written model of the streamed path may drop its pages
+            files = [tmp / name for name in shards] if keys is not None else []
+            with pages.one_module_resident(model, files):
+                kl = kl_report(_unspill(spill, shapes), _token_chunks(_logits(model, inputs)))
             params_after = sum(p.numel() for p in model.parameters())
             del model
             n_old = sizes["embedding_rows_before"]
