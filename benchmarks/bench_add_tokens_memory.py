@@ -6,7 +6,9 @@ Builds a float32 GPT-2-shaped checkpoint (real GPT-2 tokenizer, 50,257 ids) of a
 then runs add-tokens in a fresh subprocess. Reported: the subprocess's peak RSS minus its RSS after importing
 torch/transformers/tokenizer_ext (the library baseline), divided by the size of the weights on disk (`VmHWM`, i.e. including the
 checkpoint's memory-mapped file pages, which transformers 5 reads weights through); the same for anonymous memory
-only (sampled every 2 ms); and, for scale, both figures for a bare `AutoModelForCausalLM.from_pretrained`.
+only (sampled every 2 ms); add-tokens' wall time; and, for scale, both figures for a bare
+`AutoModelForCausalLM.from_pretrained` and for `from_pretrained` followed by one 32-token forward pass (which makes
+every page of the checkpoint resident).
 """
 
 from __future__ import annotations
@@ -42,13 +44,18 @@ from tokenizer_ext.resize import add_tokens_to_checkpoint
 base = status()
 threading.Thread(target=sample, daemon=True).start()
 mode, src, out = sys.argv[1:4]
-if mode == "load":
-    model = AutoModelForCausalLM.from_pretrained(src, dtype="auto")
-else:
+t0 = time.perf_counter()
+if mode == "add":
     add_tokens_to_checkpoint(src, out)
+else:
+    model = AutoModelForCausalLM.from_pretrained(src, dtype="auto")
+    if mode == "forward":
+        with torch.no_grad():
+            model(input_ids=torch.arange(32)[None])
+wall = time.perf_counter() - t0
 end = status()
 # VmHWM: this process's own peak RSS (ru_maxrss would inherit the parent's across fork+exec)
-print(json.dumps({"baseline_kb": base["VmRSS"], "peak_kb": end["VmHWM"],
+print(json.dumps({"baseline_kb": base["VmRSS"], "peak_kb": end["VmHWM"], "wall_s": wall,
                   "baseline_anon_kb": base["RssAnon"], "peak_anon_kb": max(peak_anon[0], end["RssAnon"])}))
 """
 
@@ -87,6 +94,7 @@ def main() -> None:
         del model
         size = weights_bytes(src)
         load = run_child("load", src, work / "unused")
+        forward = run_child("forward", src, work / "unused")
         add = run_child("add", src, work / "out")
         mb = 1024 * 1024
         delta = lambda r: (r["peak_kb"] - r["baseline_kb"]) * 1024
@@ -100,8 +108,11 @@ def main() -> None:
             "add_tokens_peak_over_baseline_MB": round(delta(add) / mb, 1),
             "add_tokens_ratio": round(delta(add) / size, 3),
             "add_tokens_anon_ratio": round(anon(add) / size, 3),
+            "add_tokens_wall_s": round(add["wall_s"], 1),
             "from_pretrained_only_ratio": round(delta(load) / size, 3),
             "from_pretrained_only_anon_ratio": round(anon(load) / size, 3),
+            "from_pretrained_and_forward_ratio": round(delta(forward) / size, 3),
+            "from_pretrained_and_forward_anon_ratio": round(anon(forward) / size, 3),
         }, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -212,7 +212,7 @@ def _kl_inputs(tokenizer, config, texts: Sequence[str], max_tokens: int) -> torc
     ids = [i for doc in encode_untrusted(tokenizer, texts) for i in doc][:max_tokens]
     if len(ids) < 2:
         raise CheckpointError("the KL sample text encodes to fewer than 2 tokens")
-    seq = min(len(ids), max_len, 32)  # short rows: one row's logits at a time stay small
+    seq = min(len(ids), max_len, 16)  # short rows: one row's logits at a time stay small
     rows = [ids[k:k + seq] for k in range(0, len(ids) - seq + 1, seq)]
     return torch.tensor(rows, dtype=torch.long)
 
