@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
+	$(BIN)/ruff check condpt tokenizer_ext recipes tests benchmarks
 	$(BIN)/python -m pytest tests
 
 test-fast: setup
