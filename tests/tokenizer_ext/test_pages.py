@@ -45,6 +45,7 @@ def test_pages_handed_back_and_logits_unchanged(mapped):
     ids = torch.arange(24)[None]
     want = model(input_ids=ids).logits
     total = sum(b - a for a, b in ranges) // pages.PAGE
+    assert all(pages.only_file_pages(a, b, chunk_pages=3) for a, b in ranges)
     assert _present_pages(ranges) > total // 2  # a plain forward pass makes the checkpoint resident
     with pages.one_module_resident(model, files) as active:
         assert active
@@ -57,9 +58,10 @@ def test_pages_handed_back_and_logits_unchanged(mapped):
 
 @torch.no_grad()
 def test_written_page_disables_it(mapped):
-    model, files, _ = mapped
+    model, files, ranges = mapped
     w = model.get_input_embeddings().weight
     w[5, 0] = 123.0  # copy-on-write: this page is now the process's own
+    assert not all(pages.only_file_pages(a, b, chunk_pages=3) for a, b in ranges)
     with pages.one_module_resident(model, files) as active:
         assert not active
         model(input_ids=torch.tensor([[5]]))
