@@ -23,8 +23,9 @@ from condpt.world import WorldConfig
 DEMO_WORLD = WorldConfig(n_ai_docs=3000, n_background=800, background_chars=800, n_heldout=60)
 DEMO_ARMS = {"mle": ({"mode": "mle"}, "none"), "condition": ({"mode": "condition"}, "good")}
 # Half the grid's 8 blocks per process per step, so that 1,000 steps fit the 15-minute budget (~4 minutes of
-# training per arm on 2 free cores; the whole demo took 9.2 minutes after set-up). Measured (docs/results.md): 300 steps of 8 blocks flipped no choice,
-# 1,000 steps of 4 blocks took the conditioned arm to 0.067 against MLE's 1.000.
+# training per arm on 2 free cores; the whole demo took 9.2 minutes after set-up). Measured (docs/results.md):
+# 300 steps of 8 blocks flipped no choice, 1,000 steps of 4 blocks took the conditioned arm to 0.067 against
+# MLE's 1.000.
 DEMO_STEPS = 1000
 DEMO_OVERRIDES = ["train.micro_batch_size=4"]
 

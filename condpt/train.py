@@ -436,12 +436,12 @@ def train(cfg: RunConfig) -> dict[str, Any]:
                        "train_blocks": len(train_ds), "heldout_blocks": len(heldout_ds),
                        "distributed_type": str(accelerator.distributed_type)})
 
-    def inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # Position ids that restart per document make transformers mask attention across documents, but only
-        # without a KV cache (models create one when use_cache is on, and then skip the packed-sequence mask).
-        if cfg.data.document_masking:
-            return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
-        return {"input_ids": batch["input_ids"], "use_cache": False}
+    # Position ids that restart per document make transformers mask attention across documents, but only
+    # without a KV cache (models create one when use_cache is on, and then skip the packed-sequence mask).
+    input_keys = ("input_ids", "position_ids") if cfg.data.document_masking else ("input_ids",)
+
+    def inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {**{k: batch[k] for k in input_keys}, "use_cache": False}
 
     def evaluate() -> dict[str, Any]:
         model.eval()
