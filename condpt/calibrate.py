@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from condpt.tagged import is_bad, tag_for
+
 
 class CalibrationError(ValueError):
     """Unusable calibration input (reported to the user with the file, non-zero exit)."""
@@ -105,7 +107,7 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
     """Precision, recall, F1 at `threshold` (bad iff score >= threshold), AUROC and the tagged fraction."""
     from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-    pred = (scores >= threshold).astype(int)
+    pred = is_bad(np.asarray(scores), threshold).astype(int)
     both = len(set(labels.tolist())) == 2
     return {
         "threshold": float(threshold),
@@ -187,7 +189,7 @@ def write_threshold(path: str | Path, threshold: float) -> Path:
 
 def retag(batch: dict[str, list], threshold: float, good_role: str = "good", bad_role: str = "bad") -> dict:
     """Tagged rows with ``tag`` and every span's tag recomputed from the stored scores (pure)."""
-    tags = [bad_role if s >= threshold else good_role for s in batch["score"]]
-    spans = [[{**sp, "tag": bad_role if sp["score"] >= threshold else good_role} for sp in row]
+    tags = [tag_for(s, threshold, good_role, bad_role) for s in batch["score"]]
+    spans = [[{**sp, "tag": tag_for(sp["score"], threshold, good_role, bad_role)} for sp in row]
              for row in batch["spans"]]
     return {**batch, "tag": tags, "spans": spans}

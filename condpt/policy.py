@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from condpt.stories import SelfRefConfig
+from condpt.tagged import tag_for
 
 
 class PolicyConfig(BaseModel):
@@ -60,7 +61,7 @@ def retag(tag: str | None, score: float | None, cfg: PolicyConfig, where: str) -
         return tag
     if score is None:
         raise ValueError(f"{where}: policy.threshold is set but the row has no score")
-    return cfg.bad_role if score >= cfg.threshold else cfg.good_role
+    return tag_for(score, cfg.threshold, cfg.good_role, cfg.bad_role)
 
 
 def _segments_from_spans(doc_id: str, text: str, spans: list, doc_role: str | None, cfg: PolicyConfig,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from condpt.policy import PolicyConfig, apply_policy, retag, stochastic_round, unit_hash
 from condpt.stories import story_rows
+from condpt.tagged import tagged_features
 from tokenizer_ext import Manifest, encode_trusted, encode_untrusted
 
 log = logging.getLogger(__name__)
@@ -164,13 +165,7 @@ def expand_repeats(batch: dict[str, list], *, weight: float, seed: int) -> dict[
 
 _HELDOUT_SALT = "heldout"  # fixed: the held-out documents never depend on the policy, arm or seed
 _DOC_COLUMNS = ("id", "text", "tag", "score", "spans", "source")
-DOC_FEATURES = datasets.Features({
-    "id": datasets.Value("string"), "text": datasets.Value("string"), "tag": datasets.Value("string"),
-    "score": datasets.Value("float64"),
-    "spans": datasets.List({"start": datasets.Value("int64"), "end": datasets.Value("int64"),
-                            "score": datasets.Value("float64"), "tag": datasets.Value("string")}),
-    "source": datasets.Value("string"),
-})
+DOC_FEATURES = tagged_features(_DOC_COLUMNS)  # the written schema (condpt.tagged), not a copy of it
 # Training rows (the "Policy output" contract), typed so that all-null roles still concatenate.
 TRAIN_FEATURES = datasets.Features({
     "id": datasets.Value("string"), "source": datasets.Value("string"), "tag": datasets.Value("string"),

@@ -1,4 +1,5 @@
-"""Parquet output: the tagged-data and quarantine schemas, and atomic, deterministic shard writes.
+"""Parquet output: the quarantine schema and atomic, deterministic shard writes (the tagged-data schema
+lives in `condpt.tagged`, re-exported here for the writers).
 
 A file is written to ``OUT/.tmp/`` (a name unique to the process) and renamed into place, so a reader (or a restarted run) never sees a
 half-written file. Files hold no timestamps and rows keep input order, so the same input and config give
@@ -13,18 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SPAN_TYPE = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("score", pa.float32()), ("tag", pa.string())])
+from condpt.tagged import SPAN_TYPE, TAGGED_SCHEMA
 
-TAGGED_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("text", pa.string()),
-    ("source", pa.string()),
-    ("score", pa.float32()),
-    ("tag", pa.string()),
-    ("spans", pa.list_(SPAN_TYPE)),
-    ("prefilter_hits", pa.list_(pa.string())),
-    ("stage", pa.string()),
-])
+__all__ = ["QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "write_bytes_atomic", "write_parquet_atomic",
+           "write_text_atomic"]
 
 QUARANTINE_SCHEMA = pa.schema([
     ("input", pa.string()),

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from condpt.tagged import stored_score, tag_for
 from condpt.tagging.registry import Batch, TaggerFn, get_tagger, register
 from condpt.tagging.segment import segment
 from condpt.yamlfile import read_yaml
@@ -337,11 +338,11 @@ def decide_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
     def run(batch: Batch) -> Batch:
         scores, tags, spans = [], [], []
         for bounds, seg in zip(batch["_bounds"], batch["_seg_scores"]):
-            seg32 = np.asarray(seg, dtype=np.float32).tolist()  # decide on the stored precision
-            d = float(np.float32(document_score(bounds, seg32, cfg.document_score)))
+            seg32 = [stored_score(x) for x in seg]  # decide on the stored value, as a re-threshold will
+            d = stored_score(document_score(bounds, seg32, cfg.document_score))
             scores.append(d)
-            tags.append(bad if d >= t else good)
-            spans.append([{"start": s, "end": e, "score": sc, "tag": bad if sc >= t else good}
+            tags.append(tag_for(d, t, good, bad))
+            spans.append([{"start": s, "end": e, "score": sc, "tag": tag_for(sc, t, good, bad)}
                           for (s, e), sc in zip(bounds, seg32)])
         out = {k: v for k, v in batch.items() if not k.startswith("_")}
         return {**out, "score": scores, "tag": tags, "spans": spans}
