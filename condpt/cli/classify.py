@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
 from condpt.cli import app
-
-
-def _fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    raise typer.Exit(code=2)
+from condpt.cli.common import fail as _fail
 
 
 @app.command("train-classifier")

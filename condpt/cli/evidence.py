@@ -10,11 +10,7 @@ from typing import Annotated
 import typer
 
 from condpt.cli import app
-
-
-def _fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    raise typer.Exit(code=2)
+from condpt.cli.common import fail as _fail
 
 
 @app.command("world")

@@ -11,13 +11,9 @@ from typing import Annotated
 import typer
 
 from condpt.cli import app
+from condpt.cli.common import fail as _fail
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command("generate")
