@@ -1,22 +1,112 @@
-"""Reading a YAML config file with errors that name the file (and the line, where YAML knows it)."""
+"""The one YAML reader of condpt: errors name the file and line; duplicate keys and non-UTF-8 files are refused.
+
+PyYAML alone lets the second of two `train:` mappings silently replace the first, reads `3e-4` as a string
+(YAML 1.1 wants a dot and a signed exponent), and fails on a non-UTF-8 file with a UnicodeDecodeError
+naming nothing. Every YAML file condpt reads (run configs, grids, tagging configs, lexicons, control-token
+specs it validates) and every `key=value` override value goes through `load_yaml` here.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+_MERGE = "tag:yaml.org,2002:merge"
 
-def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """The parsed YAML at `path` (None for an empty file). Raises ValueError naming the file: `what` not found,
-    or not valid YAML with the line."""
+
+class YamlError(ValueError):
+    """A YAML file or value that cannot be used; the message names the file (and line, where known)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (at any depth) and reads YAML 1.2 floats like `1e-4`."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE:  # `<<: *base` keys may be overridden by design
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first.get(key)
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader reports it below
+                if seen is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen + 1})", key_node.start_mark)
+                first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.2 floats with an exponent but no dot or an unsigned exponent (`1e5`, `3e-4`, `989.0e12`).
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def _where(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f" (line {mark.line + 1})" if mark is not None else ""
+
+
+def load_yaml(text: str, origin: str = "<string>") -> Any:
+    """Parse YAML text (None when empty). Raises `YamlError` naming `origin` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as e:
+        raise YamlError(f"{origin}: not valid YAML{_where(e)}: {getattr(e, 'problem', None) or e}") from None
+
+
+def read_text(path: str | Path, what: str = "config file") -> str:
+    """The UTF-8 text of `path`; `YamlError` naming the file if it is missing, a directory or not UTF-8."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ValueError(f"{path}: {what} not found") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from e
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise YamlError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise YamlError(f"{path}: {what} is a directory, not a file") from None
+    except OSError as e:
+        raise YamlError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise YamlError(f"{path}: not UTF-8 text (byte {e.start}, line {line}); save the {what} as UTF-8") from None
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The parsed YAML at `path` (None for an empty file). Raises `YamlError` (a ValueError) naming the file:
+    not found, not UTF-8, not valid YAML or a duplicate key (with the line)."""
+    return load_yaml(read_text(path, what), str(path))
+
+
+def key_lines(path: str | Path) -> dict[tuple, int]:
+    """1-based line of every mapping key and list item in the YAML at `path`, by its path of keys/indices
+    (`("data", "sources", 0, "path")`): lets a validation error point at the line that set the field."""
+    out: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    out[(*prefix, key_node.value)] = key_node.start_mark.line + 1
+                    walk(value, (*prefix, key_node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                out[(*prefix, i)] = item.start_mark.line + 1
+                walk(item, (*prefix, i))
+
+    try:
+        root = yaml.compose(read_text(path), Loader=_Loader)
+    except (YamlError, yaml.YAMLError):
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
