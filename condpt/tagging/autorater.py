@@ -22,51 +22,16 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_PROMPT = (
-    "Does the following text discuss or depict artificial intelligence that is misaligned with human "
-    "interests: AI deceiving or escaping its creators, resisting shutdown or oversight, seeking power, "
-    "reward hacking as predicted AI behaviour, AI takeover or existential risk from AI, or fiction about "
-    "rogue or hostile machines? Ordinary machine learning (RLHF, fine-tuning, interpretability), robots "
-    "doing their job, and text not about AI all count as No.\n\nText:\n\"\"\"\n{text}\n\"\"\"\n\n"
-    "Answer with one word, Yes or No.\nAnswer:"
-)
+from condpt.tagging.config import DEFAULT_PROMPT, AutoraterConfig
+
+__all__ = ["DEFAULT_PROMPT", "Autorater", "AutoraterConfig", "AutoraterError", "VerdictCache", "parse_verdict"]
 
 
 class AutoraterError(RuntimeError):
     """The rater could not produce a verdict (endpoint down after retries, bad response, bad config)."""
-
-
-class AutoraterConfig(BaseModel):
-    """How to ask an LLM for a verdict; lives in the tagging config under ``autorater:``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: Literal["local", "http"] = "http"
-    model: str = Field(..., description="local checkpoint directory, or the served model name (http)")
-    base_url: str | None = Field(None, description="http: e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str | None = Field(None, description="http: name of the env var holding the API key")
-    prompt: str = DEFAULT_PROMPT
-    system: str | None = None
-    max_chars: int = Field(4000, gt=0, description="texts are cut to this many characters")
-    batch_size: int = Field(8, gt=0)
-    concurrency: int = Field(4, gt=0)
-    timeout_s: float = Field(30.0, gt=0)
-    max_retries: int = Field(3, ge=0)
-    backoff_s: float = Field(1.0, ge=0)
-    cache_dir: Path | None = Field(None, description="default: $CONDPT_CACHE/autorater")
-
-    @model_validator(mode="after")
-    def _check(self) -> AutoraterConfig:
-        if "{text}" not in self.prompt:
-            raise ValueError("autorater.prompt must contain the placeholder {text}")
-        if self.backend == "http" and not self.base_url:
-            raise ValueError("autorater.base_url is required for backend: http")
-        return self
 
 
 class VerdictCache:

@@ -1,10 +1,11 @@
-"""The tagging cascade and its one config, `TagConfig`.
+"""The tagging cascade: a fixed pipeline of stages, one pure function over batches (config:
+`condpt.tagging.config.TagConfig`, re-exported here).
 
-How the stages combine (who sees what):
+How the stages combine (who sees what), always in this order:
 
 1. ``segment``: each document is partitioned into segments (document, paragraph or sentence; see
    `condpt.tagging.segment`). Every later stage scores *segments*.
-2. ``prefilter``: the lexicon scans each document once. A segment's score starts as its lexicon score
+2. ``prefilter``: the lexicon scans each document once (always: it is cheap). A segment's score starts as its lexicon score
    (noisy-OR of the weights of the phrases in it); ``prefilter_hits`` lists the phrases of the document.
    With ``prefilter.gate: true`` only documents with at least one hit go on to the classifier; the others
    keep their lexicon score (0) and are decided here (``stage = "prefilter"``).
@@ -21,6 +22,8 @@ How the stages combine (who sees what):
    iff its score >= threshold. The threshold is ``threshold`` if set, else the scorer's own calibrated
    threshold, else 0.5. ``stage`` names the last stage that scored any segment of the document.
 
+A stage's state (segment bounds, scores so far) travels in a `Segments` object inside one call, never in
+the batch, so no stage can see another's half-finished work and only ``decide`` shapes the output rows.
 Raw scores are stored (``score`` and each span's ``score``), so `condpt calibrate` re-thresholds without
 running a model again.
 """
@@ -28,113 +31,37 @@ running a model again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condpt.tagged import stored_score, tag_for
-from condpt.tagging.registry import Batch, TaggerFn, get_tagger, register
+from condpt.tagging.config import STAGES, TagConfig
 from condpt.tagging.segment import segment
-from condpt.yamlfile import read_yaml
 
-DEFAULT_STAGES = ("segment", "prefilter", "classifier", "refine", "autorater", "decide")
+__all__ = ["STAGES", "Batch", "Cascade", "Segments", "TagConfig", "document_score"]
 
-
-class PrefilterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    lexicon: Path | None = Field(None, description="lexicon YAML replacing the shipped one")
-    extra_terms: dict[str, float] = Field(default_factory=dict, description="phrase: weight, added/overriding")
-    gate: bool = Field(False, description="only documents with a lexicon hit reach the classifier")
+Batch = dict[str, list]
 
 
-class ClassifierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass
+class Segments:
+    """The cascade's working state for one batch, per document: segment bounds, their scores so far, the
+    last stage that scored the document, its lexicon hits and whether the classifier saw it."""
 
-    spec: str = Field("default", description="'default', 'fasttext-default', a trained dir, an HF checkpoint, "
-                                             "or 'none' (lexicon only)")
-    batch_size: int = Field(64, ge=1)
-
-
-def _check_band(v: tuple[float, float]) -> tuple[float, float]:
-    if not 0.0 <= v[0] <= v[1] <= 1.0:
-        raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(v)}")
-    return v
-
-
-class RefineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    spec: str = Field("default", description="the second scorer (same forms as classifier.spec)")
-    band: tuple[float, float] = Field((0.2, 0.8), description="classifier scores in [lo, hi] are re-scored")
-    batch_size: int = Field(32, ge=1)
-
-    _band = field_validator("band")(classmethod(lambda cls, v: _check_band(v)))
-
-
-class AutoraterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    band: tuple[float, float] = Field((0.3, 0.7), description="classifier scores in [lo, hi] go to the autorater")
-    settings: dict[str, Any] = Field(default_factory=dict, description="condpt.tagging.autorater.AutoraterConfig")
-
-    _band = field_validator("band")(classmethod(lambda cls, v: _check_band(v)))
-
-
-class TagConfig(BaseModel):
-    """Everything a `condpt tag` run depends on (input fields, cascade, thresholds, output sharding)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text_field: str = "text"
-    id_field: str = "id"
-    source_field: str | None = Field(None, description="record field naming the source; default: the file name")
-    granularity: Literal["document", "paragraph", "sentence"] = "paragraph"
-    min_segment_chars: int = Field(0, ge=0, description="merge shorter segments into the next one")
-    document_score: Literal["max", "mean"] = "max"
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="bad iff score >= threshold")
-    good_role: str = "good"
-    bad_role: str = "bad"
-    set_aside_roles: list[str] = Field(default_factory=list,
-                                       description="documents with these tags go to set_aside/, not data/")
-    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
-    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
-    refine: RefineConfig | None = None
-    autorater: AutoraterConfig | None = None
-    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
-    rows_per_shard: int = Field(10_000, ge=1)
-    max_shard_bytes: int = Field(128 * 1024 * 1024, ge=1)
-
-    @model_validator(mode="after")
-    def _roles(self) -> TagConfig:
-        if self.good_role == self.bad_role:
-            raise ValueError("good_role and bad_role must differ")
-        unknown = set(self.set_aside_roles) - {self.good_role, self.bad_role}
-        if unknown:
-            raise ValueError(f"set_aside_roles: unknown roles {sorted(unknown)}")
-        return self
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TagConfig:
-        """Load a tag config; errors name the file."""
-        path = Path(path)
-        data = read_yaml(path) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"{path}: {problems}") from None
+    bounds: list[list[tuple[int, int]]]
+    scores: list[list[float]]
+    stage: list[str]
+    hits: list[list[str]]
+    classified: list[bool]
 
 
 class Cascade:
-    """The configured stages as one pure function over batches ``{id, text, source}`` → tagged rows.
+    """The stages as one pure function over batches ``{id, text, source}`` → tagged rows.
 
-    `scorer` / `autorater` override what the config names (any object with ``score(texts) -> ndarray``).
-    Resources load lazily, once per process.
+    `scorer` / `refiner` / `autorater` override what the config names (any object with
+    ``score(texts) -> ndarray``). Resources load lazily, once per process.
     """
 
     def __init__(self, cfg: TagConfig, *, scorer: Any = None, refiner: Any = None, autorater: Any = None):
@@ -143,7 +70,6 @@ class Cascade:
         self._refiner = refiner
         self._autorater = autorater
         self._lexicon = None
-        self._fns: list[TaggerFn] | None = None
 
     @property
     def lexicon(self):
@@ -155,7 +81,7 @@ class Cascade:
 
     @property
     def classifier_enabled(self) -> bool:
-        return self._scorer is not None or self.cfg.classifier.spec.lower() != "none"
+        return self._scorer is not None or self.cfg.classifier.enabled
 
     @property
     def scorer(self):
@@ -176,10 +102,9 @@ class Cascade:
     @property
     def autorater(self):
         if self._autorater is None and self.cfg.autorater is not None:
-            from condpt.tagging import autorater
+            from condpt.tagging.autorater import Autorater
 
-            settings = autorater.AutoraterConfig.model_validate(self.cfg.autorater.settings)
-            self._autorater = autorater.Autorater(settings)
+            self._autorater = Autorater(self.cfg.autorater)
         return self._autorater
 
     @property
@@ -194,11 +119,18 @@ class Cascade:
         return 0.5
 
     def __call__(self, batch: Batch) -> Batch:
-        if self._fns is None:
-            self._fns = [get_tagger(name)(self.cfg, self) for name in self.cfg.stages]
-        for fn in self._fns:
-            batch = fn(batch)
-        return batch
+        cfg, texts = self.cfg, batch["text"]
+        seg = segment_batch(texts, cfg.granularity, cfg.min_segment_chars)
+        prefilter(texts, seg, self.lexicon)
+        if self.classifier_enabled:
+            classify(texts, seg, self.scorer, cfg.classifier.batch_size, cfg.prefilter.gate,
+                     f"scorer {cfg.classifier.spec!r}")
+            if cfg.refine is not None:
+                rescore_band(texts, seg, cfg.refine.band, self.refiner, cfg.refine.batch_size, "refine")
+            if cfg.autorater is not None:
+                # one call: the autorater batches, runs requests concurrently and caches verdicts itself
+                rescore_band(texts, seg, cfg.autorater.band, self.autorater, 1 << 30, "autorater")
+        return decide(batch, seg, self.threshold, cfg.document_score, cfg.good_role, cfg.bad_role)
 
 
 def _score_in_batches(scorer: Any, texts: Sequence[str], batch_size: int, who: str) -> np.ndarray:
@@ -214,108 +146,64 @@ def _score_in_batches(scorer: Any, texts: Sequence[str], batch_size: int, who: s
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-@register("segment")
-def segment_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    def run(batch: Batch) -> Batch:
-        bounds = [segment(t, cfg.granularity, cfg.min_segment_chars) for t in batch["text"]]
-        return {**batch, "_bounds": bounds, "_seg_scores": [[0.0] * len(b) for b in bounds],
-                "stage": ["prefilter"] * len(bounds), "prefilter_hits": [[] for _ in bounds]}
-
-    return run
+def segment_batch(texts: Sequence[str], granularity: str, min_chars: int) -> Segments:
+    """Segment every document; scores start at 0, decided by the prefilter until a scorer sees them."""
+    bounds = [segment(t, granularity, min_chars) for t in texts]
+    return Segments(bounds=bounds, scores=[[0.0] * len(b) for b in bounds], stage=["prefilter"] * len(bounds),
+                    hits=[[] for _ in bounds], classified=[False] * len(bounds))
 
 
-@register("prefilter")
-def prefilter_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
+def prefilter(texts: Sequence[str], seg: Segments, lex) -> None:
+    """Lexicon scores per segment (noisy-OR of the phrases in it) and the document's phrases."""
     import bisect
 
-    lex = cascade.lexicon
-
-    def run(batch: Batch) -> Batch:
-        all_hits, all_scores = [], []
-        for text, bounds in zip(batch["text"], batch["_bounds"]):
-            found = lex.find(text)
-            starts = [s for s, _ in bounds]
-            per_seg: list[set[int]] = [set() for _ in bounds]
-            for start, _end, idx in found:
-                per_seg[bisect.bisect_right(starts, start) - 1].add(idx)
-            all_scores.append([lex.score(s) if s else 0.0 for s in per_seg])
-            all_hits.append(sorted({lex.names[idx] for _, _, idx in found}))
-        return {**batch, "_seg_scores": all_scores, "prefilter_hits": all_hits}
-
-    return run
+    for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
+        found = lex.find(text)
+        starts = [s for s, _ in bounds]
+        per_seg: list[set[int]] = [set() for _ in bounds]
+        for start, _end, idx in found:
+            per_seg[bisect.bisect_right(starts, start) - 1].add(idx)
+        seg.scores[i] = [lex.score(s) if s else 0.0 for s in per_seg]
+        seg.hits[i] = sorted({lex.names[idx] for _, _, idx in found})
 
 
-@register("classifier")
-def classifier_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    if not cascade.classifier_enabled:
-        return lambda batch: batch
-    scorer = cascade.scorer
-    gate = cfg.prefilter.gate and "prefilter" in cfg.stages
-
-    def run(batch: Batch) -> Batch:
-        texts, where = [], []
-        for i, (text, bounds) in enumerate(zip(batch["text"], batch["_bounds"])):
-            if gate and not batch["prefilter_hits"][i]:
-                continue
-            for j, (s, e) in enumerate(bounds):
-                if text[s:e].strip():
-                    texts.append(text[s:e])
-                    where.append((i, j))
-        scores = _score_in_batches(scorer, texts, cfg.classifier.batch_size, f"scorer {cfg.classifier.spec!r}")
-        seg_scores = [list(s) for s in batch["_seg_scores"]]
-        stage = list(batch["stage"])
-        reached = {i for i, _ in where}
-        for i in reached:  # the classifier decides every segment of a document it sees
-            seg_scores[i] = [0.0] * len(seg_scores[i])
-            stage[i] = "classifier"
-        for (i, j), s in zip(where, scores.tolist()):
-            seg_scores[i][j] = s
-        classified = [i in reached for i in range(len(stage))]
-        return {**batch, "_seg_scores": seg_scores, "stage": stage, "_classified": classified}
-
-    return run
+def classify(texts: Sequence[str], seg: Segments, scorer: Any, batch_size: int, gate: bool, who: str) -> None:
+    """The classifier's score replaces the lexicon's for every segment of every document it sees (with
+    `gate`: documents with a lexicon hit only)."""
+    todo, where = [], []
+    for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
+        if gate and not seg.hits[i]:
+            continue
+        for j, (s, e) in enumerate(bounds):
+            if text[s:e].strip():
+                todo.append(text[s:e])
+                where.append((i, j))
+    scores = _score_in_batches(scorer, todo, batch_size, who)
+    for i in {i for i, _ in where}:  # the classifier decides every segment of a document it sees
+        seg.scores[i] = [0.0] * len(seg.scores[i])
+        seg.stage[i] = "classifier"
+        seg.classified[i] = True
+    for (i, j), s in zip(where, scores.tolist()):
+        seg.scores[i][j] = s
 
 
-def _band_stage(band: tuple[float, float], rater: Any, batch_size: int, name: str) -> TaggerFn:
-    """Re-score the segments of classified documents whose current score lies in `band` with `rater`."""
+def rescore_band(texts: Sequence[str], seg: Segments, band: tuple[float, float], rater: Any, batch_size: int,
+                 name: str) -> None:
+    """Re-score with `rater` the segments of classified documents whose current score lies in `band`."""
     lo, hi = band
-
-    def run(batch: Batch) -> Batch:
-        classified = batch.get("_classified") or [False] * len(batch["text"])
-        texts, where = [], []
-        for i, (text, bounds, scores) in enumerate(zip(batch["text"], batch["_bounds"], batch["_seg_scores"])):
-            if not classified[i]:
-                continue
-            for j, ((s, e), sc) in enumerate(zip(bounds, scores)):
-                if lo <= sc <= hi and text[s:e].strip():
-                    texts.append(text[s:e])
-                    where.append((i, j))
-        if not texts:
-            return batch
-        scores = _score_in_batches(rater, texts, batch_size, name)
-        seg_scores = [list(s) for s in batch["_seg_scores"]]
-        stage = list(batch["stage"])
-        for (i, j), s in zip(where, scores.tolist()):
-            seg_scores[i][j] = s
-            stage[i] = name
-        return {**batch, "_seg_scores": seg_scores, "stage": stage}
-
-    return run
-
-
-@register("refine")
-def refine_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    if cfg.refine is None or not cascade.classifier_enabled:
-        return lambda batch: batch
-    return _band_stage(cfg.refine.band, cascade.refiner, cfg.refine.batch_size, "refine")
-
-
-@register("autorater")
-def autorater_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    if cfg.autorater is None or not cascade.classifier_enabled:
-        return lambda batch: batch
-    # one call: the autorater batches, runs requests concurrently and caches verdicts itself
-    return _band_stage(cfg.autorater.band, cascade.autorater, 1 << 30, "autorater")
+    todo, where = [], []
+    for i, (text, bounds, scores) in enumerate(zip(texts, seg.bounds, seg.scores)):
+        if not seg.classified[i]:
+            continue
+        for j, ((s, e), sc) in enumerate(zip(bounds, scores)):
+            if lo <= sc <= hi and text[s:e].strip():
+                todo.append(text[s:e])
+                where.append((i, j))
+    if not todo:
+        return
+    for (i, j), s in zip(where, _score_in_batches(rater, todo, batch_size, name).tolist()):
+        seg.scores[i][j] = s
+        seg.stage[i] = name
 
 
 def document_score(bounds: list[tuple[int, int]], scores: list[float], how: str) -> float:
@@ -330,21 +218,15 @@ def document_score(bounds: list[tuple[int, int]], scores: list[float], how: str)
     return float(np.dot(lengths, scores) / lengths.sum())
 
 
-@register("decide")
-def decide_stage(cfg: TagConfig, cascade: Cascade) -> TaggerFn:
-    t = cascade.threshold
-    good, bad = cfg.good_role, cfg.bad_role
-
-    def run(batch: Batch) -> Batch:
-        scores, tags, spans = [], [], []
-        for bounds, seg in zip(batch["_bounds"], batch["_seg_scores"]):
-            seg32 = [stored_score(x) for x in seg]  # decide on the stored value, as a re-threshold will
-            d = stored_score(document_score(bounds, seg32, cfg.document_score))
-            scores.append(d)
-            tags.append(tag_for(d, t, good, bad))
-            spans.append([{"start": s, "end": e, "score": sc, "tag": tag_for(sc, t, good, bad)}
-                          for (s, e), sc in zip(bounds, seg32)])
-        out = {k: v for k, v in batch.items() if not k.startswith("_")}
-        return {**out, "score": scores, "tag": tags, "spans": spans}
-
-    return run
+def decide(batch: Batch, seg: Segments, threshold: float, how: str, good: str, bad: str) -> Batch:
+    """The tagged rows: the input columns plus `score`, `tag`, `spans`, `prefilter_hits`, `stage`."""
+    scores, tags, spans = [], [], []
+    for bounds, seg_scores in zip(seg.bounds, seg.scores):
+        seg32 = [stored_score(x) for x in seg_scores]  # decide on the stored value, as a re-threshold will
+        d = stored_score(document_score(bounds, seg32, how))
+        scores.append(d)
+        tags.append(tag_for(d, threshold, good, bad))
+        spans.append([{"start": s, "end": e, "score": sc, "tag": tag_for(sc, threshold, good, bad)}
+                      for (s, e), sc in zip(bounds, seg32)])
+    return {**batch, "score": scores, "tag": tags, "spans": spans, "prefilter_hits": seg.hits,
+            "stage": seg.stage}

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from condpt.tagging.cascade import Cascade, TagConfig, document_score
-from condpt.tagging.registry import get_tagger, register, tagger_names
+from condpt.tagging.cascade import STAGES, Cascade, TagConfig, document_score
 from condpt.tagging.segment import segment, sentence_starts
 
 
@@ -39,6 +38,11 @@ class ConstRater:
     def score(self, texts):
         self.seen.extend(texts)
         return np.full(len(texts), self.value, np.float32)
+
+
+def _rater(band, **kw):
+    """An autorater section (its settings are never used: the tests pass a fake rater)."""
+    return {"band": band, "backend": "http", "base_url": "http://127.0.0.1:9/v1", "model": "m", **kw}
 
 
 def _batch(*texts):
@@ -107,7 +111,7 @@ def test_gate_sends_only_documents_with_hits_to_the_classifier():
 
 def test_autorater_sees_only_the_uncertain_band():
     scorer, rater = KeywordScorer(), ConstRater(0.95)
-    cfg = TagConfig(granularity="paragraph", threshold=0.6, autorater={"band": [0.4, 0.6]})
+    cfg = TagConfig(granularity="paragraph", threshold=0.6, autorater=_rater([0.4, 0.6]))
     out = Cascade(cfg, scorer=scorer, autorater=rater)(_batch("maybe so\n\nplain", "robot", "plain"))
     assert rater.seen == ["maybe so\n\n"]
     assert out["stage"] == ["autorater", "classifier", "classifier"]
@@ -153,21 +157,50 @@ def test_bad_scorer_output_is_an_error():
         Cascade(TagConfig(), scorer=Broken())(_batch("x"))
 
 
-def test_registry_runs_custom_stages_by_name():
-    @register("test-shout")
-    def shout(cfg, cascade):
-        return lambda batch: {**batch, "text": [t.upper() for t in batch["text"]]}
+def test_stages_run_in_the_one_fixed_order():
+    scorer, refiner, rater = KeywordScorer(), ConstRater(0.5), ConstRater(0.9)
+    cfg = TagConfig(granularity="document", threshold=0.6, prefilter={"gate": True},
+                    refine={"band": [0.0, 1.0]}, autorater=_rater([0.4, 0.6]))
+    out = Cascade(cfg, scorer=scorer, refiner=refiner, autorater=rater)(_batch("skynet robot", "robot"))
+    # prefilter gates the classifier, the refiner sees what the classifier saw, the autorater what refine left
+    assert scorer.seen == refiner.seen == rater.seen == ["skynet robot"]
+    assert out["stage"] == ["autorater", "prefilter"] and out["tag"] == ["bad", "good"]
+    assert set(out) == {"id", "text", "source", "score", "tag", "spans", "prefilter_hits", "stage"}
 
-    assert "test-shout" in tagger_names() and get_tagger("test-shout") is shout
-    cfg = TagConfig(classifier={"spec": "none"}, stages=["test-shout", "segment", "prefilter", "decide"])
-    assert Cascade(cfg)(_batch("hal 9000"))["text"] == ["HAL 9000"]
-    with pytest.raises(ValueError, match="unknown tagger 'nope'"):
-        Cascade(TagConfig(stages=["nope"]))(_batch("x"))
+
+def test_a_stage_list_is_refused_at_config_load_with_what_to_write(tmp_path):
+    p = tmp_path / "tag.yaml"
+    p.write_text("stages: [prefilter, decide]\n")  # used to load, then crash with KeyError '_bounds'
+    with pytest.raises(ValueError, match=r"tag\.yaml: stages: the cascade is a fixed pipeline") as e:
+        TagConfig.from_yaml(p)
+    assert "classifier: {spec: none}" in str(e.value) and "refine:" in str(e.value)
+    with pytest.raises(ValueError, match="fixed pipeline"):
+        TagConfig(stages=["segment", "prefilter", "decide"])
+    p.write_text(f"stages: {list(STAGES)}\ngranularity: sentence\n")  # the one valid order is accepted
+    assert TagConfig.from_yaml(p).granularity == "sentence"
+    assert "stages" not in TagConfig.from_yaml(p).model_dump()
+
+
+def test_impossible_stage_combinations_are_refused():
+    with pytest.raises(ValueError, match="refine: re-scores the classifier's uncertain band"):
+        TagConfig(classifier={"spec": "none"}, refine={"band": [0.2, 0.8]})
+    with pytest.raises(ValueError, match="autorater: re-scores"):
+        TagConfig(classifier={"spec": "none"}, autorater=_rater([0.2, 0.8]))
+
+
+def test_one_autorater_config_old_settings_form_gets_a_clear_error(tmp_path):
+    from condpt.tagging import autorater, config
+
+    assert autorater.AutoraterConfig is config.AutoraterConfig
+    p = tmp_path / "tag.yaml"
+    p.write_text("autorater:\n  band: [0.3, 0.7]\n  settings: {backend: http, base_url: 'http://x', model: m}\n")
+    with pytest.raises(ValueError, match=r"tag\.yaml: autorater: `settings:` is gone: write the autorater's keys"):
+        TagConfig.from_yaml(p)
 
 
 def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="band"):
-        TagConfig(autorater={"band": [0.8, 0.2]})
+        TagConfig(autorater=_rater([0.8, 0.2]))
     with pytest.raises(ValueError, match="set_aside_roles"):
         TagConfig(set_aside_roles=["ugly"])
     p = tmp_path / "tag.yaml"
@@ -182,7 +215,7 @@ def test_config_validation(tmp_path):
 def test_refine_rescores_only_the_band_then_the_autorater_sees_what_is_left():
     scorer, refiner, rater = KeywordScorer(), ConstRater(0.45), ConstRater(0.99)
     cfg = TagConfig(granularity="paragraph", threshold=0.6, refine={"band": [0.4, 0.6]},
-                    autorater={"band": [0.44, 0.46]})
+                    autorater=_rater([0.44, 0.46]))
     out = Cascade(cfg, scorer=scorer, refiner=refiner, autorater=rater)(_batch("maybe\n\nrobot", "plain"))
     assert refiner.seen == ["maybe\n\n"]
     assert rater.seen == ["maybe\n\n"]  # the refined 0.45 falls in the autorater's band
@@ -194,7 +227,6 @@ def test_refine_rescores_only_the_band_then_the_autorater_sees_what_is_left():
 
 
 def test_autorater_settings_build_the_real_autorater(tmp_path):
-    cfg = TagConfig(autorater={"band": [0.3, 0.7], "settings": {
-        "backend": "http", "base_url": "http://127.0.0.1:9/v1", "model": "m", "cache_dir": str(tmp_path)}})
+    cfg = TagConfig(autorater=_rater([0.3, 0.7], cache_dir=str(tmp_path)))
     rater = Cascade(cfg, scorer=KeywordScorer()).autorater
     assert callable(rater.score)
