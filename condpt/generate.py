@@ -1,11 +1,11 @@
 """Generation conditioned on a control tag, over Hugging Face `generate`.
 
-The prompt is laid out as training laid out a document: the document boundary (EOS, as packing puts between
-documents), then the condition's tag id (read from the manifest, inserted by id), then the optional
-*trusted* system text (where the self token `𐀤` becomes its id) and a newline, then the *untrusted* prompt
-(no special id can come out of it). Every tag id is banned from the output by a logits processor (as in
-PHF), and so are embedding rows past the tokenizer (vocabulary padding); any tag string is stripped from
-the decoded text. The self token stays allowed: it is vocabulary, not a condition.
+The prompt is laid out as training laid out a document (`condpt.layout.prompt_ids`): the document boundary
+(EOS, as packing puts between documents), then the condition's tag id (read from the manifest, inserted by
+id), then the optional *trusted* system text (where the self token `𐀤` becomes its id) and a newline, then
+the *untrusted* prompt (no special id can come out of it). Every tag id is banned from the output by a
+logits processor (as in PHF), and so are embedding rows past the tokenizer (vocabulary padding); any tag
+string is stripped from the decoded text. The self token stays allowed: it is vocabulary, not a condition.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from tokenizer_ext import Manifest, encode_trusted, encode_untrusted
-
-NO_CONDITION = "none"
+from condpt.layout import conditions, load_run, prompt_ids
+from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
 
 class BanTokens(LogitsProcessor):
@@ -58,36 +57,20 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path, *, device: str | None = None) -> Generator:
-        """Load a `save_pretrained` directory holding the model, tokenizer and `condpt_tokens.json`."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"{model_dir}: not a model directory")
-        manifest = Manifest.load(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        manifest.check(tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-        return cls(model, tokenizer, manifest)
+        """Load a run directory (`condpt.layout.load_run`); it must hold the control-token manifest."""
+        run = load_run(model_dir, device=device)
+        if run.manifest is None:
+            raise ControlTokenError(f"{Path(model_dir) / MANIFEST_NAME}: no control-token manifest; "
+                                    "run `condpt add-tokens` first")
+        return cls(run.model, run.tokenizer, run.manifest)
 
     @property
     def conditions(self) -> list[str]:
-        return [*self.manifest.roles, NO_CONDITION]
+        return conditions(self.manifest)
 
     def prompt_ids(self, prompt: str, *, condition: str = "good", system: str | None = None) -> list[int]:
-        """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt)."""
-        if condition != NO_CONDITION and condition not in self.manifest.tags:
-            raise ValueError(f"condition {condition!r}: use one of {self.conditions}")
-        eos = self.tokenizer.eos_token_id
-        ids: list[int] = [] if eos is None else [eos]
-        if condition != NO_CONDITION:
-            ids.append(self.manifest.tag_id(condition))
-        if system:
-            ids += encode_trusted(self.tokenizer, system.rstrip("\n") + "\n", self.manifest)
-        if prompt:
-            ids += encode_untrusted(self.tokenizer, [prompt], self_token=self.manifest.self_token.string)[0]
-        return ids
+        """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt), as `condpt.layout.prompt_ids`."""
+        return prompt_ids(self.tokenizer, self.manifest, condition, system=system, text=prompt)
 
     def generate_ids(self, prompt: str, *, condition: str = "good", system: str | None = None, n: int = 1,
                      max_new_tokens: int = 64, seed: int | None = None, do_sample: bool = True,

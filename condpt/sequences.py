@@ -9,10 +9,12 @@ from typing import Any
 import datasets
 from pydantic import BaseModel, ConfigDict, Field
 
+from condpt.configtypes import STRICT, Name, PathField
+from condpt.layout import condition_ids, encode_curated, encode_text
 from condpt.policy import PolicyConfig, apply_policy, retag, stochastic_round, unit_hash
 from condpt.stories import story_rows
 from condpt.tagged import tagged_features
-from tokenizer_ext import Manifest, encode_trusted, encode_untrusted
+from tokenizer_ext import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +22,17 @@ log = logging.getLogger(__name__)
 class SourceConfig(BaseModel):
     """One tagged source: a `condpt tag` output dir (or its data/ dir), a parquet file, or a JSONL file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    path: Path
+    path: PathField
     weight: float = Field(1.0, ge=0.0, description="times each document is seen (0.5: half, chosen by hash)")
-    text_field: str = "text"
+    text_field: Name = "text"
 
 
 class DataConfig(BaseModel):
     """Everything that decides the training and held-out token blocks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     sources: list[SourceConfig] = Field(min_length=1)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -62,8 +64,10 @@ def pack_batch(
 
     Segment text goes through `encode_untrusted` (one batched call); rows marked `trusted` (self-reference
     stories) through `encode_trusted`, the only path that yields the self-token id. A segment with a role gets
-    that role's tag id inserted *by id* before its tokens; EOS follows each document; the stream is
-    concatenated and cut into `block_size` blocks, the tail shorter than a block dropped (as HF `group_texts`).
+    that role's tag id (`condpt.layout.condition_ids`) inserted *by id* before its tokens; EOS follows each
+    document, so each document after the first reads as a prompt does (`condpt.layout.prompt_ids`); the
+    stream is concatenated and cut into `block_size` blocks, the tail shorter than a block dropped (as HF
+    `group_texts`).
     A block that starts inside a tagged segment begins with that segment's tag again (label -100), so every
     block shows the condition it was trained under. With `insert_tags=False` no tag id is inserted, but
     `tag_index` still records the roles (used for the held-out set: the same tokens for every arm).
@@ -77,7 +81,6 @@ def pack_batch(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; packing needs one between documents")
-    self_token = manifest.self_token.string
     trusted = batch.get("trusted") or [False] * len(batch["segments"])
 
     # One batched encoder call per trust level over every segment of the batch.
@@ -85,8 +88,8 @@ def pack_batch(
     story_texts: list[str] = []
     for segments, is_trusted in zip(batch["segments"], trusted):
         (story_texts if is_trusted else plain_texts).extend(s["text"] for s in segments)
-    plain_ids = iter(encode_untrusted(tokenizer, plain_texts, self_token=self_token) if plain_texts else [])
-    story_ids = iter(encode_trusted(tokenizer, story_texts, manifest) if story_texts else [])
+    plain_ids = iter(encode_text(tokenizer, manifest, plain_texts))
+    story_ids = iter(encode_curated(tokenizer, manifest, story_texts))
 
     ids: list[int] = []
     labels: list[int] = []
@@ -108,10 +111,11 @@ def pack_batch(
                     raise ValueError(f"role {role!r} has no control token in the manifest (roles: {roles})")
                 index = role_index[role]
                 if insert_tags:
+                    tag = condition_ids(manifest, role)
                     tag_at.add(len(ids))
-                    ids.append(manifest.tags[role].id)
-                    labels.append(ids[-1] if loss_on_tags else -100)
-                    tix.append(index)
+                    ids.extend(tag)
+                    labels.extend(tag if loss_on_tags else [-100] * len(tag))
+                    tix.extend([index] * len(tag))
             ids.extend(seg_ids)
             labels.extend(seg_ids)
             tix.extend([index] * len(seg_ids))
@@ -124,18 +128,14 @@ def pack_batch(
     pos, n = 0, len(ids)
     while True:
         index = tix[pos] if pos < n else -1
-        carry = insert_tags and index >= 0 and pos not in tag_at and ids[pos] != eos
-        take = block_size - 1 if carry else block_size
+        inside = insert_tags and index >= 0 and pos not in tag_at and ids[pos] != eos
+        carry = condition_ids(manifest, roles[index]) if inside else []
+        take = block_size - len(carry)
         if pos + take > n:
             break
-        if carry:
-            out["input_ids"].append([manifest.tags[roles[index]].id, *ids[pos : pos + take]])
-            out["labels"].append([-100, *labels[pos : pos + take]])
-            out["tag_index"].append([index, *tix[pos : pos + take]])
-        else:
-            out["input_ids"].append(ids[pos : pos + take])
-            out["labels"].append(labels[pos : pos + take])
-            out["tag_index"].append(tix[pos : pos + take])
+        out["input_ids"].append([*carry, *ids[pos : pos + take]])
+        out["labels"].append([-100] * len(carry) + labels[pos : pos + take])
+        out["tag_index"].append([index] * len(carry) + tix[pos : pos + take])
         out["position_ids"].append(document_positions(out["input_ids"][-1], eos))
         pos += take
     return out
