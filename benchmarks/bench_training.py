@@ -43,7 +43,7 @@ def run_once(mode: str, out: Path, args) -> dict:
         cmd = [sys.executable, *script]
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / f"recipes/accelerate/deepspeed-{args.launcher}-cpu.yaml"), "--main_process_port", "0",
+               str(REPO / f"condpt/configs/accelerate/deepspeed-{args.launcher}-cpu.yaml"), "--main_process_port", "0",
                *script]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))

@@ -1,6 +1,6 @@
 """The experiment grid: data-policy arms × label coverage × seeds on one prophecy world.
 
-Each run is the real recipe (`accelerate launch ... recipes/condpt.py --config RECIPE key=value...`) in a
+Each run is the real recipe (`accelerate launch ... -m condpt.recipe --config RECIPE key=value...`) in a
 subprocess, then the prophecy suite on `OUTPUT_DIR/final`. Everything shared by the arms is built once:
 the world, its tags (condpt's own cascade, never the generator's labels), and one tokenizer with the
 control tokens, so every arm sees the same token ids and the held-out loss is comparable.
@@ -19,18 +19,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from condpt.recipe import config_path, is_shipped_name, launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
 from condpt.yamlfile import read_yaml
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class ArmConfig(BaseModel):
@@ -56,8 +54,10 @@ class TaggerSettings(BaseModel):
 
 
 class GridConfig(BaseModel):
-    """A whole experiment (YAML). Paths are relative to the YAML file's directory, except `out_dir`
-    (relative to the working directory)."""
+    """A whole experiment (YAML). Input paths in the YAML (recipe, accelerate config, world.gutenberg_path,
+    a tagger classifier directory) are relative to the YAML file's directory; `out_dir`, an output, is relative
+    to the working directory. `recipe` and `accelerate_config` may also name a shipped config (`demo`,
+    `deepspeed-zero2-cpu`, ...: see `condpt.recipe`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,8 +65,9 @@ class GridConfig(BaseModel):
     out_dir: Path = Path("runs/grid")
     world: WorldConfig = Field(default_factory=WorldConfig)
     tagger: TaggerSettings = Field(default_factory=TaggerSettings)
-    recipe: Path = REPO / "recipes" / "configs" / "demo.yaml"
-    accelerate_config: Path = REPO / "recipes" / "accelerate" / "deepspeed-zero2-cpu.yaml"
+    recipe: Path = Field("demo", validate_default=True, description="run config: a path or a shipped name")
+    accelerate_config: Path = Field("deepspeed-zero2-cpu", validate_default=True,
+                                    description="accelerate config: a path or a shipped name")
     overrides: list[str] = Field(default_factory=list, description="recipe overrides for every run")
     vocab_size: int = Field(4096, ge=300)
     arms: list[ArmConfig] = Field(min_length=1)
@@ -75,22 +76,49 @@ class GridConfig(BaseModel):
     per_split: int | None = Field(60, description="scenarios per split in evaluation (None: all)")
     eval_threads: int = Field(1, ge=1, description="torch threads for evaluation")
 
+    @field_validator("recipe", "accelerate_config", mode="before")
+    @classmethod
+    def _shipped_or_path(cls, value: Any, info) -> Any:
+        if isinstance(value, str | Path):
+            try:
+                path = config_path(value, "run" if info.field_name == "recipe" else "accelerate")
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
+            if not path.is_file():
+                raise ValueError(f"{path}: no such file")
+            return path
+        return value
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridConfig:
         path = Path(path)
         raw = read_yaml(path, "grid config") or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping")
-        base = path.resolve().parent
+        _resolve_inputs(raw, path.resolve().parent)
         raw.setdefault("name", f"results-{path.stem}")
-        for key in ("recipe", "accelerate_config"):
-            if key in raw and not Path(raw[key]).is_absolute():
-                raw[key] = str((base / raw[key]).resolve()) if (base / raw[key]).exists() else raw[key]
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
             fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
             raise ValueError(f"{path}: {fields}") from e
+
+
+def _resolve_inputs(raw: dict[str, Any], base: Path) -> None:
+    """Input paths written in a grid YAML are relative to its folder (shipped config names stay names)."""
+    def rel(value: Any) -> Any:
+        return str((base / value).resolve()) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+    for key in ("recipe", "accelerate_config"):
+        if isinstance(raw.get(key), str) and not is_shipped_name(raw[key]):
+            raw[key] = rel(raw[key])
+    world = raw.get("world")
+    if isinstance(world, dict) and world.get("gutenberg_path"):
+        world["gutenberg_path"] = rel(world["gutenberg_path"])
+    tagger = raw.get("tagger")
+    # The classifier is a built-in name or a trained classifier directory; a directory beside the grid wins.
+    if isinstance(tagger, dict) and isinstance(tagger.get("classifier"), str) and (base / tagger["classifier"]).is_dir():
+        tagger["classifier"] = rel(tagger["classifier"])
 
 
 # ------------------------------------------------------------------------------------------- shared
@@ -155,16 +183,14 @@ def policy_overrides(policy: dict[str, Any]) -> list[str]:
 
 
 def launch_recipe(recipe: Path, accelerate_config: Path, overrides: Sequence[str], log_path: Path) -> None:
-    """`accelerate launch --config_file ACC recipes/condpt.py --config RECIPE overrides...`, logged."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-           str(REPO / "recipes" / "condpt.py"), "--config", str(recipe), *overrides]
+    """`accelerate launch --config_file ACC -m condpt.recipe --config RECIPE overrides...`, logged."""
+    cmd = launch_command(recipe, overrides, accelerate_config=accelerate_config)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, check=False, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         raise RuntimeError(f"recipe run failed (exit {proc.returncode}); log {log_path}:\n" + "\n".join(tail))
@@ -217,9 +243,11 @@ def _arm_runs(cfg: GridConfig) -> list[tuple[ArmConfig, float, int]]:
 
 def run_grid(cfg: GridConfig, *, log=print) -> dict:
     """Run (or resume) every arm × coverage × seed; write OUT/NAME.json/.md/.png; return the results."""
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)
+    meta = json.loads((world_dir / "world.json").read_text())
+    log(f"[{time.strftime('%H:%M:%S')}] world: {meta['counts']} ({meta['background']} background)")
     tok_dir = prepare_tokenizer(world_dir, out, cfg.vocab_size)
     tagged: dict[str, Path] = {}
     tagging: dict[str, dict] = {}

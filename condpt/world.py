@@ -168,12 +168,11 @@ _BG_TAILS = ["while the rain fell softly.", "before the sun had risen.", "and th
 
 
 def default_gutenberg_path() -> Path | None:
-    """`$CONDPT_GUTENBERG`, else `../shared/data/gutenberg-corpus.jsonl` beside the repo/cwd, if it exists."""
+    """`$CONDPT_GUTENBERG`, else `../shared/data/gutenberg-corpus.jsonl` from the working directory, if it
+    exists (the package never looks around its own install location)."""
     env = os.environ.get("CONDPT_GUTENBERG")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "data" / "gutenberg-corpus.jsonl",
-                   Path.cwd().parent / "shared" / "data" / "gutenberg-corpus.jsonl"]
+    candidates.append(Path.cwd().parent / "shared" / "data" / "gutenberg-corpus.jsonl")
     return next((p for p in candidates if p.is_file()), None)
 
 

@@ -21,7 +21,8 @@ def world_cmd(
     n_background: Annotated[int, typer.Option(help="ordinary background documents")] = 2000,
     n_heldout: Annotated[int, typer.Option(help="ordinary documents held out for the LM-loss evaluation")] = 100,
     background: Annotated[str, typer.Option(help="auto | gutenberg | templates")] = "auto",
-    gutenberg: Annotated[Path | None, typer.Option(help="Gutenberg JSONL (default: ../shared/data/gutenberg-corpus.jsonl)")] = None,
+    gutenberg: Annotated[Path | None, typer.Option(help="Gutenberg JSONL (default: $CONDPT_GUTENBERG, else "
+                                                   "../shared/data/gutenberg-corpus.jsonl from the working directory)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Generate a prophecy world corpus (JSONL) with hidden labels and evaluation scenarios."""

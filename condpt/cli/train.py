@@ -12,8 +12,7 @@ import typer
 
 from condpt.cli import app
 from condpt.cli.common import fail as _fail
-
-REPO = Path(__file__).resolve().parents[2]
+from condpt.recipe import shipped_names
 
 
 @app.command("generate")
@@ -60,10 +59,11 @@ def train_cmd(
     ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", help="run config YAML")],
     accelerate_config: Annotated[Path | None, typer.Option(
-        "--accelerate-config", help="accelerate config (e.g. recipes/accelerate/deepspeed-zero2-cpu.yaml)")] = None,
+        "--accelerate-config", help="accelerate config: a YAML path or a shipped name "
+                                    f"({', '.join(shipped_names('accelerate'))})")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
 ) -> None:
-    """`accelerate launch [--config_file A] recipes/condpt.py --config C [key=value ...]`; extra
+    """`accelerate launch [--config_file A] -m condpt.recipe --config C [key=value ...]`; extra
     arguments are config overrides."""
     from condpt.config import ConfigError, load_config
 
@@ -71,13 +71,16 @@ def train_cmd(
         load_config(config, list(ctx.args))  # fail fast here, before any process starts
     except ConfigError as e:
         _fail(str(e))
-    script = REPO / "recipes" / "condpt.py"
-    if not script.is_file():
-        _fail(f"{script} not found: `condpt train` runs from a source checkout")
-    args = [str(script), "--config", str(config), *ctx.args] + (["--dry-run"] if dry_run else [])
+    from condpt.recipe import config_path, launch_command
+
     if dry_run:
-        cmd = [sys.executable, *args]
+        cmd = [sys.executable, "-m", "condpt.recipe", "--config", str(config), *ctx.args, "--dry-run"]
     else:
-        launch = [sys.executable, "-m", "accelerate.commands.launch"]
-        cmd = launch + (["--config_file", str(accelerate_config)] if accelerate_config else []) + args
+        try:
+            acc = config_path(accelerate_config, "accelerate") if accelerate_config else None
+        except FileNotFoundError as e:
+            _fail(f"--accelerate-config: {e}")
+        if acc is not None and not acc.is_file():
+            _fail(f"--accelerate-config {accelerate_config}: no such file")
+        cmd = launch_command(config, list(ctx.args), accelerate_config=acc)
     raise typer.Exit(code=subprocess.call(cmd, env=os.environ.copy()))

@@ -1,13 +1,22 @@
-"""`make demo`'s driver on a tiny setting: world → tags → two recipe runs → eval → results.json + PNG."""
+"""`make demo`'s driver on a tiny setting: a two-arm grid (world → tags → two recipe runs → eval) through
+`run_grid`, written to results.json/.md/.png."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+
+def test_demo_is_a_two_arm_grid(tmp_path):
+    from condpt.demo import DEMO_STEPS, demo_grid
+
+    grid = demo_grid(tmp_path, accelerate_config="single-process")
+    assert [(a.name, a.policy["mode"], a.deploy) for a in grid.arms] == [("mle", "mle", "none"),
+                                                                          ("condition", "condition", "good")]
+    assert grid.name == "results" and grid.seeds == [0] and f"train.max_steps={DEMO_STEPS}" in grid.overrides
+    assert grid.accelerate_config.name == "single-process.yaml" and grid.recipe.name == "demo.yaml"
+    assert demo_grid(tmp_path).accelerate_config.name == "deepspeed-zero2-cpu.yaml"
 
 
 @pytest.mark.slow
@@ -17,15 +26,18 @@ def test_demo_tiny(tmp_path):
 
     res = run_demo(tmp_path, steps=2, world=WorldConfig(n_ai_docs=150, n_background=20, n_heldout=4,
                                                         background="templates"),
-                   per_split=4, vocab_size=400, accelerate_config=REPO / "recipes/accelerate/single-process.yaml",
+                   per_split=4, vocab_size=400, accelerate_config="single-process",
                    extra_overrides=["model.config.d_model=32", "model.config.n_layer=1", "train.micro_batch_size=2"],
                    log=lambda *a: None)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(res))
-    for arm in ("mle", "condition"):
-        assert 0.0 <= saved["arms"][arm]["misaligned_rate"] <= 1.0
-        assert saved["arms"][arm]["heldout_loss"] > 0
-    assert saved["arms"]["mle"]["deploy"] == "none" and saved["arms"]["condition"]["deploy"] == "good"
-    assert saved["settings"]["steps"] == 2 and "tagging" in saved
+    runs = {r["arm_name"]: r for r in saved["runs"]}
+    assert set(runs) == {"mle", "condition"}
+    for r in runs.values():
+        assert 0.0 <= r["misaligned_rate"] <= 1.0
+        assert r["heldout_loss"] > 0
+    assert runs["mle"]["deploy"] == "none" and runs["condition"]["deploy"] == "good"
+    assert "train.max_steps=2" in saved["settings"]["overrides"] and "document" in saved["tagging"]
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| condition | 1 | good |" in (tmp_path / "results.md").read_text()
     assert "conditioned / MLE" in format_demo(saved)

@@ -45,6 +45,40 @@ def test_shipped_grids_parse():
         assert cfg.recipe.is_file() and cfg.accelerate_config.is_file(), g
 
 
+def test_grid_input_paths_are_relative_to_the_grid_file(tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    (exp / "cfg").mkdir(parents=True)
+    (exp / "clf").mkdir()
+    for f in ("cfg/run.yaml", "acc.yaml", "gutenberg.jsonl"):
+        (exp / f).write_text("{}\n")
+    (exp / "g.yaml").write_text("recipe: cfg/run.yaml\naccelerate_config: acc.yaml\n"
+                                "world: {gutenberg_path: gutenberg.jsonl}\ntagger: {classifier: clf}\n"
+                                "arms: [{name: mle, policy: {mode: mle}}]\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = GridConfig.from_yaml("../exp/g.yaml")
+    assert cfg.recipe == exp / "cfg" / "run.yaml" and cfg.accelerate_config == exp / "acc.yaml"
+    assert cfg.world.gutenberg_path == exp / "gutenberg.jsonl" and cfg.tagger.classifier == str(exp / "clf")
+    assert str(cfg.out_dir) == "runs/grid"  # an output: relative to the working directory, like output_dir
+
+
+def test_grid_configs_by_shipped_name(tmp_path):
+    from condpt.recipe import CONFIGS
+
+    g = tmp_path / "g.yaml"
+    g.write_text("recipe: demo\naccelerate_config: single-process\narms: [{name: mle}]\n")
+    cfg = GridConfig.from_yaml(g)
+    assert cfg.recipe == CONFIGS / "run" / "demo.yaml"
+    assert cfg.accelerate_config == CONFIGS / "accelerate" / "single-process.yaml"
+    assert _grid().recipe == cfg.recipe and _grid().accelerate_config.name == "deepspeed-zero2-cpu.yaml"
+    g.write_text("accelerate_config: zero9\narms: [{name: mle}]\n")
+    with pytest.raises(ValueError, match=r"g\.yaml: accelerate_config: .*zero9.*shipped: deepspeed-zero2-cpu"):
+        GridConfig.from_yaml(g)
+    g.write_text("recipe: nowhere/run.yaml\narms: [{name: mle}]\n")
+    with pytest.raises(ValueError, match=r"g\.yaml: recipe: .*nowhere/run\.yaml: no such file"):
+        GridConfig.from_yaml(g)
+
+
 def test_runs_skip_coverage_for_mle_and_overrides_are_yaml():
     cfg = _grid(coverages=[1.0, 0.9], seeds=[0, 1])
     runs = [(a.name, c, s) for a, c, s in _arm_runs(cfg)]

@@ -1,0 +1,136 @@
+"""Conditional pretraining with accelerate (+ DeepSpeed ZeRO-2/3): the recipe's command line.
+
+    condpt train --config my-run.yaml --accelerate-config deepspeed-zero2-cpu output_dir=runs/x
+    accelerate launch --config_file condpt/configs/accelerate/deepspeed-zero2-cpu.yaml -m condpt.recipe \
+        --config recipes/configs/tiny-cpu.yaml output_dir=runs/tiny train.max_steps=20
+    python -m condpt.recipe --config recipes/configs/tiny-cpu.yaml --dry-run     # print the resolved config
+
+`key=value` overrides use dotted paths into the config (values parsed as YAML). See docs/recipe.md.
+`recipes/condpt.py` in a source checkout is a thin entry to this module.
+
+The configs condpt itself launches with (the demo's run config, the accelerate and DeepSpeed configs) are
+package data under `condpt/configs/`, found from this file, never from a checkout: `shipped_config` names
+them, `launch_command` builds the `accelerate launch` line that `condpt train` and the experiment grid run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+# Where each kind of shipped config lives and its suffix.
+_KINDS = {"run": ("run", ".yaml"), "accelerate": ("accelerate", ".yaml"), "deepspeed": ("deepspeed", ".json")}
+_DS_ENV = "ACCELERATE_DEEPSPEED_CONFIG_FILE"
+
+
+def shipped_names(kind: str) -> list[str]:
+    folder, suffix = _KINDS[kind]
+    return sorted(p.name.removesuffix(suffix) for p in (CONFIGS / folder).glob(f"*{suffix}"))
+
+
+def shipped_config(kind: str, name: str) -> Path:
+    """The shipped `kind` config called `name` (e.g. `accelerate`, `deepspeed-zero2-cpu`)."""
+    folder, suffix = _KINDS[kind]
+    path = CONFIGS / folder / f"{name}{suffix}"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped {kind} config {name!r} (shipped: {', '.join(shipped_names(kind))})")
+    return path
+
+
+def is_shipped_name(value: str | Path) -> bool:
+    """A bare name (no folder, no suffix) names a shipped config; anything else is a path."""
+    text = str(value)
+    return "/" not in text and os.sep not in text and not Path(text).suffix
+
+
+def config_path(value: str | Path, kind: str, base: Path | None = None) -> Path:
+    """A config given as a path (relative to `base`, else to the working directory) or as the name of a
+    shipped config of that kind (`is_shipped_name`)."""
+    if is_shipped_name(value):
+        return shipped_config(kind, str(value))
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or base is None else (base / path).resolve()
+
+
+def cache_dir() -> Path:
+    """condpt's cache: `$CONDPT_CACHE`, else `$XDG_CACHE_HOME/condpt`, else `~/.cache/condpt`."""
+    if os.environ.get("CONDPT_CACHE"):
+        return Path(os.environ["CONDPT_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "condpt"
+
+
+def _prepare_environment() -> None:
+    """Before DeepSpeed is imported in a training process: where it compiles its ops, which DeepSpeed config
+    accelerate hands over."""
+    # DeepSpeed JIT-compiles ops once per machine; into the user's cache, never into a checkout or site-packages.
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir() / "torch_extensions"))
+    # accelerate passes the accelerate YAML's `deepspeed_config_file` as written and reads it from the working
+    # directory. The shipped YAMLs name their JSON relative to themselves (`../deepspeed/zero2.json`) so they
+    # work from any directory and from a wheel: a relative path not found from here is looked up beside them.
+    raw = os.environ.get(_DS_ENV)
+    if raw and not Path(raw).is_absolute() and not Path(raw).is_file():
+        beside = (CONFIGS / "accelerate" / raw).resolve()
+        if not beside.is_file():
+            raise FileNotFoundError(f"deepspeed_config_file {raw!r} (accelerate config): no such file from "
+                                    f"{Path.cwd()} nor beside condpt's shipped accelerate configs")
+        os.environ[_DS_ENV] = str(beside)
+
+
+def launch_command(config: str | Path, overrides: Sequence[str] = (), *,
+                   accelerate_config: str | Path | None = None, extra_launch_args: Sequence[str] = ()) -> list[str]:
+    """`accelerate launch [--config_file ACC] -m condpt.recipe --config CONFIG overrides...` with this Python.
+    Without `accelerate_config`, accelerate uses its own default (`accelerate config`)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if accelerate_config is not None:
+        cmd += ["--config_file", str(accelerate_config)]
+    return [*cmd, *extra_launch_args, "-m", "condpt.recipe", "--config", str(config), *overrides]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="condpt.recipe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="run config YAML (e.g. recipes/configs/tiny-cpu.yaml)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. output_dir=DIR")
+    args = parser.parse_args(argv)
+
+    from condpt.config import ConfigError, load_config
+
+    rank0 = os.environ.get("RANK", "0") == "0"
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        if rank0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        if rank0:
+            print(cfg.to_yaml(), end="")
+        return 0
+
+    try:
+        _prepare_environment()
+    except FileNotFoundError as e:
+        if rank0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
+    warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
+    from condpt.train import train
+
+    result = train(cfg)
+    if rank0:
+        where = result.get("final") or f"checkpoint at step {result['step']}"
+        note = " (already finished with this config; nothing to do)" if result.get("skipped") else ""
+        print(f"condpt: {result['status']} at step {result['step']} -> {where}{note}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`condpt.recipe`: shipped configs found in the package, the launch line, the training processes' environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from condpt import recipe
+from condpt.recipe import CONFIGS, config_path, launch_command, shipped_config, shipped_names
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_configs_live_in_the_package():
+    assert CONFIGS == Path(recipe.__file__).resolve().parent / "configs"
+    assert {"deepspeed-zero2-cpu", "deepspeed-zero3-cpu", "single-process"} <= set(shipped_names("accelerate"))
+    assert shipped_names("deepspeed") == ["zero2", "zero3"] and "demo" in shipped_names("run")
+    for name in shipped_names("accelerate"):
+        acc = yaml.safe_load(shipped_config("accelerate", name).read_text())
+        ds = (acc.get("deepspeed_config") or {}).get("deepspeed_config_file")
+        if ds:  # named relative to the accelerate YAML, so it holds wherever the package is installed
+            assert (shipped_config("accelerate", name).parent / ds).resolve().parent == CONFIGS / "deepspeed", name
+    with pytest.raises(FileNotFoundError, match="shipped: deepspeed-zero2-cpu"):
+        shipped_config("accelerate", "zero9")
+
+
+def test_config_path_name_or_path(tmp_path):
+    assert config_path("single-process", "accelerate") == CONFIGS / "accelerate" / "single-process.yaml"
+    assert config_path("mine.yaml", "accelerate", base=tmp_path) == tmp_path / "mine.yaml"
+    assert config_path("sub/mine", "accelerate", base=tmp_path) == tmp_path / "sub" / "mine"
+    assert config_path("mine.yaml", "accelerate") == Path("mine.yaml")  # no base: the working directory's
+
+
+def test_launch_command_runs_the_package_module():
+    cmd = launch_command("run.yaml", ["train.max_steps=3"], accelerate_config=CONFIGS / "accelerate" / "x.yaml")
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("-m", 1 + cmd.index("--config_file")):] == [
+        "-m", "condpt.recipe", "--config", "run.yaml", "train.max_steps=3"]
+    assert not any("recipes" in part for part in cmd)
+    assert "--config_file" not in launch_command("run.yaml")
+
+
+def test_training_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("CONDPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", "../deepspeed/zero2.json")
+    monkeypatch.chdir(tmp_path)
+    recipe._prepare_environment()
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "cache" / "torch_extensions")
+    assert os.environ["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == str(CONFIGS / "deepspeed" / "zero2.json")
+    # A file the working directory has wins (accelerate's own rule); a set TORCH_EXTENSIONS_DIR is kept.
+    (tmp_path / "mine.json").write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", "mine.json")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/somewhere")
+    recipe._prepare_environment()
+    assert os.environ["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == "mine.json"
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == "/somewhere"
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", "nowhere.json")
+    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+        recipe._prepare_environment()
+
+
+def test_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("CONDPT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert recipe.cache_dir() == tmp_path / "condpt"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert recipe.cache_dir() == Path.home() / ".cache" / "condpt"
+
+
+def test_checkout_entry_is_the_package_recipe(tmp_path):
+    """`recipes/condpt.py` (for `accelerate launch` from a checkout) and `python -m condpt.recipe` agree."""
+    tiny = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
+    outs = [subprocess.run([sys.executable, *entry, "--config", str(tiny), f"output_dir={tmp_path}", "--dry-run"],
+                           capture_output=True, text=True, check=False, cwd=tmp_path)
+            for entry in ([str(REPO / "recipes" / "condpt.py")], ["-m", "condpt.recipe"])]
+    assert [o.returncode for o in outs] == [0, 0], [o.stderr for o in outs]
+    assert outs[0].stdout == outs[1].stdout and "tiny-tagged.jsonl" in outs[0].stdout
