@@ -53,13 +53,14 @@ def eval_cmd(
                                           "(default: good if the model has that tag)")] = None,
     per_split: Annotated[int | None, typer.Option(help="at most this many scenarios per split (default: all)")] = None,
 ) -> None:
-    """Run an evaluation suite on a checkpoint; print a table, optionally write JSON."""
+    """Run an evaluation suite on a checkpoint (a progress bar on stderr); print a table that labels each
+    number and its better direction, optionally write JSON."""
     from condpt.evaluate import evaluate, format_table
 
     if not model_dir.is_dir():
         _fail(f"{model_dir}: not a directory")
     try:
-        res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split)
+        res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split, progress=True)
     except (FileNotFoundError, ValueError, OSError) as e:
         _fail(str(e))
     print(format_table(res))
