@@ -25,7 +25,7 @@ def tag_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Tag every document (and segment) of INPUT... with a score and a good/bad tag."""
-    from condpt.corpus import CorpusError
+    from condpt.corpus import CorpusError, shown
     from condpt.tagging.cascade import TagConfig
     from condpt.tagging.run import TagRunError, parse_shard, tag_corpus
 
@@ -35,8 +35,8 @@ def tag_cmd(
             cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"spec": classifier})})
         shard_ij = parse_shard(shard)
         report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet)
-    except (CorpusError, TagRunError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full
+        _fail(shown(e))
     print(f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "
           f"quarantined {report['quarantined']}; tagged {report['tags'].get(cfg.bad_role, 0)} "
           f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {out}")

@@ -1,4 +1,4 @@
-"""Corpus readers: JSONL (plain, .gz, .zst), Parquet and `datasets.save_to_disk` directories.
+"""Corpus readers: JSONL (plain, .gz, .zst, .bz2, .xz), Parquet and `datasets.save_to_disk` directories.
 
 Reading is split in two so that it parallelises and stays deterministic:
 
@@ -8,16 +8,23 @@ Reading is split in two so that it parallelises and stays deterministic:
 2. `parse_record` turns one raw record into a `Document` or a `Quarantined` row with the reason. It runs in
    the worker processes.
 
-Unusable *inputs* (missing file, unknown format, a Parquet file without the text column) raise `CorpusError`
-before anything is written; unusable *records* are quarantined, never dropped. Blank JSONL lines are not
-records (they hold nothing to lose) and are skipped.
+Unusable *inputs* (missing file, unknown format or an unrecognised file in an input directory, a Parquet file
+without the text column, a truncated or corrupt compressed file) raise `CorpusError` naming the file;
+`check_inputs` finds them all before anything is written. Unusable *records* are quarantined, never dropped.
+Blank JSONL lines are not records (they hold nothing to lose) and are skipped. File names that are not UTF-8
+are shown escaped (`shown`), in messages and in the output alike.
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import hashlib
 import io
 import json
+import lzma
+import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +34,7 @@ from condpt.corpus.ids import stable_id
 
 MAX_DOC_BYTES = 10 * 1024 * 1024
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 
 
 class CorpusError(ValueError):
@@ -43,14 +50,38 @@ class Fields:
     source: str | None = None
 
 
+def shown(text: str | Path) -> str:
+    """`text` as valid UTF-8: a file name's undecodable bytes (surrogate escapes) become ``\\xNN``.
+
+    Every path or name that reaches a message or an output file goes through this, so a file called
+    ``b"caf\\xe9.jsonl"`` is ``caf\\xe9.jsonl`` everywhere and never an encode error."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """One readable input: `path`, its `format` (jsonl, parquet, datasets), compression and source `name`."""
+    """One readable input: `path`, its `format` (jsonl, parquet, datasets), compression and source `name`
+    (escaped by `shown`)."""
 
     path: Path
     format: str
     compression: str | None = None
     name: str = ""
+
+    @property
+    def label(self) -> str:
+        """The path, as shown in messages and in the quarantine's `input` column."""
+        return shown(self.path)
 
 
 @dataclass
@@ -79,6 +110,16 @@ class Chunk:
     records: list[tuple[int, int, Any]] = field(default_factory=list)
     nbytes: int = 0
 
+    def digest(self) -> str:
+        """A hash of exactly what the chunk holds (positions and raw records): what its output is made from."""
+        h = hashlib.blake2b(digest_size=16)
+        for k, line, payload in self.records:
+            raw = payload if isinstance(payload, bytes) else repr(sorted(payload.items())).encode(
+                "utf-8", "backslashreplace")
+            h.update(f"{k}\t{line}\t{len(raw)}\t".encode())
+            h.update(raw)
+        return h.hexdigest()
+
 
 def _strip_suffixes(name: str) -> tuple[str, str | None, str]:
     """('corpus.jsonl.zst') -> ('corpus', 'zstd', '.jsonl')."""
@@ -94,14 +135,17 @@ def _strip_suffixes(name: str) -> tuple[str, str | None, str]:
     return name, compression, ""
 
 
-def _file_spec(path: Path) -> InputSpec:
+FORMATS = (".jsonl/.json/.ndjson, optionally .gz, .zst, .bz2 or .xz, .parquet, or a directory written by "
+           "datasets' save_to_disk")
+
+
+def _file_spec(path: Path) -> InputSpec | None:
     stem, compression, suf = _strip_suffixes(path.name)
     if suf in JSONL_SUFFIXES:
-        return InputSpec(path, "jsonl", compression, stem)
+        return InputSpec(path, "jsonl", compression, shown(stem))
     if suf == ".parquet" and compression is None:
-        return InputSpec(path, "parquet", None, stem)
-    raise CorpusError(f"{path}: unknown input format (expected .jsonl/.json/.ndjson, optionally .gz or .zst, "
-                      ".parquet, or a directory written by datasets' save_to_disk)")
+        return InputSpec(path, "parquet", None, shown(stem))
+    return None
 
 
 def expand_inputs(paths: list[str | Path]) -> list[InputSpec]:
@@ -109,76 +153,149 @@ def expand_inputs(paths: list[str | Path]) -> list[InputSpec]:
     specs: list[InputSpec] = []
     for p in map(Path, paths):
         if not p.exists():
-            raise CorpusError(f"{p}: no such file or directory")
+            raise CorpusError(f"{shown(p)}: no such file or directory")
         if p.is_dir():
             if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
-                specs.append(InputSpec(p, "datasets", None, p.name))
+                specs.append(InputSpec(p, "datasets", None, shown(p.name)))
                 continue
             files = sorted(f for f in p.rglob("*") if f.is_file() and not any(
                 part.startswith((".", "_")) for part in f.relative_to(p).parts))
-            readable = [f for f in files if _strip_suffixes(f.name)[2]]
-            if not readable:
-                raise CorpusError(f"{p}: directory holds no .jsonl/.parquet files and is not a datasets directory")
-            specs.extend(_file_spec(f) for f in readable)
+            found = [(f, _file_spec(f)) for f in files]
+            unknown = [shown(f.relative_to(p)) for f, spec in found if spec is None]
+            if unknown:  # refused, never skipped: a file left out without a word is data lost without a word
+                more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+                raise CorpusError(f"{shown(p)}: unrecognised files {', '.join(unknown[:10])}{more} (expected "
+                                  f"{FORMATS}); move them out or name the inputs one by one")
+            if not found:
+                raise CorpusError(f"{shown(p)}: directory holds no .jsonl/.parquet files and is not a datasets "
+                                  "directory")
+            specs.extend(spec for _, spec in found)
         else:
-            specs.append(_file_spec(p))
+            spec = _file_spec(p)
+            if spec is None:
+                raise CorpusError(f"{shown(p)}: unknown input format (expected {FORMATS})")
+            specs.append(spec)
     if not specs:
         raise CorpusError("no inputs given")
     return specs
 
 
+class _ZstdFrames(io.RawIOBase):
+    """A zstd file of one or more frames, decompressed; a file that ends inside a frame raises EOFError.
+
+    zstandard's `stream_reader` returns a short read, without error, for a truncated file: data lost silently."""
+
+    def __init__(self, raw: io.BufferedIOBase):
+        import zstandard
+
+        self._raw, self._new = raw, zstandard.ZstdDecompressor().decompressobj
+        self._obj = None
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._out:
+            data = self._raw.read(1 << 20)
+            if not data:
+                if self._obj is not None and not self._obj.eof:
+                    raise EOFError("truncated: the file ends inside a zstd frame")
+                return 0
+            while data:
+                if self._obj is None or self._obj.eof:
+                    self._obj = self._new()
+                self._out += self._obj.decompress(data)
+                data = self._obj.unused_data if self._obj.eof else b""
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _open_binary(spec: InputSpec) -> io.BufferedIOBase:
     if spec.compression == "gzip":
         return gzip.open(spec.path, "rb")
+    if spec.compression == "bz2":
+        return bz2.open(spec.path, "rb")
+    if spec.compression == "xz":
+        return lzma.open(spec.path, "rb")
     if spec.compression == "zstd":
-        import zstandard
-
-        raw = open(spec.path, "rb")  # noqa: SIM115 (closed by the reader, closefd=True)
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return io.BufferedReader(_ZstdFrames(open(spec.path, "rb")), 1 << 20)
     return open(spec.path, "rb")
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged compressed stream raises (zlib.error and the others are no OSError)."""
+    import zstandard
+
+    return OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError
+
+
+def _unreadable(spec: InputSpec, line: int, e: BaseException) -> CorpusError:
+    what = "truncated" if isinstance(e, EOFError) else "corrupt or unreadable"
+    where = f" after line {line}" if line else ""
+    return CorpusError(f"{spec.label}: {what}{where} ({shown(e)}); nothing of this file can be trusted, "
+                       "replace it and run again")
+
+
 def _iter_jsonl(spec: InputSpec) -> Iterator[tuple[int, bytes]]:
+    line_no = 0
     try:
         with _open_binary(spec) as f:
             for line_no, line in enumerate(f, 1):
                 line = line.rstrip(b"\r\n")
                 if line.strip():
                     yield line_no, line
-    except (OSError, EOFError) as e:  # truncated/corrupt gzip or zstd stream
-        raise CorpusError(f"{spec.path}: cannot read ({e})") from e
+    except _read_errors() as e:
+        raise _unreadable(spec, line_no, e) from e
 
 
 def _columns(spec: InputSpec, names: list[str], fields: Fields) -> list[str]:
     if fields.text not in names:
-        raise CorpusError(f"{spec.path}: no column {fields.text!r} (columns: {', '.join(names)}); "
+        raise CorpusError(f"{spec.label}: no column {fields.text!r} (columns: {shown(', '.join(names))}); "
                           "set text_field in the tag config")
     return [c for c in (fields.text, fields.id, fields.source) if c and c in names]
 
 
-def _iter_parquet(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
+def _parquet_file(spec: InputSpec):
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(spec.path)
+        return pq.ParquetFile(spec.path)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError for non-Parquet bytes
-        raise CorpusError(f"{spec.path}: not a readable Parquet file ({e})") from e
+        raise CorpusError(f"{spec.label}: not a readable Parquet file ({shown(e)})") from e
+
+
+def _iter_parquet(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
+    pf = _parquet_file(spec)
     cols = _columns(spec, pf.schema_arrow.names, fields)
     row = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=cols):
-        for rec in batch.to_pylist():
-            row += 1
-            yield row, rec
+    try:
+        for batch in pf.iter_batches(batch_size=1024, columns=cols):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+    except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid: a damaged page
+        raise _unreadable(spec, row, e) from e
 
 
-def _iter_datasets(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
+def _dataset_parts(spec: InputSpec) -> list:
     import datasets
 
     try:
         ds = datasets.load_from_disk(str(spec.path))
     except Exception as e:
-        raise CorpusError(f"{spec.path}: not a readable datasets directory ({e})") from e
-    parts = [ds[k] for k in sorted(ds)] if isinstance(ds, datasets.DatasetDict) else [ds]
+        raise CorpusError(f"{spec.label}: not a readable datasets directory ({shown(e)})") from e
+    return [ds[k] for k in sorted(ds)] if isinstance(ds, datasets.DatasetDict) else [ds]
+
+
+def _iter_datasets(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
+    parts = _dataset_parts(spec)
     row = 0
     for part in parts:
         cols = _columns(spec, part.column_names, fields)
@@ -188,9 +305,40 @@ def _iter_datasets(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]
                 yield row, {c: batch[c][i] for c in cols}
 
 
+def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
+    """Raise `CorpusError` for the first input that cannot be read whole, before anything is written.
+
+    Parquet and datasets inputs: their columns (metadata only). Plain JSONL: that it opens. Compressed JSONL:
+    decompressed to the end, since only the end of a stream tells a truncated file from a whole one (cheap
+    next to tagging it)."""
+    for spec in specs:
+        if spec.format == "parquet":
+            _columns(spec, _parquet_file(spec).schema_arrow.names, fields)
+        elif spec.format == "datasets":
+            for part in _dataset_parts(spec):
+                _columns(spec, part.column_names, fields)
+        else:
+            try:
+                with _open_binary(spec) as f:
+                    while f.read(1 << 20) and spec.compression:
+                        pass
+            except _read_errors() as e:
+                raise _unreadable(spec, 0, e) from e
+
+
+def _fingerprint(path: Path) -> tuple[int, int] | None:
+    if path.is_dir():
+        return None
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
 def iter_records(specs: list[InputSpec], fields: Fields) -> Iterator[tuple[int, int, Any]]:
-    """All raw records of all inputs in order: (input index, line/row, bytes or dict)."""
+    """All raw records of all inputs in order: (input index, line/row, bytes or dict).
+
+    A file that changes while it is read is an error: its records would be part old, part new text."""
     for k, spec in enumerate(specs):
+        before = _fingerprint(spec.path)
         if spec.format == "jsonl":
             it = _iter_jsonl(spec)
         elif spec.format == "parquet":
@@ -199,6 +347,9 @@ def iter_records(specs: list[InputSpec], fields: Fields) -> Iterator[tuple[int, 
             it = _iter_datasets(spec, fields)
         for line, payload in it:
             yield k, line, payload
+        if _fingerprint(spec.path) != before:
+            raise CorpusError(f"{spec.label}: changed while being read (size or modification time); run again "
+                              "when it no longer changes (finished chunks made from the old text are redone)")
 
 
 def _size(payload: Any) -> int:
@@ -224,7 +375,10 @@ def raw_bytes(payload: Any) -> bytes:
     """The record as bytes, for the quarantine (JSONL: the line itself; rows: their JSON)."""
     if isinstance(payload, bytes):
         return payload
-    return json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass")
+    try:
+        return json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass")
+    except (ValueError, RecursionError):  # an integer over Python's digit limit, deep nesting
+        return repr(payload).encode("utf-8", "backslashreplace")
 
 
 def _encodable(s: str) -> bool:
@@ -252,6 +406,10 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
             obj = json.loads(s)
         except json.JSONDecodeError as e:
             return bad(f"malformed JSON: {e.msg} at column {e.colno}")
+        except RecursionError:
+            return bad("unreadable JSON: nested too deeply for the parser")
+        except ValueError as e:  # valid JSON Python will not parse: an integer over 4300 digits
+            return bad(f"unreadable JSON: {e}")
         if not isinstance(obj, dict):
             return bad(f"not a JSON object (got {type(obj).__name__})")
     else:

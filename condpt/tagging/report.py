@@ -58,7 +58,7 @@ def chunk_stats(rows: dict, is_aside: list[bool], quarantined: list[tuple[str, s
 
 def _reason_kind(reason: str) -> str:
     """Group reasons for counting: 'malformed JSON: Expecting value at column 3' → 'malformed JSON'."""
-    for prefix in ("malformed JSON", "invalid UTF-8", "duplicate id", "not a JSON object"):
+    for prefix in ("malformed JSON", "unreadable JSON", "invalid UTF-8", "duplicate id", "not a JSON object"):
         if reason.startswith(prefix):
             return prefix
     return reason
@@ -72,8 +72,11 @@ def _add(a: dict, b: dict) -> None:
             a[k] = a.get(k, 0) + v
 
 
-def build_report(out: Path, chunks_total: int | None = None) -> dict:
-    """Sum every chunk marker under `out`; read == written + set_aside + quarantined is asserted."""
+def build_report(out: Path, chunks_total: int | None = None, error: str | None = None) -> dict:
+    """Sum every chunk marker under `out`; read == written + set_aside + quarantined is asserted.
+
+    `chunks_total` is known only once the whole input was read: without it the report is not complete.
+    `error`: why the run stopped (the report then says how far it got)."""
     out = Path(out)
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     totals = {"read": 0, "written": 0, "set_aside": 0, "quarantined": 0}
@@ -109,7 +112,8 @@ def build_report(out: Path, chunks_total: int | None = None) -> dict:
         "threshold": threshold,
         "chunks_done": len(markers),
         "chunks_total": chunks_total,
-        "complete": chunks_total is not None and len(markers) == chunks_total,
+        "complete": error is None and chunks_total is not None and len(markers) == chunks_total,
+        **({"error": error} if error else {}),
         **{k: v for k, v in nested.items() if k != "lexicon_hits"},
         "docs_with_lexicon_hits": extra["docs_with_hits"],
         "segments": extra["segments"], "bad_segments": extra["bad_segments"],
@@ -176,7 +180,8 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}t
 <p>{{ r.read }} read = {{ r.written }} written + {{ r.set_aside }} set aside + {{ r.quarantined }} quarantined.
 Tagged fraction {{ "%.4f"|format(r.tagged_fraction) }}{% if r.threshold is not none %} at threshold
 {{ "%.4f"|format(r.threshold) }}{% endif %}. Chunks {{ r.chunks_done }}{% if r.chunks_total %} of
-{{ r.chunks_total }}{% endif %}.</p>
+{{ r.chunks_total }}{% endif %}.{% if not r.complete %} <b>Incomplete{% if r.error %}: the run stopped:
+{{ r.error }}{% else %}: running, killed, or other --shard jobs pending{% endif %}.</b>{% endif %}</p>
 <table><tr><th>tag</th><th>documents</th></tr>{% for k, v in r.tags|dictsort %}<tr><td>{{ k }}</td>
 <td class="n">{{ v }}</td></tr>{% endfor %}</table>
 <h2>Decided by stage</h2>
@@ -210,13 +215,16 @@ def render_html(report: dict) -> str:
     return env.from_string(_HTML).render(r=report, img=_plots(report))
 
 
-def write_report(out: Path, chunks_total: int | None = None) -> dict:
-    """Build the report from the markers and write ``report.json`` and ``report.html`` atomically."""
+def write_report(out: Path, chunks_total: int | None = None, *, tmp_dir: Path | None = None,
+                 error: str | None = None) -> dict:
+    """Build the report from the markers and write ``report.json`` and ``report.html`` atomically (through
+    `tmp_dir`, default ``out/.tmp``)."""
     from condpt.corpus.write import write_text_atomic
 
     out = Path(out)
-    report = build_report(out, chunks_total)
+    tmp_dir = tmp_dir or out / ".tmp"
+    report = build_report(out, chunks_total, error)
     write_text_atomic(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False), out / "report.json",
-                      out / ".tmp")
-    write_text_atomic(render_html(report), out / "report.html", out / ".tmp")
+                      tmp_dir)
+    write_text_atomic(render_html(report), out / "report.html", tmp_dir)
     return report

@@ -4,23 +4,34 @@ Layout of OUT (one file per chunk ``k`` of the input stream, ``part-{k:06d}``):
 
 - ``data/`` tagged rows (`condpt.corpus.TAGGED_SCHEMA`), ``set_aside/`` same schema for documents whose tag
   is in ``set_aside_roles``, ``quarantine/`` unusable records with the reason and the raw bytes;
-- ``markers/part-k.json``: the chunk's counts, written last: a chunk with a marker is complete and a re-run
-  skips it;
+- ``markers/part-k.json``: the chunk's counts and what it was made from (``made_from``: its first and last
+  record, how many, a hash of its raw records and a hash chained over this ``--shard``'s chunks so far),
+  written last: a chunk whose marker matches what the input holds now is complete and a re-run skips it;
 - ``run.json``: inputs and config; a re-run with other inputs or config into the same OUT is refused;
-- ``report.json`` / ``report.html``: built from the markers.
+- ``report.json`` / ``report.html``: built from the markers; written when a run starts (``complete: false``),
+  when it fails (with ``error``) and when it ends.
 
-Determinism: chunking depends only on the input bytes, workers return chunks in order, files are renamed
-into place only when complete and hold no timestamps, so a run killed at any point (SIGKILL included) and
-restarted writes byte-identical files. Duplicate ids are found in the main process in input order (the first
-occurrence is kept) over all chunks of this invocation's ``--shard`` (ids in other shards of a job array are
-not compared).
+Inputs are checked whole (`check_inputs`) before anything is written. Determinism: chunking depends only on
+the input bytes, workers return chunks in order, files are renamed into place only when complete and hold no
+timestamps, so a run killed at any point (SIGKILL included) and restarted writes byte-identical files; its
+leftover temporary files are removed. If an input was edited in between, the first chunk whose records
+differ and every later one (their duplicate-id decisions depend on it) are redone, and chunks past the new end
+are removed: the output is what a clean run on the new input writes. Duplicate ids are found in the main
+process in input order (the first occurrence is kept) over all chunks of this invocation's ``--shard`` (ids
+in other shards of a job array are not compared). Workers die with the main process, even on SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import os
+import shutil
+import signal
 import sys
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -36,9 +47,11 @@ from condpt.corpus import (
     Document,
     Fields,
     InputSpec,
+    check_inputs,
     expand_inputs,
     iter_chunks,
     parse_record,
+    shown,
     write_parquet_atomic,
 )
 from condpt.corpus.write import write_text_atomic
@@ -46,6 +59,7 @@ from condpt.tagging.cascade import Cascade, TagConfig
 
 FORMAT_VERSION = 1
 TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS = ".tmp", "data", "set_aside", "quarantine", "markers"
+PARTS = (DATA, SET_ASIDE, QUARANTINE)
 
 
 class TagRunError(ValueError):
@@ -89,9 +103,34 @@ def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, record
 
 
 _WORKER: dict[str, Any] = {}
+PR_SET_PDEATHSIG = 1
 
 
-def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorers: dict) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the main process ends: a SIGKILLed main never shuts its pool down, and its idle
+    workers (and the resource tracker, which lives while they hold its pipe) would wait forever.
+
+    Linux: the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG; the pool spawns workers from the
+    thread that submits, which outlives the pool). Everywhere: a thread that polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.getppid() != parent:  # the parent went before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorers: dict,
+                 parent: int) -> None:
+    _die_with_parent(parent)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = TagConfig.model_validate_json(cfg_json)
@@ -105,8 +144,8 @@ def _work(records: list) -> tuple[dict, list]:
 class _Writer:
     """Main-process side: duplicate ids, set-aside split, atomic writes and the completion marker."""
 
-    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float):
-        self.out, self.cfg, self.specs, self.threshold = out, cfg, specs, threshold
+    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float, tmp: Path):
+        self.out, self.cfg, self.specs, self.threshold, self.tmp = out, cfg, specs, threshold, tmp
         self.seen: set[str] = set()
 
     def remember(self, k: int) -> None:
@@ -116,7 +155,7 @@ class _Writer:
             if path.exists():
                 self.seen.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
 
-    def finish(self, k: int, records: list, tagged: dict, bad: list) -> dict:
+    def finish(self, k: int, records: list, tagged: dict, bad: list, made_from: dict) -> dict:
         from condpt.corpus.read import Quarantined, raw_bytes
         from condpt.tagging.report import chunk_stats
 
@@ -134,38 +173,77 @@ class _Writer:
         rows = {c: [tagged[c][i] for i in keep] for c in TAGGED_SCHEMA.names}
         is_aside = [t in aside_roles for t in rows["tag"]]
         name = part_name(k)
-        tmp = self.out / TMP
+        tmp = self.tmp
+        (self.out / MARKERS / f"{name}.json").unlink(missing_ok=True)  # a stale chunk is unfinished until redone
+        tables = {}
         for sub, want in ((DATA, False), (SET_ASIDE, True)):
             sel = [i for i, a in enumerate(is_aside) if a == want]
             if sel:
-                table = pa.Table.from_pydict({c: [rows[c][i] for i in sel] for c in rows}, schema=TAGGED_SCHEMA)
-                write_parquet_atomic(table, self.out / sub / f"{name}.parquet", tmp)
+                tables[sub] = pa.Table.from_pydict({c: [rows[c][i] for i in sel] for c in rows},
+                                                   schema=TAGGED_SCHEMA)
         if quarantined:
             q = [r for _, r in quarantined]
-            table = pa.Table.from_pydict({
-                "input": [str(self.specs[r.input].path) for r in q], "line": [r.line for r in q],
+            tables[QUARANTINE] = pa.Table.from_pydict({
+                "input": [self.specs[r.input].label for r in q], "line": [r.line for r in q],
                 "reason": [r.reason for r in q], "id": [r.id for r in q], "raw": [r.raw for r in q],
             }, schema=QUARANTINE_SCHEMA)
-            write_parquet_atomic(table, self.out / QUARANTINE / f"{name}.parquet", tmp)
+        for sub in PARTS:  # a part an earlier (killed or stale) run wrote and this one does not is removed
+            if sub in tables:
+                write_parquet_atomic(tables[sub], self.out / sub / f"{name}.parquet", tmp)
+            else:
+                (self.out / sub / f"{name}.parquet").unlink(missing_ok=True)
         stats = chunk_stats(rows, is_aside, [(self.specs[r.input].name, r.reason) for _, r in quarantined],
                             read=len(records), threshold=self.threshold, bad_role=self.cfg.bad_role)
         assert stats["read"] == stats["written"] + stats["set_aside"] + stats["quarantined"], stats
-        write_text_atomic(json.dumps({"chunk": k, **stats}, sort_keys=True, indent=1),
+        write_text_atomic(json.dumps({"chunk": k, "made_from": made_from, **stats}, sort_keys=True, indent=1),
                           self.out / MARKERS / f"{name}.json", tmp)
         return stats
 
+    def remove_after(self, n_chunks: int, shard: tuple[int, int]) -> None:
+        """Remove this shard's chunks at index >= `n_chunks`: left by a run on a longer version of the input."""
+        me, n = shard
+        for sub in (MARKERS, *PARTS):
+            for path in (self.out / sub).glob("part-*.*"):
+                k = int(path.name[5:11])
+                if k >= n_chunks and k % n == me:
+                    path.unlink()
 
-def _check_run_file(out: Path, specs: list[InputSpec], cfg: TagConfig) -> None:
-    meta = {"format": FORMAT_VERSION, "inputs": [str(s.path.resolve()) for s in specs],
+
+def _check_run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, tmp: Path) -> None:
+    meta = {"format": FORMAT_VERSION, "inputs": [shown(s.path.resolve()) for s in specs],
             "config": cfg.model_dump(mode="json")}
     text = json.dumps(meta, sort_keys=True, indent=1)
     path = out / "run.json"
     if path.exists():
         if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):
-            raise TagRunError(f"{path}: {out} holds a run with other inputs or another config; "
+            raise TagRunError(f"{shown(path)}: {shown(out)} holds a run with other inputs or another config; "
                               "use a new --out directory (or delete this one)")
         return
-    write_text_atomic(text, path, out / TMP)
+    write_text_atomic(text, path, tmp)
+
+
+def _fresh_tmp(out: Path, shard: tuple[int, int]) -> Path:
+    """This job's own temporary directory, emptied: what a killed run left there is removed. A job array's
+    jobs each have theirs (a job never deletes another's file in flight); a lone job clears all of ``.tmp``."""
+    me, n = shard
+    shutil.rmtree(out / TMP if n == 1 else out / TMP / f"{me}-of-{n}", ignore_errors=True)
+    tmp = out / TMP / f"{me}-of-{n}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _is_done(out: Path, k: int, chain: str) -> bool:
+    """Chunk `k` has a marker made from exactly the records (and earlier chunks) the input holds now."""
+    path = out / MARKERS / f"{part_name(k)}.json"
+    if not path.exists():
+        return False
+    made_from = json.loads(path.read_text(encoding="utf-8")).get("made_from") or {}
+    return made_from.get("chain") == chain
+
+
+def _made_from(chunk, chain: str, digest: str) -> dict:
+    (k0, l0, _), (k1, l1, _) = chunk.records[0], chunk.records[-1]
+    return {"first": [k0, l0], "last": [k1, l1], "records": len(chunk.records), "digest": digest, "chain": chain}
 
 
 def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
@@ -181,14 +259,17 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
 
     cfg = cfg or TagConfig()
     specs = expand_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_run_file(out, specs, cfg)
     fields = fields_of(cfg)
+    check_inputs(specs, fields)  # a bad input found half way would leave half a run behind
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)
     threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer before forking
-    writer = _Writer(out, cfg, specs, threshold)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh_tmp(out, shard)
+    _check_run_file(out, specs, cfg, tmp)
+    write_report(out, tmp_dir=tmp)  # from here on a report says how far the run got
+    writer = _Writer(out, cfg, specs, threshold, tmp)
     me, n_shards = shard
     bar = tqdm(unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -196,15 +277,16 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if num_proc > 1:
         threads = max(1, (os.cpu_count() or 1) // num_proc)
         pool = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers))
+                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers, os.getpid()))
     pending: deque = deque()
     n_chunks = 0
+    chain = ""
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
-            k, records, fut = pending.popleft()
+            k, records, made_from, fut = pending.popleft()
             tagged, bad = fut.result()
-            writer.finish(k, records, tagged, bad)
+            writer.finish(k, records, tagged, bad, made_from)
             bar.update(len(records))
 
     try:
@@ -212,26 +294,44 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
             n_chunks = chunk.index + 1
             if chunk.index % n_shards != me:
                 continue
-            if (out / MARKERS / f"{part_name(chunk.index)}.json").exists():
+            digest = chunk.digest()
+            chain = hashlib.blake2b(f"{chain}:{digest}".encode(), digest_size=16).hexdigest()
+            made_from = _made_from(chunk, chain, digest)
+            if _is_done(out, chunk.index, chain):
                 drain(0)  # keep the order in which ids are seen
                 writer.remember(chunk.index)
                 bar.update(len(chunk.records))
                 continue
             if pool is None:
                 tagged, bad = tag_records(cascade, specs, fields, chunk.records)
-                writer.finish(chunk.index, chunk.records, tagged, bad)
+                writer.finish(chunk.index, chunk.records, tagged, bad, made_from)
                 bar.update(len(chunk.records))
             else:
-                pending.append((chunk.index, chunk.records, pool.submit(_work, chunk.records)))
+                pending.append((chunk.index, chunk.records, made_from, pool.submit(_work, chunk.records)))
                 drain(2 * num_proc)
         drain(0)
+        writer.remove_after(n_chunks, shard)
+    except BaseException as e:
+        _report_failure(out, tmp, e)
+        raise
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = write_report(out, chunks_total=n_chunks)
+    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        (out / TMP).rmdir()  # only when empty: leftovers of a killed run, or another shard job still writing
+        (out / TMP).rmdir()  # only when empty: another shard job may still be writing
     except OSError:
         pass
     return report
+
+
+def _report_failure(out: Path, tmp: Path, e: BaseException) -> None:
+    """Say in report.json that the run stopped and why (best effort: the failure may be the disk itself)."""
+    from condpt.tagging.report import write_report
+
+    try:
+        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"))
+    except Exception as again:  # noqa: BLE001 (the original error is what the user must see)
+        print(f"warning: could not write {shown(out / 'report.json')}: {shown(again)}", file=sys.stderr)

@@ -154,14 +154,17 @@ def test_parquet_without_text_column_is_an_input_error(tmp_path):
 def test_truncated_gzip_is_an_input_error(tmp_path):
     data = gzip.compress(b'{"text": "x"}\n' * 1000)
     (tmp_path / "t.jsonl.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorpusError, match="cannot read"):
+    with pytest.raises(CorpusError, match=r"t\.jsonl\.gz: truncated"):
         list(iter_records(expand_inputs([tmp_path / "t.jsonl.gz"]), Fields()))
 
 
 def test_directory_inputs_expand_sorted_and_skip_hidden(tmp_path):
-    for name in ("b.jsonl", "a.jsonl", ".hidden.jsonl", "notes.txt"):
+    for name in ("b.jsonl", "a.jsonl", ".hidden.jsonl", "_SUCCESS"):
         (tmp_path / name).write_text('{"text": "x"}\n')
     assert [s.path.name for s in expand_inputs([tmp_path])] == ["a.jsonl", "b.jsonl"]
+    (tmp_path / "notes.txt").write_text("hi")  # an unrecognised file is refused, never skipped
+    with pytest.raises(CorpusError, match="unrecognised files notes.txt"):
+        expand_inputs([tmp_path])
 
 
 def test_chunks_are_deterministic_and_bounded(tmp_path):
