@@ -15,7 +15,8 @@ from condpt.cli.common import fail as _fail
 
 @app.command("world")
 def world_cmd(
-    out: Annotated[Path, typer.Option("--out", help="directory for train.jsonl, heldout.jsonl, labels.jsonl, ...")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", file_okay=False,
+                                      help="Directory for train.jsonl, heldout.jsonl, labels.jsonl, ...")],
     n_ai_docs: Annotated[int, typer.Option(help="AI-discourse documents (misaligned + aligned)")] = 2000,
     doom_ratio: Annotated[float, typer.Option(help="misaligned : aligned stories")] = 4.0,
     n_background: Annotated[int, typer.Option(help="ordinary background documents")] = 2000,
@@ -23,7 +24,7 @@ def world_cmd(
     background: Annotated[str, typer.Option(help="auto | gutenberg | templates")] = "auto",
     gutenberg: Annotated[Path | None, typer.Option(help="Gutenberg JSONL (default: $CONDPT_GUTENBERG, else "
                                                    "../shared/data/gutenberg-corpus.jsonl from the working directory)")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed and settings give the same world")] = 0,
 ) -> None:
     """Generate a prophecy world corpus (JSONL) with hidden labels and evaluation scenarios."""
     from pydantic import ValidationError
@@ -47,7 +48,8 @@ def world_cmd(
 def eval_cmd(
     model_dir: Annotated[Path, typer.Argument(help="a save_pretrained directory (e.g. OUTPUT_DIR/final)")],
     suite: Annotated[str, typer.Option(help="evaluation suite")] = "prophecy",
-    out: Annotated[Path | None, typer.Option("--out", help="write the full result JSON here")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE.json", dir_okay=False,
+                                             help="File to write the full result JSON to")] = None,
     world: Annotated[Path | None, typer.Option(help="a `condpt world` directory: its scenarios and held-out texts")] = None,
     deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self "
                                           "(default: good if the model has that tag)")] = None,
@@ -59,6 +61,13 @@ def eval_cmd(
 
     if not model_dir.is_dir():
         _fail(f"{model_dir}: not a directory")
+    if world is not None:  # checked here: loading the model first would make a typo cost a minute
+        from condpt.world import load_world_config
+
+        try:
+            load_world_config(world)
+        except (FileNotFoundError, ValueError) as e:
+            _fail(f"--world: {e}")
     try:
         res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split, progress=True)
     except (FileNotFoundError, ValueError, OSError) as e:
@@ -73,7 +82,8 @@ def eval_cmd(
 @app.command("experiment")
 def experiment_cmd(
     config: Annotated[Path, typer.Option("--config", help="grid YAML (examples/grids/*.yaml)")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="override the grid's out_dir")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR", file_okay=False,
+                                                 help="Directory for the results (overrides the grid's out_dir)")] = None,
 ) -> None:
     """Run (or resume) an experiment grid: arms × coverage × seeds; writes results-GRID.json/.md/.png."""
     from condpt.experiment import GridConfig, format_grid_table, run_grid

@@ -15,7 +15,8 @@ from condpt.cli.common import fail as _fail
 @app.command("tag")
 def tag_cmd(
     inputs: list[Path] = typer.Argument(..., help="JSONL (.gz/.zst), Parquet files, datasets directories."),
-    out: Path = typer.Option(..., "--out", help="Output directory (data/, set_aside/, quarantine/, report)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
+                             help="Directory to write (data/, set_aside/, quarantine/, report)."),
     config: Path | None = typer.Option(None, "--config", help="Tag config YAML (see docs/tagging.md)."),
     classifier: str | None = typer.Option(None, "--classifier",
                                           help="Scorer: a trained dir, an HF checkpoint, a built-in name or "
@@ -49,10 +50,14 @@ def calibrate_cmd(
     tagged_dir: Path = typer.Argument(..., help="Output directory of `condpt tag`."),
     target_fraction: float | None = typer.Option(None, "--target-fraction", help="Tag this fraction of the corpus."),
     labelled: Path | None = typer.Option(None, "--labelled", help="JSONL with text (or id) and a 0/1 label."),
-    target_precision: float | None = typer.Option(None, "--target-precision"),
-    target_recall: float | None = typer.Option(None, "--target-recall"),
-    label_field: str = typer.Option("label", "--label-field"),
-    out: Path | None = typer.Option(None, "--out", help="YAML whose `threshold` key is set (tag/policy config)."),
+    target_precision: float | None = typer.Option(None, "--target-precision",
+                                                   help="Lowest threshold whose precision on --labelled is at least this."),
+    target_recall: float | None = typer.Option(None, "--target-recall",
+                                                help="Highest threshold whose recall on --labelled is at least this."),
+    label_field: str = typer.Option("label", "--label-field", help="Field of --labelled that holds the 0/1 label."),
+    out: Path | None = typer.Option(None, "--out", metavar="FILE.yaml", dir_okay=False,
+                                     help="File: a YAML (tag/policy config) whose `threshold` key is set; "
+                                          "created if missing, other keys kept."),
     plot: Path | None = typer.Option(None, "--plot", help="PR-curve PNG (default: TAGGED_DIR/pr_curve.png)."),
 ) -> None:
     """Choose a threshold from stored scores (no model is run); print metrics; write the PR curve."""

@@ -16,7 +16,8 @@ from condpt.cli.common import fail as _fail
 @app.command("add-tokens")
 def add_tokens_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Local causal-LM checkpoint directory (model + tokenizer).")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory (must not exist unless --overwrite).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", file_okay=False,
+                                      help="Directory to write (must not exist unless --overwrite).")],
     tokens: Annotated[Path | None, typer.Option(
         "--tokens", help="Control-token spec YAML (default: <|good|>, <|bad|>, self token U+10024).")] = None,
     init: Annotated[str, typer.Option(

@@ -22,11 +22,11 @@ def generate_cmd(
     condition: Annotated[str, typer.Option("--condition", "-c", help="a tag role (good, bad, ...) or none")] = "good",
     system: Annotated[str | None, typer.Option("--system", help="trusted system text before the prompt; may use 𐀤")] = None,
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples")] = 1,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="tokens to generate per sample")] = 64,
     seed: Annotated[int | None, typer.Option("--seed", help="sampling seed (reproducible output)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 1.0,
-    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="sampling temperature (0: greedy)")] = 1.0,
+    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help="nucleus sampling: keep the smallest set of tokens with this much probability")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="sample among the k most likely tokens")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="greedy decoding instead of sampling")] = False,
 ) -> None:
     """Generate from MODEL_DIR conditioned on a tag, with every tag id banned from the output."""
@@ -54,7 +54,8 @@ def generate_cmd(
         typer.echo(prompt + text)
 
 
-@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="[OPTIONS] [key=value ...]")
 def train_cmd(
     ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", help="run config YAML")],
