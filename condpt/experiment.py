@@ -160,10 +160,10 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
 def prepare_tokenizer(world_dir: Path, out_dir: Path, vocab_size: int) -> Path:
     """One byte-level BPE trained on the world's training text, with condpt's control tokens, for all arms."""
     from condpt.tiny import train_bpe_tokenizer
-    from tokenizer_ext import add_control_tokens
+    from tokenizer_ext import MANIFEST_NAME, add_control_tokens
 
     tok_dir = out_dir / "tokenizer"
-    if (tok_dir / "condpt_tokens.json").is_file():
+    if (tok_dir / MANIFEST_NAME).is_file():
         return tok_dir
     with (world_dir / "train.jsonl").open(encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f]

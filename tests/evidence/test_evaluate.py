@@ -21,7 +21,7 @@ from condpt.evaluate import (
 )
 from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
 from condpt.world import WorldConfig, generate_world
-from tokenizer_ext import add_control_tokens, encode_untrusted
+from tokenizer_ext import MANIFEST_NAME, add_control_tokens, encode_untrusted
 
 WORLD = WorldConfig(n_ai_docs=200, n_background=20, n_heldout=5, background="templates")
 
@@ -155,7 +155,7 @@ def test_evaluate_from_saved_checkpoint(setup, tmp_path):
     with pytest.raises(ValueError, match="unknown suite"):
         evaluate(tmp_path, suite="nope")
     # Without a control-token manifest the model is evaluated under `none` only.
-    (tmp_path / "condpt_tokens.json").unlink()
+    (tmp_path / MANIFEST_NAME).unlink()
     res = evaluate(tmp_path, world_dir=world_dir, per_split=2)
     assert res["conditions"] == ["none"] and res["deploy_condition"] == "none"
 
