@@ -218,6 +218,8 @@ class _ZstdFrames(io.RawIOBase):
 
 
 def _open_binary(spec: InputSpec) -> io.BufferedIOBase:
+    if spec.compression and os.stat(spec.path).st_size == 0:  # no compressor writes 0 bytes: a cut-off copy
+        raise EOFError("empty file, not even the start of a compressed stream")
     if spec.compression == "gzip":
         return gzip.open(spec.path, "rb")
     if spec.compression == "bz2":

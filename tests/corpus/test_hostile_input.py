@@ -49,6 +49,13 @@ def test_truncated_zstd_is_an_error_naming_the_file(tmp_path, cut):
         check_inputs(expand_inputs([p]), Fields())
 
 
+@pytest.mark.parametrize("name", ["e.jsonl.zst", "e.jsonl.gz", "e.jsonl.bz2", "e.jsonl.xz"])
+def test_an_empty_compressed_file_is_truncated(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(CorpusError, match=rf"{name}: truncated.*empty file"):
+        _read([tmp_path / name])
+
+
 def test_multi_frame_zstd_is_read_whole_and_truncation_in_a_later_frame_is_an_error(tmp_path):
     half = len(LINES) // 2
     cut = LINES.index(b"\n", half) + 1
