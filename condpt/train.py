@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,9 @@ def prepare_tokenizer(cfg: RunConfig, directory: Path):
     later calls, other ranks and resumed runs load the saved copy so every process sees the same ids."""
     from transformers import AutoTokenizer
 
-    from tokenizer_ext import ControlTokens, Manifest, add_control_tokens
+    from tokenizer_ext import MANIFEST_NAME, ControlTokens, Manifest, add_control_tokens
 
-    if not (directory / "condpt_tokens.json").is_file():
+    if not (directory / MANIFEST_NAME).is_file():
         tok = _base_tokenizer(cfg)
         spec = ControlTokens.from_yaml(cfg.tokenizer.control_tokens) if cfg.tokenizer.control_tokens else ControlTokens()
         manifest = add_control_tokens(tok, spec)
@@ -99,6 +100,7 @@ def build_model(cfg: RunConfig, tokenizer):
     tokenizer (new rows mean-initialised when control tokens were added to a checkpoint)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from condpt.layout import context_length
     from condpt.tiny import tiny_config
 
     m = cfg.model.vocab_multiple
@@ -122,17 +124,10 @@ def build_model(cfg: RunConfig, tokenizer):
         model = AutoModelForCausalLM.from_config(hf_config)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    max_pos = _max_positions(model.config)
+    max_pos = context_length(model.config)
     if max_pos is not None and cfg.data.block_size > max_pos:
         raise ValueError(f"data.block_size={cfg.data.block_size} exceeds the model's {max_pos} positions")
     return model
-
-
-def _max_positions(config) -> int | None:
-    for name in ("n_positions", "max_position_embeddings"):
-        if getattr(config, name, None):
-            return int(getattr(config, name))
-    return None
 
 
 def _numel(p: torch.Tensor) -> int:
@@ -364,31 +359,101 @@ def _finished(out: Path, cfg: RunConfig) -> bool:
         return False
 
 
-def train(cfg: RunConfig) -> dict[str, Any]:
-    """Run (or resume) training as configured; returns the last logged metrics and the run status."""
-    from accelerate.utils import set_seed
+# --------------------------------------------------------------------------------------------------
+# the loop, in parts: what it works with (Loop), what it changes (TrainState), one micro-batch, one log line,
+# one evaluation, one checkpoint
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What the loop works with and never rebinds: the prepared model, optimizer and loaders, the run's
+    tokenizer, files and constants."""
+
+    cfg: RunConfig
+    accelerator: Any
+    out: Path
+    tokenizer: Any
+    manifest: Any
+    model: Any
+    optimizer: torch.optim.Optimizer
+    train_dl: Any
+    eval_dl: Any | None  # None: no held-out blocks
+    micro_per_epoch: int  # micro-batches per epoch, cut to whole optimizer steps
+    flops_per_token: float
+    input_keys: tuple[str, ...]
+    metrics: MetricsLog
+    peak_flops: float  # per process: the MFU denominator
+
+    @property
+    def stop_at(self) -> int:
+        return self.cfg.train.stop_after or self.cfg.train.max_steps
+
+    @property
+    def roles(self) -> list[str]:
+        return self.manifest.roles
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.accelerator.state.deepspeed_plugin is not None
+
+
+@dataclass
+class TrainState:
+    """What the loop changes: the optimizer step, the micro-batches consumed, the learning rate last set, and the
+    logging window (loss sums and token counts per tag, blocks and start time since the last metrics line)."""
+
+    step: int
+    micro_done: int
+    window: torch.Tensor
+    lr: float = 0.0
+    window_blocks: int = 0
+    window_t0: float = field(default_factory=time.perf_counter)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def reset_window(self) -> None:
+        self.window.zero_()
+        self.window_blocks, self.window_t0 = 0, time.perf_counter()
+
+
+def model_inputs(batch: dict[str, torch.Tensor], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The forward-pass arguments. Position ids that restart per document make transformers mask attention
+    across documents, but only without a KV cache (models create one when use_cache is on, and then skip the
+    packed-sequence mask)."""
+    return {**{k: batch[k] for k in keys}, "use_cache": False}
+
+
+def dropout_seed(seed: int, step: int, rank: int) -> int:
+    """Dropout masks depend only on (seed, step, rank): a resumed run replays them exactly."""
+    return seed * 1_000_003 + step * 1009 + rank
+
+
+def stop_reason(preempted: bool, step: int, stop_at: int, max_steps: int) -> str | None:
+    """Why the loop ends early at this step (with a checkpoint), or None."""
+    if preempted:
+        return "preempted"
+    return "stopped" if step == stop_at < max_steps else None
+
+
+def mean_loss(stats: torch.Tensor) -> float:
+    return float(stats[0].sum() / stats[1].sum().clamp(min=1))
+
+
+def _resume_point(resume: str, out: Path) -> Path | None:
+    """The checkpoint `train.resume` names: the newest complete one (auto), none (never), or a directory."""
+    if resume == "auto":
+        return latest_checkpoint(out)
+    if resume == "never":
+        return None
+    ckpt = Path(resume)
+    if not (ckpt / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"train.resume: {ckpt} is not a complete checkpoint (no trainer_state.json)")
+    return ckpt
+
+
+def _prepare(cfg: RunConfig, accelerator, model, train_ds, heldout_ds):
+    """Model, optimizer and loaders through `accelerator.prepare` (no eval loader without held-out blocks), and
+    the micro-batches per epoch, cut to whole optimizer steps."""
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    accelerator = _make_accelerator(cfg)  # first: it sets up the process group
-    stop_flag = _StopFlag()
-    out = Path(cfg.output_dir)
-    main = accelerator.is_main_process
-    if cfg.train.resume == "auto" and _finished(out, cfg):
-        return {"status": "done", "step": cfg.train.max_steps, "final": str(out / "final"), "skipped": True}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-    accelerator.wait_for_everyone()
-    set_seed(cfg.seed)
-
-    with accelerator.main_process_first():
-        tokenizer, manifest = prepare_tokenizer(cfg, out / "tokenizer")
-    roles = manifest.roles
-    train_ds, heldout_ds = prepare_data(cfg, tokenizer, manifest, accelerator, out)
-    model = build_model(cfg, tokenizer)
-    fpt = flops_per_token(model, cfg.data.block_size)
-    n_params = count_params(model)
 
     t = cfg.train
     train_dl = DataLoader(train_ds, batch_size=t.micro_batch_size, shuffle=True, drop_last=True,
@@ -396,164 +461,214 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     eval_dl = DataLoader(heldout_ds, batch_size=t.micro_batch_size, shuffle=False, num_workers=t.num_workers)
     optimizer = _optimizer(model, cfg)
     _configure_deepspeed(accelerator, cfg)
-    has_eval = len(heldout_ds) > 0
-    if has_eval:
+    if len(heldout_ds) > 0:
         model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
     else:
-        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
-    deepspeed = accelerator.state.deepspeed_plugin is not None
-
+        (model, optimizer, train_dl), eval_dl = accelerator.prepare(model, optimizer, train_dl), None
     micro_per_epoch = (len(train_dl) // t.grad_accum) * t.grad_accum
     if micro_per_epoch == 0:
         raise ValueError(f"too little training data: {len(train_ds)} blocks give no full optimizer step with "
                          f"{accelerator.num_processes} processes × micro_batch_size {t.micro_batch_size} × "
                          f"grad_accum {t.grad_accum}")
+    return model, optimizer, train_dl, eval_dl, micro_per_epoch
 
-    # resume
-    step = 0
-    ckpt = None
-    if t.resume == "auto":
-        ckpt = latest_checkpoint(out)
-    elif t.resume != "never":
-        ckpt = Path(t.resume)
-        if not (ckpt / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"train.resume: {ckpt} is not a complete checkpoint (no trainer_state.json)")
+
+def _peak_flops(cfg: RunConfig, accelerator) -> float:
+    """`train.peak_flops`, else a matmul measured in every process (in the training dtype), averaged."""
+    if cfg.train.peak_flops:
+        return cfg.train.peak_flops
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)
+    measured = torch.tensor(measure_matmul_peak(accelerator.device, dtype), device=accelerator.device)
+    return float(accelerator.reduce(measured, "mean"))
+
+
+def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
+    """Tokenizer, data, model, optimizer and loaders, prepared; the state restored from a checkpoint if any;
+    the start of the run logged."""
+    from accelerate.utils import set_seed
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+    with accelerator.main_process_first():
+        tokenizer, manifest = prepare_tokenizer(cfg, out / "tokenizer")
+    train_ds, heldout_ds = prepare_data(cfg, tokenizer, manifest, accelerator, out)
+    model = build_model(cfg, tokenizer)
+    fpt, n_params = flops_per_token(model, cfg.data.block_size), count_params(model)
+    model, optimizer, train_dl, eval_dl, micro_per_epoch = _prepare(cfg, accelerator, model, train_ds, heldout_ds)
+
+    ckpt, step = _resume_point(cfg.train.resume, out), 0
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-    metrics = MetricsLog(out / "metrics.jsonl", main, step if ckpt is not None else None)
+    metrics = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process, step if ckpt is not None else None)
     if ckpt is not None:
         metrics.write({"step": step, "event": "resumed", "from": str(ckpt)})
-    if t.report_to:
+    if cfg.train.report_to:
         accelerator.init_trackers("condpt", config=json.loads(cfg.model_dump_json()))
-
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)
-    peak = t.peak_flops or float(accelerator.reduce(
-        torch.tensor(measure_matmul_peak(accelerator.device, dtype), device=accelerator.device), "mean"))
-    if main:
+    peak = _peak_flops(cfg, accelerator)
+    if accelerator.is_main_process:
         metrics.write({"step": step, "event": "start", "processes": accelerator.num_processes,
                        "params": n_params, "flops_per_token": fpt, "peak_flops_per_process": peak,
                        "train_blocks": len(train_ds), "heldout_blocks": len(heldout_ds),
                        "distributed_type": str(accelerator.distributed_type)})
 
-    # Position ids that restart per document make transformers mask attention across documents, but only
-    # without a KV cache (models create one when use_cache is on, and then skip the packed-sequence mask).
     input_keys = ("input_ids", "position_ids") if cfg.data.document_masking else ("input_ids",)
+    loop = Loop(cfg, accelerator, out, tokenizer, manifest, model, optimizer, train_dl, eval_dl, micro_per_epoch,
+                fpt, input_keys, metrics, peak)
+    window = torch.zeros(2, len(manifest.roles) + 1, dtype=torch.float64, device=accelerator.device)
+    return loop, TrainState(step=step, micro_done=step * cfg.train.grad_accum, window=window)
 
-    def inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        return {**{k: batch[k] for k in input_keys}, "use_cache": False}
 
-    def evaluate() -> dict[str, Any]:
-        model.eval()
-        stats = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
-        with torch.no_grad():
-            for i, batch in enumerate(eval_dl):
-                if i >= t.eval_batches:
-                    break
-                logits = model(**inputs(batch)).logits
-                losses = token_losses(logits, batch["labels"])
-                stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
-        model.train()
-        stats = accelerator.reduce(stats, "sum")
-        total = float(stats[0].sum() / stats[1].sum().clamp(min=1))
-        return {"loss": round(total, 6), "ppl": round(math.exp(min(total, 50)), 4), "loss_by_tag": _by_tag(stats, roles)}
-
-    def save_checkpoint() -> Path:
-        path = out / "checkpoints" / f"step_{step:08d}"
-        accelerator.save_state(str(path))  # every rank: DeepSpeed shards are per rank
-        accelerator.wait_for_everyone()
-        if main:
-            (path / "trainer_state.json").write_text(json.dumps({"step": step, "seed": cfg.seed}) + "\n")
-            done = sorted((out / "checkpoints").glob("step_*/trainer_state.json"))
-            for old in done[: -t.keep_last]:
-                shutil.rmtree(old.parent, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return path
-
-    stop_at = t.stop_after or t.max_steps
-    bar = tqdm(total=t.max_steps, initial=step, disable=not main,
-               desc="condpt", dynamic_ncols=True)
-    window = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=accelerator.device)
-    window_blocks, window_t0 = 0, time.perf_counter()
-    last: dict[str, Any] = {}
-    status = "done"
-    model.train()
-    micro_done = step * t.grad_accum
-    while step < stop_at:
-        epoch, skip = divmod(micro_done, micro_per_epoch)
-        train_dl.set_epoch(epoch)
-        loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+def _micro_batches(loop: Loop, micro_done: int):
+    """(epoch, batch) from micro-batch `micro_done` on, epoch after epoch; the data order of an epoch depends on
+    (seed, epoch) only, so a resumed run skips into the same order."""
+    while True:
+        epoch, skip = divmod(micro_done, loop.micro_per_epoch)
+        loop.train_dl.set_epoch(epoch)
+        loader = loop.accelerator.skip_first_batches(loop.train_dl, skip) if skip else loop.train_dl
         for i, batch in enumerate(loader, start=skip):
-            if i >= micro_per_epoch:
+            if i >= loop.micro_per_epoch:
                 break
-            if micro_done % t.grad_accum == 0:
-                lr = cfg.optim.lr_at(step, t.max_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                # Dropout masks depend only on (seed, step, rank): a resumed run replays them exactly.
-                torch.manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
-            with accelerator.accumulate(model):
-                logits = model(**inputs(batch)).logits
-                losses = token_losses(logits, batch["labels"])
-                n_valid = (batch["labels"][:, 1:] != -100).sum()
-                loss = losses.sum() / n_valid.clamp(min=1)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and not deepspeed and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            window += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
-            window_blocks += batch["input_ids"].shape[0]
-            micro_done += 1
-            if micro_done % t.grad_accum:
+            yield epoch, batch
+        micro_done = (epoch + 1) * loop.micro_per_epoch
+
+
+def _micro_step(loop: Loop, state: TrainState, batch: dict[str, torch.Tensor]) -> bool:
+    """Forward and backward on one micro-batch (the optimizer steps on the last of `grad_accum`); True when an
+    optimizer step finished."""
+    cfg, acc, model = loop.cfg, loop.accelerator, loop.model
+    if state.micro_done % cfg.train.grad_accum == 0:
+        state.lr = cfg.optim.lr_at(state.step, cfg.train.max_steps)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = state.lr
+        torch.manual_seed(dropout_seed(cfg.seed, state.step, acc.process_index))
+    with acc.accumulate(model):
+        logits = model(**model_inputs(batch, loop.input_keys)).logits
+        losses = token_losses(logits, batch["labels"])
+        n_valid = (batch["labels"][:, 1:] != -100).sum()
+        acc.backward(losses.sum() / n_valid.clamp(min=1))
+        if acc.sync_gradients and not loop.deepspeed and cfg.optim.grad_clip > 0:
+            acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        loop.optimizer.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+    state.window += tag_sums(losses, batch["labels"], batch["tag_index"], len(loop.roles))
+    state.window_blocks += batch["input_ids"].shape[0]
+    state.micro_done += 1
+    if state.micro_done % cfg.train.grad_accum:
+        return False
+    state.step += 1
+    return True
+
+
+def _log_window(loop: Loop, state: TrainState, epoch: int) -> dict[str, Any]:
+    """One metrics line: the window since the last line, summed over all ranks; then a fresh window."""
+    acc, cfg, t = loop.accelerator, loop.cfg, loop.cfg.train
+    stats = acc.reduce(state.window, "sum")
+    blocks = acc.reduce(torch.tensor(state.window_blocks, device=acc.device), "sum")
+    tps = float(blocks) * cfg.data.block_size / max(time.perf_counter() - state.window_t0, 1e-9)
+    record = {
+        "step": state.step, "epoch": epoch, "loss": round(mean_loss(stats), 6),
+        "loss_by_tag": _by_tag(stats, loop.roles), "lr": state.lr, "tokens_per_s": round(tps, 1),
+        "mfu": round(loop.flops_per_token * tps / (loop.peak_flops * acc.num_processes), 5),
+        "tokens": state.step * t.grad_accum * t.micro_batch_size * acc.num_processes * cfg.data.block_size,
+    }
+    loop.metrics.write(record)
+    if t.report_to:
+        acc.log({"loss": record["loss"], "lr": state.lr, "tokens_per_s": tps, "mfu": record["mfu"],
+                 **{f"loss/{k}": v for k, v in record["loss_by_tag"].items()}}, step=state.step)
+    state.reset_window()
+    return record
+
+
+def _evaluate(loop: Loop) -> dict[str, Any]:
+    """Loss, perplexity and loss by tag on up to `eval_batches` held-out micro-batches per rank."""
+    model, roles = loop.model, loop.roles
+    model.eval()
+    stats = torch.zeros(2, len(roles) + 1, dtype=torch.float64, device=loop.accelerator.device)
+    with torch.no_grad():
+        for i, batch in enumerate(loop.eval_dl):
+            if i >= loop.cfg.train.eval_batches:
+                break
+            losses = token_losses(model(**model_inputs(batch, loop.input_keys)).logits, batch["labels"])
+            stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
+    model.train()
+    stats = loop.accelerator.reduce(stats, "sum")
+    total = mean_loss(stats)
+    return {"loss": round(total, 6), "ppl": round(math.exp(min(total, 50)), 4), "loss_by_tag": _by_tag(stats, roles)}
+
+
+def _save_checkpoint(loop: Loop, step: int) -> Path:
+    """OUTPUT_DIR/checkpoints/step_N: every rank saves its shards, then the main process marks it complete
+    (trainer_state.json) and drops all but the newest `keep_last`."""
+    acc, out = loop.accelerator, loop.out
+    path = out / "checkpoints" / f"step_{step:08d}"
+    acc.save_state(str(path))  # every rank: DeepSpeed shards are per rank
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        (path / "trainer_state.json").write_text(json.dumps({"step": step, "seed": loop.cfg.seed}) + "\n")
+        done = sorted((out / "checkpoints").glob("step_*/trainer_state.json"))
+        for old in done[: -loop.cfg.train.keep_last]:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    acc.wait_for_everyone()
+    return path
+
+
+def _after_step(loop: Loop, state: TrainState, epoch: int, stop_flag: _StopFlag) -> str | None:
+    """Log, evaluate and checkpoint as due after optimizer step `state.step`; the reason to end early, if any.
+    Every rank takes part in the stop vote, every step, so all of them end at the same step."""
+    t, step, stop_at = loop.cfg.train, state.step, loop.stop_at
+    if step % t.log_every == 0 or step == stop_at:
+        state.last = _log_window(loop, state, epoch)
+    if loop.eval_dl is not None and t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
+        loop.metrics.write({"step": step, "eval": _evaluate(loop)})
+    stop = torch.tensor(0 if stop_flag.signal is None else 1, device=loop.accelerator.device)
+    reason = stop_reason(bool(loop.accelerator.reduce(stop, "sum") > 0), step, stop_at, t.max_steps)
+    if reason or (t.save_every and step % t.save_every == 0):
+        path = _save_checkpoint(loop, step)
+        if reason:
+            loop.metrics.write({"step": step, "event": reason, "checkpoint": str(path)})
+    return reason
+
+
+def train(cfg: RunConfig) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the last logged metrics and the run status."""
+    from tqdm.auto import tqdm
+
+    accelerator = _make_accelerator(cfg)  # first: it sets up the process group
+    stop_flag = _StopFlag()
+    out = Path(cfg.output_dir)
+    if cfg.train.resume == "auto" and _finished(out, cfg):
+        return {"status": "done", "step": cfg.train.max_steps, "final": str(out / "final"), "skipped": True}
+    loop, state = _set_up(cfg, accelerator, out)
+
+    status = "done"
+    bar = tqdm(total=cfg.train.max_steps, initial=state.step, disable=not accelerator.is_main_process,
+               desc="condpt", dynamic_ncols=True)
+    loop.model.train()
+    if state.step < loop.stop_at:
+        for epoch, batch in _micro_batches(loop, state.micro_done):
+            if not _micro_step(loop, state, batch):
                 continue
-            step += 1
             bar.update(1)
-            if step % t.log_every == 0 or step == stop_at:
-                stats = accelerator.reduce(window, "sum")
-                blocks = accelerator.reduce(torch.tensor(window_blocks, device=accelerator.device), "sum")
-                elapsed = time.perf_counter() - window_t0
-                tps = float(blocks) * cfg.data.block_size / max(elapsed, 1e-9)
-                last = {
-                    "step": step, "epoch": epoch,
-                    "loss": round(float(stats[0].sum() / stats[1].sum().clamp(min=1)), 6),
-                    "loss_by_tag": _by_tag(stats, roles), "lr": lr,
-                    "tokens_per_s": round(tps, 1),
-                    "mfu": round(fpt * tps / (peak * accelerator.num_processes), 5),
-                    "tokens": step * t.grad_accum * t.micro_batch_size * accelerator.num_processes
-                    * cfg.data.block_size,
-                }
-                metrics.write(last)
-                if t.report_to:
-                    accelerator.log({"loss": last["loss"], "lr": lr, "tokens_per_s": tps, "mfu": last["mfu"],
-                                     **{f"loss/{k}": v for k, v in last["loss_by_tag"].items()}}, step=step)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{tps:.0f}")
-                window.zero_()
-                window_blocks, window_t0 = 0, time.perf_counter()
-            if has_eval and t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
-                metrics.write({"step": step, "eval": evaluate()})
-            stop = torch.tensor(0 if stop_flag.signal is None else 1, device=accelerator.device)
-            preempted = bool(accelerator.reduce(stop, "sum") > 0)
-            if preempted or step == stop_at < t.max_steps or (t.save_every and step % t.save_every == 0):
-                path = save_checkpoint()
-                if preempted or step == stop_at < t.max_steps:
-                    status = "preempted" if preempted else "stopped"
-                    metrics.write({"step": step, "event": status, "checkpoint": str(path)})
-                    break
-            if step >= stop_at:
+            reason = _after_step(loop, state, epoch, stop_flag)
+            if state.last.get("step") == state.step:  # a metrics line was just written
+                bar.set_postfix(loss=f"{state.last['loss']:.3f}", tok_s=f"{state.last['tokens_per_s']:.0f}")
+            if reason or state.step >= loop.stop_at:
+                status = reason or status
                 break
-        if status != "done":
-            break
     bar.close()
 
-    result: dict[str, Any] = {"status": status, "step": step, "last": last}
+    result: dict[str, Any] = {"status": status, "step": state.step, "last": state.last}
     if status == "done":
-        if has_eval:
-            result["eval"] = evaluate()
-            metrics.write({"step": step, "eval": result["eval"]})
-        result["final"] = str(_export(accelerator, model, tokenizer, manifest, cfg, out))
-        metrics.write({"step": step, "event": "done", "final": result["final"]})
-    if t.report_to:
+        if loop.eval_dl is not None:
+            result["eval"] = _evaluate(loop)
+            loop.metrics.write({"step": state.step, "eval": result["eval"]})
+        result["final"] = str(_export(accelerator, loop.model, loop.tokenizer, loop.manifest, cfg, out))
+        loop.metrics.write({"step": state.step, "event": "done", "final": result["final"]})
+    if cfg.train.report_to:
         accelerator.end_training()
     accelerator.wait_for_everyone()
     return result
