@@ -14,7 +14,7 @@ from condpt.cli.common import fail as _fail
 
 @app.command("tag")
 def tag_cmd(
-    inputs: list[Path] = typer.Argument(..., help="JSONL (.gz/.zst), Parquet files, datasets directories."),
+    inputs: list[Path] = typer.Argument(..., help="JSONL (.gz/.zst/.bz2/.xz), Parquet files, datasets directories."),
     out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
                              help="Directory to write (data/, set_aside/, quarantine/, report)."),
     config: Path | None = typer.Option(None, "--config", help="Tag config YAML (see docs/tagging.md)."),

@@ -2,7 +2,8 @@
 
 An id is ``blake2b(name + "\\n" + str(line) + "\\n" + text, digest_size=10).hexdigest()`` (20 hex chars,
 80 bits): `name` is the input's name: its file name without format and compression suffixes (``web.jsonl.zst`` →
-``web``; a datasets directory: its name), so moving, compressing or converting a file keeps its ids;
+``web``; a datasets directory: its name; bytes that are not UTF-8 escaped as ``\\xNN`` by
+`condpt.corpus.read.shown`), so moving, compressing or converting a file keeps its ids;
 `line` is the 1-based line (JSONL) or row (Parquet, datasets) number. The same file tagged twice gives the same ids; two
 identical texts at different places get different ids (they are different documents of the corpus).
 """
