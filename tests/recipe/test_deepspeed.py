@@ -40,7 +40,7 @@ TINY = [
 
 def _launch(zero: int, out: Path, *extra: str, popen: bool = False):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "recipes" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"), "--main_process_port", "0",
+           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"), "--main_process_port", "0",
            str(REPO / "recipes" / "condpt.py"), *TINY, f"output_dir={out}", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(out.parent / f"{out.name}.log", "w")  # noqa: SIM115 - closed by the caller/GC
