@@ -261,21 +261,25 @@ def prepare_documents(data_cfg: DataConfig, *, seed: int, self_token: str = "ð€
     for src in data_cfg.sources:
         ds = load_source(src)
         counts["read"] += len(ds)
+        # Each split reads the same documents twice (datasets gives one output per pass); a bar titled by its
+        # step keeps the two passes from printing the same bare "Filter"/"Map" bar twice.
+        name = Path(src.path).name
         held = ds.filter(lambda b: [is_heldout(str(i), data_cfg.heldout_fraction) for i in b["id"]],
-                         batched=True, num_proc=np_)
+                         batched=True, num_proc=np_, desc=f"{name}: held-out documents")
         rest = ds.filter(lambda b: [not is_heldout(str(i), data_cfg.heldout_fraction) for i in b["id"]],
-                         batched=True, num_proc=np_)
+                         batched=True, num_proc=np_, desc=f"{name}: training documents")
         heldouts.append(held.map(_heldout_rows(cfg), batched=True, remove_columns=held.column_names,
-                                 features=TRAIN_FEATURES, num_proc=np_))
+                                 features=TRAIN_FEATURES, num_proc=np_, desc=f"{name}: held-out rows"))
         kept = rest.map(_policy_map(cfg, 0), batched=True, remove_columns=rest.column_names,
-                        features=TRAIN_FEATURES, num_proc=np_)
+                        features=TRAIN_FEATURES, num_proc=np_, desc=f"{name}: policy, kept")
         aside = rest.map(_policy_map(cfg, 1), batched=True, remove_columns=rest.column_names, num_proc=np_,
-                         features=datasets.Features({**DOC_FEATURES, "reason": datasets.Value("string")}))
+                         features=datasets.Features({**DOC_FEATURES, "reason": datasets.Value("string")}),
+                         desc=f"{name}: policy, set aside")
         counts["heldout"] += len(held)
         counts["train_docs"] += len(kept)
         counts["set_aside"] += len(aside)
         trains.append(kept.map(expand_repeats, batched=True, fn_kwargs={"weight": src.weight, "seed": seed},
-                               num_proc=np_))
+                               num_proc=np_, desc=f"{name}: repeats"))
         asides.append(aside)
     if cfg.selfref is not None:
         rows = story_rows(cfg.selfref, seed=cfg.seed, good_role=cfg.good_role, self_token=self_token)
@@ -298,11 +302,11 @@ def prepare_documents(data_cfg: DataConfig, *, seed: int, self_token: str = "ð€
 
 def pack_dataset(rows: datasets.Dataset, tokenizer: Any, manifest: Manifest, *, block_size: int,
                  loss_on_tags: bool = True, insert_tags: bool = True, num_proc: int = 1,
-                 batch_size: int = 1000) -> datasets.Dataset:
-    """`pack_batch` over a Dataset of training rows."""
+                 batch_size: int = 1000, desc: str = "packing blocks") -> datasets.Dataset:
+    """`pack_batch` over a Dataset of training rows (`desc`: the progress bar's title)."""
     return rows.map(
         pack_batch, batched=True, batch_size=batch_size, remove_columns=rows.column_names,
-        num_proc=num_proc if num_proc > 1 else None,
+        num_proc=num_proc if num_proc > 1 else None, desc=desc,
         fn_kwargs={"tokenizer": tokenizer, "manifest": manifest, "block_size": block_size,
                    "loss_on_tags": loss_on_tags, "insert_tags": insert_tags},
     )
@@ -317,8 +321,9 @@ def build_datasets(data_cfg: DataConfig, tokenizer: Any, manifest: Manifest, *, 
     prepared = prepare_documents(data_cfg, seed=seed, self_token=manifest.self_token.string, num_proc=num_proc)
     log.info("data: %s", prepared.counts)
     kw = {"block_size": data_cfg.block_size, "loss_on_tags": data_cfg.loss_on_tags}
-    train = pack_dataset(prepared.train, tokenizer, manifest, num_proc=num_proc, **kw)
+    train = pack_dataset(prepared.train, tokenizer, manifest, num_proc=num_proc, desc="packing training blocks", **kw)
     # One process: where the stream is cut depends on batch boundaries, and the held-out blocks must be
     # identical for every arm whatever num_proc each ran with (the set is small).
-    heldout = pack_dataset(prepared.heldout, tokenizer, manifest, insert_tags=False, **kw)
+    heldout = pack_dataset(prepared.heldout, tokenizer, manifest, insert_tags=False, desc="packing held-out blocks",
+                           **kw)
     return train, heldout
