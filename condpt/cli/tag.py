@@ -40,7 +40,7 @@ def tag_cmd(
         _fail(shown(e))
     print(f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "
           f"quarantined {report['quarantined']}; tagged {report['tags'].get(cfg.bad_role, 0)} "
-          f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {out}")
+          f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
     if not report["complete"]:
         print(f"{report['chunks_done']} of {report['chunks_total']} chunks done (other --shard jobs pending)")
 

@@ -264,31 +264,35 @@ def _columns(spec: InputSpec, names: list[str], fields: Fields) -> list[str]:
     return [c for c in (fields.text, fields.id, fields.source) if c and c in names]
 
 
-def _parquet_file(spec: InputSpec):
+def _parquet_file(spec: InputSpec, f: io.BufferedIOBase):
+    """`f` is the file opened by Python: pyarrow cannot open a path that is not UTF-8."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(spec.path)
+        return pq.ParquetFile(f)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError for non-Parquet bytes
         raise CorpusError(f"{spec.label}: not a readable Parquet file ({shown(e)})") from e
 
 
 def _iter_parquet(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
-    pf = _parquet_file(spec)
-    cols = _columns(spec, pf.schema_arrow.names, fields)
-    row = 0
-    try:
-        for batch in pf.iter_batches(batch_size=1024, columns=cols):
-            for rec in batch.to_pylist():
-                row += 1
-                yield row, rec
-    except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid: a damaged page
-        raise _unreadable(spec, row, e) from e
+    with open(spec.path, "rb") as f:
+        pf = _parquet_file(spec, f)
+        cols = _columns(spec, pf.schema_arrow.names, fields)
+        row = 0
+        try:
+            for batch in pf.iter_batches(batch_size=1024, columns=cols):
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
+        except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid: a damaged page
+            raise _unreadable(spec, row, e) from e
 
 
 def _dataset_parts(spec: InputSpec) -> list:
     import datasets
 
+    if spec.label != str(spec.path):
+        raise CorpusError(f"{spec.label}: datasets cannot open a directory whose path is not UTF-8; rename it")
     try:
         ds = datasets.load_from_disk(str(spec.path))
     except Exception as e:
@@ -315,7 +319,8 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
     next to tagging it)."""
     for spec in specs:
         if spec.format == "parquet":
-            _columns(spec, _parquet_file(spec).schema_arrow.names, fields)
+            with open(spec.path, "rb") as f:
+                _columns(spec, _parquet_file(spec, f).schema_arrow.names, fields)
         elif spec.format == "datasets":
             for part in _dataset_parts(spec):
                 _columns(spec, part.column_names, fields)
@@ -443,8 +448,8 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
     source = spec.name
     if fields.source:
         value = obj.get(fields.source)
-        if isinstance(value, str) and value and _encodable(value):
-            source = value
+        if isinstance(value, str) and value:
+            source = shown(value)
     if doc_id is None:
         doc_id = stable_id(spec.name, line, text)
     return Document(doc_id, text, source, k, line)

@@ -38,7 +38,8 @@ def write_parquet_atomic(table: pa.Table, path: Path, tmp_dir: Path) -> None:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path, tmp_dir)
-    pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+    with open(tmp, "wb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
+        pq.write_table(table, f, compression="zstd", write_statistics=True)
     os.replace(tmp, path)
 
 

@@ -153,7 +153,8 @@ class _Writer:
         for sub in (DATA, SET_ASIDE):
             path = self.out / sub / f"{part_name(k)}.parquet"
             if path.exists():
-                self.seen.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+                with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
+                    self.seen.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
 
     def finish(self, k: int, records: list, tagged: dict, bad: list, made_from: dict) -> dict:
         from condpt.corpus.read import Quarantined, raw_bytes

@@ -101,14 +101,27 @@ def test_a_non_utf8_file_name_is_reported_escaped(tmp_path):
     lines = _lines(10)
     lines[2] = "{broken"
     _write(d / os.fsdecode(b"caf\xe9.jsonl"), lines)
+    with open(d / os.fsdecode(b"d\xe9.parquet"), "wb") as f:  # pyarrow cannot open a non-UTF-8 path itself
+        pq.write_table(pa.table({"text": ["from Parquet"]}), f)
     res = _cli(d, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
     assert res.exit_code == 0, res.output
     out = tmp_path / "out"
-    assert set(pq.read_table(out / "data").column("source").to_pylist()) == {"caf\\xe9"}
+    assert set(pq.read_table(out / "data").column("source").to_pylist()) == {"caf\\xe9", "d\\xe9"}
     [q] = pq.read_table(out / "quarantine").to_pylist()
     assert q["input"] == str(d / "caf\\xe9.jsonl") and q["line"] == 3
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["complete"] and report["sources"]["caf\\xe9"]["quarantined"] == 1
+
+
+def test_a_non_utf8_output_directory_and_source_field(tmp_path):
+    src = _write(tmp_path / "c.jsonl", [json.dumps({"text": "one", "site": "\udcff"}), json.dumps({"text": "two"})])
+    (tmp_path / "tag.yaml").write_text("classifier: {spec: none}\nsource_field: site\n")
+    out = tmp_path / os.fsdecode(b"out\xff")
+    res = _cli(src, "--out", out, "--config", tmp_path / "tag.yaml", "--quiet")
+    assert res.exit_code == 0 and "out\\xff" in res.output, res.output
+    [part] = (out / "data").iterdir()
+    with open(part, "rb") as f:
+        assert pq.read_table(f).column("source").to_pylist() == ["\\xff", "c"]  # a lone surrogate: escaped
 
 
 def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_rerun(tmp_path, monkeypatch):
@@ -122,7 +135,7 @@ def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_rerun(tmp_path
     def dying_write(table, where, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
-            Path(where).write_bytes(b"PAR1 half a file")
+            where.write(b"PAR1 half a file")
             raise KeyboardInterrupt("killed inside a write")
         return real(table, where, **kw)
 
