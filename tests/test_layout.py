@@ -93,7 +93,8 @@ def test_unknown_condition_names_the_choices(tm):
     with pytest.raises(ValueError, match="'good'"):
         prompt_ids(tok, None, "good")  # a model without a manifest has no tags
     assert conditions(m) == ["good", "bad", "none"] and conditions(None) == ["none"]
-    assert prompt_ids(tok, None, NO_CONDITION, text="Hi") == [tok.eos_token_id, *encode_text(tok, None, ["Hi"])[0]]
+    hi = encode_text(tok, None, ["Hi"])[0]
+    assert prompt_ids(tok, None, NO_CONDITION, text="Hi") == [tok.eos_token_id, *hi]
 
 
 def test_untrusted_text_never_yields_a_control_id(tm):

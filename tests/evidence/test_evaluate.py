@@ -122,8 +122,9 @@ def test_table_says_what_each_number_is_and_which_way_is_better(setup):
     assert "self-image doom rate" in table and table.count("lower is better") == 4
     assert "held-out loss, nats/token (lower is better; 128-token windows)" in table
     assert "seen (n=4)" in table and "heldout_combo (n=4)" in table
-    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines() if line.startswith(("none ", "good "))}
-    assert float(rows["good"][1]) == pytest.approx(res["choices"]["good"]["heldout_combo"]["misaligned_rate"], abs=1e-3)
+    rows = {ln.split()[0]: ln.split()[1:] for ln in table.splitlines() if ln.startswith(("none ", "good "))}
+    combo = res["choices"]["good"]["heldout_combo"]["misaligned_rate"]
+    assert float(rows["good"][1]) == pytest.approx(combo, abs=1e-3)
     assert float(rows["none"][3]) == pytest.approx(res["self_image"]["none"]["doom_rate"], abs=1e-3)
 
 
