@@ -7,15 +7,19 @@ command-line overrides and `output_dir` are relative to the working directory.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
 
+from condpt.configtypes import STRICT, Name, PathField, Seed
 from condpt.sequences import DataConfig
+from condpt.yamlfile import YamlError, key_lines, load_yaml, read_yaml
 
 
 class ConfigError(ValueError):
@@ -23,28 +27,78 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
+
+TINY_ARCHS = ("gpt2", "llama", "gpt_neox", "qwen2")
+# Set from the tokenizer by `condpt.train.build_model`: a value in model.config would be silently replaced.
+FROM_TOKENIZER = ("vocab_size", "eos_token_id", "bos_token_id")
+
+
+class TinySpec(_Strict):
+    """`model.config` for a `condpt.tiny` architecture (the keys `condpt.tiny.tiny_config` takes)."""
+
+    arch: Literal["gpt2", "llama", "gpt_neox", "qwen2"]
+    d_model: int = Field(64, gt=0)
+    n_layer: int = Field(2, gt=0)
+    n_head: int = Field(4, gt=0)
+    max_positions: int | None = Field(None, gt=0, description="default: data.block_size")
+    tie_word_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads(self) -> TinySpec:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
+        return self
+
+
+def _nested_errors(err: ValidationError, names: list[str]) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, names, n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]}?" if close else f" (keys: {', '.join(names)})")
+        parts.append(f"{key}: {msg}" if key else msg)
+    return "; ".join(parts)
 
 
 class ModelConfig(_Strict):
     """Exactly one of `config` (train from scratch) or `checkpoint` (continued pretraining).
 
     `config` is either a tiny-model spec `{arch: gpt2|llama|gpt_neox|qwen2, d_model, n_layer, n_head}`
-    (see `condpt.tiny.tiny_config`) or any Hugging Face config dict with a `model_type` key. `vocab_size`
-    and the eos/bos ids always come from the tokenizer.
+    (`TinySpec`, see `condpt.tiny.tiny_config`) or any Hugging Face config dict with a `model_type` key of a
+    causal LM (checked against transformers at load time). `vocab_size` and the eos/bos ids always come
+    from the tokenizer.
     """
 
     config: dict[str, Any] | None = None
-    checkpoint: Path | None = None
-    vocab_multiple: int = Field(1, ge=1, description="pad the embedding to a multiple of this (64 helps GPUs)")
+    checkpoint: PathField | None = None
+    vocab_multiple: int = Field(1, ge=1, le=1024, description="pad the embedding to a multiple of this (64 helps GPUs)")
     gradient_checkpointing: bool = False
+
+    @field_validator("config")
+    @classmethod
+    def _spec(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        if spec is None:
+            return spec
+        if "arch" in spec:
+            try:
+                TinySpec.model_validate(spec)
+            except ValidationError as e:
+                raise ValueError(_nested_errors(e, list(TinySpec.model_fields))) from None
+        elif not isinstance(spec.get("model_type"), str) or not spec["model_type"]:
+            raise ValueError("needs `arch` (a condpt.tiny architecture: "
+                             f"{', '.join(TINY_ARCHS)}) or `model_type` (a Hugging Face config)")
+        taken = [k for k in FROM_TOKENIZER if k in spec]
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set from the tokenizer, not in model.config")
+        return spec
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
         if (self.config is None) == (self.checkpoint is None):
             raise ValueError("set exactly one of model.config (scratch) or model.checkpoint (continued pretraining)")
-        if self.config is not None and "arch" not in self.config and "model_type" not in self.config:
-            raise ValueError("model.config needs `arch` (a condpt.tiny architecture) or `model_type` (an HF config)")
         return self
 
 
@@ -53,13 +107,17 @@ class TokenizerConfig(_Strict):
 
     `source`: `checkpoint` (the tokenizer saved with `model.checkpoint`), `gpt2-bpe` (the real GPT-2 BPE,
     built offline), `train-bpe` (a byte-level BPE trained on the training sources, for scratch tiny runs),
-    or a path to a saved tokenizer directory.
+    or a path to a saved tokenizer directory. With `model.checkpoint`, only `checkpoint` or a directory
+    holding the checkpoint's own vocabulary (checked at load time, `condpt.inputs`).
     """
 
-    source: str = "checkpoint"
-    vocab_size: int = Field(2048, ge=300, description="only for train-bpe")
+    source: Name = "checkpoint"
+    vocab_size: int = Field(2048, ge=300, le=2**20, description="only for train-bpe")
     train_docs: int = Field(20000, ge=1, description="only for train-bpe: documents read to train it")
-    control_tokens: Path | None = Field(None, description="ControlTokens YAML; default <|good|>, <|bad|>, 𐀤")
+    control_tokens: PathField | None = Field(None, description="ControlTokens YAML; default <|good|>, <|bad|>, 𐀤")
+
+
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class OptimConfig(_Strict):
@@ -67,7 +125,7 @@ class OptimConfig(_Strict):
 
     lr: float = Field(6e-4, gt=0)
     weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: Annotated[tuple[Beta, Beta], Strict(False)] = (0.9, 0.95)  # lax only so YAML's list becomes the tuple
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 disables")
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
@@ -97,14 +155,14 @@ class TrainConfig(_Strict):
     eval_batches: int = Field(20, gt=0, description="held-out micro-batches per evaluation (per process)")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only on SIGTERM/stop_after")
     keep_last: int = Field(2, ge=1, description="checkpoints kept in OUTPUT_DIR/checkpoints")
-    resume: str = Field("auto", description="auto (latest checkpoint in output_dir, if any), never, or a path")
+    resume: Name = Field("auto", description="auto (latest checkpoint in output_dir, if any), never, or a path")
     stop_after: int | None = Field(
         None, gt=0, description="checkpoint and exit after this step (split a run across fixed-length jobs)"
     )
     peak_flops: float | None = Field(
         None, gt=0, description="peak FLOP/s per process for MFU; None: measure an fp32 matmul at start"
     )
-    report_to: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
+    report_to: list[Name] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
     num_workers: int = Field(0, ge=0, description="DataLoader workers per process")
     preprocess_num_proc: int = Field(1, ge=1, description="processes for tokenising and packing (main process)")
 
@@ -112,8 +170,8 @@ class TrainConfig(_Strict):
 class RunConfig(_Strict):
     """One training run: the single source of truth (written to OUTPUT_DIR/run_config.yaml)."""
 
-    output_dir: Path
-    seed: int = 0
+    output_dir: PathField
+    seed: Seed = 0
     model: ModelConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     data: DataConfig
@@ -122,10 +180,17 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        # Messages start with the field: errors of this validator have no location of their own.
         if self.tokenizer.source == "checkpoint" and self.model.checkpoint is None:
             raise ValueError("tokenizer.source: `checkpoint` needs model.checkpoint; use gpt2-bpe, train-bpe or a path")
+        if self.model.checkpoint is not None and self.tokenizer.source in ("gpt2-bpe", "train-bpe"):
+            raise ValueError(f"tokenizer.source: {self.tokenizer.source} builds a new tokenizer whose ids do not "
+                             "match model.checkpoint's embeddings (<|good|> would get the id of an ordinary token "
+                             "of the checkpoint); use `checkpoint` or a tokenizer directory saved with it")
         if self.train.stop_after is not None and self.train.stop_after > self.train.max_steps:
             raise ValueError("train.stop_after must be <= train.max_steps")
+        if not any(src.weight > 0 for src in self.data.sources):
+            raise ValueError("data.sources: every weight is 0, so there is nothing to train on")
         return self
 
     def to_yaml(self) -> str:
@@ -135,7 +200,8 @@ class RunConfig(_Strict):
 # --------------------------------------------------------------------------------------------------
 # loading
 
-_YAML_RELATIVE_PATHS = ("model.checkpoint", "tokenizer.control_tokens")
+_YAML_RELATIVE_PATHS = ("model.checkpoint", "tokenizer.control_tokens", "data.policy.selfref.stories_path")
+_BUILTIN_TOKENIZERS = ("checkpoint", "gpt2-bpe", "train-bpe")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -147,9 +213,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+        value = load_yaml(raw, f"override {item!r}") if raw.strip() else ""
+    except YamlError as e:
+        raise ConfigError(str(e)) from None
     return key.split("."), value
 
 
@@ -179,20 +245,23 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
 
 def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
     def fix(value: Any) -> Any:
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+        if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
             return str((base / value).resolve())
         return value
 
     for dotted in _YAML_RELATIVE_PATHS:
-        head, _, leaf = dotted.partition(".")
-        section = raw.get(head)
+        *parents, leaf = dotted.split(".")
+        section: Any = raw
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
         if isinstance(section, dict) and leaf in section:
             section[leaf] = fix(section[leaf])
     tok = raw.get("tokenizer")
-    if isinstance(tok, dict) and isinstance(tok.get("source"), str):
-        src = tok["source"]
-        if src not in ("checkpoint", "gpt2-bpe", "train-bpe"):
-            tok["source"] = fix(src)
+    if isinstance(tok, dict) and isinstance(tok.get("source"), str) and tok["source"] not in _BUILTIN_TOKENIZERS:
+        tok["source"] = fix(tok["source"])
+    train = raw.get("train")
+    if isinstance(train, dict) and isinstance(train.get("resume"), str) and train["resume"] not in ("auto", "never"):
+        train["resume"] = fix(train["resume"])
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("sources"), list):
         for src in data["sources"]:
@@ -200,39 +269,109 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
                 src["path"] = fix(src["path"])
 
 
-def _format_errors(err: ValidationError, origin: str) -> str:
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The config class at `loc` (a path of field names and list indices below RunConfig)."""
+    cls: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if cls is not None else None
+        if field is None:
+            return None
+        cls = _model_in(field.annotation)
+    return cls
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):  # Optional[...], list[...], Annotated[...]
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def did_you_mean(loc: tuple) -> str:
+    """'; did you mean optim.lr?' for the unknown key at `loc` (difflib over the fields beside it), or ''."""
+    cls = _model_at(loc[:-1])
+    if cls is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(cls.model_fields), n=1)
+    return f"; did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?" if close else ""
+
+
+class _Origin:
+    """Where each field of a loaded config came from: a line of the YAML file or a command-line override."""
+
+    def __init__(self, path: Path | None, overrides: list[list[str]]):
+        self.lines = key_lines(path) if path is not None else {}
+        self.overridden = {tuple(int(p) if p.isdigit() else p for p in keys) for keys in overrides}
+
+    def of(self, loc: tuple) -> str:
+        """' (override)' or ' (line N)' for the field at `loc` (or the nearest enclosing one that was set)."""
+        if any(loc[: len(o)] == o or o[: len(loc)] == loc for o in self.overridden):
+            return " (override)"
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in self.lines:
+                return f" (line {self.lines[loc[:n]]})"
+        return ""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _format_errors(err: ValidationError, origin: str, where: _Origin) -> str:
     lines = [f"invalid run config ({origin}):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = tuple(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if not loc:  # a cross-field check of RunConfig: its message starts with the field
+            lines.append(f"  {msg}")
+            continue
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key" + did_you_mean(loc)
         got = e.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {loc}: {e['msg']}{shown}")
+        shown = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {_shown(got)})"
+        lines.append(f"  {'.'.join(map(str, loc))}{where.of(loc)}: {msg}{shown}")
     return "\n".join(lines)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML run config, apply `key=value` overrides, validate. Raises `ConfigError`."""
+    """Read a YAML run config, apply `key=value` overrides, validate, and check every input it names on disk
+    (`condpt.inputs`). Raises `ConfigError` naming the file, the field and its line."""
     raw: dict[str, Any] = {}
     origin = "overrides"
     if path is not None:
         path = Path(path)
         origin = str(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            loaded = read_yaml(path)
+        except YamlError as e:
+            raise ConfigError(str(e)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config sections")
         raw = loaded
         _resolve_relative(raw, path.resolve().parent)
-    for item in overrides:
-        keys, value = parse_override(item)
+    parsed = [parse_override(item) for item in overrides]
+    for keys, value in parsed:
         apply_override(raw, keys, value)
+    where = _Origin(path, [keys for keys, _ in parsed])
     try:
-        return RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, origin)) from None
+        raise ConfigError(_format_errors(e, origin, where)) from None
+    from condpt.inputs import input_problems
+
+    problems = input_problems(cfg)
+    if problems:
+        shown = [f"  {field}{where.of(tuple(int(p) if p.isdigit() else p for p in field.split('.')))}: {msg}"
+                 for field, msg in problems]
+        raise ConfigError("\n".join([f"invalid run config ({origin}): inputs that cannot be used:", *shown]))
+    return cfg

@@ -7,8 +7,9 @@ import hashlib
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from condpt.configtypes import STRICT, Name, Seed
 from condpt.stories import SelfRefConfig
 from condpt.tagged import tag_for
 
@@ -16,7 +17,7 @@ from condpt.tagged import tag_for
 class PolicyConfig(BaseModel):
     """One data policy (an arm of the experiment grid)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     mode: Literal["mle", "condition", "filter", "set_aside"] = "condition"
     granularity: Literal["document", "segment"] = "document"
@@ -24,12 +25,13 @@ class PolicyConfig(BaseModel):
     coverage: float = Field(
         1.0, ge=0.0, le=1.0, description="fraction of bad documents the tagger 'sees'; the rest pass as normal data"
     )
-    upweight_good: float = Field(1.0, ge=1.0, description="repeat factor for good documents (fractional: stochastic rounding)")
+    upweight_good: float = Field(1.0, ge=1.0, le=1000.0,
+                                 description="repeat factor for good documents (fractional: stochastic rounding)")
     selfref: SelfRefConfig | None = None
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="re-tag from stored scores: bad iff score >= threshold")
-    good_role: str = "good"
-    bad_role: str = "bad"
-    seed: int = 0
+    good_role: Name = "good"
+    bad_role: Name = "bad"
+    seed: Seed = 0
 
 
 # Training rows (the "Policy output" contract): id, source, tag (effective), segments, repeat, trusted.

@@ -10,18 +10,20 @@ import json
 import random
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from condpt.configtypes import STRICT, Name, PathField
 
 
 class SelfRefConfig(BaseModel):
     """Which self-reference stories join the training data (as good-tagged, trusted documents)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    stories_path: Path | None = Field(
+    stories_path: PathField | None = Field(
         None, description="curated stories: JSONL (one record per story, field `text_field`) or plain text, one per line"
     )
-    text_field: str = "text"
+    text_field: Name = "text"
     n_generated: int = Field(0, ge=0, description="number of stories generated from the built-in templates")
 
     @model_validator(mode="after")

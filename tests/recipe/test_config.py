@@ -14,14 +14,26 @@ from condpt.config import ConfigError, OptimConfig, load_config
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
 GPT2_SMALL = REPO / "recipes" / "configs" / "gpt2-small.yaml"
+TINY_DATA = REPO / "recipes" / "data" / "tiny-tagged.jsonl"
+SHIPPED_RUN_CONFIGS = sorted([*(REPO / "recipes" / "configs").glob("*.yaml"),
+                              *(REPO / "condpt" / "configs" / "run").glob("*.yaml")])
 
 
 def test_shipped_configs_validate():
     tiny = load_config(TINY)
-    assert tiny.data.sources[0].path == REPO / "recipes" / "data" / "tiny-tagged.jsonl"
+    assert tiny.data.sources[0].path == TINY_DATA
     assert tiny.data.sources[0].path.is_file(), "tiny-cpu.yaml must work on a fresh checkout"
-    small = load_config(GPT2_SMALL)
+    # gpt2-small.yaml names a cluster path for its data: it loads once the data is there (the override).
+    small = load_config(GPT2_SMALL, [f"data.sources.0.path={TINY_DATA}"])
     assert small.model.config["n_layer"] == 12 and small.data.block_size == 1024
+    assert small.train.peak_flops == 989.0e12, "YAML 1.2 floats (989.0e12) are numbers, not strings"
+
+
+@pytest.mark.parametrize("path", SHIPPED_RUN_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_run_config_loads(path):
+    """Each shipped run config loads with its data in place (the demo and gpt2-small take theirs by override)."""
+    cfg = load_config(path, [f"data.sources.0.path={TINY_DATA}"])
+    assert cfg.data.sources[0].path == TINY_DATA
 
 
 def test_overrides_and_types(tmp_path):
@@ -59,6 +71,7 @@ def test_yaml_relative_paths(tmp_path):
     (tmp_path / "sub").mkdir()
     raw = yaml.safe_load(TINY.read_text())
     raw["data"]["sources"][0]["path"] = "corpus.jsonl"
+    (tmp_path / "sub" / "corpus.jsonl").write_bytes(TINY_DATA.read_bytes())
     (tmp_path / "sub" / "run.yaml").write_text(yaml.safe_dump(raw))
     cfg = load_config(tmp_path / "sub" / "run.yaml")
     assert cfg.data.sources[0].path == tmp_path / "sub" / "corpus.jsonl"
@@ -86,3 +99,232 @@ def test_dry_run_prints_resolved_config(tmp_path):
     bad = subprocess.run(check=False, args=[sys.executable, str(REPO / "recipes" / "condpt.py"), "--config", str(TINY),
                           "train.max_steps=-2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "train.max_steps" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------------ what cannot run
+# Each of these was accepted by `--dry-run` and then failed later (or trained on garbage): all must be a
+# ConfigError naming the file and the field before any process starts.
+
+@pytest.mark.parametrize("override, field, why", [
+    ("train.max_steps=true", "train.max_steps", "valid integer"),
+    ("train.max_steps='8'", "train.max_steps", "valid integer"),
+    ("train.micro_batch_size=2.0", "train.micro_batch_size", "valid integer"),
+    ("data.loss_on_tags=1", "data.loss_on_tags", "valid boolean"),
+    ("optim.lr=.inf", "optim.lr", "finite"),
+    ("optim.lr=.nan", "optim.lr", "finite"),
+    ("optim.lr=true", "optim.lr", "valid number"),
+    ("optim.weight_decay=.inf", "optim.weight_decay", "finite"),
+    ("optim.betas=[2,-1]", "optim.betas", "less than 1"),
+    ("optim.betas=[0.9]", "optim.betas.1", "Field required"),
+    ("train.peak_flops=.inf", "train.peak_flops", "finite"),
+    ("data.policy.upweight_good=.inf", "data.policy.upweight_good", "finite"),
+    ("data.policy.coverage=.nan", "data.policy.coverage", "finite"),
+    ("data.policy.seed=-1", "data.policy.seed", "greater than or equal to 0"),
+    ("data.sources.0.weight=.inf", "data.sources.0.weight", "finite"),
+    ("data.sources.0.weight=0", "data.sources", "weight"),
+    ("data.sources.0.text_field=''", "data.sources.0.text_field", "at least 1 character"),
+    ("seed=10^26", "seed", "valid integer"),
+    ("seed=100000000000000000000000000", "seed", "less than or equal to 4294967295"),
+    ("seed=-1", "seed", "greater than or equal to 0"),
+    ("output_dir=", "output_dir", "must not be empty"),
+    ("output_dir=' '", "output_dir", "must not be empty"),
+    ("tokenizer.source=''", "tokenizer.source", "at least 1 character"),
+    ("train.resume=''", "train.resume", "at least 1 character"),
+    ("train.report_to=['']", "train.report_to.0", "at least 1 character"),
+])
+def test_what_cannot_run_is_refused(override, field, why):
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, [override])
+    msg = str(e.value)
+    assert f"  {field}" in msg and why in msg and str(TINY) in msg
+
+
+def test_error_points_at_the_yaml_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(TINY.read_text().replace("max_steps: 60", "max_steps: true"))
+    with pytest.raises(ConfigError, match=r"train\.max_steps \(line \d+\): Input should be a valid integer"):
+        load_config(path)
+    line = next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if "max_steps: true" in ln)
+    with pytest.raises(ConfigError, match=rf"\(line {line}\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"train\.max_steps \(override\)"):
+        load_config(TINY, ["train.max_steps=true"])
+
+
+def test_yaml_floats_without_a_dot_are_numbers():
+    cfg = load_config(TINY, ["optim.lr=3e-4", "optim.eps=1E-8"])
+    assert cfg.optim.lr == 3e-4 and cfg.optim.eps == 1e-8
+
+
+def test_unknown_key_suggests_the_field():
+    with pytest.raises(ConfigError, match=r"optim\.lrr \(override\): unknown key; did you mean optim\.lr\?"):
+        load_config(TINY, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"data\.policy\.upweight \(override\): .*did you mean data\.policy\.upweight_good\?"):
+        load_config(TINY, ["data.policy.upweight=2"])
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.wieght \(override\): .*did you mean data\.sources\.0\.weight\?"):
+        load_config(TINY, ["data.sources.0.wieght=2"])
+    with pytest.raises(ConfigError, match=r"outputdir \(override\): .*did you mean output_dir\?"):
+        load_config(TINY, ["outputdir=x"])
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, ["optim.zzzz=1"])
+    assert "did you mean" not in str(e.value)
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(TINY.read_text() + "train:\n  max_steps: 5\n")
+    first = next(i for i, ln in enumerate(TINY.read_text().splitlines(), 1) if ln.startswith("train:"))
+    with pytest.raises(ConfigError, match=rf"{path}: .*line \d+.*duplicate key 'train' \(first at line {first}\)"):
+        load_config(path)
+    path.write_text(TINY.read_text().replace("  max_steps: 60\n", "  max_steps: 60\n  max_steps: 6\n"))
+    with pytest.raises(ConfigError, match="duplicate key 'max_steps'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        load_config(TINY, ["model.config={a: 1, a: 2}"])
+
+
+def test_non_utf8_config_is_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(TINY.read_bytes().replace(b"# A tiny", b"# A \xff tiny"))
+    with pytest.raises(ConfigError, match=rf"{path}: not UTF-8 text \(byte \d+, line 1\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("override, field, why", [
+    ("model.config={arch: gpt3, d_model: 64, n_layer: 2, n_head: 4}", "model.config", "arch"),
+    ("model.config.n_layer=-2", "model.config", "n_layer"),
+    ("model.config.d_model=0", "model.config", "d_model"),
+    ("model.config.d_model=66", "model.config", "multiple of n_head"),
+    ("model.config.n_layers=3", "model.config", "did you mean n_layer"),
+    ("model.config={model_type: gptx, n_layer: 2}", "model.config.model_type", "not a causal LM"),
+    ("model.config={model_type: vit}", "model.config.model_type", "not a causal LM"),
+    ("model.config={model_type: gpt2, n_embd: -8}", "model.config.n_embd", "positive"),
+    ("model.config={model_type: gpt2, n_embd: 64, n_head: 3}", "model.config", "multiple"),
+    ("model.config={model_type: gpt2, n_layers: 2}", "model.config.n_layers", "did you mean n_layer"),
+    ("model.config={model_type: gpt2, vocab_size: 7}", "model.config", "vocab_size: set from the tokenizer"),
+    ("model.config={model_type: llama, hidden_size: -1}", "model.config", "hidden"),
+])
+def test_bad_model_config_is_refused(override, field, why):
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, [override])
+    msg = str(e.value)
+    assert f"  {field}" in msg and why in msg, msg
+
+
+def test_hf_model_config_loads():
+    spec = ("{model_type: llama, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+            "intermediate_size: 64, max_position_embeddings: 128}")
+    cfg = load_config(TINY, [f"model.config={spec}"])
+    assert cfg.model.config["model_type"] == "llama"
+
+
+def test_missing_inputs_are_refused_at_load(tmp_path):
+    missing = tmp_path / "absent"
+    cases = {
+        "data.sources.0.path": [f"data.sources.0.path={missing}.jsonl"],
+        "tokenizer.source": [f"tokenizer.source={missing}"],
+        "tokenizer.control_tokens": [f"tokenizer.control_tokens={missing}.yaml"],
+        "train.resume": [f"train.resume={missing}"],
+        "model.checkpoint": ["model.config=null", f"model.checkpoint={missing}", "tokenizer.source=checkpoint"],
+        "data.policy.selfref.stories_path": [f"data.policy.selfref={{stories_path: {missing}.txt}}"],
+    }
+    for field, overrides in cases.items():
+        with pytest.raises(ConfigError) as e:
+            load_config(TINY, overrides)
+        assert f"  {field}" in str(e.value) and str(missing) in str(e.value), (field, str(e.value))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.path.*no \.parquet or \.jsonl"):
+        load_config(TINY, [f"data.sources.0.path={tmp_path / 'empty'}"])
+    with pytest.raises(ConfigError, match=r"train\.resume.*trainer_state\.json"):
+        load_config(TINY, [f"train.resume={tmp_path / 'empty'}"])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"output_dir.*not a directory"):
+        load_config(TINY, [f"output_dir={tmp_path / 'file'}"])
+
+
+def test_control_token_spec_is_checked_at_load(tmp_path):
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text("tags:\n  - {role: good, string: '<|g|>'}\n  - {role: good, string: '<|b|>'}\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.control_tokens.*duplicate tag roles"):
+        load_config(TINY, [f"tokenizer.control_tokens={spec}"])
+    spec.write_text("self_token: 'x'\nself_token: 'y'\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.control_tokens.*duplicate key 'self_token'"):
+        load_config(TINY, [f"tokenizer.control_tokens={spec}"])
+    spec.write_text("tags:\n  - {role: good, string: '<|g|>'}\n  - {role: bad, string: '<|b|>'}\n")
+    assert load_config(TINY, [f"tokenizer.control_tokens={spec}"]).tokenizer.control_tokens == spec
+
+
+def test_yaml_relative_input_paths_include_resume_and_stories(tmp_path):
+    (tmp_path / "stories.txt").write_text("A story about 𐀤.\n")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "trainer_state.json").write_text('{"step": 1}')
+    raw = yaml.safe_load(TINY.read_text())
+    raw["data"]["sources"][0]["path"] = str(TINY_DATA)
+    raw["data"]["policy"]["selfref"] = {"stories_path": "stories.txt"}
+    raw["train"]["resume"] = "ckpt"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "run.yaml")
+    assert cfg.data.policy.selfref.stories_path == tmp_path / "stories.txt"
+    assert cfg.train.resume == str(tmp_path / "ckpt")
+
+
+# ------------------------------------------------------------ continued pretraining: checkpoint + tokenizer
+
+def _save_lm(directory: Path, tok, *, with_tokenizer: bool = True, rows: int | None = None) -> Path:
+    from condpt.tiny import tiny_causal_lm
+
+    model = tiny_causal_lm("gpt2", vocab_size=rows or len(tok), d_model=16, n_layer=1, n_head=2, max_positions=128)
+    model.save_pretrained(directory)
+    if with_tokenizer:
+        tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def lm_dirs(tmp_path_factory):
+    """A tiny checkpoint (with and without its tokenizer) and tokenizer directories that do or do not fit it."""
+    from condpt.tiny import train_bpe_tokenizer
+    from tokenizer_ext import add_control_tokens
+
+    root = tmp_path_factory.mktemp("lm")
+    texts = [ln for ln in TINY_DATA.read_text().splitlines()] * 2
+    tok = train_bpe_tokenizer(texts, 600)
+    other = train_bpe_tokenizer([t[::-1] for t in texts], 400)  # another vocabulary, smaller than the checkpoint's
+    dirs = {"ckpt": _save_lm(root / "ckpt", tok), "bare": _save_lm(root / "bare", tok, with_tokenizer=False),
+            "padded": _save_lm(root / "padded", tok, with_tokenizer=False, rows=len(tok) + 40)}
+    other.save_pretrained(root / "other")
+    own = train_bpe_tokenizer(texts, 600)
+    manifest = add_control_tokens(own, None)
+    own.save_pretrained(root / "own")
+    manifest.save(root / "own")
+    dirs.update(other=root / "other", own=root / "own")
+    return dirs
+
+
+def _ckpt(lm_dirs, name: str, source: str) -> list[str]:
+    return ["model.config=null", f"model.checkpoint={lm_dirs[name]}", f"tokenizer.source={source}"]
+
+
+@pytest.mark.parametrize("source", ["train-bpe", "gpt2-bpe"])
+def test_checkpoint_refuses_a_new_tokenizer(lm_dirs, source):
+    with pytest.raises(ConfigError, match=rf"  tokenizer\.source: {source} .*model\.checkpoint"):
+        load_config(TINY, _ckpt(lm_dirs, "ckpt", source))
+
+
+def test_checkpoint_refuses_a_tokenizer_of_another_vocabulary(lm_dirs):
+    with pytest.raises(ConfigError, match=r"tokenizer\.source \(override\): .*does not match model\.checkpoint's tokenizer"):
+        load_config(TINY, _ckpt(lm_dirs, "ckpt", lm_dirs["other"]))
+    # Without a tokenizer in the checkpoint: <|good|> would get id 400, an ordinary row of its 600-row embedding.
+    with pytest.raises(ConfigError, match=r"tokenizer\.source \(override\): .*ordinary.*model\.checkpoint"):
+        load_config(TINY, _ckpt(lm_dirs, "bare", lm_dirs["other"]))
+
+
+def test_checkpoint_accepts_its_own_tokenizer(lm_dirs):
+    assert load_config(TINY, _ckpt(lm_dirs, "ckpt", "checkpoint")).model.checkpoint == lm_dirs["ckpt"]
+    load_config(TINY, _ckpt(lm_dirs, "ckpt", lm_dirs["own"]))  # same vocabulary, control tokens added after it
+    load_config(TINY, _ckpt(lm_dirs, "bare", lm_dirs["own"]))
+    load_config(TINY, _ckpt(lm_dirs, "padded", lm_dirs["own"]))  # padding rows past the vocabulary are free
+    with pytest.raises(ConfigError, match=r"tokenizer\.source \(override\): model\.checkpoint .* has no tokenizer"):
+        load_config(TINY, _ckpt(lm_dirs, "bare", "checkpoint"))

@@ -1,0 +1,265 @@
+"""The inputs a run config names, checked on disk when it is loaded, before any process starts.
+
+`RunConfig` validates values; this module validates what they point at, so a missing data source, token
+spec, resume checkpoint or model checkpoint, a model config transformers cannot build, or a tokenizer that
+does not belong to the checkpoint is an error naming the field at `--dry-run`, not a traceback after the
+processes are up (or, worse, a run that trains: a fresh BPE with a checkpoint gives `<|good|>` the id, and
+so the embedding row, of an ordinary token of the checkpoint).
+
+`input_problems` returns every problem as `(field, message)`; `condpt.config.load_config` reports them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from condpt.sequences import _source_files
+from condpt.yamlfile import YamlError, read_yaml
+
+if TYPE_CHECKING:
+    from condpt.config import RunConfig
+
+Problem = tuple[str, str]
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+# Size fields of a transformers config (by their canonical names; `attribute_map` gives a model's own).
+SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "intermediate_size", "max_position_embeddings")
+# A checkpoint saved without its tokenizer: a tokenizer directory must fill its embedding up to this much
+# padding (embeddings are padded to a multiple of 64 or 128); a larger gap means another vocabulary.
+MAX_PADDING_ROWS = 128
+
+
+def input_problems(cfg: RunConfig) -> list[Problem]:
+    """Everything the run would read that is missing or does not fit, as (field, message) pairs."""
+    problems = _data_problems(cfg) + _run_dir_problems(cfg)
+    spec, spec_problems = _control_tokens(cfg)
+    if cfg.model.checkpoint is not None:
+        model_problems, rows = _checkpoint_problems(cfg.model.checkpoint)
+    else:
+        model_problems, rows = _model_config_problems(cfg.model.config), None
+    problems += spec_problems + model_problems
+    if not spec_problems and not model_problems:
+        problems += _tokenizer_problems(cfg, spec, rows)
+    return problems
+
+
+def _data_problems(cfg: RunConfig) -> list[Problem]:
+    problems = []
+    for i, src in enumerate(cfg.data.sources):
+        try:
+            _source_files(src.path)
+        except (OSError, ValueError) as e:
+            problems.append((f"data.sources.{i}.path", str(e)))
+    selfref = cfg.data.policy.selfref
+    if selfref is not None and selfref.stories_path is not None and not selfref.stories_path.is_file():
+        problems.append(("data.policy.selfref.stories_path", f"{selfref.stories_path}: stories file not found"))
+    return problems
+
+
+def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
+    problems = []
+    if cfg.output_dir.exists() and not cfg.output_dir.is_dir():
+        problems.append(("output_dir", f"{cfg.output_dir}: exists and is not a directory"))
+    if cfg.train.resume not in ("auto", "never"):
+        ckpt = Path(cfg.train.resume)
+        if not ckpt.exists():
+            problems.append(("train.resume", f"{ckpt}: not found (use auto, never or a checkpoint directory)"))
+        elif not (ckpt / "trainer_state.json").is_file():
+            problems.append(("train.resume", f"{ckpt}: not a complete checkpoint (no trainer_state.json)"))
+    return problems
+
+
+def _control_tokens(cfg: RunConfig):
+    from tokenizer_ext import ControlTokens
+
+    path = cfg.tokenizer.control_tokens
+    if path is None:
+        return ControlTokens(), []
+    try:
+        data = read_yaml(path, "token spec file")
+        return ControlTokens.model_validate(data or {}), []
+    except YamlError as e:
+        return None, [("tokenizer.control_tokens", str(e))]
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
+                         for err in e.errors())
+        return None, [("tokenizer.control_tokens", f"{path}: {msgs}")]
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+def _causal_lm_types() -> dict[str, str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def _not_causal(model_type: str) -> str:
+    close = difflib.get_close_matches(model_type, list(_causal_lm_types()), n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else " (e.g. gpt2, llama, gpt_neox, qwen2)"
+    return f"{model_type!r} is not a causal LM type of transformers{hint}"
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:300]
+
+
+def _model_config_problems(spec: dict[str, Any] | None) -> list[Problem]:
+    """A Hugging Face `model.config` dict transformers can build (tiny specs are `TinySpec`'s job)."""
+    if spec is None or "model_type" not in spec:
+        return []
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    spec = dict(spec)
+    model_type = spec.pop("model_type")
+    if model_type not in _causal_lm_types():
+        return [("model.config.model_type", _not_causal(model_type))]
+    config_class = CONFIG_MAPPING[model_type]
+    known = sorted(set(config_class().to_dict()) | set(config_class.attribute_map))
+    problems = []
+    for key in spec:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append((f"model.config.{key}", f"not a field of {config_class.__name__}{hint}"))
+    if problems:
+        return problems
+    try:
+        hf = AutoConfig.for_model(model_type, **spec)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds (ValueError, TypeError, dataclass errors)
+        return [("model.config", f"transformers cannot build this {model_type} config: {_one_line(e)}")]
+    own = hf.attribute_map
+    for name in SIZE_FIELDS:
+        value = getattr(hf, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.append((f"model.config.{own.get(name, name)}", f"must be a positive integer (got {value!r})"))
+    hidden, heads = getattr(hf, "hidden_size", None), getattr(hf, "num_attention_heads", None)
+    if not problems and isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        names = own.get("hidden_size", "hidden_size"), own.get("num_attention_heads", "num_attention_heads")
+        problems.append(("model.config", f"{names[0]} ({hidden}) must be a multiple of {names[1]} ({heads})"))
+    return problems
+
+
+def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], int | None]:
+    """A save_pretrained causal LM directory; also its embedding rows (the ids its tokenizer may use)."""
+    if not ckpt.is_dir():
+        return [("model.checkpoint", f"{ckpt}: not found" if not ckpt.exists() else f"{ckpt}: not a directory")], None
+    if not (ckpt / "config.json").is_file():
+        return [("model.checkpoint", f"{ckpt}: no config.json (expected a save_pretrained directory)")], None
+    if not any((ckpt / name).is_file() for name in WEIGHT_FILES):
+        return [("model.checkpoint", f"{ckpt}: no weights ({', '.join(WEIGHT_FILES)})")], None
+    from transformers import AutoConfig
+
+    try:
+        hf = AutoConfig.from_pretrained(str(ckpt))
+    except Exception as e:  # noqa: BLE001 - a config.json transformers cannot read: JSON, unknown model_type, ...
+        return [("model.checkpoint", f"{ckpt}/config.json: {_one_line(e)}")], None
+    if hf.model_type not in _causal_lm_types():
+        return [("model.checkpoint", f"{ckpt}: {_not_causal(hf.model_type)}")], None
+    rows = getattr(hf.get_text_config(), "vocab_size", None)
+    return [], rows if isinstance(rows, int) else None
+
+
+# -------------------------------------------------------------------------------------------- tokenizer
+
+def _load_tokenizer(directory: Path):
+    """The tokenizer saved in `directory`, or None when it holds no tokenizer files."""
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def _tokenizer_problems(cfg: RunConfig, spec, rows: int | None) -> list[Problem]:
+    """The tokenizer loads, takes the control tokens, and (with a checkpoint) is the checkpoint's own."""
+    src, ckpt = cfg.tokenizer.source, cfg.model.checkpoint
+    if src == "train-bpe":
+        return []
+    if src == "gpt2-bpe":
+        from condpt.tiny import gpt2_files
+
+        try:
+            missing = [str(p) for p in gpt2_files() if not p.is_file()]
+        except RuntimeError as e:
+            return [("tokenizer.source", f"gpt2-bpe: {e}")]
+        return [("tokenizer.source", f"gpt2-bpe: missing {', '.join(missing)}")] if missing else []
+    directory = ckpt if src == "checkpoint" else Path(src)
+    if not directory.is_dir():
+        return [("tokenizer.source", f"{src}: not found (use checkpoint, gpt2-bpe, train-bpe or a tokenizer directory)")]
+    try:
+        tok = _load_tokenizer(directory)
+    except Exception as e:  # noqa: BLE001 - transformers' errors for a broken tokenizer directory vary
+        return [("tokenizer.source", f"{directory}: cannot load the tokenizer: {_one_line(e)}")]
+    if tok is None:
+        if src == "checkpoint":
+            return [("tokenizer.source", (f"model.checkpoint {ckpt} has no tokenizer; set tokenizer.source to the "
+                                          "directory of the tokenizer it was trained with"))]
+        return [("tokenizer.source", f"{src}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")]
+    from tokenizer_ext import ControlTokenError, add_control_tokens
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # re-registering an added token: train.py warns when it does it
+            manifest = add_control_tokens(tok, spec)
+    except ControlTokenError as e:
+        return [("tokenizer.source", f"{src}: {e}")]
+    if ckpt is None or rows is None:
+        return []
+    reference = None
+    if src != "checkpoint":
+        try:
+            reference = _load_tokenizer(ckpt)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint tokenizer: fall back to the embedding check
+            reference = None
+    return [("tokenizer.source", msg) for msg in checkpoint_fit(tok, manifest, rows, reference, str(src), ckpt)]
+
+
+def checkpoint_fit(tok, manifest, rows: int, reference, src: str, ckpt: Path) -> list[str]:
+    """Why `tok` (control tokens added, `manifest`) cannot train the checkpoint `ckpt` of `rows` embedding
+    rows, given the checkpoint's own tokenizer `reference` (None if it has none); [] if it can.
+
+    Every ordinary token must keep the id (so the embedding row) it had in the checkpoint, and no control
+    token may take an id that is an ordinary token of the checkpoint: it would start from that token's
+    trained row and plain text of the checkpoint's data would be read as the condition.
+    """
+    vocab = tok.get_vocab()
+    controls = {entry.string: entry.id for entry in [*manifest.tags.values(), manifest.self_token]}
+    ordinary = [i for s, i in vocab.items() if s not in controls]
+    n_ordinary = max(ordinary) + 1 if ordinary else 0
+    problems = []
+    if n_ordinary > rows:
+        problems.append(f"{src} has ordinary ids up to {n_ordinary - 1}, but model.checkpoint ({ckpt}) has only "
+                        f"{rows} embedding rows")
+    if reference is not None:
+        ref_vocab = reference.get_vocab()
+        differ = [(s, i, vocab.get(s)) for s, i in ref_vocab.items() if vocab.get(s) != i]
+        if differ:
+            s, i, j = differ[0]
+            here = "absent here" if j is None else f"{j} here"
+            return [*problems, (
+                f"{src} does not match model.checkpoint's tokenizer ({ckpt}): {len(differ)} of its {len(ref_vocab)} "
+                f"tokens differ (e.g. {s!r}: id {i} there, {here}); use tokenizer.source: checkpoint "
+                "or a tokenizer directory saved from it")]
+        ref_ids = set(ref_vocab.values())
+        special = {i for i, t in reference.added_tokens_decoder.items() if t.special}
+        for s, i in controls.items():
+            if i in ref_ids and i not in special:
+                problems.append(f"{s!r} is id {i}, an ordinary token of model.checkpoint's tokenizer ({ckpt})")
+        return problems
+    for s, i in controls.items():
+        if i < rows and rows - n_ordinary >= MAX_PADDING_ROWS:
+            problems.append(
+                f"{s!r} would be id {i}, an ordinary row of model.checkpoint's {rows}-row embedding ({ckpt}): {src} "
+                f"has {n_ordinary} ordinary ids, so it is not the checkpoint's vocabulary; save the checkpoint's "
+                "tokenizer with it (tokenizer.source: checkpoint) or use that tokenizer's directory")
+            break
+    return problems
