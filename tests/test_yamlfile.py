@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from condpt.yamlfile import YamlError, key_lines, load_yaml, read_yaml
@@ -50,3 +52,14 @@ def test_key_lines(tmp_path):
     path.write_text("a: 1\nb:\n  c: 2\n  d:\n    - x: 1\n    - y: 2\n")
     assert key_lines(path) == {("a",): 1, ("b",): 2, ("b", "c"): 3, ("b", "d"): 4, ("b", "d", 0): 5,
                                ("b", "d", 0, "x"): 5, ("b", "d", 1): 6, ("b", "d", 1, "y"): 6}
+
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_YAML = sorted(p for folder in ("recipes", "examples", "condpt", "tokenizer_ext")
+                      for p in (REPO / folder).rglob("*.yaml") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_yaml_reads(path):
+    """No shipped YAML relies on what this reader refuses (a duplicate key, a non-UTF-8 byte)."""
+    assert isinstance(read_yaml(path), dict)
