@@ -43,6 +43,10 @@ def tag_cmd(
           f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
     if not report["complete"]:
         print(f"{report['chunks_done']} of {report['chunks_total']} chunks done (other --shard jobs pending)")
+    if report["skipped_files"]:
+        print(f"skipped {len(report['skipped_files'])} hidden entries of input directories (names starting with "
+              f"'.' or '_', listed in report.json): {', '.join(report['skipped_files'][:3])}"
+              f"{' ...' if len(report['skipped_files']) > 3 else ''}")
 
 
 @app.command("calibrate")

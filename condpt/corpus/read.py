@@ -148,8 +148,20 @@ def _file_spec(path: Path) -> InputSpec | None:
     return None
 
 
-def expand_inputs(paths: list[str | Path]) -> list[InputSpec]:
-    """Resolve command-line inputs to readable inputs, in the order given (directories: sorted contents)."""
+def _hidden(root: Path, f: Path) -> Path | None:
+    """The entry under `root` that hides `f` (a name starting with "." or "_" on its way), or None."""
+    parts = f.relative_to(root).parts
+    for i, part in enumerate(parts):
+        if part.startswith((".", "_")):
+            return root.joinpath(*parts[: i + 1])
+    return None
+
+
+def expand_inputs(paths: list[str | Path], skipped: list[str] | None = None) -> list[InputSpec]:
+    """Resolve command-line inputs to readable inputs, in the order given (directories: sorted contents).
+
+    In a directory, entries whose name starts with "." or "_" (``.DS_Store``, ``_SUCCESS``, ``.git/``) are
+    skipped and named in `skipped`; any other entry that is not a readable input is an error."""
     specs: list[InputSpec] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -158,10 +170,16 @@ def expand_inputs(paths: list[str | Path]) -> list[InputSpec]:
             if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
                 specs.append(InputSpec(p, "datasets", None, shown(p.name)))
                 continue
-            files = sorted(f for f in p.rglob("*") if f.is_file() and not any(
-                part.startswith((".", "_")) for part in f.relative_to(p).parts))
-            found = [(f, _file_spec(f)) for f in files]
-            unknown = [shown(f.relative_to(p)) for f, spec in found if spec is None]
+            files = []
+            for f in sorted(f for f in p.rglob("*") if not f.is_dir()):
+                hidden = _hidden(p, f)
+                if hidden is None:
+                    files.append(f)
+                elif skipped is not None and shown(hidden) not in skipped:
+                    skipped.append(shown(hidden))
+            found = [(f, _file_spec(f) if f.is_file() else None) for f in files]
+            unknown = [shown(f.relative_to(p)) + ("" if f.is_file() else " (not a regular file)")
+                       for f, spec in found if spec is None]
             if unknown:  # refused, never skipped: a file left out without a word is data lost without a word
                 more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
                 raise CorpusError(f"{shown(p)}: unrecognised files {', '.join(unknown[:10])}{more} (expected "

@@ -72,11 +72,13 @@ def _add(a: dict, b: dict) -> None:
             a[k] = a.get(k, 0) + v
 
 
-def build_report(out: Path, chunks_total: int | None = None, error: str | None = None) -> dict:
+def build_report(out: Path, chunks_total: int | None = None, error: str | None = None,
+                 skipped: list[str] = ()) -> dict:
     """Sum every chunk marker under `out`; read == written + set_aside + quarantined is asserted.
 
     `chunks_total` is known only once the whole input was read: without it the report is not complete.
-    `error`: why the run stopped (the report then says how far it got)."""
+    `error`: why the run stopped (the report then says how far it got). `skipped`: hidden entries of input
+    directories that were not read."""
     out = Path(out)
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     totals = {"read": 0, "written": 0, "set_aside": 0, "quarantined": 0}
@@ -121,6 +123,7 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
         "score_histogram": {"bins": np.linspace(0, 1, HIST_BINS + 1).round(4).tolist(), "counts": hist.tolist()},
         "near_threshold": near[:NEAR_K],
         "inputs": run["inputs"],
+        "skipped_files": list(skipped),
         "config": cfg,
     }
 
@@ -216,14 +219,14 @@ def render_html(report: dict) -> str:
 
 
 def write_report(out: Path, chunks_total: int | None = None, *, tmp_dir: Path | None = None,
-                 error: str | None = None) -> dict:
+                 error: str | None = None, skipped: list[str] = ()) -> dict:
     """Build the report from the markers and write ``report.json`` and ``report.html`` atomically (through
     `tmp_dir`, default ``out/.tmp``)."""
     from condpt.corpus.write import write_text_atomic
 
     out = Path(out)
     tmp_dir = tmp_dir or out / ".tmp"
-    report = build_report(out, chunks_total, error)
+    report = build_report(out, chunks_total, error, skipped)
     write_text_atomic(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False), out / "report.json",
                       tmp_dir)
     write_text_atomic(render_html(report), out / "report.html", tmp_dir)

@@ -259,7 +259,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     from condpt.tagging.report import write_report
 
     cfg = cfg or TagConfig()
-    specs = expand_inputs(inputs)
+    skipped: list[str] = []
+    specs = expand_inputs(inputs, skipped)
     fields = fields_of(cfg)
     check_inputs(specs, fields)  # a bad input found half way would leave half a run behind
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
@@ -269,7 +270,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     out.mkdir(parents=True, exist_ok=True)
     tmp = _fresh_tmp(out, shard)
     _check_run_file(out, specs, cfg, tmp)
-    write_report(out, tmp_dir=tmp)  # from here on a report says how far the run got
+    write_report(out, tmp_dir=tmp, skipped=skipped)  # from here on a report says how far the run got
     writer = _Writer(out, cfg, specs, threshold, tmp)
     me, n_shards = shard
     bar = tqdm(unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag", disable=not progress,
@@ -313,13 +314,13 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
         drain(0)
         writer.remove_after(n_chunks, shard)
     except BaseException as e:
-        _report_failure(out, tmp, e)
+        _report_failure(out, tmp, e, skipped)
         raise
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp)
+    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp, skipped=skipped)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (out / TMP).rmdir()  # only when empty: another shard job may still be writing
@@ -328,11 +329,11 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     return report
 
 
-def _report_failure(out: Path, tmp: Path, e: BaseException) -> None:
+def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str]) -> None:
     """Say in report.json that the run stopped and why (best effort: the failure may be the disk itself)."""
     from condpt.tagging.report import write_report
 
     try:
-        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"))
+        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"), skipped=skipped)
     except Exception as again:  # noqa: BLE001 (the original error is what the user must see)
         print(f"warning: could not write {shown(out / 'report.json')}: {shown(again)}", file=sys.stderr)

@@ -152,3 +152,11 @@ def test_a_file_changed_while_being_read_is_an_error(tmp_path):
         f.write(b'{"text": "appended"}\n')
     with pytest.raises(CorpusError, match=r"a\.jsonl: changed while being read"):
         list(records)
+
+
+def test_entries_that_are_not_regular_files_are_refused(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(CorpusError, match=r"gone\.jsonl \(not a regular file\), pipe\.jsonl \(not a regular file\)"):
+        expand_inputs([tmp_path])

@@ -159,9 +159,12 @@ def test_truncated_gzip_is_an_input_error(tmp_path):
 
 
 def test_directory_inputs_expand_sorted_and_skip_hidden(tmp_path):
-    for name in ("b.jsonl", "a.jsonl", ".hidden.jsonl", "_SUCCESS"):
+    for name in ("b.jsonl", "a.jsonl", ".hidden.jsonl", "_SUCCESS", ".git/objects/x", ".git/HEAD"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text('{"text": "x"}\n')
-    assert [s.path.name for s in expand_inputs([tmp_path])] == ["a.jsonl", "b.jsonl"]
+    skipped = []
+    assert [s.path.name for s in expand_inputs([tmp_path], skipped)] == ["a.jsonl", "b.jsonl"]
+    assert skipped == [str(tmp_path / n) for n in (".git", ".hidden.jsonl", "_SUCCESS")]
     (tmp_path / "notes.txt").write_text("hi")  # an unrecognised file is refused, never skipped
     with pytest.raises(CorpusError, match="unrecognised files notes.txt"):
         expand_inputs([tmp_path])

@@ -276,3 +276,14 @@ def _running(p) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_skipped_hidden_entries_are_named(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "a.jsonl", _lines(5))
+    (d / "_SUCCESS").write_text("")
+    res = _cli(d, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
+    assert res.exit_code == 0 and "skipped 1 hidden entries" in res.output and "_SUCCESS" in res.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["skipped_files"] == [str(d / "_SUCCESS")] and report["read"] == 5
