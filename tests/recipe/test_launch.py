@@ -82,3 +82,26 @@ def test_checkout_entry_is_the_package_recipe(tmp_path):
             for entry in ([str(REPO / "recipes" / "condpt.py")], ["-m", "condpt.recipe"])]
     assert [o.returncode for o in outs] == [0, 0], [o.stderr for o in outs]
     assert outs[0].stdout == outs[1].stdout and "tiny-tagged.jsonl" in outs[0].stdout
+
+
+def test_condpt_train_names_the_shipped_accelerate_configs(tmp_path, monkeypatch):
+    """An unknown shipped name or a missing file is refused before anything is launched."""
+    from typer.testing import CliRunner
+
+    from condpt.cli import register_commands
+
+    launched = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: launched.append(cmd) or 0)
+    tiny = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
+
+    def train(*args: str):
+        return CliRunner().invoke(register_commands(), ["train", "--config", str(tiny), *args])
+
+    res = train("--accelerate-config", "zero9")
+    assert res.exit_code == 2 and "shipped: deepspeed-zero2-cpu" in res.output and not launched
+    res = train("--accelerate-config", str(tmp_path / "mine.yaml"))
+    assert res.exit_code == 2 and "mine.yaml: no such file" in res.output and not launched
+    res = train("--accelerate-config", "single-process", f"output_dir={tmp_path}")
+    assert res.exit_code == 0, res.output
+    assert launched == [launch_command(tiny, [f"output_dir={tmp_path}"],
+                                       accelerate_config=CONFIGS / "accelerate" / "single-process.yaml")]
