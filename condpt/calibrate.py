@@ -178,7 +178,9 @@ def write_threshold(path: str | Path, threshold: float) -> Path:
     path = Path(path)
     data = {}
     if path.exists():
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        from condpt.yamlfile import read_yaml  # the one YAML reader: duplicate keys, non-UTF-8 refused
+
+        data = read_yaml(path, "tagging config") or {}
         if not isinstance(data, dict):
             raise CalibrationError(f"{path}: expected a YAML mapping")
     data["threshold"] = float(threshold)
