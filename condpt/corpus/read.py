@@ -33,6 +33,8 @@ from typing import Any
 from condpt.corpus.ids import stable_id
 
 MAX_DOC_BYTES = 10 * 1024 * 1024
+MAX_LINE_BYTES = 8 * MAX_DOC_BYTES  # room for a 10 MB text written with JSON escapes, and its other fields
+LONG_LINE_KEPT = 1 << 20  # what the quarantine keeps of a longer line
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 
@@ -263,11 +265,33 @@ def _unreadable(spec: InputSpec, line: int, e: BaseException) -> CorpusError:
                        "replace it and run again")
 
 
+class LongLine(bytes):
+    """The head of a line over MAX_LINE_BYTES (`size`: its whole length), read in pieces and quarantined: a
+    file that is one endless line (a JSON array named .jsonl) must not take the memory of the run."""
+
+    size: int
+
+    def __new__(cls, head: bytes, size: int):
+        obj = super().__new__(cls, head)
+        obj.size = size
+        return obj
+
+    def __reduce__(self):
+        return LongLine, (bytes(self), self.size)
+
+
 def _iter_jsonl(spec: InputSpec) -> Iterator[tuple[int, bytes]]:
     line_no = 0
     try:
         with _open_binary(spec) as f:
-            for line_no, line in enumerate(f, 1):
+            while line := f.readline(MAX_LINE_BYTES):
+                line_no += 1
+                if len(line) == MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    head, size = line[:LONG_LINE_KEPT], len(line)
+                    while not line.endswith(b"\n") and (line := f.readline(MAX_LINE_BYTES)):
+                        size += len(line)
+                    yield line_no, LongLine(head, size)
+                    continue
                 line = line.rstrip(b"\r\n")
                 if line.strip():
                     yield line_no, line
@@ -420,6 +444,8 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
     def bad(reason: str, doc_id: str | None = None) -> Quarantined:
         return Quarantined(k, line, reason, raw_bytes(payload), doc_id)
 
+    if isinstance(payload, LongLine):
+        return bad(f"line of {payload.size} bytes, over the {MAX_LINE_BYTES} byte limit")
     if isinstance(payload, bytes):
         try:
             s = payload.decode("utf-8")

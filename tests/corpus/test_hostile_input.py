@@ -160,3 +160,18 @@ def test_entries_that_are_not_regular_files_are_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.jsonl")
     with pytest.raises(CorpusError, match=r"gone\.jsonl \(not a regular file\), pipe\.jsonl \(not a regular file\)"):
         expand_inputs([tmp_path])
+
+
+def test_a_line_too_long_to_hold_is_quarantined_without_being_held(tmp_path, monkeypatch):
+    import condpt.corpus.read as read_mod
+
+    monkeypatch.setattr(read_mod, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(read_mod, "LONG_LINE_KEPT", 100)
+    p = tmp_path / "long.jsonl"
+    long_line = json.dumps({"text": "y" * 5000}).encode()
+    p.write_bytes(b'{"text": "before"}\n' + long_line + b'\n{"text": "after"}\n' + b"z" * 3000)
+    before, long, after, tail = _read([p])
+    assert isinstance(before, Document) and isinstance(after, Document) and after.line == 3
+    assert isinstance(long, Quarantined) and long.line == 2 and long.raw == long_line[:100]
+    assert long.reason == f"line of {len(long_line) + 1} bytes, over the 1000 byte limit"
+    assert isinstance(tail, Quarantined) and tail.line == 4 and "3000 bytes" in tail.reason
