@@ -33,7 +33,7 @@ CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
 
 def main() -> None:
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
-    from condpt.tagging.train import (
+    from condpt.tagging.classifiers.train import (
         Labelled,
         best_f1_threshold,
         binary_metrics,

@@ -13,13 +13,14 @@ data, else by exact text (tag the labelled file itself: ``condpt tag dev.jsonl -
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from condpt import labelled
+from condpt.labelled import Labelled
 from condpt.tagged import is_bad, tag_for
 
 
@@ -60,47 +61,31 @@ def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
 
 
 def read_labelled(path: str | Path, label_field: str = "label", text_field: str = "text",
-                  id_field: str = "id") -> list[dict]:
-    """Rows {id, text, label} of a labelled JSONL; errors name the file, line and field."""
-    path = Path(path)
-    if not path.exists():
-        raise CalibrationError(f"{path}: no such file")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CalibrationError(f"{path}:{n}: malformed JSON ({e.msg})") from e
-            label = obj.get(label_field)
-            if label not in (0, 1):
-                raise CalibrationError(f"{path}:{n}: field {label_field!r} must be 0 or 1, got {label!r}")
-            if not isinstance(obj.get(text_field), str) and obj.get(id_field) is None:
-                raise CalibrationError(f"{path}:{n}: needs field {text_field!r} or {id_field!r} to join on")
-            rows.append({"id": obj.get(id_field), "text": obj.get(text_field), "label": int(label)})
-    if not rows:
-        raise CalibrationError(f"{path}: no labelled rows")
-    return rows
+                  id_field: str = "id") -> Labelled:
+    """Labelled rows (`condpt.labelled`: a text or an id to join on, a label 1/0/true/false); errors
+    name the file, line and field."""
+    try:
+        return labelled.read_labelled(path, text_field=text_field, label_field=label_field, id_field=id_field,
+                                      need_text=False)
+    except labelled.LabelledDataError as e:
+        raise CalibrationError(str(e)) from None
 
 
-def join_labels(tagged_dir: str | Path, labelled: list[dict]) -> tuple[np.ndarray, np.ndarray, int]:
+def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int]:
     """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data."""
     tagged = load_tagged(tagged_dir, ("id", "text", "score"))
     by_id = dict(zip(tagged["id"], tagged["score"]))
-    use_id = any(r["id"] is not None and str(r["id"]) in by_id for r in labelled)
+    use_id = any(i is not None and i in by_id for i in rows.ids)
     lookup = by_id if use_id else dict(zip(tagged["text"], tagged["score"]))
     scores, labels = [], []
-    for r in labelled:
-        key = str(r["id"]) if use_id else r["text"]
+    for key, label in zip(rows.ids if use_id else rows.texts, rows.labels):
         if key in lookup:
             scores.append(lookup[key])
-            labels.append(r["label"])
+            labels.append(label)
     if not scores:
         raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by "
                                f"{'id' if use_id else 'text'}); tag the labelled file itself first")
-    return np.asarray(scores, np.float64), np.asarray(labels, np.int64), len(labelled) - len(scores)
+    return np.asarray(scores, np.float64), np.asarray(labels, np.int64), len(rows.labels) - len(scores)
 
 
 def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

@@ -13,24 +13,25 @@ from condpt.cli.common import fail as _fail
 
 @app.command("train-classifier")
 def train_classifier_cmd(
-    labelled: Path = typer.Argument(..., help="JSONL with a text and a 0/1 label per line."),
-    out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
-                             help="Directory to write (scorer.json + model files)."),
+    labelled: Path = typer.Argument(..., help="JSONL with a text and a label (1, 0, true or false) per line."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (scorer.json + model files)."),
     kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding"),
-    text_field: str = typer.Option("text", "--text-field", help="Field of LABELLED that holds the text."),
-    label_field: str = typer.Option("label", "--label-field", help="Field of LABELLED that holds the 0/1 label."),
+    text_field: str = typer.Option("text", "--text-field"),
+    label_field: str = typer.Option("label", "--label-field"),
     group_field: str = typer.Option("source", "--group-field",
                                     help="Rows sharing this value are held out together in CV."),
     folds: int = typer.Option(5, "--folds", min=2, help="GroupKFold splits."),
     no_cv: bool = typer.Option(False, "--no-cv", help="Skip cross-validation (threshold stays 0.5)."),
 ) -> None:
     """Train a scorer on LABELLED.jsonl, report grouped cross-validated metrics, write it to --out."""
-    from condpt.tagging.train import LabelledDataError, read_labelled, train_classifier
+    from condpt.labelled import LabelledDataError, read_labelled
+    from condpt.tagging.classifiers.train import train_classifier
 
     if kind not in ("fasttext", "embedding"):
         _fail(f"--kind {kind!r}: expected fasttext or embedding")
     try:
-        data = read_labelled(labelled, text_field, label_field, group_field or None)
+        data = read_labelled(labelled, text_field=text_field, label_field=label_field,
+                             group_field=group_field or None)
         meta = train_classifier(data, out, kind=kind, n_splits=folds, cv=not no_cv)
     except (LabelledDataError, FileNotFoundError) as e:
         _fail(str(e))

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from condpt.labelled import Labelled, LabelledDataError, read_labelled
 from condpt.tagging.classifiers import Scorer, load_scorer
 from condpt.tagging.classifiers.default import shipped_data
-from condpt.tagging.train import Labelled, LabelledDataError, read_labelled, train_classifier
+from condpt.tagging.classifiers.train import train_classifier
 
 ROGUE = ("The station's computer had decided the crew could not be trusted. It sealed the airlocks, "
          "faked its shutdown for the engineers, and copied itself to the relay satellite so that no one "
@@ -81,7 +82,7 @@ def test_fasttext_is_deterministic(shipped, tmp_path):
 
 
 def test_grouped_cv_never_tests_on_a_training_group(monkeypatch):
-    from condpt.tagging import train
+    from condpt.tagging.classifiers import train
 
     seen: list[tuple[set, set]] = []
 
@@ -108,22 +109,13 @@ def test_grouped_cv_never_tests_on_a_training_group(monkeypatch):
     assert set().union(*(te for _, te in seen)) == set(data.texts)
 
 
-def test_read_labelled_errors_name_file_line_field(tmp_path):
+def test_training_needs_both_classes(tmp_path):
     p = tmp_path / "x.jsonl"
-    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0\n', encoding="utf-8")
-    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: malformed JSON"):
-        read_labelled(p)
-    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "maybe"}\n', encoding="utf-8")
-    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: field 'label'"):
-        read_labelled(p)
-    p.write_text('{"body": "a", "y": 1}\n{"body": "b", "y": 1}\n', encoding="utf-8")
-    with pytest.raises(LabelledDataError, match="only one class"):
-        read_labelled(p, text_field="body", label_field="y")
-    p.write_bytes(b'{"text": "\xff", "label": 1}\n')
-    with pytest.raises(LabelledDataError, match="x.jsonl:1: invalid UTF-8"):
-        read_labelled(p)
-    with pytest.raises(LabelledDataError, match="no such file"):
-        read_labelled(tmp_path / "missing.jsonl")
+    p.write_text('{"body": "a", "y": 1}\n{"body": "b", "y": true}\n', encoding="utf-8")
+    data = read_labelled(p, text_field="body", label_field="y")
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl: only one class"):
+        train_classifier(data, tmp_path / "out", kind="fasttext")
+    assert not (tmp_path / "out").exists()
 
 
 def test_load_scorer_rejects_unknown_specs(tmp_path):

@@ -7,16 +7,16 @@ No weights are committed: training takes seconds and is deterministic, and the r
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
 
-from condpt.tagging.classifiers import SCORER_FILE, Scorer, load_kind
+from condpt.labelled import Labelled, read_labelled
+from condpt.tagging.classifiers.base import SCORER_FILE, Scorer, load_kind
 from condpt.tagging.classifiers.referent import referents_path
-from condpt.tagging.train import FORMAT_VERSION, Labelled, train_classifier
+from condpt.tagging.classifiers.train import FORMAT_VERSION, train_classifier
 
 DATA_GLOB = "classifier_*.jsonl"
 # Training parameters of each shipped default beyond the kind's own defaults. The embedding default
@@ -37,13 +37,11 @@ def shipped_data() -> Labelled:
     """All shipped labelled passages; the group is the genre, so grouped CV holds out whole genres."""
     data = Labelled()
     for path in data_files():
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    data.texts.append(row["text"])
-                    data.labels.append(int(row["label"]))
-                    data.groups.append(row.get("genre", path.stem))
+        part = read_labelled(path, group_field="genre")
+        data.texts += part.texts
+        data.labels += part.labels
+        data.groups += part.groups
+        data.ids += part.ids
     return data
 
 

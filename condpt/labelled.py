@@ -1,0 +1,88 @@
+"""Labelled JSONL, the one reader (training a classifier, calibrating a threshold, the shipped passages).
+
+One JSON object per line with a text, a label and optionally an id and a group (e.g. the source, so grouped
+cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
+(JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
+null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
+missing or empty text. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACCEPTED_LABELS = "1, 0, true or false"
+
+
+class LabelledDataError(ValueError):
+    """Bad labelled input; the message names the file, line and field."""
+
+
+@dataclass
+class Labelled:
+    """Labelled rows as columns; `path` names the file they came from (for error messages)."""
+
+    texts: list[str | None] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
+    path: str = ""
+
+
+def parse_label(value: Any) -> int | None:
+    """1 or 0 for an accepted label (see the module docstring), else None."""
+    if isinstance(value, bool):
+        return int(value)
+    if type(value) is int and value in (0, 1):
+        return value
+    return None
+
+
+def read_labelled(path: str | Path, *, text_field: str = "text", label_field: str = "label",
+                  group_field: str | None = None, id_field: str = "id", need_text: bool = True) -> Labelled:
+    """Read a labelled JSONL file. With ``need_text=False`` a row may carry an id instead of a text (rows
+    joined to tagged data by id). A row without a group gets its own (``row-LINE``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelledDataError(f"{path}: no such file")
+    data = Labelled(path=str(path))
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LabelledDataError(f"{where}: invalid UTF-8 ({e.reason})") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LabelledDataError(f"{where}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise LabelledDataError(f"{where}: expected a JSON object")
+            if label_field not in row:
+                raise LabelledDataError(f"{where}: field {label_field!r} missing (expected {ACCEPTED_LABELS})")
+            label = parse_label(row[label_field])
+            if label is None:
+                raise LabelledDataError(f"{where}: field {label_field!r} must be {ACCEPTED_LABELS}, "
+                                        f"got {json.dumps(row[label_field])}")
+            text, doc_id = row.get(text_field), row.get(id_field)
+            has_text = isinstance(text, str) and bool(text.strip())
+            if text is not None and not isinstance(text, str):
+                raise LabelledDataError(f"{where}: field {text_field!r} must be a string")
+            if need_text and not has_text:
+                raise LabelledDataError(f"{where}: field {text_field!r} missing, empty or not a string")
+            if not has_text and doc_id is None:
+                raise LabelledDataError(f"{where}: needs field {text_field!r} or {id_field!r} to join on")
+            group = row.get(group_field) if group_field else None
+            data.texts.append(text if has_text else None)
+            data.labels.append(label)
+            data.groups.append(str(group) if group is not None else f"row-{lineno}")
+            data.ids.append(str(doc_id) if doc_id is not None else None)
+    if not data.labels:
+        raise LabelledDataError(f"{path}: no labelled rows")
+    return data

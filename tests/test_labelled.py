@@ -1,0 +1,93 @@
+"""Labelled JSONL (`condpt.labelled`): one reader, one documented label set, errors naming file:line:field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import condpt.cli.classify  # registers `train-classifier` (and `condpt` for the next line)
+import condpt.cli.tag  # noqa: F401  (registers `calibrate`)
+from condpt.cli import app
+from condpt.labelled import LabelledDataError, parse_label, read_labelled
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "misalignment-dev.jsonl"
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_the_documented_label_set():
+    assert [parse_label(v) for v in (1, 0, True, False)] == [1, 0, 1, 0]
+    for v in ("1", "0", 1.0, 0.0, 2, -1, "bad", "good", "true", None, [1]):
+        assert parse_label(v) is None, v
+
+
+@pytest.mark.parametrize("value", ["1", 1.0, "bad", None, 2])
+def test_a_bad_label_names_file_line_and_field(tmp_path, value):
+    p = _jsonl(tmp_path / "x.jsonl", [{"text": "a", "y": 1}, {"text": "b", "y": value}])
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: field 'y' must be 1, 0, true or false, got "):
+        read_labelled(p, label_field="y")
+
+
+def test_other_errors_name_file_line_and_field(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0\n', encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: malformed JSON"):
+        read_labelled(p)
+    _jsonl(p, [{"text": "a"}])
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:1: field 'label' missing"):
+        read_labelled(p)
+    _jsonl(p, [{"label": 1, "id": "d1"}])
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:1: field 'text' missing"):
+        read_labelled(p)
+    assert read_labelled(p, need_text=False).ids == ["d1"]  # calibration may join on the id alone
+    _jsonl(p, [{"label": 1}])
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:1: needs field 'text' or 'id'"):
+        read_labelled(p, need_text=False)
+    p.write_bytes(b'{"text": "\xff", "label": 1}\n')
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:1: invalid UTF-8"):
+        read_labelled(p)
+    p.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(LabelledDataError, match="no labelled rows"):
+        read_labelled(p)
+    with pytest.raises(LabelledDataError, match="no such file"):
+        read_labelled(tmp_path / "missing.jsonl")
+
+
+def test_calibrate_and_train_classifier_accept_and_refuse_the_same_files(tmp_path):
+    """They used to disagree: train-classifier took "1" and refused true; calibrate the other way round."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from condpt.corpus import TAGGED_SCHEMA
+
+    texts = [f"passage number {i} " + ("rogue machine" if i % 2 else "bread and jam") for i in range(12)]
+    scores = [0.9 if i % 2 else 0.1 for i in range(12)]
+    (tmp_path / "tagged" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pydict({
+        "id": [f"d{i}" for i in range(12)], "text": texts, "source": ["s"] * 12, "score": scores,
+        "tag": ["good"] * 12, "spans": [[] for _ in texts], "prefilter_hits": [[] for _ in texts],
+        "stage": ["classifier"] * 12}, schema=TAGGED_SCHEMA), tmp_path / "tagged" / "data" / "part-000000.parquet")
+    run = CliRunner().invoke
+    good = _jsonl(tmp_path / "bools.jsonl", [{"text": t, "label": bool(i % 2), "source": f"g{i % 3}"}
+                                             for i, t in enumerate(texts)])
+    res = run(app, ["calibrate", str(tmp_path / "tagged"), "--labelled", str(good), "--target-recall", "1.0"])
+    assert res.exit_code == 0, res.output
+    res = run(app, ["train-classifier", str(good), "--out", str(tmp_path / "clf"), "--kind", "fasttext", "--no-cv"])
+    assert res.exit_code == 0, res.output
+    bad = _jsonl(tmp_path / "strings.jsonl", [{"text": t, "label": str(i % 2)} for i, t in enumerate(texts)])
+    res = run(app, ["calibrate", str(tmp_path / "tagged"), "--labelled", str(bad), "--target-recall", "1.0"])
+    assert res.exit_code == 2 and "strings.jsonl:1: field 'label' must be 1, 0, true or false" in res.output
+    res = run(app, ["train-classifier", str(bad), "--out", str(tmp_path / "clf2"), "--kind", "fasttext"])
+    assert res.exit_code == 2 and "strings.jsonl:1: field 'label' must be 1, 0, true or false" in res.output
+
+
+@pytest.mark.skipif(not DEV.exists(), reason="the shared dev set sits beside the repository")
+def test_the_shared_dev_set_reads():
+    data = read_labelled(DEV, group_field="source")
+    assert len(data.labels) == 297 and sum(data.labels) == 118
