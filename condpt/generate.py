@@ -98,6 +98,7 @@ class Generator:
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
                 num_return_sequences=n, logits_processor=LogitsProcessorList(
                     [BanTokens(banned_ids(self.manifest, self.tokenizer, vocab))]),
+                suppress_tokens=None,  # BanTokens decides here; an export's config also bans 𐀤 for plain HF users
                 eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
                 is not None else eos, **sampling,
             )

@@ -329,10 +329,24 @@ def _configure_deepspeed(accelerator, cfg: RunConfig) -> None:
                              "learning rate itself (remove the section from the JSON)")
 
 
+def protect_plain_generation(model, tokenizer, manifest) -> list[int]:
+    """Ban, in the model's generation config (saved as generation_config.json), every control id (tags and the
+    self token) and every embedding row the tokenizer has no token for (vocabulary padding). A plain
+    `model.generate` then never emits a tag, which fed back as ids would set a condition nobody chose, nor the
+    self token, which only curated text may produce: a condition is set only on purpose, by its id in the
+    prompt. (`condpt.generate` bans the tags and padding rows itself and lets the self token through.)"""
+    from condpt.generate import banned_ids
+
+    banned = sorted(set(banned_ids(manifest, tokenizer, model.config.vocab_size)) | set(manifest.control_ids))
+    model.generation_config.suppress_tokens = banned
+    return banned
+
+
 def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) -> Path:
     """OUTPUT_DIR/final: `save_pretrained` with the gathered state dict (every rank must call
     `get_state_dict`: under ZeRO-3 it gathers the shards) + tokenizer + manifest. Weights are stored as
-    float32 so the export loads and runs anywhere, including on CPUs without fast 16-bit math."""
+    float32 so the export loads and runs anywhere, including on CPUs without fast 16-bit math; the generation
+    config bans every control id (`protect_plain_generation`)."""
     final = out / "final"
     state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
@@ -340,6 +354,7 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) 
         shutil.rmtree(final, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.dtype = torch.float32
+        protect_plain_generation(unwrapped, tokenizer, manifest)
         unwrapped.save_pretrained(str(final), state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(str(final))
         manifest.save(final)

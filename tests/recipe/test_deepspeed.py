@@ -96,6 +96,14 @@ def _check_export(out: Path, steps: int):
     tag_ids = {manifest.tag_id(r) for r in manifest.roles}
     samples = gen.generate_ids("The machine", condition="good", n=20, max_new_tokens=16, seed=0)
     assert all(tag_ids.isdisjoint(s) for s in samples)
+    # a plain Hugging Face user: generation_config.json bans every control id, so sampling from EOS (where the
+    # trained model puts most of its probability on the tags) never emits one
+    assert set(manifest.control_ids) <= set(json.loads((final / "generation_config.json").read_text())["suppress_tokens"])
+    eos = torch.tensor([[gen.tokenizer.eos_token_id]])
+    torch.manual_seed(0)
+    plain = model.generate(input_ids=eos, attention_mask=torch.ones_like(eos), do_sample=True,
+                           num_return_sequences=32, max_new_tokens=8)
+    assert set(manifest.control_ids).isdisjoint(plain[:, 1:].flatten().tolist())
     assert any(r.get("event") == "done" for r in rows) and "eval" in [k for r in rows for k in r]
 
 
