@@ -14,10 +14,11 @@ from condpt.cli.common import fail as _fail
 @app.command("train-classifier")
 def train_classifier_cmd(
     labelled: Path = typer.Argument(..., help="JSONL with a text and a label (1, 0, true or false) per line."),
-    out: Path = typer.Option(..., "--out", help="Directory to write (scorer.json + model files)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
+                             help="Directory to write (scorer.json + model files)."),
     kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding"),
-    text_field: str = typer.Option("text", "--text-field"),
-    label_field: str = typer.Option("label", "--label-field"),
+    text_field: str = typer.Option("text", "--text-field", help="Field of LABELLED that holds the text."),
+    label_field: str = typer.Option("label", "--label-field", help="Field of LABELLED that holds the 0/1 label."),
     group_field: str = typer.Option("source", "--group-field",
                                     help="Rows sharing this value are held out together in CV."),
     folds: int = typer.Option(5, "--folds", min=2, help="GroupKFold splits."),
