@@ -27,6 +27,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -205,22 +206,23 @@ class _Writer:
         me, n = shard
         for sub in (MARKERS, *PARTS):
             for path in (self.out / sub).glob("part-*.*"):
-                k = int(path.name[5:11])
-                if k >= n_chunks and k % n == me:
+                m = re.fullmatch(r"part-(\d+)\.(json|parquet)", path.name)
+                if m and int(m[1]) >= n_chunks and int(m[1]) % n == me:
                     path.unlink()
 
 
-def _check_run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, tmp: Path) -> None:
+def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig) -> str | None:
+    """The text of ``run.json`` to write, None when OUT already holds this run; another run is refused."""
     meta = {"format": FORMAT_VERSION, "inputs": [shown(s.path.resolve()) for s in specs],
             "config": cfg.model_dump(mode="json")}
     text = json.dumps(meta, sort_keys=True, indent=1)
     path = out / "run.json"
-    if path.exists():
-        if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):
-            raise TagRunError(f"{shown(path)}: {shown(out)} holds a run with other inputs or another config; "
-                              "use a new --out directory (or delete this one)")
-        return
-    write_text_atomic(text, path, tmp)
+    if not path.exists():
+        return text
+    if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):
+        raise TagRunError(f"{shown(path)}: {shown(out)} holds a run with other inputs or another config; "
+                          "use a new --out directory (or delete this one)")
+    return None
 
 
 def _fresh_tmp(out: Path, shard: tuple[int, int]) -> Path:
@@ -236,9 +238,10 @@ def _fresh_tmp(out: Path, shard: tuple[int, int]) -> Path:
 def _is_done(out: Path, k: int, chain: str) -> bool:
     """Chunk `k` has a marker made from exactly the records (and earlier chunks) the input holds now."""
     path = out / MARKERS / f"{part_name(k)}.json"
-    if not path.exists():
+    try:
+        made_from = json.loads(path.read_text(encoding="utf-8")).get("made_from") or {}
+    except (OSError, ValueError):  # none (or not one this version wrote): the chunk is to be done
         return False
-    made_from = json.loads(path.read_text(encoding="utf-8")).get("made_from") or {}
     return made_from.get("chain") == chain
 
 
@@ -267,9 +270,11 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     cascade = Cascade(cfg, **scorers)
     threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer before forking
     out = Path(out_dir)
+    run_file = _run_file(out, specs, cfg)
     out.mkdir(parents=True, exist_ok=True)
     tmp = _fresh_tmp(out, shard)
-    _check_run_file(out, specs, cfg, tmp)
+    if run_file is not None:
+        write_text_atomic(run_file, out / "run.json", tmp)
     write_report(out, tmp_dir=tmp, skipped=skipped)  # from here on a report says how far the run got
     writer = _Writer(out, cfg, specs, threshold, tmp)
     me, n_shards = shard
