@@ -1,6 +1,7 @@
-"""Corpus tagging: lexicon prefilter → classifier → optional LLM autorater, per document/paragraph/sentence.
+"""Corpus tagging: lexicon prefilter → classifier → optional refine scorer → optional LLM autorater, per
+document/paragraph/sentence, always in that order.
 
-Entry points: `condpt.tagging.cascade.TagConfig` (the one config of a tagging run),
-`condpt.tagging.cascade.Cascade` (a pure function over batches) and `condpt.tagging.cascade.tag_corpus`
+Entry points: `condpt.tagging.config.TagConfig` (the one config of a tagging run; one section per optional
+stage), `condpt.tagging.cascade.Cascade` (a pure function over batches) and `condpt.tagging.run.tag_corpus`
 (files in, Parquet shards + report out). See docs/tagging.md.
 """
