@@ -189,6 +189,9 @@ class RunConfig(_Strict):
                              "of the checkpoint); use `checkpoint` or a tokenizer directory saved with it")
         if self.train.stop_after is not None and self.train.stop_after > self.train.max_steps:
             raise ValueError("train.stop_after must be <= train.max_steps")
+        positions = (self.model.config or {}).get("max_positions") if "arch" in (self.model.config or {}) else None
+        if positions is not None and positions < self.data.block_size:
+            raise ValueError(f"data.block_size: {self.data.block_size} exceeds model.config.max_positions ({positions})")
         if not any(src.weight > 0 for src in self.data.sources):
             raise ValueError("data.sources: every weight is 0, so there is nothing to train on")
         return self

@@ -41,12 +41,20 @@ def input_problems(cfg: RunConfig) -> list[Problem]:
     problems = _data_problems(cfg) + _run_dir_problems(cfg)
     spec, spec_problems = _control_tokens(cfg)
     if cfg.model.checkpoint is not None:
-        model_problems, rows = _checkpoint_problems(cfg.model.checkpoint)
+        model_problems, hf = _checkpoint_problems(cfg.model.checkpoint)
     else:
-        model_problems, rows = _model_config_problems(cfg.model.config), None
+        model_problems, hf = _model_config_problems(cfg.model.config)
     problems += spec_problems + model_problems
+    if hf is not None:
+        from condpt.layout import context_length
+
+        positions = context_length(hf)
+        if positions is not None and cfg.data.block_size > positions:
+            where = "model.checkpoint" if cfg.model.checkpoint is not None else "model.config"
+            problems.append(("data.block_size", f"{cfg.data.block_size} exceeds the {positions} positions of {where}"))
     if not spec_problems and not model_problems:
-        problems += _tokenizer_problems(cfg, spec, rows)
+        rows = getattr(hf.get_text_config(), "vocab_size", None) if cfg.model.checkpoint is not None else None
+        problems += _tokenizer_problems(cfg, spec, rows if isinstance(rows, int) else None)
     return problems
 
 
@@ -111,17 +119,18 @@ def _one_line(e: Exception) -> str:
     return " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:300]
 
 
-def _model_config_problems(spec: dict[str, Any] | None) -> list[Problem]:
-    """A Hugging Face `model.config` dict transformers can build (tiny specs are `TinySpec`'s job)."""
+def _model_config_problems(spec: dict[str, Any] | None) -> tuple[list[Problem], Any]:
+    """A Hugging Face `model.config` dict transformers can build (tiny specs are `TinySpec`'s job), and the
+    config it builds (None if it cannot)."""
     if spec is None or "model_type" not in spec:
-        return []
+        return [], None
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     spec = dict(spec)
     model_type = spec.pop("model_type")
     if model_type not in _causal_lm_types():
-        return [("model.config.model_type", _not_causal(model_type))]
+        return [("model.config.model_type", _not_causal(model_type))], None
     config_class = CONFIG_MAPPING[model_type]
     known = sorted(set(config_class().to_dict()) | set(config_class.attribute_map))
     problems = []
@@ -131,11 +140,11 @@ def _model_config_problems(spec: dict[str, Any] | None) -> list[Problem]:
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append((f"model.config.{key}", f"not a field of {config_class.__name__}{hint}"))
     if problems:
-        return problems
+        return problems, None
     try:
         hf = AutoConfig.for_model(model_type, **spec)
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds (ValueError, TypeError, dataclass errors)
-        return [("model.config", f"transformers cannot build this {model_type} config: {_one_line(e)}")]
+        return [("model.config", f"transformers cannot build this {model_type} config: {_one_line(e)}")], None
     own = hf.attribute_map
     for name in SIZE_FIELDS:
         value = getattr(hf, name, None)
@@ -145,11 +154,11 @@ def _model_config_problems(spec: dict[str, Any] | None) -> list[Problem]:
     if not problems and isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         names = own.get("hidden_size", "hidden_size"), own.get("num_attention_heads", "num_attention_heads")
         problems.append(("model.config", f"{names[0]} ({hidden}) must be a multiple of {names[1]} ({heads})"))
-    return problems
+    return problems, None if problems else hf
 
 
-def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], int | None]:
-    """A save_pretrained causal LM directory; also its embedding rows (the ids its tokenizer may use)."""
+def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], Any]:
+    """A save_pretrained causal LM directory, and its config (None if it is not one)."""
     if not ckpt.is_dir():
         return [("model.checkpoint", f"{ckpt}: not found" if not ckpt.exists() else f"{ckpt}: not a directory")], None
     if not (ckpt / "config.json").is_file():
@@ -164,8 +173,7 @@ def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], int | None]:
         return [("model.checkpoint", f"{ckpt}/config.json: {_one_line(e)}")], None
     if hf.model_type not in _causal_lm_types():
         return [("model.checkpoint", f"{ckpt}: {_not_causal(hf.model_type)}")], None
-    rows = getattr(hf.get_text_config(), "vocab_size", None)
-    return [], rows if isinstance(rows, int) else None
+    return [], hf
 
 
 # -------------------------------------------------------------------------------------------- tokenizer

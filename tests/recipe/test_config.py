@@ -205,6 +205,9 @@ def test_non_utf8_config_is_refused(tmp_path):
     ("model.config={model_type: gpt2, n_layers: 2}", "model.config.n_layers", "did you mean n_layer"),
     ("model.config={model_type: gpt2, vocab_size: 7}", "model.config", "vocab_size: set from the tokenizer"),
     ("model.config={model_type: llama, hidden_size: -1}", "model.config", "hidden"),
+    ("model.config.max_positions=64", "data.block_size", "exceeds model.config.max_positions (64)"),
+    ("model.config={model_type: gpt2, n_embd: 32, n_head: 2, n_layer: 1, n_positions: 64}", "data.block_size",
+     "exceeds the 64 positions of model.config"),
 ])
 def test_bad_model_config_is_refused(override, field, why):
     with pytest.raises(ConfigError) as e:
@@ -328,3 +331,5 @@ def test_checkpoint_accepts_its_own_tokenizer(lm_dirs):
     load_config(TINY, _ckpt(lm_dirs, "padded", lm_dirs["own"]))  # padding rows past the vocabulary are free
     with pytest.raises(ConfigError, match=r"tokenizer\.source \(override\): model\.checkpoint .* has no tokenizer"):
         load_config(TINY, _ckpt(lm_dirs, "bare", "checkpoint"))
+    with pytest.raises(ConfigError, match=r"data\.block_size \(override\): 256 exceeds the 128 positions of model\.checkpoint"):
+        load_config(TINY, [*_ckpt(lm_dirs, "ckpt", "checkpoint"), "data.block_size=256"])
