@@ -71,9 +71,14 @@ _CODECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _signature(tokenizer, backend) -> tuple:
+    """Everything the codec is built from: the backend's added-token table, and the named and extra special
+    tokens, which live on the Python wrapper (`tokenizer.pad_token = "hello"` makes an ordinary vocabulary word
+    special without touching the backend)."""
     decoder = backend.get_added_tokens_decoder()
     return (id(backend), backend.get_vocab_size(with_added_tokens=True),
-            tuple(sorted((i, t.content, t.special) for i, t in decoder.items())))
+            tuple(sorted((i, t.content, t.special) for i, t in decoder.items())),
+            tuple(tokenizer.special_tokens_map.items()),
+            tuple(map(str, tokenizer.extra_special_tokens)))
 
 
 def _codec(tokenizer) -> _Codec:

@@ -4,6 +4,8 @@ that a model's own merges can reach."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -124,3 +126,36 @@ def test_cache_follows_tokenizer_changes(fresh_gpt2_tok):
     after = encode_untrusted(tok, ["<|good|>"])
     assert before == after and man.tag_id("good") not in after[0]
     assert man.tag_id("good") in special_ids(tok)
+
+
+SPECIAL_MUTATIONS = {  # ways a named or extra special token changes after the first encode (issue 9)
+    "pad_token attribute": lambda t: setattr(t, "pad_token", "hello"),
+    "mask_token attribute": lambda t: setattr(t, "mask_token", "hello"),
+    "extra_special_tokens attribute": lambda t: setattr(t, "extra_special_tokens", ["hello"]),
+    "add_special_tokens pad": lambda t: t.add_special_tokens({"pad_token": "hello"}),
+    "add_special_tokens extra": lambda t: t.add_special_tokens({"extra_special_tokens": ["hello"]}),
+}
+
+
+@pytest.mark.parametrize("mutate", SPECIAL_MUTATIONS.values(), ids=SPECIAL_MUTATIONS.keys())
+def test_cache_follows_special_token_changes(gpt2_tok, mutate):
+    """A vocabulary word made special after the first call is forbidden from then on (it used to come out of the
+    cached codec as the new special's id); made ordinary again, it is plain text again."""
+    tok = copy.deepcopy(gpt2_tok)
+    hello = tok.convert_tokens_to_ids("hello")
+    assert encode_untrusted(tok, ["hello world"])[0][0] == hello
+    mutate(tok)
+    assert hello in special_ids(tok)
+    [ids] = encode_untrusted(tok, ["hello world"])
+    assert hello not in ids and tok.decode(ids) == "hello world"
+    assert hello not in encode_untrusted(tok, ["hello"])[0]
+
+
+def test_cache_follows_special_token_removal(gpt2_tok):
+    tok = copy.deepcopy(gpt2_tok)
+    hello = tok.convert_tokens_to_ids("hello")
+    tok.pad_token = "hello"
+    assert hello not in encode_untrusted(tok, ["hello world"])[0]
+    tok.pad_token = None
+    assert hello not in special_ids(tok)
+    assert encode_untrusted(tok, ["hello world"])[0][0] == hello
