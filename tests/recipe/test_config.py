@@ -333,3 +333,28 @@ def test_checkpoint_accepts_its_own_tokenizer(lm_dirs):
         load_config(TINY, _ckpt(lm_dirs, "bare", "checkpoint"))
     with pytest.raises(ConfigError, match=r"data\.block_size \(override\): 256 exceeds the 128 positions of model\.checkpoint"):
         load_config(TINY, [*_ckpt(lm_dirs, "ckpt", "checkpoint"), "data.block_size=256"])
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"train:\n  max_steps: 3\ntrain:\n  max_steps: 4\n", "duplicate key 'train' (first at line 1)"),
+    (b"output_dir: caf\xe9\n", "not UTF-8 text"),
+])
+def test_condpt_train_refuses_before_launching(tmp_path, monkeypatch, content, why):
+    """`condpt train` (with or without --dry-run) reports a bad config and starts no process."""
+    import subprocess as sp
+
+    from typer.testing import CliRunner
+
+    from condpt.cli import register_commands
+
+    app = register_commands()
+    launched = []
+    monkeypatch.setattr(sp, "call", lambda *a, **k: launched.append(a) or 0)
+    path = tmp_path / "run.yaml"
+    path.write_bytes(content)
+    for extra in (["--dry-run"], []):
+        res = CliRunner().invoke(app, ["train", "--config", str(path), *extra])
+        assert res.exit_code == 2 and why in res.output and str(path) in res.output, res.output
+    res = CliRunner().invoke(app, ["train", "--config", str(TINY), "--dry-run", "train.max_steps=true", "optim.lrr=1"])
+    assert res.exit_code == 2 and "train.max_steps (override)" in res.output and "did you mean optim.lr?" in res.output
+    assert not launched
