@@ -99,3 +99,88 @@ def test_finished_run_is_recognised_only_for_the_same_config(tmp_path):
     assert _finished(tmp_path, cfg)
     longer = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "train.max_steps=99"])
     assert not _finished(tmp_path, longer)
+
+
+def test_stop_reason():
+    from condpt.train import stop_reason
+
+    assert stop_reason(True, 3, 10, 10) == "preempted"
+    assert stop_reason(True, 10, 10, 10) == "preempted"  # a signal at the last step still checkpoints
+    assert stop_reason(False, 5, 5, 10) == "stopped"  # train.stop_after
+    assert stop_reason(False, 10, 10, 10) is None  # the end: export, no checkpoint
+    assert stop_reason(False, 4, 5, 10) is None
+
+
+def test_model_inputs_and_dropout_seed():
+    from condpt.train import dropout_seed, model_inputs
+
+    batch = {k: torch.zeros(1, 4, dtype=torch.long) for k in ("input_ids", "position_ids", "labels", "tag_index")}
+    assert set(model_inputs(batch, ("input_ids",))) == {"input_ids", "use_cache"}
+    masked = model_inputs(batch, ("input_ids", "position_ids"))
+    assert set(masked) == {"input_ids", "position_ids", "use_cache"} and masked["use_cache"] is False
+    seeds = {dropout_seed(0, s, r) for s in range(50) for r in range(8)}
+    assert len(seeds) == 400 and dropout_seed(1, 2, 3) == dropout_seed(1, 2, 3)
+
+
+def test_micro_batches_resume_into_the_same_order():
+    """From micro-batch k, `_micro_batches` yields what an uninterrupted pass yields from k on, across epochs,
+    each epoch cut to whole optimizer steps."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from torch.utils.data import DataLoader
+
+    from condpt.train import _micro_batches
+
+    acc = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=0))
+    dl = acc.prepare(DataLoader([{"x": torch.tensor(i)} for i in range(10)], batch_size=2, shuffle=True,
+                                drop_last=True))
+
+    class _Loop:  # the two fields `_micro_batches` reads
+        accelerator, train_dl, micro_per_epoch = acc, dl, 4  # 5 batches cut to 2 steps of grad_accum 2
+
+    def take(start: int, n: int) -> list[tuple[int, list[int]]]:
+        it = _micro_batches(_Loop, start)
+        return [(e, b["x"].tolist()) for e, b in (next(it) for _ in range(n))]
+
+    full = take(0, 12)
+    assert [e for e, _ in full] == [0] * 4 + [1] * 4 + [2] * 4
+    assert full[:4] != full[4:8]  # a new order each epoch
+    for k in (1, 4, 6):
+        assert take(k, 12 - k) == full[k:]
+
+
+@pytest.fixture
+def restore_signals():
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_single_process_stop_after_then_resume_matches_an_uninterrupted_run(tmp_path, restore_signals):
+    """The loop without DeepSpeed (clip_grad_norm_, one process): `train.stop_after` checkpoints and stops,
+    rerunning resumes and reproduces the uninterrupted losses; a finished run is not trained again."""
+    from condpt.config import load_config
+    from condpt.train import train
+
+    def cfg(out, *extra):
+        return load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [
+            f"output_dir={out}", "model.config={arch: gpt2, d_model: 32, n_layer: 1, n_head: 2}",
+            "tokenizer.vocab_size=300", "data.block_size=64", "train.micro_batch_size=4", "train.grad_accum=2",
+            "train.max_steps=4", "train.log_every=1", "train.eval_every=2", "train.eval_batches=1",
+            "train.save_every=0", "train.peak_flops=1e10", "optim.warmup_steps=1", *extra])
+
+    def losses(out):
+        return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r}
+
+    whole = train(cfg(tmp_path / "whole"))
+    assert whole["status"] == "done" and whole["step"] == 4 and whole["last"]["step"] == 4 and "eval" in whole
+    stopped = train(cfg(tmp_path / "split", "train.stop_after=2"))
+    assert stopped["status"] == "stopped" and stopped["step"] == 2 and "final" not in stopped
+    assert (tmp_path / "split" / "checkpoints" / "step_00000002" / "trainer_state.json").is_file()
+    resumed = train(cfg(tmp_path / "split"))
+    assert resumed["status"] == "done" and Path(resumed["final"]).is_dir()
+    assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-6)
+    assert train(cfg(tmp_path / "split"))["skipped"]
