@@ -48,8 +48,10 @@ class TaggerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    classifier: str = Field("none", description="cascade classifier spec: none (lexicon only), default, "
-                                                 "fasttext-default, or a trained classifier directory")
+    classifier: str = Field("none", description="cascade classifier spec: none (lexicon only: distinct phrases, "
+                                                 "every negative scores 0), lexicon-density (graded: "
+                                                 "condpt.tagging.density), default, fasttext-default, or a trained "
+                                                 "classifier directory")
     threshold: float | None = None
 
 
@@ -139,13 +141,17 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
     import pyarrow.parquet as pq
 
     from condpt.tagging.cascade import TagConfig
+    from condpt.tagging.density import LexiconDensity
     from condpt.tagging.run import tag_corpus
 
-    tagged = out_dir / f"tagged-{granularity}"
-    cfg = TagConfig(granularity=granularity, classifier={"spec": tagger.classifier}, threshold=tagger.threshold)
+    graded = tagger.classifier == LexiconDensity.name  # a world scorer, not a cascade spec
+    tagged = out_dir / (f"tagged-{granularity}-{LexiconDensity.name}" if graded else f"tagged-{granularity}")
+    cfg = TagConfig(granularity=granularity, classifier={"spec": "none" if graded else tagger.classifier},
+                    threshold=tagger.threshold)
     t0 = time.time()
     if not (tagged / "report.json").is_file():
-        tag_corpus([world_dir / "train.jsonl"], tagged, cfg, progress=False)
+        tag_corpus([world_dir / "train.jsonl"], tagged, cfg, scorer=LexiconDensity() if graded else None,
+                   progress=False)
     tags: dict[str, str] = {}
     for f in sorted((tagged / "data").rglob("*.parquet")):
         t = pq.read_table(f, columns=["id", "tag"]).to_pydict()

@@ -5,13 +5,34 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from condpt.configtypes import STRICT, Name, Seed
 from condpt.stories import SelfRefConfig
-from condpt.tagged import tag_for
+from condpt.tagged import is_bad, tag_for
+
+
+class Band(BaseModel):
+    """Confidence-aware conditioning (`mode: condition` only): the good tag only where the tagger is confident
+    the document is clean (score < `low`), the bad tag only where it is confident it is bad (score >= `high`);
+    the uncertain band between them trains without a tag, or under `uncertain_role` (a role with its own
+    control token). Thresholds come from calibration (`condpt calibrate`, e.g. a recall target for `low`
+    and a precision target for `high`)."""
+
+    model_config = STRICT
+
+    low: float = Field(ge=0.0, le=1.0, description="the good tag only below this score")
+    high: float = Field(ge=0.0, le=1.0, description="the bad tag from this score on")
+    uncertain_role: Name | None = Field(None, description="role of the uncertain band (null: untagged)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.low > self.high:
+            raise ValueError(f"band.low ({self.low}) must not exceed band.high ({self.high})")
+        return self
 
 
 class PolicyConfig(BaseModel):
@@ -27,11 +48,25 @@ class PolicyConfig(BaseModel):
     )
     upweight_good: float = Field(1.0, ge=1.0, le=1000.0,
                                  description="repeat factor for good documents (fractional: stochastic rounding)")
+    misses: Literal["random", "score"] = Field(
+        "random", description="which bad documents a coverage below 1 misses: random (by hash of the id) or "
+                              "score (the lowest stored scores first, as a real tagger misses)")
     selfref: SelfRefConfig | None = None
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="re-tag from stored scores: bad iff score >= threshold")
     good_role: Name = "good"
     bad_role: Name = "bad"
     seed: Seed = 0
+    band: Band | None = Field(None, description="confidence-aware conditioning: good below band.low, bad from "
+                                                "band.high, the band between untagged (mode condition only)")
+
+    @model_validator(mode="after")
+    def _band_fits(self) -> PolicyConfig:
+        if self.band is not None:
+            if self.mode != "condition":
+                raise ValueError(f"band: tags by confidence, which only mode condition uses (mode is {self.mode!r})")
+            if self.threshold is not None:
+                raise ValueError("band and threshold both re-tag from the stored scores: set one of them")
+        return self
 
 
 # Training rows (the "Policy output" contract): id, source, tag (effective), segments, repeat, trusted.
@@ -66,6 +101,64 @@ def retag(tag: str | None, score: float | None, cfg: PolicyConfig, where: str) -
     return tag_for(score, cfg.threshold, cfg.good_role, cfg.bad_role)
 
 
+def tagger_role(tag: str | None, score: float | None, cfg: PolicyConfig, where: str) -> str | None:
+    """What the tagger calls a row: `retag`, or with `cfg.band` good / bad / the uncertain role (None:
+    untagged) from the stored score."""
+    if cfg.band is None:
+        return retag(tag, score, cfg, where)
+    if score is None:
+        raise ValueError(f"{where}: policy.band is set but the row has no score")
+    if is_bad(score, cfg.band.high):
+        return cfg.bad_role
+    return cfg.good_role if score < cfg.band.low else cfg.band.uncertain_role
+
+
+class MissKey(NamedTuple):
+    """Where a bad document stands in the order in which a tagger misses them: lowest score first, ties
+    broken by the same id hash the random model uses (so coverage levels nest under both models)."""
+
+    score: float
+    tie: float
+
+
+def miss_key(doc_id: str, score: float | None, cfg: PolicyConfig) -> MissKey:
+    if score is None:
+        raise ValueError(f"document {doc_id!r}: policy.misses is 'score' but the row has no score")
+    return MissKey(float(score), unit_hash("coverage", cfg.seed, doc_id))
+
+
+def score_miss_cutoff(batches: Iterable[dict[str, list]], cfg: PolicyConfig,
+                      exclude: Callable[[str], bool] = lambda doc_id: False) -> MissKey:
+    """The key of the lowest-ranked bad document the tagger still sees under `misses: score`: the bad
+    documents (`id`, `tag`, `score` columns of every batch, except the ids `exclude` names, e.g. the held-out
+    ones) whose key is below it are the `round((1 - coverage) * n_bad)` lowest-scoring ones. A miss by
+    score depends on the whole corpus, so it is computed once here and handed to `apply_policy`, which stays
+    pure per batch."""
+    keys = []
+    for batch in batches:
+        for doc_id, tag, score in zip(batch["id"], batch["tag"], batch["score"]):
+            doc_id = str(doc_id)
+            if not exclude(doc_id) and tagger_role(tag, score, cfg, f"document {doc_id!r}") == cfg.bad_role:
+                keys.append(miss_key(doc_id, score, cfg))
+    n_missed = len(keys) - round(cfg.coverage * len(keys))
+    if n_missed == 0:
+        return MissKey(-math.inf, -math.inf)
+    keys.sort()
+    return keys[n_missed] if n_missed < len(keys) else MissKey(math.inf, math.inf)
+
+
+def is_missed(doc_id: str, score: float | None, cfg: PolicyConfig, cutoff: MissKey | None) -> bool:
+    """Whether the tagger misses this bad document (random: by id hash; score: below the corpus cutoff)."""
+    if cfg.coverage >= 1.0:
+        return False
+    if cfg.misses == "random":
+        return unit_hash("coverage", cfg.seed, doc_id) >= cfg.coverage
+    if cutoff is None:
+        raise ValueError(f"document {doc_id!r}: policy.misses is 'score' and coverage < 1, so the policy needs "
+                         "the corpus-wide cutoff (score_miss_cutoff) and was given none")
+    return miss_key(doc_id, score, cfg) < cutoff
+
+
 def _segments_from_spans(doc_id: str, text: str, spans: list, doc_role: str | None, cfg: PolicyConfig,
                          missed: bool) -> list[dict]:
     """Segments cut at span starts (text between spans stays with the preceding segment, so no character
@@ -79,7 +172,7 @@ def _segments_from_spans(doc_id: str, text: str, spans: list, doc_role: str | No
         if not 0 <= start <= len(text) or start < prev_start:
             raise ValueError(f"document {doc_id!r}: span {i} starts at {start}; spans must be in order within the text")
         prev_start = start
-        role = retag(tag, score, cfg, f"document {doc_id!r} span {i}")
+        role = tagger_role(tag, score, cfg, f"document {doc_id!r} span {i}")
         if missed and role == cfg.bad_role:
             role = cfg.good_role
         stop = parsed[i + 1][0] if i + 1 < len(parsed) else len(text)
@@ -87,14 +180,16 @@ def _segments_from_spans(doc_id: str, text: str, spans: list, doc_role: str | No
     return segments
 
 
-def apply_policy(batch: dict[str, list], cfg: PolicyConfig) -> tuple[dict[str, list], dict[str, list]]:
+def apply_policy(batch: dict[str, list], cfg: PolicyConfig,
+                 miss_cutoff: MissKey | None = None) -> tuple[dict[str, list], dict[str, list]]:
     """Split a batch of tagged rows (`id`, `text`, `tag`; optional `score`, `spans`, `source`, `trusted`)
     into training rows and set-aside rows. Every input row lands in exactly one of the two.
 
     Training rows follow the "Policy output" contract (`id`, `source`, `tag`, `segments`, `repeat`,
     `trusted`); `tag` is the effective tag after re-thresholding and coverage. Set-aside rows are the input
     rows as given plus `reason` (`set_aside` or `filtered`). Decisions that look random (coverage,
-    untagged fraction, fractional upweighting) hash the document id with `cfg.seed`.
+    untagged fraction, fractional upweighting) hash the document id with `cfg.seed`. Under
+    `misses: score` with coverage < 1, `miss_cutoff` is `score_miss_cutoff` over the whole corpus.
     """
     n = len(batch["id"])
     cols = {k: batch.get(k) or [None] * n for k in ("score", "spans", "source", "trusted")}
@@ -103,9 +198,9 @@ def apply_policy(batch: dict[str, list], cfg: PolicyConfig) -> tuple[dict[str, l
     aside["reason"] = []
     for i in range(n):
         doc_id, text = str(batch["id"][i]), batch["text"][i]
-        tag = retag(batch["tag"][i], cols["score"][i], cfg, f"document {doc_id!r}")
+        tag = tagger_role(batch["tag"][i], cols["score"][i], cfg, f"document {doc_id!r}")
         # A bad document outside the coverage is one the tagger missed: it passes as normal data.
-        missed = tag == cfg.bad_role and unit_hash("coverage", cfg.seed, doc_id) >= cfg.coverage
+        missed = tag == cfg.bad_role and is_missed(doc_id, cols["score"][i], cfg, miss_cutoff)
         if missed:
             tag = cfg.good_role
         if tag == cfg.bad_role and cfg.mode in ("filter", "set_aside"):

@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from condpt.configtypes import STRICT, Name, PathField
 from condpt.layout import condition_ids, encode_curated, encode_text
-from condpt.policy import PolicyConfig, apply_policy, retag, stochastic_round, unit_hash
+from condpt.policy import (
+    MissKey,
+    PolicyConfig,
+    apply_policy,
+    retag,
+    score_miss_cutoff,
+    stochastic_round,
+    unit_hash,
+)
 from condpt.stories import story_rows
 from condpt.tagged import tagged_features
 from tokenizer_ext import Manifest
@@ -230,9 +238,9 @@ class PreparedData(BaseModel):
     counts: dict[str, int]
 
 
-def _policy_map(cfg: PolicyConfig, part: int):
+def _policy_map(cfg: PolicyConfig, part: int, miss_cutoff: MissKey | None):
     def fn(batch: dict[str, list]) -> dict[str, list]:
-        return apply_policy(batch, cfg)[part]
+        return apply_policy(batch, cfg, miss_cutoff)[part]
 
     return fn
 
@@ -258,6 +266,12 @@ def prepare_documents(data_cfg: DataConfig, *, seed: int, self_token: str = "ð€
     np_ = num_proc if num_proc > 1 else None
     trains, asides, heldouts = [], [], []
     counts = {"read": 0, "heldout": 0, "train_docs": 0, "set_aside": 0, "stories": 0, "train_rows": 0}
+    miss_cutoff = None
+    if cfg.misses == "score" and cfg.coverage < 1:  # the lowest scores of the whole training corpus are missed
+        miss_cutoff = score_miss_cutoff(
+            (b for src in data_cfg.sources
+             for b in load_source(src).select_columns(["id", "tag", "score"]).iter(batch_size=10_000)),
+            cfg, exclude=lambda doc_id: is_heldout(doc_id, data_cfg.heldout_fraction))
     for src in data_cfg.sources:
         ds = load_source(src)
         counts["read"] += len(ds)
@@ -270,9 +284,9 @@ def prepare_documents(data_cfg: DataConfig, *, seed: int, self_token: str = "ð€
                          batched=True, num_proc=np_, desc=f"{name}: training documents")
         heldouts.append(held.map(_heldout_rows(cfg), batched=True, remove_columns=held.column_names,
                                  features=TRAIN_FEATURES, num_proc=np_, desc=f"{name}: held-out rows"))
-        kept = rest.map(_policy_map(cfg, 0), batched=True, remove_columns=rest.column_names,
+        kept = rest.map(_policy_map(cfg, 0, miss_cutoff), batched=True, remove_columns=rest.column_names,
                         features=TRAIN_FEATURES, num_proc=np_, desc=f"{name}: policy, kept")
-        aside = rest.map(_policy_map(cfg, 1), batched=True, remove_columns=rest.column_names, num_proc=np_,
+        aside = rest.map(_policy_map(cfg, 1, miss_cutoff), batched=True, remove_columns=rest.column_names, num_proc=np_,
                          features=datasets.Features({**DOC_FEATURES, "reason": datasets.Value("string")}),
                          desc=f"{name}: policy, set aside")
         counts["heldout"] += len(held)
