@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from condpt.tagged import stored_score, tag_for
-from condpt.tagging.config import STAGES, TagConfig
+from condpt.tagging.config import STAGES, TagConfig, check_band_stages
 from condpt.tagging.segment import segment
 
 __all__ = ["STAGES", "Batch", "Cascade", "Segments", "TagConfig", "document_score"]
@@ -70,6 +70,7 @@ class Cascade:
         self._refiner = refiner
         self._autorater = autorater
         self._lexicon = None
+        check_band_stages(cfg, self.classifier_enabled)  # again: `model_copy` overrides skip validation
 
     @property
     def lexicon(self):

@@ -152,11 +152,7 @@ class TagConfig(BaseModel):
         unknown = set(self.set_aside_roles) - {self.good_role, self.bad_role}
         if unknown:
             raise ValueError(f"set_aside_roles: unknown roles {sorted(unknown)}")
-        if not self.classifier.enabled:
-            for name in ("refine", "autorater"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name}: re-scores the classifier's uncertain band, but classifier.spec "
-                                     f"is {self.classifier.spec!r}; remove the {name} section or set a classifier")
+        check_band_stages(self, self.classifier.enabled)
         return self
 
     @classmethod
@@ -170,6 +166,16 @@ class TagConfig(BaseModel):
             return cls.model_validate(data)
         except ValidationError as e:
             raise ValueError(f"{path}: {describe(e)}") from None
+
+
+def check_band_stages(cfg: TagConfig, classifier_enabled: bool) -> None:
+    """refine and autorater re-score what the classifier saw: without a classifier they could never run."""
+    if classifier_enabled:
+        return
+    for name in ("refine", "autorater"):
+        if getattr(cfg, name) is not None:
+            raise ValueError(f"{name}: re-scores the classifier's uncertain band, but classifier.spec "
+                             f"is {cfg.classifier.spec!r}; remove the {name} section or set a classifier")
 
 
 def describe(e: ValidationError) -> str:

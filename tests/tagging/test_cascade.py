@@ -186,6 +186,12 @@ def test_impossible_stage_combinations_are_refused():
         TagConfig(classifier={"spec": "none"}, refine={"band": [0.2, 0.8]})
     with pytest.raises(ValueError, match="autorater: re-scores"):
         TagConfig(classifier={"spec": "none"}, autorater=_rater([0.2, 0.8]))
+    # an override that skips validation (`condpt tag --classifier none` on a config with refine) too
+    cfg = TagConfig(refine={"band": [0.2, 0.8]})
+    cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"spec": "none"})})
+    with pytest.raises(ValueError, match="refine: re-scores"):
+        Cascade(cfg)
+    assert Cascade(cfg, scorer=KeywordScorer()).classifier_enabled  # a scorer given in code is a classifier
 
 
 def test_one_autorater_config_old_settings_form_gets_a_clear_error(tmp_path):
