@@ -9,7 +9,8 @@ Everything a run needs is in one `RunConfig`; everything it writes is under `out
     cache/data-<key>/      packed train/held-out blocks (built once by the main process)
     checkpoints/step_N/    accelerate `save_state` (every rank takes part) + trainer_state.json
     metrics.jsonl          one line per logged step / evaluation / event
-    final/                 `save_pretrained` model + tokenizer + condpt_tokens.json
+    final/                 `save_pretrained` model + tokenizer + condpt_tokens.json; its generation config bans
+                           every control id, so a plain `generate` cannot set a condition
 """
 
 from __future__ import annotations
