@@ -1,4 +1,4 @@
-"""The training loop behind `recipes/condpt.py`: accelerate (+ DeepSpeed ZeRO-2/3) conditional pretraining.
+"""The training loop behind `condpt.recipe` (`condpt train`): accelerate (+ DeepSpeed ZeRO-2/3) conditional pretraining.
 
 Shaped like the accelerate examples: the `Accelerator` comes first (gloo forced on CPU, which 2-process
 DeepSpeed needs), preprocessing runs under `main_process_first`, then `prepare`, `accumulate`, `backward`.
