@@ -236,3 +236,21 @@ def test_autorater_settings_build_the_real_autorater(tmp_path):
     cfg = TagConfig(autorater=_rater([0.3, 0.7], cache_dir=str(tmp_path)))
     rater = Cascade(cfg, scorer=KeywordScorer()).autorater
     assert callable(rater.score)
+
+
+def test_the_documented_configs_load():
+    """docs/tagging.md's tag.yaml and docs/classifiers.md's autorater section are valid configs as written."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    def block(doc: str, start: str) -> str:
+        return re.search(rf"```yaml\n({start}.*?)```", (docs / doc).read_text(), re.DOTALL).group(1)
+
+    tag_yaml = block("tagging.md", r"# tag\.yaml")
+    cfg = TagConfig.model_validate(yaml.safe_load(tag_yaml))
+    assert cfg.refine is not None and cfg.autorater.model == "my-model"
+    rater_yaml = block("classifiers.md", "autorater:")
+    assert TagConfig.model_validate(yaml.safe_load(rater_yaml)).autorater.backend == "http"
