@@ -62,19 +62,71 @@ def _data_problems(cfg: RunConfig) -> list[Problem]:
     problems = []
     for i, src in enumerate(cfg.data.sources):
         try:
-            _source_files(src.path)
+            fmt, files = _source_files(src.path)
+            missing = _missing_column(fmt, [Path(f) for f in files], src.columns)
         except (OSError, ValueError) as e:
-            problems.append((f"data.sources.{i}.path", str(e)))
+            missing = str(e)
+        if missing:
+            problems.append((f"data.sources.{i}.path", missing))
     selfref = cfg.data.policy.selfref
     if selfref is not None and selfref.stories_path is not None and not selfref.stories_path.is_file():
         problems.append(("data.policy.selfref.stories_path", f"{selfref.stories_path}: stories file not found"))
     return problems
 
 
+def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> str | None:
+    """The first file lacking one of `columns` (every parquet schema; each JSONL file's first record)."""
+    for f in files:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                have = set(pq.read_schema(f).names)
+            except Exception as e:  # noqa: BLE001 - pyarrow's errors for a file that is not parquet vary
+                return f"{f}: not a readable parquet file ({_one_line(e)})"
+        else:
+            first = _first_json_record(f)
+            if first is None:
+                continue
+            have = set(first)
+        for column in columns:
+            if column not in have:
+                return f"{f}: missing column {column!r} (columns: {sorted(have)})"
+    return None
+
+
+def _first_json_record(path: Path) -> dict | None:
+    import gzip
+    import json
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    record = json.loads(line)
+                    return record if isinstance(record, dict) else {}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read its first record ({_one_line(e)})") from None
+    return None
+
+
 def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
+    import os
+
     problems = []
-    if cfg.output_dir.exists() and not cfg.output_dir.is_dir():
-        problems.append(("output_dir", f"{cfg.output_dir}: exists and is not a directory"))
+    out = cfg.output_dir
+    if out.exists() and not out.is_dir():
+        problems.append(("output_dir", f"{out}: exists and is not a directory"))
+    existing = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(("output_dir", f"{out}: {existing} is not writable"))
+    known = _trackers()
+    for i, name in enumerate(cfg.train.report_to):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f" (accelerate's: {', '.join(known)})"
+            problems.append((f"train.report_to.{i}", f"{name!r} is not an accelerate tracker{hint}"))
     if cfg.train.resume not in ("auto", "never"):
         ckpt = Path(cfg.train.resume)
         if not ckpt.exists():
@@ -99,6 +151,12 @@ def _control_tokens(cfg: RunConfig):
         msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
                          for err in e.errors())
         return None, [("tokenizer.control_tokens", f"{path}: {msgs}")]
+
+
+def _trackers() -> list[str]:
+    from accelerate.utils import LoggerType
+
+    return [t.value for t in LoggerType]
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -193,20 +251,21 @@ def _tokenizer_problems(cfg: RunConfig, spec, rows: int | None) -> list[Problem]
     if src == "train-bpe":
         return []
     if src == "gpt2-bpe":
-        from condpt.tiny import gpt2_files
+        from condpt.tiny import gpt2_tokenizer
 
         try:
-            missing = [str(p) for p in gpt2_files() if not p.is_file()]
-        except RuntimeError as e:
+            tok = gpt2_tokenizer()
+        except (RuntimeError, OSError) as e:
             return [("tokenizer.source", f"gpt2-bpe: {e}")]
-        return [("tokenizer.source", f"gpt2-bpe: missing {', '.join(missing)}")] if missing else []
-    directory = ckpt if src == "checkpoint" else Path(src)
-    if not directory.is_dir():
-        return [("tokenizer.source", f"{src}: not found (use checkpoint, gpt2-bpe, train-bpe or a tokenizer directory)")]
-    try:
-        tok = _load_tokenizer(directory)
-    except Exception as e:  # noqa: BLE001 - transformers' errors for a broken tokenizer directory vary
-        return [("tokenizer.source", f"{directory}: cannot load the tokenizer: {_one_line(e)}")]
+    else:
+        directory = ckpt if src == "checkpoint" else Path(src)
+        if not directory.is_dir():
+            return [("tokenizer.source",
+                     f"{src}: not found (use checkpoint, gpt2-bpe, train-bpe or a tokenizer directory)")]
+        try:
+            tok = _load_tokenizer(directory)
+        except Exception as e:  # noqa: BLE001 - transformers' errors for a broken tokenizer directory vary
+            return [("tokenizer.source", f"{directory}: cannot load the tokenizer: {_one_line(e)}")]
     if tok is None:
         if src == "checkpoint":
             return [("tokenizer.source", (f"model.checkpoint {ckpt} has no tokenizer; set tokenizer.source to the "

@@ -358,3 +358,43 @@ def test_condpt_train_refuses_before_launching(tmp_path, monkeypatch, content, w
     res = CliRunner().invoke(app, ["train", "--config", str(TINY), "--dry-run", "train.max_steps=true", "optim.lrr=1"])
     assert res.exit_code == 2 and "train.max_steps (override)" in res.output and "did you mean optim.lr?" in res.output
     assert not launched
+
+
+def test_more_that_cannot_run_is_refused_at_load(tmp_path):
+    notag = tmp_path / "notag.jsonl"
+    notag.write_text('{"id": "1", "text": "x"}\n')
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.path \(override\): .*notag\.jsonl: missing column 'tag'"):
+        load_config(TINY, [f"data.sources.0.path={notag}"])
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.path.*missing column 'body'"):
+        load_config(TINY, ["data.sources.0.text_field=body"])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "tagged" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["1"], "text": ["x"], "tag": ["good"]}), tmp_path / "tagged" / "data" / "a.parquet")
+    pq.write_table(pa.table({"id": ["2"], "body": ["y"]}), tmp_path / "tagged" / "data" / "b.parquet")
+    with pytest.raises(ConfigError, match=r"b\.parquet: missing column 'text'"):
+        load_config(TINY, [f"data.sources.0.path={tmp_path / 'tagged'}"])
+    with pytest.raises(ConfigError, match=r"train\.report_to\.0 \(override\): .*tensorbord.*did you mean tensorboard\?"):
+        load_config(TINY, ["train.report_to=[tensorbord]"])
+    with pytest.raises(ConfigError, match=r"data\.block_size.*less than or equal to 1048576"):
+        load_config(TINY, ["data.block_size=1000000000"])
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text("tags:\n  - {role: good, string: '<|endoftext|>'}\n  - {role: bad, string: '<|bad|>'}\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.source.*gpt2-bpe.*already this tokenizer's"):
+        load_config(TINY, ["tokenizer.source=gpt2-bpe", f"tokenizer.control_tokens={spec}"])
+
+
+def test_unwritable_output_dir_is_refused(tmp_path):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(ConfigError, match=r"output_dir \(override\): .*not writable"):
+            load_config(TINY, [f"output_dir={locked / 'run'}"])
+    finally:
+        locked.chmod(0o700)
