@@ -36,6 +36,11 @@ class SourceConfig(BaseModel):
     weight: float = Field(1.0, ge=0.0, description="times each document is seen (0.5: half, chosen by hash)")
     text_field: Name = "text"
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns every file of this source must have."""
+        return ("id", self.text_field, "tag")
+
 
 class DataConfig(BaseModel):
     """Everything that decides the training and held-out token blocks."""
@@ -44,7 +49,7 @@ class DataConfig(BaseModel):
 
     sources: list[SourceConfig] = Field(min_length=1)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    block_size: int = Field(1024, ge=2)
+    block_size: int = Field(1024, ge=2, le=2**20)
     loss_on_tags: bool = True
     document_masking: bool = Field(True, description="attention stays inside a document in packed blocks "
                                    "(position ids restart at each EOS; transformers builds the block-diagonal mask)")
@@ -210,7 +215,7 @@ def load_source(src: SourceConfig) -> datasets.Dataset:
     column of the data can mark text as trusted)."""
     fmt, files = _source_files(Path(src.path))
     ds = datasets.load_dataset(fmt, data_files=files, split="train")
-    for field in ("id", src.text_field, "tag"):
+    for field in src.columns:
         if field not in ds.column_names:
             raise ValueError(f"{src.path}: missing column {field!r} (columns: {ds.column_names})")
     if src.text_field != "text":
