@@ -159,6 +159,12 @@ def _hidden(root: Path, f: Path) -> Path | None:
     return None
 
 
+def _why_not(f: Path) -> str:
+    if f.is_dir():
+        return " (a link to a directory, not followed)"
+    return "" if f.is_file() else " (not a regular file)"
+
+
 def expand_inputs(paths: list[str | Path], skipped: list[str] | None = None) -> list[InputSpec]:
     """Resolve command-line inputs to readable inputs, in the order given (directories: sorted contents).
 
@@ -173,15 +179,14 @@ def expand_inputs(paths: list[str | Path], skipped: list[str] | None = None) -> 
                 specs.append(InputSpec(p, "datasets", None, shown(p.name)))
                 continue
             files = []
-            for f in sorted(f for f in p.rglob("*") if not f.is_dir()):
+            for f in sorted(f for f in p.rglob("*") if f.is_symlink() or not f.is_dir()):
                 hidden = _hidden(p, f)
                 if hidden is None:
                     files.append(f)
                 elif skipped is not None and shown(hidden) not in skipped:
                     skipped.append(shown(hidden))
             found = [(f, _file_spec(f) if f.is_file() else None) for f in files]
-            unknown = [shown(f.relative_to(p)) + ("" if f.is_file() else " (not a regular file)")
-                       for f, spec in found if spec is None]
+            unknown = [shown(f.relative_to(p)) + _why_not(f) for f, spec in found if spec is None]
             if unknown:  # refused, never skipped: a file left out without a word is data lost without a word
                 more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
                 raise CorpusError(f"{shown(p)}: unrecognised files {', '.join(unknown[:10])}{more} (expected "

@@ -175,3 +175,13 @@ def test_a_line_too_long_to_hold_is_quarantined_without_being_held(tmp_path, mon
     assert isinstance(long, Quarantined) and long.line == 2 and long.raw == long_line[:100]
     assert long.reason == f"line of {len(long_line) + 1} bytes, over the 1000 byte limit"
     assert isinstance(tail, Quarantined) and tail.line == 4 and "3000 bytes" in tail.reason
+
+
+def test_a_link_to_a_directory_is_refused_not_skipped(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "other" / "b.jsonl").write_text('{"text": "y"}\n')
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "other")
+    with pytest.raises(CorpusError, match=r"linked \(a link to a directory, not followed\)"):
+        expand_inputs([tmp_path / "in"])
