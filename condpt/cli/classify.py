@@ -13,7 +13,7 @@ from condpt.cli.common import fail as _fail
 
 @app.command("train-classifier")
 def train_classifier_cmd(
-    labelled: Path = typer.Argument(..., help="JSONL with a text and a label (1, 0, true or false) per line."),
+    labelled: Path = typer.Argument(..., metavar="LABELLED", help="JSONL with a text and a label (1, 0, true or false) per line."),
     out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
                              help="Directory to write (scorer.json + model files)."),
     kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding"),

@@ -46,7 +46,7 @@ def world_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    model_dir: Annotated[Path, typer.Argument(help="a save_pretrained directory (e.g. OUTPUT_DIR/final)")],
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="a save_pretrained directory (e.g. OUTPUT_DIR/final)")],
     suite: Annotated[str, typer.Option(help="evaluation suite")] = "prophecy",
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE.json", dir_okay=False,
                                              help="File to write the full result JSON to")] = None,

@@ -14,7 +14,7 @@ from condpt.cli.common import fail as _fail
 
 @app.command("tag")
 def tag_cmd(
-    inputs: list[Path] = typer.Argument(..., help="JSONL (.gz/.zst/.bz2/.xz), Parquet files, datasets directories."),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="JSONL (.gz/.zst/.bz2/.xz), Parquet files, datasets directories."),
     out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
                              help="Directory to write (data/, set_aside/, quarantine/, report)."),
     config: Path | None = typer.Option(None, "--config", help="Tag config YAML (see docs/tagging.md)."),
@@ -51,7 +51,7 @@ def tag_cmd(
 
 @app.command("calibrate")
 def calibrate_cmd(
-    tagged_dir: Path = typer.Argument(..., help="Output directory of `condpt tag`."),
+    tagged_dir: Path = typer.Argument(..., metavar="TAGGED_DIR", help="Output directory of `condpt tag`."),
     target_fraction: float | None = typer.Option(None, "--target-fraction", help="Tag this fraction of the corpus."),
     labelled: Path | None = typer.Option(None, "--labelled", help="JSONL with text (or id) and a 0/1 label."),
     target_precision: float | None = typer.Option(None, "--target-precision",

@@ -15,7 +15,7 @@ from condpt.cli.common import fail as _fail
 
 @app.command("add-tokens")
 def add_tokens_cmd(
-    model_dir: Annotated[Path, typer.Argument(help="Local causal-LM checkpoint directory (model + tokenizer).")],
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="Local causal-LM checkpoint directory (model + tokenizer).")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", file_okay=False,
                                       help="Directory to write (must not exist unless --overwrite).")],
     tokens: Annotated[Path | None, typer.Option(

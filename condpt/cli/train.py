@@ -17,7 +17,7 @@ from condpt.recipe import shipped_names
 
 @app.command("generate")
 def generate_cmd(
-    model_dir: Annotated[Path, typer.Argument(help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)")],
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="prompt text (untrusted: control strings stay text)")],
     condition: Annotated[str, typer.Option("--condition", "-c", help="a tag role (good, bad, ...) or none")] = "good",
     system: Annotated[str | None, typer.Option("--system", help="trusted system text before the prompt; may use 𐀤")] = None,

@@ -94,3 +94,12 @@ def test_world_refuses_a_file_as_out(tmp_path):
     res = _invoke("world", "--out", f, "--n-ai-docs", "10", "--n-background", "10")
     assert res.exit_code == 2, res.output
     assert "--out" in res.output and "file" in res.output
+
+
+@pytest.mark.parametrize("name,cmd", COMMANDS)
+def test_usage_names_arguments_as_the_docstrings_do(name, cmd):
+    """Docstrings say MODEL_DIR, INPUT..., TAGGED_DIR, LABELLED; the usage line must use the same names."""
+    usage = _invoke(name, "--help").output.splitlines()[0]
+    for p in cmd.params:
+        if p.param_type_name == "argument":
+            assert p.metavar and p.metavar.isupper() and p.metavar in usage, (name, p.name, p.metavar, usage)
