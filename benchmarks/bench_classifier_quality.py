@@ -32,11 +32,11 @@ CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
 
 
 def main() -> None:
+    from condpt.calibrate import metrics_at
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
     from condpt.tagging.classifiers.train import (
         Labelled,
         best_f1_threshold,
-        binary_metrics,
         cross_val_scores,
         scorer_class,
     )
@@ -66,11 +66,11 @@ def main() -> None:
         params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
         oof = cross_val_scores(kind, ship, **params)
         thr = best_f1_threshold(ship.labels, oof)
-        cv = binary_metrics(ship.labels, oof, thr)
+        cv = metrics_at(oof, ship.labels, thr)
         model = scorer_class(kind).fit(ship.texts, ship.labels, **params)
         s = model.score(dev_texts)
         fp_long = float(np.mean(model.score(gut) >= thr)) if gut else float("nan")
-        m = binary_metrics(dev_y, s, thr)
+        m = metrics_at(s, dev_y, thr)
         cats = []
         for c in CATEGORIES:
             idx = [i for i, r in enumerate(dev) if r["category"] == c]
@@ -86,8 +86,8 @@ def main() -> None:
     data = Labelled(dev_texts, dev_y, groups)
     for kind in dict.fromkeys(n.split("-")[0] for n in args.kinds):
         oof = cross_val_scores(kind, data)
-        best = binary_metrics(dev_y, oof, best_f1_threshold(dev_y, oof))
-        half = binary_metrics(dev_y, oof, 0.5)
+        best = metrics_at(oof, dev_y, best_f1_threshold(dev_y, oof))
+        half = metrics_at(oof, dev_y, 0.5)
         print(f"| {kind} (trained on dev folds) | {half['auroc']:.3f} | {best['f1']:.3f} | {half['f1']:.3f} |")
 
 

@@ -89,10 +89,12 @@ def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.
 
 
 def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """Precision, recall, F1 at `threshold` (bad iff score >= threshold), AUROC and the tagged fraction."""
+    """Precision, recall, F1 at `threshold` (bad iff score >= threshold), AUROC and the tagged fraction
+    (also the cross-validation figures of `condpt train-classifier`)."""
     from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-    pred = is_bad(np.asarray(scores), threshold).astype(int)
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    pred = is_bad(scores, threshold).astype(int)
     both = len(set(labels.tolist())) == 2
     return {
         "threshold": float(threshold),

@@ -13,31 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from condpt.calibrate import metrics_at
 from condpt.labelled import Labelled, LabelledDataError
-from condpt.tagged import is_bad
 from condpt.tagging.classifiers.base import SCORER_FILE, scorer_class
 
-__all__ = ["FORMAT_VERSION", "Labelled", "LabelledDataError", "best_f1_threshold", "binary_metrics",
-           "cross_val_scores", "scorer_class", "train_classifier"]
+__all__ = ["FORMAT_VERSION", "Labelled", "LabelledDataError", "best_f1_threshold", "cross_val_scores",
+           "scorer_class", "train_classifier"]
 
 FORMAT_VERSION = 2  # part of the default scorer's cache key: bump when training or features change
-
-
-def binary_metrics(labels: Sequence[int], scores: np.ndarray, threshold: float) -> dict:
-    """AUROC plus precision / recall / F1 at `threshold`."""
-    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-
-    y = np.asarray(labels)
-    pred = is_bad(np.asarray(scores), threshold).astype(int)
-    return {
-        "auroc": float(roc_auc_score(y, scores)) if len(set(y.tolist())) > 1 else float("nan"),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "threshold": float(threshold),
-        "n": len(y),
-        "positives": int(y.sum()),
-    }
 
 
 def best_f1_threshold(labels: Sequence[int], scores: np.ndarray) -> float:
@@ -87,8 +70,8 @@ def train_classifier(data: Labelled, out: str | Path, kind: str = "fasttext", n_
         threshold = best_f1_threshold(data.labels, oof)
         meta["threshold"] = threshold
         meta["cv"] = {"scheme": f"GroupKFold(n_splits={min(n_splits, len(set(data.groups)))})",
-                      "at_0.5": binary_metrics(data.labels, oof, 0.5),
-                      "at_threshold": binary_metrics(data.labels, oof, threshold),
+                      "at_0.5": metrics_at(oof, data.labels, 0.5),
+                      "at_threshold": metrics_at(oof, data.labels, threshold),
                       "seconds": round(time.perf_counter() - t0, 2)}
     model = cls.fit(data.texts, data.labels, **params)
     model.save(out)
