@@ -398,3 +398,17 @@ def test_unwritable_output_dir_is_refused(tmp_path):
             load_config(TINY, [f"output_dir={locked / 'run'}"])
     finally:
         locked.chmod(0o700)
+
+
+def test_checkpoint_from_add_tokens_is_accepted(lm_dirs, tmp_path):
+    """`condpt add-tokens` output (control tokens special, embedding grown and padded) trains with its own
+    tokenizer, or with the pre-add-tokens tokenizer directory (the same ids once the tokens are added)."""
+    from tokenizer_ext.resize import add_tokens_to_checkpoint
+
+    out = tmp_path / "with-tokens"
+    add_tokens_to_checkpoint(lm_dirs["ckpt"], out, kl_texts=None)
+    load_config(TINY, _ckpt({"out": out}, "out", "checkpoint"))
+    load_config(TINY, _ckpt({"out": out}, "out", out))
+    load_config(TINY, _ckpt({"out": out}, "out", lm_dirs["ckpt"]))
+    with pytest.raises(ConfigError, match=r"does not match model\.checkpoint's tokenizer"):
+        load_config(TINY, _ckpt({"out": out}, "out", lm_dirs["other"]))
