@@ -88,6 +88,11 @@ def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.
     return np.asarray(scores, np.float64), np.asarray(labels, np.int64), len(rows.labels) - len(scores)
 
 
+def tagged_fraction(scores: np.ndarray, threshold: float) -> float:
+    """The fraction of `scores` tagged bad at `threshold`."""
+    return float(np.mean(is_bad(np.asarray(scores), threshold)))
+
+
 def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Precision, recall, F1 at `threshold` (bad iff score >= threshold), AUROC and the tagged fraction
     (also the cross-validation figures of `condpt train-classifier`)."""
@@ -102,7 +107,7 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
         "recall": float(recall_score(labels, pred, zero_division=0)),
         "f1": float(f1_score(labels, pred, zero_division=0)),
         "auroc": float(roc_auc_score(labels, scores)) if both else math.nan,
-        "tagged_fraction": float(pred.mean()),
+        "tagged_fraction": tagged_fraction(scores, threshold),
         "n": len(labels),
         "positives": int(labels.sum()),
     }

@@ -78,7 +78,7 @@ def calibrate_cmd(
         if target_fraction is not None:
             scores = np.asarray(cal.load_tagged(tagged_dir)["score"], dtype=np.float64)
             t = cal.threshold_for_fraction(scores, target_fraction)
-            print(f"threshold {t:.6f}: tags {float((scores >= t).mean()):.4f} of {len(scores)} documents "
+            print(f"threshold {t:.6f}: tags {cal.tagged_fraction(scores, t):.4f} of {len(scores)} documents "
                   f"(target {target_fraction})")
         result = {}
         if labelled is not None:
