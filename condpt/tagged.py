@@ -43,6 +43,11 @@ def stored_score(score: float) -> float:
     return float(np.float32(score))
 
 
+def stored_scores(scores: Sequence[float]) -> list[float]:
+    """`stored_score` of each (one numpy cast: a batch holds many segments)."""
+    return np.asarray(scores, dtype=np.float32).tolist()
+
+
 def is_bad(score, threshold: float):
     """The one rule: bad iff score >= threshold (elementwise for numpy arrays)."""
     return score >= threshold

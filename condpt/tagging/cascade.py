@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from condpt.tagged import stored_score, tag_for
+from condpt.tagged import stored_score, stored_scores, tag_for
 from condpt.tagging.config import STAGES, TagConfig, check_band_stages
 from condpt.tagging.segment import segment
 
@@ -223,7 +223,7 @@ def decide(batch: Batch, seg: Segments, threshold: float, how: str, good: str, b
     """The tagged rows: the input columns plus `score`, `tag`, `spans`, `prefilter_hits`, `stage`."""
     scores, tags, spans = [], [], []
     for bounds, seg_scores in zip(seg.bounds, seg.scores):
-        seg32 = [stored_score(x) for x in seg_scores]  # decide on the stored value, as a re-threshold will
+        seg32 = stored_scores(seg_scores)  # decide on the stored value, as a re-threshold will
         d = stored_score(document_score(bounds, seg32, how))
         scores.append(d)
         tags.append(tag_for(d, threshold, good, bad))
