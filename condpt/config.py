@@ -63,6 +63,18 @@ def _nested_errors(err: ValidationError, names: list[str]) -> str:
     return "; ".join(parts)
 
 
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first inf/nan inside a free-form dict (what STRICT cannot see into), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "<value>"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 class ModelConfig(_Strict):
     """Exactly one of `config` (train from scratch) or `checkpoint` (continued pretraining).
 
@@ -82,6 +94,9 @@ class ModelConfig(_Strict):
     def _spec(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
         if spec is None:
             return spec
+        bad = _non_finite(spec)
+        if bad:
+            raise ValueError(f"{bad}: must be a finite number")
         if "arch" in spec:
             try:
                 TinySpec.model_validate(spec)

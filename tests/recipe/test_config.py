@@ -206,6 +206,9 @@ def test_non_utf8_config_is_refused(tmp_path):
     ("model.config={model_type: gpt2, vocab_size: 7}", "model.config", "vocab_size: set from the tokenizer"),
     ("model.config={model_type: llama, hidden_size: -1}", "model.config", "hidden"),
     ("model.config.max_positions=64", "data.block_size", "exceeds model.config.max_positions (64)"),
+    ("model.config={model_type: gpt2, resid_pdrop: .nan}", "model.config", "resid_pdrop: must be a finite number"),
+    ("model.config={model_type: llama, rope_scaling: {factor: .inf}}", "model.config",
+     "rope_scaling.factor: must be a finite number"),
     ("model.config={model_type: gpt2, n_embd: 32, n_head: 2, n_layer: 1, n_positions: 64}", "data.block_size",
      "exceeds the 64 positions of model.config"),
 ])
