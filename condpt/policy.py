@@ -35,12 +35,32 @@ class Band(BaseModel):
         return self
 
 
+class RouteConfig(BaseModel):
+    """Gradient routing (`mode: route`, `condpt.routing`): the MLPs of `layers` gain `width` hidden units; on
+    tokens of documents tagged bad only those units learn, and the export `final/` has them removed."""
+
+    model_config = STRICT
+
+    width: int = Field(64, ge=1, le=65536, description="hidden units added to each routed layer's MLP")
+    layers: list[int] | None = Field(None, min_length=1, description="block indices to expand (negative: from "
+                                                                       "the last block); null: every block")
+    other_tokens: Literal["detach", "train"] = Field(
+        "detach", description="on tokens not tagged bad the routed units still act but get no gradient (detach), "
+                              "or learn like every other unit (train)")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RouteConfig:
+        if self.layers is not None and len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"route.layers lists a block twice: {self.layers}")
+        return self
+
+
 class PolicyConfig(BaseModel):
     """One data policy (an arm of the experiment grid)."""
 
     model_config = STRICT
 
-    mode: Literal["mle", "condition", "filter", "set_aside"] = "condition"
+    mode: Literal["mle", "condition", "filter", "set_aside", "route"] = "condition"
     granularity: Literal["document", "segment"] = "document"
     untagged_fraction: float = Field(0.0, ge=0.0, le=1.0, description="fraction of documents left without a tag")
     coverage: float = Field(
@@ -58,6 +78,8 @@ class PolicyConfig(BaseModel):
     seed: Seed = 0
     band: Band | None = Field(None, description="confidence-aware conditioning: good below band.low, bad from "
                                                 "band.high, the band between untagged (mode condition only)")
+    route: RouteConfig | None = Field(None, description="gradient routing settings (mode route only; default "
+                                                        "RouteConfig() there)")
 
     @model_validator(mode="after")
     def _band_fits(self) -> PolicyConfig:
@@ -66,6 +88,10 @@ class PolicyConfig(BaseModel):
                 raise ValueError(f"band: tags by confidence, which only mode condition uses (mode is {self.mode!r})")
             if self.threshold is not None:
                 raise ValueError("band and threshold both re-tag from the stored scores: set one of them")
+        if self.mode == "route" and self.route is None:
+            self.route = RouteConfig()
+        if self.route is not None and self.mode != "route":
+            raise ValueError(f"route: settings of mode route, but mode is {self.mode!r}")
         return self
 
 
@@ -208,7 +234,10 @@ def apply_policy(batch: dict[str, list], cfg: PolicyConfig,
                 aside[k].append(batch[k][i])
             aside["reason"].append("set_aside" if cfg.mode == "set_aside" else "filtered")
             continue
-        if cfg.mode != "condition" or unit_hash("untagged", cfg.seed, doc_id) < cfg.untagged_fraction:
+        if cfg.mode == "route":  # no tag in the text; the role only travels to tag_index, for the route mask
+            segments = ([{"text": text, "role": tag}] if cfg.granularity == "document" else
+                        _segments_from_spans(doc_id, text, cols["spans"][i] or [], tag, cfg, missed))
+        elif cfg.mode != "condition" or unit_hash("untagged", cfg.seed, doc_id) < cfg.untagged_fraction:
             segments = [{"text": text, "role": None}]
         elif cfg.granularity == "segment":
             segments = _segments_from_spans(doc_id, text, cols["spans"][i] or [], tag, cfg, missed)

@@ -340,7 +340,9 @@ def build_datasets(data_cfg: DataConfig, tokenizer: Any, manifest: Manifest, *, 
     prepared = prepare_documents(data_cfg, seed=seed, self_token=manifest.self_token.string, num_proc=num_proc)
     log.info("data: %s", prepared.counts)
     kw = {"block_size": data_cfg.block_size, "loss_on_tags": data_cfg.loss_on_tags}
-    train = pack_dataset(prepared.train, tokenizer, manifest, num_proc=num_proc, desc="packing training blocks", **kw)
+    # mode route: no tag ids in the text, but tag_index keeps each token's role for the route mask
+    train = pack_dataset(prepared.train, tokenizer, manifest, num_proc=num_proc, desc="packing training blocks",
+                         insert_tags=data_cfg.policy.mode != "route", **kw)
     # One process: where the stream is cut depends on batch boundaries, and the held-out blocks must be
     # identical for every arm whatever num_proc each ran with (the set is small).
     heldout = pack_dataset(prepared.heldout, tokenizer, manifest, insert_tags=False, desc="packing held-out blocks",
