@@ -5,8 +5,9 @@ How the stages combine (who sees what), always in this order:
 
 1. ``segment``: each document is partitioned into segments (document, paragraph or sentence; see
    `condpt.tagging.segment`). Every later stage scores *segments*.
-2. ``prefilter``: the lexicon scans each document once (always: it is cheap). A segment's score starts as its lexicon score
-   (noisy-OR of the weights of the phrases in it); ``prefilter_hits`` lists the phrases of the document.
+2. ``prefilter``: the lexicon scans each document once (always: it is cheap). A segment's score starts as
+   its lexicon score (noisy-OR of the weights of the phrases in it); ``prefilter_hits`` lists the phrases of
+   the document.
    With ``prefilter.gate: true`` only documents with at least one hit go on to the classifier; the others
    keep their lexicon score (0) and are decided here (``stage = "prefilter"``).
 3. ``classifier``: the scorer (``condpt.tagging.classifiers.load_scorer(classifier.spec)``) scores every
@@ -19,7 +20,7 @@ How the stages combine (who sees what), always in this order:
    autorater, whose score replaces it.
 6. ``decide``: document score = max over segments (``document_score: max``, the default: one bad passage
    makes a bad document) or the length-weighted mean (``mean``); a document or segment is ``bad_role``
-   iff its score >= threshold. The threshold is ``threshold`` if set, else the scorer's own calibrated
+   iff its stored score >= threshold (`condpt.tagged.tag_for`, the rule calibration and policies share). The threshold is ``threshold`` if set, else the scorer's own calibrated
    threshold, else 0.5. ``stage`` names the last stage that scored any segment of the document.
 
 A stage's state (segment bounds, scores so far) travels in a `Segments` object inside one call, never in
