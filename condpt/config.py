@@ -1,8 +1,13 @@
 """`RunConfig`: the one pydantic config of a training run (YAML in, `key=value` overrides, `--dry-run`).
 
-Paths to *inputs* written in a YAML file (data sources, checkpoint, tokenizer, control-token spec) are
-resolved relative to that YAML file, so a config works from any working directory; paths given as
-command-line overrides and `output_dir` are relative to the working directory.
+Paths to *inputs* written in a YAML file (data sources, checkpoint, tokenizer, control-token spec, self-reference
+stories, a resume checkpoint) are resolved relative to that YAML file, so a config works from any working
+directory; paths given as command-line overrides and `output_dir` are relative to the working directory.
+
+`load_config` refuses, before any process starts, whatever cannot run: a file that is not UTF-8 or repeats a key
+(`condpt.yamlfile`), a value of the wrong type or out of range (`configtypes.STRICT`: no bool-as-int, finite
+floats), an unknown key (with a "did you mean"), and inputs that are missing or do not fit together
+(`condpt.inputs`). Each error names the file, the field and where its value came from (YAML line or override).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     model_config = STRICT
 
-TINY_ARCHS = ("gpt2", "llama", "gpt_neox", "qwen2")
+
+TinyArch = Literal["gpt2", "llama", "gpt_neox", "qwen2"]
+TINY_ARCHS = typing.get_args(TinyArch)
 # Set from the tokenizer by `condpt.train.build_model`: a value in model.config would be silently replaced.
 FROM_TOKENIZER = ("vocab_size", "eos_token_id", "bos_token_id")
 
@@ -37,7 +44,7 @@ FROM_TOKENIZER = ("vocab_size", "eos_token_id", "bos_token_id")
 class TinySpec(_Strict):
     """`model.config` for a `condpt.tiny` architecture (the keys `condpt.tiny.tiny_config` takes)."""
 
-    arch: Literal["gpt2", "llama", "gpt_neox", "qwen2"]
+    arch: TinyArch
     d_model: int = Field(64, gt=0)
     n_layer: int = Field(2, gt=0)
     n_head: int = Field(4, gt=0)
@@ -204,9 +211,10 @@ class RunConfig(_Strict):
                              "of the checkpoint); use `checkpoint` or a tokenizer directory saved with it")
         if self.train.stop_after is not None and self.train.stop_after > self.train.max_steps:
             raise ValueError("train.stop_after must be <= train.max_steps")
-        positions = (self.model.config or {}).get("max_positions") if "arch" in (self.model.config or {}) else None
-        if positions is not None and positions < self.data.block_size:
-            raise ValueError(f"data.block_size: {self.data.block_size} exceeds model.config.max_positions ({positions})")
+        tiny = self.model.config if self.model.config and "arch" in self.model.config else {}
+        if tiny.get("max_positions") is not None and tiny["max_positions"] < self.data.block_size:
+            raise ValueError(f"data.block_size: {self.data.block_size} exceeds model.config.max_positions "
+                             f"({tiny['max_positions']})")
         if not any(src.weight > 0 for src in self.data.sources):
             raise ValueError("data.sources: every weight is 0, so there is nothing to train on")
         return self
