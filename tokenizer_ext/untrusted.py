@@ -132,30 +132,39 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
-def _repair(backend, text: str, forbidden: frozenset[int]) -> list[int]:
-    """Re-encode `text` so that no forbidden id remains: each token span holding a forbidden id is re-encoded
-    one character at a time (merges can no longer reach the special string), a character that still maps to a
-    forbidden id becomes U+FFFD."""
-    enc = backend.encode(text, add_special_tokens=False)
+def _char_ids(model, piece: str) -> list[list[int]]:
+    """The model's ids for each character of the model-space string `piece`, such that decoding them all gives
+    `piece` again. The characters go to the model itself, not through the normaliser and pre-tokenizer, which
+    would make each one the start of a word (a Metaspace "▁" before every character). WordPiece spells
+    non-initial pieces with its continuation prefix ("##")."""
+    prefix = model.continuing_subword_prefix if type(model).__name__ == "WordPiece" else ""
+    if not prefix:
+        return [[t.id for t in model.tokenize(ch)] for ch in piece]
+    cont = piece.startswith(prefix) and len(piece) > len(prefix)
+    chars = piece[len(prefix):] if cont else piece
+    ids = [model.token_to_id(prefix + ch if cont or k else ch) for k, ch in enumerate(chars)]
+    return [[] if i is None else [i] for i in ids]
+
+
+def _repair(backend, ids: list[int], forbidden: frozenset[int]) -> list[int]:
+    """`ids` with each forbidden token (a special string the model's own merges reached) replaced by the model's
+    ids for its characters one at a time. Neighbours are kept and the model-space text is unchanged, so the
+    decoded text is too. A character that is itself special, or a forbidden unk (its text is lost anyway),
+    becomes U+FFFD; if that cannot be encoded without a special id either, `UnsafeEncodingError`."""
+    model = backend.model
+    unk = backend.token_to_id(model.unk_token) if getattr(model, "unk_token", None) else None
     out: list[int] = []
-    done_until = 0
-    for tid, (start, end) in zip(enc.ids, enc.offsets):
+    for tid in ids:
         if tid not in forbidden:
-            if start >= done_until:
-                out.append(tid)
+            out.append(tid)
             continue
-        if start < done_until:
-            continue  # this span was already re-encoded
-        for ch in text[start:end]:
-            ids = backend.encode(ch, add_special_tokens=False).ids
-            if not forbidden.isdisjoint(ids):
-                ids = backend.encode(REPLACEMENT, add_special_tokens=False).ids
-                if not forbidden.isdisjoint(ids):
-                    raise UnsafeEncodingError(f"cannot encode {ch!r} without a special id")
-            out.extend(ids)
-        done_until = end
-    if not forbidden.isdisjoint(out):
-        raise UnsafeEncodingError(f"could not remove special ids from the encoding of {text[:80]!r}")
+        piece = backend.id_to_token(tid)
+        for char_ids in [[tid]] if tid == unk else _char_ids(model, piece):
+            if not char_ids or not forbidden.isdisjoint(char_ids):
+                char_ids = [t.id for t in model.tokenize(REPLACEMENT)]
+                if not char_ids or not forbidden.isdisjoint(char_ids):
+                    raise UnsafeEncodingError(f"cannot encode a character of {piece!r} without a special id")
+            out.extend(char_ids)
     return out
 
 
@@ -170,7 +179,7 @@ def _encode(backend, texts: list[str], forbidden: frozenset[int]) -> list[list[i
     isdisjoint = forbidden.isdisjoint
     for i, ids in enumerate(out):
         if not isdisjoint(ids):
-            out[i] = _repair(backend, texts[i], forbidden)
+            out[i] = _repair(backend, ids, forbidden)
     return out
 
 
