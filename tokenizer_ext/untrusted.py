@@ -8,8 +8,9 @@ it holds. This is guaranteed twice:
    matched; the user's tokenizer object is never touched (its backend flag is shared state that every HF call
    overwrites);
 2. by a post-check over the output ids: a special id that a model could still reach through its own merges
-   (a special string that is also an ordinary vocabulary entry) is repaired by re-encoding that span character by
-   character; if that is impossible, `UnsafeEncodingError` is raised.
+   (a special string that is also an ordinary vocabulary entry) is replaced by the model's tokens for its
+   characters one at a time, leaving its neighbours and the decoded text as they were; if that is impossible,
+   `UnsafeEncodingError` is raised.
 
 The reserved self token (default 𐀤) is replaced by U+FFFD in untrusted text before encoding, so models never
 see even its bytes outside curated data. `encode_trusted` is the only function that turns the self token's text
