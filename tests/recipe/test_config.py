@@ -415,3 +415,15 @@ def test_checkpoint_from_add_tokens_is_accepted(lm_dirs, tmp_path):
     load_config(TINY, _ckpt({"out": out}, "out", lm_dirs["ckpt"]))
     with pytest.raises(ConfigError, match=r"does not match model\.checkpoint's tokenizer"):
         load_config(TINY, _ckpt({"out": out}, "out", lm_dirs["other"]))
+
+
+def test_scratch_run_with_a_tokenizer_directory(lm_dirs, tmp_path):
+    """The experiment grid's shape: a scratch model and a shared tokenizer directory (control tokens in it)."""
+    assert load_config(TINY, [f"tokenizer.source={lm_dirs['own']}"]).tokenizer.source == str(lm_dirs["own"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"tokenizer\.source \(override\): .*empty: no tokenizer files"):
+        load_config(TINY, [f"tokenizer.source={tmp_path / 'empty'}"])
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text("tags:\n  - {role: good, string: 'Ġthe'}\n  - {role: bad, string: '<|bad|>'}\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.source.*already an ordinary token"):
+        load_config(TINY, [f"tokenizer.source={lm_dirs['own']}", f"tokenizer.control_tokens={spec}"])
