@@ -41,6 +41,15 @@ class _Loader(yaml.SafeLoader):
                 first[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as e:  # Python refuses integers of more than 4300 digits
+            raise yaml.constructor.ConstructorError(None, None, f"integer not usable: {e}", node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
 
 # YAML 1.2 floats with an exponent but no dot or an unsigned exponent (`1e5`, `3e-4`, `989.0e12`).
 _Loader.add_implicit_resolver(
@@ -56,11 +65,53 @@ def _where(e: yaml.YAMLError) -> str:
 
 
 def load_yaml(text: str, origin: str = "<string>") -> Any:
-    """Parse YAML text (None when empty). Raises `YamlError` naming `origin` and the line."""
+    """Parse YAML text (None when empty). Raises `YamlError` naming `origin` and the line; also for data no
+    config can be (see `_shape_problem`)."""
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as e:
         raise YamlError(f"{origin}: not valid YAML{_where(e)}: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise YamlError(f"{origin}: not usable YAML: nested too deeply") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise YamlError(f"{origin}: not usable YAML: {problem}")
+    return data
+
+
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why parsed YAML cannot be a config, or None: a collection that contains itself (`- &a [*a]`), aliases
+    that expand it past MAX_VALUES values (a "billion laughs"), or nesting deeper than MAX_DEPTH. Every
+    validator, dumper and walker after this one may then recurse and iterate freely."""
+    size: dict[int, int] = {}  # values under each finished collection, aliases expanded
+    open_now: set[int] = set()  # collections on the current path
+    stack: list[tuple[Any, int, bool]] = [(data, 0, False)]
+    while stack:
+        node, depth, leaving = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        children = list(node.values()) if isinstance(node, dict) else node
+        key = id(node)
+        if leaving:
+            open_now.discard(key)
+            size[key] = 1 + sum(size.get(id(child), 1) for child in children)
+            if size[key] > MAX_VALUES:
+                return f"aliases (*name) expand it to more than {MAX_VALUES:,} values"
+            continue
+        if key in open_now:
+            return "an alias (*name) refers to a collection that contains it"
+        if key in size:
+            continue
+        if depth >= MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        open_now.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in children)
+    return None
 
 
 def read_text(path: str | Path, what: str = "config file") -> str:
@@ -105,7 +156,7 @@ def key_lines(path: str | Path) -> dict[tuple, int]:
 
     try:
         root = yaml.compose(read_text(path), Loader=_Loader)
-    except (YamlError, yaml.YAMLError):
+    except (YamlError, yaml.YAMLError, RecursionError):
         return out
     if root is not None:
         walk(root, ())

@@ -33,6 +33,27 @@ def test_yaml_12_floats(text, value):
     assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
 
 
+LAUGHS = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+
+
+@pytest.mark.parametrize("text, why", [
+    ("a: " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),  # PyYAML itself recurses
+    ("a: " + "[" * 70 + "]" * 70, "nested deeper than 64 levels"),
+    ("x: 1\nseed: 1" + "0" * 5000, r"line 2\): integer not usable"),
+    ("- &a [*a]", "contains it"),
+    (LAUGHS, "expand it to more than 1,000,000 values"),
+])
+def test_what_no_config_can_be_is_refused(text, why):
+    """Hostile shapes end as a YamlError, never a RecursionError, a bare ValueError or a hang downstream."""
+    with pytest.raises(YamlError, match=why):
+        load_yaml(text, "f.yaml")
+
+
+def test_shared_aliases_are_fine():
+    assert load_yaml("a: &x {b: 1}\nc: *x\nd: [*x, *x]\n") == {"a": {"b": 1}, "c": {"b": 1}, "d": [{"b": 1}] * 2}
+
+
 def test_read_yaml_names_the_file(tmp_path):
     with pytest.raises(YamlError, match=rf"{tmp_path / 'nope.yaml'}: grid config not found"):
         read_yaml(tmp_path / "nope.yaml", "grid config")

@@ -181,6 +181,8 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         load_config(TINY, ["model.config={a: 1, a: 2}"])
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
+        load_config(TINY, ["model.config.x=" + "[" * 80 + "]" * 80])
 
 
 def test_non_utf8_config_is_refused(tmp_path):
