@@ -64,7 +64,7 @@ def _nested_errors(err: ValidationError, names: list[str]) -> str:
         key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
             msg = "unknown key" + (f"; did you mean {close[0]}?" if close else f" (keys: {', '.join(names)})")
         parts.append(f"{key}: {msg}" if key else msg)
     return "; ".join(parts)
@@ -323,7 +323,7 @@ def did_you_mean(loc: tuple) -> str:
     cls = _model_at(loc[:-1])
     if cls is None:
         return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(cls.model_fields), n=1)
+    close = difflib.get_close_matches(str(loc[-1]), list(cls.model_fields), n=1, cutoff=0.5)
     return f"; did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?" if close else ""
 
 

@@ -165,6 +165,8 @@ def test_unknown_key_suggests_the_field():
         load_config(TINY, ["data.sources.0.wieght=2"])
     with pytest.raises(ConfigError, match=r"outputdir \(override\): .*did you mean output_dir\?"):
         load_config(TINY, ["outputdir=x"])
+    with pytest.raises(ConfigError, match=r"optim\.lrate \(override\): unknown key; did you mean optim\.lr\?"):
+        load_config(TINY, ["optim.lrate=1"])
     with pytest.raises(ConfigError) as e:
         load_config(TINY, ["optim.zzzz=1"])
     assert "did you mean" not in str(e.value)
