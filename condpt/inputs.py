@@ -212,7 +212,17 @@ def _model_config_problems(spec: dict[str, Any] | None) -> tuple[list[Problem], 
     if not problems and isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         names = own.get("hidden_size", "hidden_size"), own.get("num_attention_heads", "num_attention_heads")
         problems.append(("model.config", f"{names[0]} ({hidden}) must be a multiple of {names[1]} ({heads})"))
-    return problems, None if problems else hf
+    if problems:
+        return problems, None
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):  # builds every module, allocates nothing: any size, in a second or two
+            AutoModelForCausalLM.from_config(hf)
+    except Exception as e:  # noqa: BLE001 - whatever the model's constructor raises (negative dims, unknown act)
+        return [("model.config", f"transformers cannot build a {model_type} model from it: {_one_line(e)}")], None
+    return [], hf
 
 
 def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], Any]:

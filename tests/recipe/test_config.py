@@ -209,6 +209,8 @@ def test_non_utf8_config_is_refused(tmp_path):
     ("model.config={model_type: gpt2, n_layers: 2}", "model.config.n_layers", "did you mean n_layer"),
     ("model.config={model_type: gpt2, vocab_size: 7}", "model.config", "vocab_size: set from the tokenizer"),
     ("model.config={model_type: llama, hidden_size: -1}", "model.config", "hidden"),
+    ("model.config={model_type: gpt2, n_inner: -5}", "model.config", "negative dimension"),
+    ("model.config={model_type: gpt2, activation_function: nope}", "model.config", "cannot build a gpt2 model"),
     ("model.config.max_positions=64", "data.block_size", "exceeds model.config.max_positions (64)"),
     ("model.config={model_type: gpt2, resid_pdrop: .nan}", "model.config", "resid_pdrop: must be a finite number"),
     ("model.config={model_type: llama, rope_scaling: {factor: .inf}}", "model.config",
