@@ -16,7 +16,10 @@ import ctypes
 import gc
 import json
 import math
+import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -296,6 +299,76 @@ def _check_model_dir(model_dir: Path):
     return config
 
 
+_BIN_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _check_weights(model_dir: Path) -> list[str] | None:
+    """The checkpoint's safetensors files (None for a `pytorch_model.bin` one), each header checked against its
+    file: a missing, truncated or garbled weights file is an error naming it before anything is written."""
+    try:
+        shards = stream.shard_names(model_dir)
+        if shards is not None:
+            stream.headers(model_dir, shards)
+    except stream.StreamError as e:
+        raise CheckpointError(str(e)) from None
+    if shards is None and not any((model_dir / name).is_file() for name in _BIN_FILES):
+        raise CheckpointError(f"{model_dir}: no weights file ({', '.join([stream.SINGLE, stream.INDEX, *_BIN_FILES])}"
+                              " not found)")
+    return shards
+
+
+def _check_fits(model_dir: Path, config, tokenizer) -> None:
+    """Every id of the tokenizer must have a row: a bigger tokenizer belongs to another model (its extra ids would
+    index past the matrix, or silently get new mean rows here)."""
+    rows = getattr(config.get_text_config(), "vocab_size", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise CheckpointError(
+            f"{model_dir}: the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} "
+            f"rows (config.json vocab_size): ids {rows}..{len(tokenizer) - 1} have no embedding; is the tokenizer "
+            "this model's own?")
+
+
+def _load_model(model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
+    except Exception as e:  # noqa: BLE001 - weights transformers cannot load are the user's input error
+        raise CheckpointError(f"{model_dir}: the model cannot be loaded from its weights: "
+                              f"{type(e).__name__}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------- temporary dirs
+def _temp_prefix(out_dir: Path, kind: str) -> str:
+    """Prefix of this process's temporary directories beside OUT: a later run recognises them by OUT's name,
+    this host and the pid, and removes them once that process is gone (a SIGKILL runs no cleanup)."""
+    return f".{out_dir.name}.{kind}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Remove the temporary directories that runs for `out_dir` on this host left behind when they were killed
+    (their pid is dead); returns them. Directories of live processes and names not ours are left alone."""
+    own = re.compile(re.escape(f".{out_dir.name}.") + r"(?:tmp|old)-" + re.escape(socket.gethostname())
+                     + r"-(\d+)-[^/]+")
+    removed = []
+    for path in out_dir.parent.iterdir():
+        m = own.fullmatch(path.name)
+        if m and path.is_dir() and not path.is_symlink() and not _pid_alive(int(m[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 
@@ -427,8 +500,10 @@ def add_tokens_to_checkpoint(
         raise CheckpointError(f"{out_dir}: output directory exists (pass --overwrite to replace it)")
     if not out_dir.parent.exists():
         raise CheckpointError(f"{out_dir.parent}: parent of the output directory does not exist")
+    remove_stale_temporaries(out_dir)
+    shards = _check_weights(model_dir)
     tokenizer = _load_tokenizer(model_dir)
-    shards = stream.shard_names(model_dir)
+    _check_fits(model_dir, config, tokenizer)
     keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None
 
     # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
@@ -441,7 +516,7 @@ def add_tokens_to_checkpoint(
     len_after = len(tokenizer)
     del known
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "tmp"), dir=out_dir.parent))
     # the old logits wait in an unnamed file, not in memory (26 MB for GPT-2's vocabulary and 128 tokens)
     with tempfile.TemporaryFile(dir=out_dir.parent) as spill:
         try:
@@ -449,7 +524,7 @@ def add_tokens_to_checkpoint(
             if keys is not None:
                 del tokenizer
                 _release_memory()
-            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
+            model = _load_model(model_dir)
             dtype = model.get_input_embeddings().weight.dtype
             tied = _is_tied(model)
             params_before = sum(p.numel() for p in model.parameters())
@@ -501,7 +576,7 @@ def add_tokens_to_checkpoint(
             manifest.save(tmp)
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "old"), dir=out_dir.parent))
                 out_dir.rename(old / "x")
                 tmp.rename(out_dir)
                 shutil.rmtree(old, ignore_errors=True)

@@ -49,33 +49,79 @@ class Entry:
 
 def shard_names(model_dir: Path) -> list[str] | None:
     """The safetensors files of a checkpoint directory, as transformers finds them; None if it has none."""
-    if (model_dir / INDEX).is_file():
-        weight_map = json.loads((model_dir / INDEX).read_text(encoding="utf-8"))["weight_map"]
-        return list(dict.fromkeys(weight_map.values()))
+    index = model_dir / INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = list(dict.fromkeys(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StreamError(f"{index}: not a safetensors index (a JSON object with a weight_map): "
+                              f"{type(e).__name__}: {e}") from None
+        if not names or not all(isinstance(n, str) and n and Path(n).name == n for n in names):
+            raise StreamError(f"{index}: weight_map must map tensor names to shard file names in this directory")
+        return names
     if (model_dir / SINGLE).is_file():
         return [SINGLE]
     return None
 
 
+# bytes per element of the safetensors dtypes, to check each tensor's byte range against its shape
+ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+            "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _entry(path: Path, name: str, e, start: int, size: int) -> Entry:
+    """One header entry, checked: a bad one is a StreamError naming the file and the tensor, never a KeyError or
+    a read past the end later."""
+    try:
+        dtype, shape, (begin, end) = e["dtype"], e["shape"], e["data_offsets"]
+    except (TypeError, KeyError, ValueError):
+        raise StreamError(f"{path}: header entry {name!r} is not {{dtype, shape, data_offsets: [begin, end]}}") \
+            from None
+    ints = [*shape, begin, end] if isinstance(shape, list) else None
+    if ints is None or not all(type(i) is int and i >= 0 for i in ints) or begin > end:
+        raise StreamError(f"{path}: header entry {name!r} has a bad shape {shape!r} or offsets {[begin, end]!r}")
+    if dtype in ITEMSIZE and end - begin != ITEMSIZE[dtype] * math.prod(shape):
+        raise StreamError(f"{path}: tensor {name!r} ({dtype} {shape}) has {end - begin} bytes of data, "
+                          f"expected {ITEMSIZE[dtype] * math.prod(shape)}")
+    if start + end > size:
+        raise StreamError(f"{path}: truncated: tensor {name!r} ends at byte {start + end} but the file has "
+                          f"{size} bytes")
+    return Entry(dtype, tuple(shape), start + begin, start + end)
+
+
 def read_header(path: Path) -> tuple[dict[str, Entry], dict[str, str] | None]:
-    """(tensor name -> entry, the `__metadata__` block) of one safetensors file."""
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise StreamError(f"{path}: not a safetensors file (shorter than 8 bytes)")
-        (n,) = struct.unpack("<Q", raw)
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as e:
-            raise StreamError(f"{path}: unreadable safetensors header: {e}") from None
+    """(tensor name -> entry, the `__metadata__` block) of one safetensors file, checked against the file's size
+    so that a truncated or garbled file is an error naming it here, before anything is written."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise StreamError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                raise StreamError(f"{path}: not a safetensors file or truncated: its header length says {n} bytes, "
+                                  f"the file has {size}")
+            blob = f.read(n)
+    except OSError as e:
+        raise StreamError(f"{path}: cannot be read: {e.strerror or e}") from None
+    try:
+        header = json.loads(blob)
+    except ValueError as e:
+        raise StreamError(f"{path}: unreadable safetensors header: {e}") from None
+    if not isinstance(header, dict):
+        raise StreamError(f"{path}: unreadable safetensors header: a JSON {type(header).__name__}, not an object")
     metadata = header.pop("__metadata__", None)
     start = 8 + n
-    return {name: Entry(e["dtype"], tuple(e["shape"]), start + e["data_offsets"][0], start + e["data_offsets"][1])
-            for name, e in header.items()}, metadata
+    return {name: _entry(path, name, e, start, size) for name, e in header.items()}, metadata
 
 
 def headers(model_dir: Path, shards: list[str]) -> dict[str, tuple[str, Entry]]:
     """tensor name -> (shard file, entry) over all shards."""
+    missing = [s for s in shards if not (model_dir / s).is_file()]
+    if missing:
+        raise StreamError(f"{model_dir / INDEX}: names shard files that are not there: {missing}")
     return {name: (shard, entry) for shard in shards for name, entry in read_header(model_dir / shard)[0].items()}
 
 

@@ -38,7 +38,7 @@ def add_tokens_cmd(
         spec = ControlTokens.from_yaml(tokens) if tokens else ControlTokens()
         report = add_tokens_to_checkpoint(model_dir, out, spec=spec, init=init,
                                           pad_to_multiple_of=pad_to_multiple_of, overwrite=overwrite)
-    except (CheckpointError, ControlTokenError) as e:
+    except (CheckpointError, ControlTokenError, OSError) as e:  # OSError: writing OUT (disk full, permissions)
         _fail(str(e))
     print(json.dumps(report, indent=2, ensure_ascii=False))
     kl = report["kl_old_new"]

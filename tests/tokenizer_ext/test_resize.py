@@ -266,3 +266,172 @@ def test_cli_errors_exit_nonzero(tmp_path, small_ckpt):
     assert res.exit_code == 2 and "--overwrite" in res.stderr
     res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "o2"), "--init", "zeros"])
     assert res.exit_code == 2 and "--init" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------------ hostile checkpoints
+def _broken_copy(tmp_path: Path, small_ckpt: Path, name: str) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(small_ckpt, tmp_path / name))
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _garbage_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:8] + b"\xff" * 64 + data[72:])
+
+
+def _garbage_length(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(b"\xff" * 8 + data[8:])
+
+
+def _not_an_object(path: Path) -> None:
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    path.write_bytes(data[:8] + b"[1]".ljust(n) + data[8 + n:])
+
+
+def _bad_offsets(path: Path) -> None:
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    header[name]["data_offsets"] = [0, 10**12]
+    blob = json.dumps(header).encode().ljust(n)
+    path.write_bytes(data[:8] + blob[:n] + data[8 + n:] if len(blob) == n else len(blob).to_bytes(8, "little")
+                     + blob + data[8 + n:])
+
+
+BROKEN_WEIGHTS = {  # name -> (how to break model.safetensors, what the error says)
+    "truncated": (_truncate, "truncated"),
+    "truncated in the header": (lambda p: _truncate(p, 0.0001), "model.safetensors"),
+    "garbage header bytes": (_garbage_utf8, "header"),
+    "garbage header length": (_garbage_length, "header"),
+    "header not an object": (_not_an_object, "header"),
+    "offsets beyond the file": (_bad_offsets, "model.safetensors"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_WEIGHTS, ids=list(BROKEN_WEIGHTS))
+def test_broken_safetensors_is_an_error_naming_the_file(tmp_path, small_ckpt, name):
+    breaker, needle = BROKEN_WEIGHTS[name]
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    breaker(src / "model.safetensors")
+    with pytest.raises(CheckpointError, match=needle) as e:
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    assert str(src / "model.safetensors") in str(e.value)
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_no_weights_file(tmp_path, small_ckpt):
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    (src / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights file") as e:
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    assert str(src) in str(e.value) and _leftovers(tmp_path) == []
+
+
+def test_sharded_index_naming_a_missing_or_bad_shard(tmp_path, small_ckpt):
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    (src / "model.safetensors").rename(src / "model-00001-of-00002.safetensors")
+    header_keys = [k for k in json.loads((src / "model-00001-of-00002.safetensors").read_bytes()[8:][
+        :int.from_bytes((src / "model-00001-of-00002.safetensors").read_bytes()[:8], "little")]) if k != "__metadata__"]
+    index = {"metadata": {}, "weight_map": {k: "model-00001-of-00002.safetensors" for k in header_keys}}
+    index["weight_map"]["extra.weight"] = "model-00002-of-00002.safetensors"
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    (src / "model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="model.safetensors.index.json"):
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    assert _leftovers(tmp_path) == []
+
+
+def test_truncated_pytorch_bin(tmp_path, small_ckpt):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    (tmp_path / "bin").mkdir()
+    for f in small_ckpt.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy(f, tmp_path / "bin" / f.name)
+    torch.save(load_file(small_ckpt / "model.safetensors"), tmp_path / "bin" / "pytorch_model.bin")
+    _truncate(tmp_path / "bin" / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="cannot be loaded") as e:
+        add_tokens_to_checkpoint(tmp_path / "bin", tmp_path / "out")
+    assert str(tmp_path / "bin") in str(e.value) and _leftovers(tmp_path) == []
+
+
+def test_tokenizer_larger_than_the_embedding_matrix(tmp_path, sp_training_texts):
+    from condpt.tiny import train_sentencepiece_tokenizer
+
+    tok = train_sentencepiece_tokenizer(sp_training_texts, vocab_size=300)
+    model = tiny_causal_lm("gpt2", len(tok) - 40, d_model=32, n_layer=1, n_head=2, eos_token_id=tok.eos_token_id)
+    model.save_pretrained(tmp_path / "src")
+    tok.save_pretrained(tmp_path / "src")
+    with pytest.raises(CheckpointError, match=f"{len(tok)} tokens.*{len(tok) - 40} rows") as e:
+        add_tokens_to_checkpoint(tmp_path / "src", tmp_path / "out")
+    assert str(tmp_path / "src") in str(e.value) and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", ["no weights", "truncated", "garbage header"])
+def test_cli_broken_checkpoint_exits_2_without_traceback(tmp_path, small_ckpt, case):
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    weights = src / "model.safetensors"
+    {"no weights": Path.unlink, "truncated": _truncate, "garbage header": _garbage_length}[case](weights)
+    res = _cli(["add-tokens", str(src), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert str(src) in res.stderr and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------ after a kill
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_temporary_directories_of_dead_runs_are_removed(tmp_path, small_ckpt):
+    import os
+    import socket
+
+    host = socket.gethostname()
+    dead = tmp_path / f".out.tmp-{host}-{_dead_pid()}-abcd1234"
+    dead_old = tmp_path / f".out.old-{host}-{_dead_pid()}-abcd1234"
+    alive = tmp_path / f".out.tmp-{host}-{os.getppid()}-abcd1234"  # a running process: maybe still writing
+    other_out = tmp_path / f".other.tmp-{host}-{_dead_pid()}-abcd1234"  # not this OUT's
+    foreign = tmp_path / ".out.tmp-xyz"  # not named by us
+    for d in (dead, dead_old, alive, other_out, foreign):
+        (d / "x").mkdir(parents=True)
+    add_tokens_to_checkpoint(small_ckpt, tmp_path / "out")
+    assert sorted(_leftovers(tmp_path)) == sorted(d.name for d in (alive, other_out, foreign))
+
+
+def test_rerun_after_sigkill_cleans_up(tmp_path, small_ckpt):
+    """A run SIGKILLed while writing OUT's temporary directory leaves it behind; the next run removes it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "from tokenizer_ext.spec import Manifest\n"
+        "from tokenizer_ext.resize import add_tokens_to_checkpoint\n"
+        "Manifest.save = lambda self, d: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "add_tokens_to_checkpoint(sys.argv[1], sys.argv[2])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(small_ckpt), str(tmp_path / "out")],
+                         check=False, timeout=300)
+    assert res.returncode == -9
+    left = _leftovers(tmp_path)
+    assert left and all(name.startswith(".out.tmp-") for name in left)
+    add_tokens_to_checkpoint(small_ckpt, tmp_path / "out")
+    assert _leftovers(tmp_path) == [] and (tmp_path / "out" / "condpt_tokens.json").is_file()
