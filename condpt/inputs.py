@@ -233,6 +233,15 @@ def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], Any]:
         return [("model.checkpoint", f"{ckpt}: no config.json (expected a save_pretrained directory)")], None
     if not any((ckpt / name).is_file() for name in WEIGHT_FILES):
         return [("model.checkpoint", f"{ckpt}: no weights ({', '.join(WEIGHT_FILES)})")], None
+    from tokenizer_ext.stream import read_header, shard_names
+
+    try:  # headers only (add-tokens' reader): a garbled or truncated safetensors file is named here
+        for name in shard_names(ckpt) or []:
+            if not (ckpt / name).is_file():
+                return [("model.checkpoint", f"{ckpt / name}: listed in the weight index but missing")], None
+            read_header(ckpt / name)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [("model.checkpoint", f"{ckpt}: unreadable weights: {_one_line(e)}")], None
     from transformers import AutoConfig
 
     try:

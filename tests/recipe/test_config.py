@@ -409,6 +409,20 @@ def test_unwritable_output_dir_is_refused(tmp_path):
         locked.chmod(0o700)
 
 
+def test_checkpoint_with_broken_weights_is_refused(lm_dirs, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lm_dirs["ckpt"], broken)
+    (broken / "model.safetensors").write_bytes(b"\x00\x01")
+    with pytest.raises(ConfigError, match=r"model\.checkpoint \(override\): .*broken.*model\.safetensors"):
+        load_config(TINY, _ckpt({"b": broken}, "b", "checkpoint"))
+    (broken / "model.safetensors").unlink()
+    (broken / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model-1.safetensors"}}')
+    with pytest.raises(ConfigError, match=r"model-1\.safetensors: listed in the weight index but missing"):
+        load_config(TINY, _ckpt({"b": broken}, "b", "checkpoint"))
+
+
 def test_checkpoint_from_add_tokens_is_accepted(lm_dirs, tmp_path):
     """`condpt add-tokens` output (control tokens special, embedding grown and padded) trains with its own
     tokenizer, or with the pre-add-tokens tokenizer directory (the same ids once the tokens are added)."""
