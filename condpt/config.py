@@ -13,6 +13,7 @@ floats), an unknown key (with a "did you mean"), and inputs that are missing or 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import typing
@@ -331,8 +332,12 @@ class _Origin:
     """Where each field of a loaded config came from: a line of the YAML file or a command-line override."""
 
     def __init__(self, path: Path | None, overrides: list[list[str]]):
-        self.lines = key_lines(path) if path is not None else {}
+        self.path = path
         self.overridden = {tuple(int(p) if p.isdigit() else p for p in keys) for keys in overrides}
+
+    @functools.cached_property
+    def lines(self) -> dict[tuple, int]:
+        return key_lines(self.path) if self.path is not None else {}  # parsed again only when reporting
 
     def of(self, loc: tuple) -> str:
         """' (override)' or ' (line N)' for the field at `loc` (or the nearest enclosing one that was set)."""
