@@ -332,10 +332,15 @@ def _load_model(model_dir: Path):
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()
+        model, info = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto", output_loading_info=True)
     except Exception as e:  # noqa: BLE001 - weights transformers cannot load are the user's input error
         raise CheckpointError(f"{model_dir}: the model cannot be loaded from its weights: "
                               f"{type(e).__name__}: {e}") from None
+    missing = sorted(info.get("missing_keys") or []) + sorted(str(k) for k in info.get("mismatched_keys") or [])
+    if missing:  # transformers would initialise them at random, with a warning only
+        raise CheckpointError(f"{model_dir}: the weights files lack (or mis-shape) {missing[:8]}"
+                              f"{' and more' if len(missing) > 8 else ''}: not a complete checkpoint")
+    return model.eval()
 
 
 # ---------------------------------------------------------------------------------------------- temporary dirs

@@ -435,3 +435,27 @@ def test_rerun_after_sigkill_cleans_up(tmp_path, small_ckpt):
     assert left and all(name.startswith(".out.tmp-") for name in left)
     add_tokens_to_checkpoint(small_ckpt, tmp_path / "out")
     assert _leftovers(tmp_path) == [] and (tmp_path / "out" / "condpt_tokens.json").is_file()
+
+
+def test_weights_file_without_the_embedding(tmp_path, small_ckpt):
+    """A complete-looking file that lacks a tensor: transformers would initialise it at random with a warning."""
+    from safetensors.torch import load_file, save_file
+
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    state = load_file(src / "model.safetensors")
+    name = next(k for k in state if "wte" in k)
+    del state[name]
+    save_file(state, src / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="lack") as e:
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    assert name in str(e.value) and str(src) in str(e.value) and _leftovers(tmp_path) == []
+
+
+def test_cli_write_error_exits_2(tmp_path, small_ckpt, monkeypatch):
+    def boom(self, directory):
+        raise OSError(28, "No space left on device", str(directory))
+
+    monkeypatch.setattr(Manifest, "save", boom)
+    res = _cli(["add-tokens", str(small_ckpt), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "No space left on device" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
