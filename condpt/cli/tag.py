@@ -21,6 +21,10 @@ def tag_cmd(
     classifier: str | None = typer.Option(None, "--classifier",
                                           help="Scorer: a trained dir, an HF checkpoint, a built-in name or "
                                                "'none'; overrides classifier.spec of the config."),
+    text_field: str | None = typer.Option(None, "--text-field", help="Record field holding the text "
+                                          "(default: text_field of the config, 'text')."),
+    id_field: str | None = typer.Option(None, "--id-field", help="Record field holding the id "
+                                        "(default: id_field of the config, 'id')."),
     num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes."),
     shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th chunk starting at I."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -34,6 +38,9 @@ def tag_cmd(
         cfg = TagConfig.from_yaml(config) if config else TagConfig()
         if classifier is not None:
             cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"spec": classifier})})
+        overrides = {k: v for k, v in (("text_field", text_field), ("id_field", id_field)) if v is not None}
+        if overrides:
+            cfg = TagConfig.model_validate({**cfg.model_dump(), **overrides})
         shard_ij = parse_shard(shard)
         report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet)
     except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full

@@ -43,9 +43,16 @@ class CorpusError(ValueError):
     """An input that cannot be read at all (reported to the user with the path, then a non-zero exit)."""
 
 
+# A record's own `source` field names its source when no `source_field` is configured (else: the input's name).
+DEFAULT_SOURCE_FIELD = "source"
+# How many records `check_inputs` looks at for the text field before calling it misnamed.
+SNIFF_RECORDS = 100
+
+
 @dataclass(frozen=True)
 class Fields:
-    """Which record fields hold the text, the id and (optionally) the source name."""
+    """Which record fields hold the text, the id and (optionally) the source name (None: the record's
+    ``source`` field when it is a non-empty string, else the input's name)."""
 
     text: str = "text"
     id: str = "id"
@@ -307,8 +314,9 @@ def _iter_jsonl(spec: InputSpec) -> Iterator[tuple[int, bytes]]:
 def _columns(spec: InputSpec, names: list[str], fields: Fields) -> list[str]:
     if fields.text not in names:
         raise CorpusError(f"{spec.label}: no column {fields.text!r} (columns: {shown(', '.join(names))}); "
-                          "set text_field in the tag config")
-    return [c for c in (fields.text, fields.id, fields.source) if c and c in names]
+                          "name the text column with --text-field (or text_field in the tag config)")
+    return list(dict.fromkeys(c for c in (fields.text, fields.id, fields.source or DEFAULT_SOURCE_FIELD)
+                              if c and c in names))
 
 
 def _parquet_file(spec: InputSpec, f: io.BufferedIOBase):
@@ -378,6 +386,35 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
                         pass
             except _read_errors() as e:
                 raise _unreadable(spec, 0, e) from e
+            _sniff_text_field(spec, fields)
+
+
+def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
+    """A JSONL file none of whose first `SNIFF_RECORDS` JSON objects holds the text field is misconfigured
+    (e.g. ``--text-field body`` misspelt), not a file of bad records: refuse it rather than quarantine it all.
+    A field missing from some records only quarantines those records."""
+    first = None
+    seen = 0
+    for line, payload in _iter_jsonl(spec):
+        if isinstance(payload, LongLine):
+            continue
+        try:
+            obj = json.loads(payload.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if fields.text in obj:
+            return
+        first = first or (line, sorted(map(str, obj))[:10])
+        seen += 1
+        if seen >= SNIFF_RECORDS:
+            break
+    if first is not None:
+        line, keys = first
+        raise CorpusError(f"{spec.label}: line {line}: no field {fields.text!r} (fields: {shown(', '.join(keys))}), "
+                          f"nor in any of the first {seen} records; name the text field with --text-field "
+                          "(or text_field in the tag config)")
 
 
 def _fingerprint(path: Path) -> tuple[int, int] | None:
@@ -495,10 +532,9 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
     if size > MAX_DOC_BYTES:
         return bad(f"field {fields.text!r} is {size} bytes, over the {MAX_DOC_BYTES} byte limit", doc_id)
     source = spec.name
-    if fields.source:
-        value = obj.get(fields.source)
-        if isinstance(value, str) and value:
-            source = shown(value)
+    value = obj.get(fields.source or DEFAULT_SOURCE_FIELD)
+    if isinstance(value, str) and value.strip():
+        source = shown(value)
     if doc_id is None:
         doc_id = stable_id(spec.name, line, text)
     return Document(doc_id, text, source, k, line)
