@@ -120,7 +120,7 @@ class TagConfig(BaseModel):
 
     text_field: str = "text"
     id_field: str = "id"
-    source_field: str | None = Field(None, description="record field naming the source; default: the file name")
+    source_field: str | None = Field(None, description="record field naming the source; default: the record's `source` field, else the file name")
     granularity: Literal["document", "paragraph", "sentence"] = "paragraph"
     min_segment_chars: int = Field(0, ge=0, description="merge shorter segments into the next one")
     document_score: Literal["max", "mean"] = "max"
