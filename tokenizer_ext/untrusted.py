@@ -65,6 +65,7 @@ class _Codec:
     signature: tuple
     untrusted: object  # tokenizers.Tokenizer, encode_special_tokens=True
     forbidden: frozenset[int]
+    unk: int | None  # the model's unk id (Unigram keeps it out of its Python attributes)
     trusted: dict[str, tuple[object, int]] = field(default_factory=dict)  # self token -> (backend, id)
 
 
@@ -82,6 +83,12 @@ def _signature(tokenizer, backend) -> tuple:
             tuple(map(str, tokenizer.extra_special_tokens)))
 
 
+def _model_unk(backend, model: dict) -> int | None:
+    if model.get("type") == "Unigram":
+        return model.get("unk_id")
+    return backend.token_to_id(model["unk_token"]) if model.get("unk_token") else None
+
+
 def _codec(tokenizer) -> _Codec:
     backend = backend_of(tokenizer)
     sig = _signature(tokenizer, backend)
@@ -89,11 +96,12 @@ def _codec(tokenizer) -> _Codec:
     if codec is None or codec.signature != sig:
         from tokenizers import Tokenizer
 
-        private = Tokenizer.from_str(backend.to_str())
+        state = backend.to_str()
+        private = Tokenizer.from_str(state)
         private.no_truncation()
         private.no_padding()
         private.encode_special_tokens = True
-        codec = _Codec(sig, private, special_ids(tokenizer))
+        codec = _Codec(sig, private, special_ids(tokenizer), _model_unk(private, json.loads(state)["model"]))
         _CODECS[tokenizer] = codec
     return codec
 
@@ -147,17 +155,21 @@ def _char_ids(model, piece: str) -> list[list[int]]:
     return [[] if i is None else [i] for i in ids]
 
 
-def _repair(backend, ids: list[int], forbidden: frozenset[int]) -> list[int]:
+def _repair(backend, ids: list[int], forbidden: frozenset[int], unk: int | None) -> list[int]:
     """`ids` with each forbidden token (a special string the model's own merges reached) replaced by the model's
     ids for its characters one at a time. Neighbours are kept and the model-space text is unchanged, so the
     decoded text is too. A character that is itself special, or a forbidden unk (its text is lost anyway),
-    becomes U+FFFD; if that cannot be encoded without a special id either, `UnsafeEncodingError`."""
+    becomes U+FFFD; if that cannot be encoded without a special id either, `UnsafeEncodingError`. A model that
+    fuses runs of unknown characters into one unk (Unigram, BPE with fuse_unk) gets that at the repair's seams."""
     model = backend.model
-    unk = backend.token_to_id(model.unk_token) if getattr(model, "unk_token", None) else None
+    fuse = type(model).__name__ == "Unigram" or getattr(model, "fuse_unk", False)
     out: list[int] = []
+    repaired = False  # whether out[-1] came from a repair
     for tid in ids:
         if tid not in forbidden:
-            out.append(tid)
+            if not (fuse and repaired and tid == unk and out[-1] == unk):
+                out.append(tid)
+            repaired = False
             continue
         piece = backend.id_to_token(tid)
         for char_ids in [[tid]] if tid == unk else _char_ids(model, piece):
@@ -165,11 +177,14 @@ def _repair(backend, ids: list[int], forbidden: frozenset[int]) -> list[int]:
                 char_ids = [t.id for t in model.tokenize(REPLACEMENT)]
                 if not char_ids or not forbidden.isdisjoint(char_ids):
                     raise UnsafeEncodingError(f"cannot encode a character of {piece!r} without a special id")
+            if fuse and out and out[-1] == unk and char_ids[0] == unk:
+                char_ids = char_ids[1:]
             out.extend(char_ids)
+        repaired = True
     return out
 
 
-def _encode(backend, texts: list[str], forbidden: frozenset[int]) -> list[list[int]]:
+def _encode(backend, texts: list[str], forbidden: frozenset[int], unk: int | None) -> list[list[int]]:
     try:
         encs = backend.encode_batch_fast(texts, add_special_tokens=False)
     except TypeError:
@@ -180,7 +195,7 @@ def _encode(backend, texts: list[str], forbidden: frozenset[int]) -> list[list[i
     isdisjoint = forbidden.isdisjoint
     for i, ids in enumerate(out):
         if not isdisjoint(ids):
-            out[i] = _repair(backend, ids, forbidden)
+            out[i] = _repair(backend, ids, forbidden, unk)
     return out
 
 
@@ -190,7 +205,7 @@ def encode_untrusted(tokenizer, texts: Sequence[str], *, self_token: str = DEFAU
     texts = _check_texts(texts)
     codec = _codec(tokenizer)
     texts = [escape_untrusted(t, self_token) for t in texts]
-    return _encode(codec.untrusted, texts, codec.forbidden)
+    return _encode(codec.untrusted, texts, codec.forbidden, codec.unk)
 
 
 def encode_trusted(tokenizer, texts: str | Sequence[str], manifest: Manifest) -> list[int] | list[list[int]]:
@@ -203,5 +218,5 @@ def encode_trusted(tokenizer, texts: str | Sequence[str], manifest: Manifest) ->
     backend, self_id = _trusted_backend(tokenizer, codec, manifest.self_token.string)
     if self_id != manifest.self_token.id:
         raise ValueError(f"manifest self token id {manifest.self_token.id} != tokenizer id {self_id}")
-    out = _encode(backend, batch, codec.forbidden - {self_id})
+    out = _encode(backend, batch, codec.forbidden - {self_id}, codec.unk)
     return out[0] if single else out

@@ -32,7 +32,7 @@ def _training_texts(english_texts) -> list[str]:
     return [*english_texts[:60], *(" ".join(extra) for _ in range(30)), "Café résumé naïve élan 日本 😀" * 5]
 
 
-def _unigram(texts, *, byte_fallback: bool, prepend: str):
+def _unigram(texts, *, byte_fallback: bool, prepend: str, angle_brackets: bool = True):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     bk = Tokenizer(models.Unigram())
@@ -41,6 +41,11 @@ def _unigram(texts, *, byte_fallback: bool, prepend: str):
     trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=SPECIALS, unk_token="<unk>",
                                       show_progress=False)
     bk.train_from_iterator(texts, trainer=trainer)
+    if not angle_brackets:  # like T5, which has no "<": that character becomes unk in any text
+        state = json.loads(bk.to_str())
+        state["model"]["vocab"] = [[p, score] for p, score in state["model"]["vocab"]
+                                   if p in SPECIALS or not {"<", ">"} & set(p)]
+        bk = Tokenizer.from_str(json.dumps(state))
     if byte_fallback:  # Llama/Gemma-style: <0xNN> pieces, no unk for unseen characters
         state = json.loads(bk.to_str())
         known = {p for p, _ in state["model"]["vocab"]}
@@ -73,11 +78,18 @@ def _bpe(texts, *, legacy: bool):
 
 
 def _wrap(bk):
+    """(the tokenizer under test, the reference: the same pipeline with no added tokens, and for Unigram without
+    the special pieces, so that a character the vocabulary lacks is unk there too; BPE here falls back to bytes)."""
     from transformers import PreTrainedTokenizerFast
 
     state = json.loads(bk.to_str())
-    state["added_tokens"] = []  # the trainers' special tokens too: their ids stay in the model's vocabulary
-    plain = type(bk).from_str(json.dumps(state))  # the same pipeline with no added token: the reference
+    state["added_tokens"] = []
+    model = state["model"]
+    if model["type"] == "Unigram":
+        unk = model["vocab"][model["unk_id"]][0]
+        model["vocab"] = [[p, s] for p, s in model["vocab"] if p not in SPECIALS or p == unk]
+        model["unk_id"] = [p for p, _ in model["vocab"]].index(unk)
+    plain = type(bk).from_str(json.dumps(state))
     tok = PreTrainedTokenizerFast(tokenizer_object=bk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                   pad_token="<pad>")
     add_control_tokens(tok)
@@ -89,13 +101,15 @@ def metaspace_tokenizers(english_texts):
     texts = _training_texts(english_texts)
     return {
         "t5_unigram": _wrap(_unigram(texts, byte_fallback=False, prepend="always")),
+        "t5_unigram_no_angle_brackets": _wrap(_unigram(texts, byte_fallback=False, prepend="always",
+                                                       angle_brackets=False)),
         "llama_unigram_byte_fallback": _wrap(_unigram(texts, byte_fallback=True, prepend="first")),
         "llama_legacy_bpe": _wrap(_bpe(texts, legacy=True)),
         "metaspace_bpe": _wrap(_bpe(texts, legacy=False)),
     }
 
 
-NAMES = ["t5_unigram", "llama_unigram_byte_fallback", "llama_legacy_bpe", "metaspace_bpe"]
+NAMES = ["t5_unigram", "t5_unigram_no_angle_brackets", "llama_unigram_byte_fallback", "llama_legacy_bpe", "metaspace_bpe"]
 
 
 def _reference(plain, text: str) -> str:
@@ -124,9 +138,9 @@ def _probes(tok) -> list[str]:
 @pytest.mark.parametrize("name", NAMES)
 def test_specials_are_reachable_so_the_repair_runs(metaspace_tokenizers, name):
     """The premise: without the repair these tokenizers do produce special ids from text."""
-    tok, plain = metaspace_tokenizers[name]
-    reached = {i for s in ("</s>", "<s>", "<pad>", "a</s>b") for i in plain.encode(s, add_special_tokens=False).ids}
-    assert reached & special_ids(tok)
+    tok, _ = metaspace_tokenizers[name]
+    model = tok.backend_tokenizer.model
+    assert {t.id for s in ("</s>", "<s>", "<pad>") for t in model.tokenize(s)} & special_ids(tok)
 
 
 @pytest.mark.parametrize("name", NAMES)
