@@ -10,7 +10,9 @@ Everything a run needs is in one `RunConfig`; everything it writes is under `out
     checkpoints/step_N/    accelerate `save_state` (every rank takes part) + trainer_state.json
     metrics.jsonl          one line per logged step / evaluation / event
     final/                 `save_pretrained` model + tokenizer + condpt_tokens.json; its generation config bans
-                           every control id, so a plain `generate` cannot set a condition
+                           every control id, so a plain `generate` cannot set a condition (mode route: the
+                           ablated model, routed units removed)
+    final-unablated/       mode route only: final/ + the routed units (routed.safetensors, route.json)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from condpt.config import RunConfig
+from condpt.routing import expand, route_mask, route_tokens, router_of, save_routed, split_state_dict
 
 CONTROL_SPEC_NAME = "control_tokens.yaml"
 
@@ -123,6 +126,8 @@ def build_model(cfg: RunConfig, tokenizer):
             spec.update(vocab_size=vocab, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id or eos)
             hf_config = AutoConfig.for_model(model_type, **spec)
         model = AutoModelForCausalLM.from_config(hf_config)
+    if cfg.data.policy.mode == "route":  # before wrapping: ZeRO-3 partitions what exists at prepare()
+        expand(model, cfg.data.policy.route)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     max_pos = context_length(model.config)
@@ -352,15 +357,24 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) 
     state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         state = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-        shutil.rmtree(final, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.dtype = torch.float32
         protect_plain_generation(unwrapped, tokenizer, manifest)
-        unwrapped.save_pretrained(str(final), state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(str(final))
-        manifest.save(final)
-        (final / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        (final / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps, "seed": cfg.seed}) + "\n")
+        # Gradient routing: final/ is the ablated model (the routed units' tensors left out: the original
+        # shapes); final-unablated/ adds them beside it. final/ goes last: its trainer_state.json marks the end.
+        state, routed = split_state_dict(state)
+        router = router_of(unwrapped)
+        for directory in ([out / "final-unablated"] if router is not None else []) + [final]:
+            shutil.rmtree(directory, ignore_errors=True)
+            # a copy each time: save_pretrained empties the dict it is given
+            unwrapped.save_pretrained(str(directory), state_dict=dict(state), safe_serialization=True)
+            if directory != final:
+                save_routed(directory, routed, router)
+            tokenizer.save_pretrained(str(directory))
+            manifest.save(directory)
+            (directory / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+            (directory / "trainer_state.json").write_text(
+                json.dumps({"step": cfg.train.max_steps, "seed": cfg.seed}) + "\n")
     accelerator.wait_for_everyone()
     return final
 
@@ -399,6 +413,7 @@ class Loop:
     input_keys: tuple[str, ...]
     metrics: MetricsLog
     peak_flops: float  # per process: the MFU denominator
+    route_index: int | None = None  # mode route: the tag_index of the bad role (its tokens are routed)
 
     @property
     def stop_at(self) -> int:
@@ -532,8 +547,14 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
                        "distributed_type": str(accelerator.distributed_type)})
 
     input_keys = ("input_ids", "position_ids") if cfg.data.document_masking else ("input_ids",)
+    route_index = None
+    if cfg.data.policy.mode == "route":
+        if cfg.data.policy.bad_role not in manifest.roles:
+            raise ValueError(f"data.policy.bad_role {cfg.data.policy.bad_role!r} has no control token to route by "
+                             f"(roles: {manifest.roles})")
+        route_index = manifest.roles.index(cfg.data.policy.bad_role)
     loop = Loop(cfg, accelerator, out, tokenizer, manifest, model, optimizer, train_dl, eval_dl, micro_per_epoch,
-                fpt, input_keys, metrics, peak)
+                fpt, input_keys, metrics, peak, route_index)
     window = torch.zeros(2, len(manifest.roles) + 1, dtype=torch.float64, device=accelerator.device)
     return loop, TrainState(step=step, micro_done=step * cfg.train.grad_accum, window=window)
 
@@ -561,7 +582,9 @@ def _micro_step(loop: Loop, state: TrainState, batch: dict[str, torch.Tensor]) -
         for group in loop.optimizer.param_groups:
             group["lr"] = state.lr
         torch.manual_seed(dropout_seed(cfg.seed, state.step, acc.process_index))
-    with acc.accumulate(model):
+    router = router_of(acc.unwrap_model(model)) if loop.route_index is not None else None
+    mask = route_mask(batch["tag_index"], loop.route_index) if router is not None else None
+    with acc.accumulate(model), route_tokens(router, mask):  # backward inside: checkpointing re-runs forward
         logits = model(**model_inputs(batch, loop.input_keys)).logits
         losses = token_losses(logits, batch["labels"])
         n_valid = (batch["labels"][:, 1:] != -100).sum()

@@ -1,0 +1,119 @@
+"""Gradient routing in the real recipe: `accelerate launch` with DeepSpeed ZeRO-2 and ZeRO-3 on 2 CPU processes.
+
+Every document is tagged bad (threshold 0) and weight decay is off, so the routed block's own MLP weights
+receive exactly zero gradient on every token and AdamW leaves them bit-identical to their initial values,
+while the rest of the model and the routed units learn. That checks the routing hooks under ZeRO-2 and
+ZeRO-3, where `param.grad` is not there to inspect. The ZeRO-2 run trains a tiny Llama from scratch (its
+initial weights are the recipe's own `build_model`); the ZeRO-3 run continues from the ZeRO-2 export (under
+ZeRO-3 a scratch model is initialised partitioned, so only a checkpoint gives known initial weights). The
+exported `final/` is the ablated model: a standard checkpoint with the original shapes that
+`AutoModelForCausalLM` loads and that generates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 6
+ROUTED_BLOCK = 1
+
+
+def _args(out: Path, checkpoint: Path | None = None) -> list[str]:
+    model = (["model.config=null", f"model.checkpoint={checkpoint}", "tokenizer.source=checkpoint"] if checkpoint
+             else ["model.config={arch: llama, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512"])
+    return [
+        "--config", str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"), *model,
+        "data.block_size=64", "train.micro_batch_size=4",
+        "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0",
+        "optim.warmup_steps=2", f"train.max_steps={STEPS}", "optim.weight_decay=0.0",
+        "data.policy.mode=route", "data.policy.threshold=0.0",  # every document bad: every token routed
+        f"data.policy.route={{width: 8, layers: [{ROUTED_BLOCK}]}}", f"output_dir={out}",
+    ]
+
+
+def _launch(zero: int, out: Path, checkpoint: Path | None = None) -> None:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"),
+           "--main_process_port", "0", str(REPO / "recipes" / "condpt.py"), *_args(out, checkpoint)]
+    log = out.parent / f"{out.name}.log"
+    with log.open("w") as f:
+        res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,
+                             stderr=subprocess.STDOUT, timeout=800)
+    assert res.returncode == 0, log.read_text()[-4000:]
+
+
+def _initial_model(out: Path):
+    """The model a scratch run started from: the recipe's own build_model with the run's config and tokenizer."""
+    from transformers import AutoTokenizer
+
+    from condpt.config import load_config
+    from condpt.train import build_model
+
+    args = _args(out)
+    cfg = load_config(args[1], args[2:])
+    return build_model(cfg, AutoTokenizer.from_pretrained(str(out / "final")))
+
+
+def _check(out: Path, init) -> None:
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from condpt.routing import ROUTED, blocks, load_unablated
+
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    start = next(r for r in rows if r.get("event") == "start")
+    assert start["processes"] == 2 and "DEEPSPEED" in start["distributed_type"]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == STEPS and losses[-1] < losses[0], losses
+
+    final = out / "final"
+    with safe_open(str(final / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if ROUTED in k]  # noqa: SIM118 - safe_open is not iterable
+    model = AutoModelForCausalLM.from_pretrained(str(final)).eval()
+    fresh = AutoModelForCausalLM.from_config(model.config)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in fresh.state_dict().items()}
+    ids = torch.tensor([[5, 6, 7, 8]])
+    gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+    assert gen.shape == (1, 10)
+
+    routed_mlp = blocks(model)[ROUTED_BLOCK].mlp.state_dict()
+    init_mlp = {k: v for k, v in blocks(init)[ROUTED_BLOCK].mlp.state_dict().items() if not k.startswith(ROUTED)}
+    assert routed_mlp.keys() == init_mlp.keys()
+    for k, v in routed_mlp.items():  # every token was bad: the routed block's own MLP never learned
+        assert torch.equal(v, init_mlp[k]), f"block {ROUTED_BLOCK} mlp.{k} changed"
+    learned = blocks(model)[0].mlp.state_dict()
+    assert any(not torch.equal(v, blocks(init)[0].mlp.state_dict()[k]) for k, v in learned.items())
+
+    unablated = load_unablated(out / "final-unablated")
+    down = blocks(unablated)[ROUTED_BLOCK].mlp.routed.down.weight
+    assert down.abs().sum() > 0, "the routed units did not learn"
+    assert not torch.allclose(unablated(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.fixture(scope="module")
+def zero2(tmp_path_factory):
+    out = tmp_path_factory.mktemp("route") / "route-zero2"
+    _launch(2, out)
+    return out
+
+
+def test_route_zero2_from_scratch(zero2):
+    _check(zero2, _initial_model(zero2))
+
+
+def test_route_zero3_continued_from_a_checkpoint(zero2):
+    from transformers import AutoModelForCausalLM
+
+    out = zero2.parent / "route-zero3"
+    _launch(3, out, checkpoint=zero2 / "final")
+    _check(out, AutoModelForCausalLM.from_pretrained(str(zero2 / "final")))
