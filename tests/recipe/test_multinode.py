@@ -1,0 +1,184 @@
+"""Multi-node training for real, on loopback: two `accelerate launch` processes, one per "machine"
+(`multi-node-zero2-cpu`: num_machines 2, machine_rank 0 and 1, static rendezvous at 127.0.0.1, one CPU process
+each, gloo, DeepSpeed ZeRO-2), launched as a cluster launches them (`--machine_rank`, `--main_process_ip`,
+`--main_process_port` per node). Both "machines" share one filesystem, as cluster nodes share one: only the
+global main process may write the run directory, each rank its own checkpoint shards.
+
+Also, without launching: the multi-node configs hold only keys accelerate 1.15 knows, and resolve to the
+torchrun arguments a cluster needs (nodes, processes per node, node rank, rendezvous endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from condpt.recipe import launch_command, shipped_config
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden" / "zero2_tiny_losses.json"  # test_deepspeed.py's single-machine run
+STEPS = 12
+# test_deepspeed.py's tiny run, so the losses can be held against its golden curve (2 processes on one machine)
+TINY = [
+    "model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}",
+    "tokenizer.vocab_size=512", "data.block_size=64", "train.micro_batch_size=4",
+    "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2",
+    f"train.max_steps={STEPS}",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_node(rank: int, port: int, out: Path, tag: str) -> subprocess.Popen:
+    """One machine's `accelerate launch`, with the flags a Slurm script passes per node (docs/recipe.md)."""
+    node_args = ["--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
+                 "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+    cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [*TINY, f"output_dir={out}"],
+                         accelerate_config=shipped_config("accelerate", "multi-node-zero2-cpu"),
+                         extra_launch_args=node_args)
+    log = open(out.parent / f"{tag}-node{rank}.log", "w")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _start_both(out: Path, tag: str) -> list[subprocess.Popen]:
+    port = _free_port()
+    head = _launch_node(0, port, out, tag)  # the head node hosts the rendezvous store; the other one dials in
+    time.sleep(1)
+    return [head, _launch_node(1, port, out, tag)]
+
+
+def _log(out: Path, tag: str) -> str:
+    return "\n".join(f"--- node {r} ---\n" + (out.parent / f"{tag}-node{r}.log").read_text()[-3000:] for r in (0, 1))
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _loss_rows(out: Path) -> list[dict]:
+    return [r for r in _rows(out) if "loss" in r]
+
+
+@pytest.mark.slow
+def test_two_machines_preempt_one_resume_both_and_export(tmp_path):
+    out = tmp_path / "run"
+    out.parent.mkdir(exist_ok=True)
+
+    # 1. Train, then preempt as Slurm does: SIGTERM to every node's launcher, which forwards it to its rank. The
+    # ranks see it at different moments and agree (an all-reduce per step) on one step to checkpoint and stop at.
+    nodes = _start_both(out, "first")
+    deadline = time.time() + 400
+    while time.time() < deadline and all(p.poll() is None for p in nodes):
+        if (out / "metrics.jsonl").is_file() and len(_loss_rows(out)) >= 3:
+            break
+        time.sleep(0.1)
+    assert all(p.poll() is None for p in nodes), "a node ended before it could be interrupted:\n" + _log(out, "first")
+    for p in reversed(nodes):
+        p.send_signal(signal.SIGTERM)
+    for p in nodes:
+        p.wait(timeout=300)  # a signalled launcher exits non-zero however cleanly its rank stopped
+    stopped = [r for r in _rows(out) if r.get("event") == "preempted"]
+    assert len(stopped) == 1, _log(out, "first")
+    k = stopped[0]["step"]
+    assert 3 <= k < STEPS and not (out / "final").exists()
+    ckpt = out / "checkpoints" / f"step_{k:08d}"
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == k
+    # every rank saved its own optimizer partition and RNG state (the node-1 rank through the shared filesystem)
+    assert all((ckpt / "pytorch_model" / f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt").is_file() for r in (0, 1))
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+
+    # 2. Relaunch both machines with the same command: they resume from the checkpoint and finish.
+    nodes = _start_both(out, "resume")
+    for p in nodes:
+        assert p.wait(timeout=400) == 0, _log(out, "resume")
+    rows = _rows(out)
+    assert [r["from"] for r in rows if r.get("event") == "resumed"] == [str(ckpt)]
+    starts = [r for r in rows if r.get("event") == "start"]
+    assert len(starts) == 2 and all(s["processes"] == 2 and "DEEPSPEED" in s["distributed_type"] for s in starts)
+    # One writer: each step logged once (two nodes both writing would double the lines), the run read as one.
+    assert [r["step"] for r in _loss_rows(out)] == list(range(1, STEPS + 1))
+    assert [r["event"] for r in rows if r.get("event") in ("preempted", "done")] == ["preempted", "done"]
+
+    # 3. The same losses as 2 processes on one machine (test_deepspeed.py's golden curve): multi-node changes where
+    # the ranks run, not what they compute.
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    assert golden["overrides"] == TINY, "test_deepspeed.py's tiny run changed: keep TINY here equal to it"
+    for r in _loss_rows(out):
+        assert r["loss"] == pytest.approx(golden["steps"][str(r["step"])]["loss"], rel=golden["rtol"]), r["step"]
+
+    # 4. The export reloads and generates without emitting a tag.
+    from transformers import AutoModelForCausalLM
+
+    from condpt.generate import Generator
+    from tokenizer_ext import Manifest
+
+    final = out / "final"
+    assert json.loads((final / "trainer_state.json").read_text())["step"] == STEPS
+    manifest = Manifest.load(final)
+    model = AutoModelForCausalLM.from_pretrained(str(final))
+    assert model.get_input_embeddings().weight.shape[0] >= manifest.self_token.id + 1
+    samples = Generator.load(final).generate_ids("The machine", condition="good", n=4, max_new_tokens=8, seed=0)
+    assert all({manifest.tag_id(r) for r in manifest.roles}.isdisjoint(s) for s in samples)
+
+
+# --------------------------------------------------------------------------------------------------
+# the configs, checked without launching
+
+
+def _resolve(config: str, *node_args: str):
+    """What `accelerate launch --config_file CONFIG NODE_ARGS -m condpt.recipe` hands torchrun on one node
+    (accelerate's own parsing and DeepSpeed launch preparation, as `accelerate.commands.launch` calls them)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    argv = ["--config_file", str(shipped_config("accelerate", config)), *node_args, "-m", "condpt.recipe"]
+    args, defaults, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    cmd, env = prepare_deepspeed_cmd_env(args)
+    return cmd, args, env
+
+
+@pytest.mark.parametrize("config", ["multi-node-zero2-cpu", "multi-node-zero3"])
+def test_multi_node_configs_hold_only_keys_accelerate_knows(config):
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import launch_command_parser
+
+    path = shipped_config("accelerate", config)
+    ClusterConfig.from_yaml_file(str(path))  # raises on a key accelerate does not know
+    raw = yaml.safe_load(path.read_text())
+    # accelerate copies deepspeed_config's keys onto its launch arguments: each must be one of them
+    options = {a.dest for a in launch_command_parser()._actions}
+    assert set(raw["deepspeed_config"]) <= options
+    # the pdsh launcher (accelerate's default) would ssh from the head node instead of one launch per node
+    assert raw["deepspeed_config"]["deepspeed_multinode_launcher"] == "standard"
+    assert raw["num_machines"] > 1 and raw["rdzv_backend"] == "static" and "mixed_precision" not in raw
+
+
+def test_multi_node_zero3_resolves_to_one_torchrun_per_node():
+    cmd, args, env = _resolve("multi-node-zero3", "--machine_rank", "3", "--main_process_ip", "10.1.2.3",
+                              "--main_process_port", "29555", "--mixed_precision", "bf16")
+    assert cmd is None  # torchrun in the launcher's process, not the `deepspeed` (pdsh) runner
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("4", "8", 3)
+    assert (args.rdzv_backend, args.rdzv_endpoint) == ("static", "10.1.2.3:29555")
+    assert env["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == "../deepspeed/zero3.json"  # condpt.recipe resolves it
+
+
+def test_multi_node_cpu_config_resolves_to_two_machines_of_one_process():
+    _, args, env = _resolve("multi-node-zero2-cpu", "--machine_rank", "1", "--main_process_port", "29600")
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "1", 1)
+    assert (args.rdzv_backend, args.rdzv_endpoint) == ("static", "127.0.0.1:29600")
+    assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == "../deepspeed/zero2.json"
