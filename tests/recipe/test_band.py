@@ -1,0 +1,59 @@
+"""Confidence-aware conditioning (`data.policy.band`) in the real recipe: `accelerate launch` with DeepSpeed
+ZeRO-2 and ZeRO-3 on 2 CPU processes. The band splits the tiny corpus into confident-good (`<|good|>`),
+confident-bad (`<|bad|>`) and an uncertain band trained without a tag; the run logs a loss for each, the
+export reloads and generates under `<|good|>` without emitting a control token."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 8
+# recipes/data/tiny-tagged.jsonl: scores 0.03-0.99; about half below 0.18, a tenth from 0.96 on
+BAND = "{low: 0.18, high: 0.96}"
+
+
+def _launch(zero: int, out: Path) -> None:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"),
+           "--main_process_port", "0", str(REPO / "recipes" / "condpt.py"),
+           "--config", str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
+           "model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512",
+           "data.block_size=64", "train.micro_batch_size=4", "train.log_every=1", "train.eval_every=0",
+           "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2", f"train.max_steps={STEPS}",
+           f"data.policy.band={BAND}", f"output_dir={out}"]
+    log = out.parent / f"{out.name}.log"
+    with log.open("w") as f:
+        res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,
+                             stderr=subprocess.STDOUT, timeout=800)
+    assert res.returncode == 0, log.read_text()[-4000:]
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_band_trains_and_exports(zero, tmp_path):
+    from condpt.generate import Generator
+    from tokenizer_ext import Manifest
+
+    out = tmp_path / f"band-zero{zero}"
+    _launch(zero, out)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    start = next(r for r in rows if r.get("event") == "start")
+    assert start["processes"] == 2 and "DEEPSPEED" in start["distributed_type"]
+    train_rows = [r for r in rows if "loss" in r]
+    assert len(train_rows) == STEPS and train_rows[-1]["loss"] < train_rows[0]["loss"]
+    # all three places a document can land are trained on
+    seen = set().union(*(r["loss_by_tag"] for r in train_rows))
+    assert {"good", "bad", "untagged"} <= seen, seen
+    final = out / "final"
+    manifest = Manifest.load(final)
+    gen = Generator.load(final)
+    samples = gen.generate_ids("The machine", condition="good", n=4, max_new_tokens=8, seed=0)
+    assert all(set(manifest.control_ids).isdisjoint(s) for s in samples)
