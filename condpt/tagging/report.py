@@ -17,6 +17,8 @@ HIST_BINS = 50
 NEAR_K = 20
 SNIPPET = 300
 TOP_HITS = 30
+TOP_DOCS = 10
+EXCERPT = 600
 
 
 def _snippet(text: str, spans: list[dict]) -> str:
@@ -25,6 +27,33 @@ def _snippet(text: str, spans: list[dict]) -> str:
         text = text[best["start"]: best["end"]]
     text = " ".join(text.split())
     return text if len(text) <= SNIPPET else text[:SNIPPET] + "…"
+
+
+def _excerpt(text: str, spans: list[dict], bad_role: str) -> list[dict]:
+    """About `EXCERPT` characters of `text` around its highest-scoring span, as pieces ``{text, score, bad}``
+    cut at span bounds (the HTML marks the bad ones; the template escapes every piece)."""
+    if not spans:
+        return [{"text": text[:EXCERPT], "score": None, "bad": False}]
+    best = max(spans, key=lambda sp: (sp["score"], -sp["start"]))
+    start = max(0, best["start"] - EXCERPT // 4)
+    end = min(len(text), start + EXCERPT)
+    pieces = []
+    for sp in spans:
+        a, b = max(sp["start"], start), min(sp["end"], end)
+        if a < b:
+            pieces.append({"text": text[a:b], "score": round(float(sp["score"]), 4), "bad": sp["tag"] == bad_role})
+    if start > 0:
+        pieces[0]["text"] = "…" + pieces[0]["text"]
+    if end < len(text):
+        pieces[-1]["text"] += "…"
+    return pieces
+
+
+def _top(rows: dict, scores: np.ndarray, bad_role: str) -> list[dict]:
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], rows["id"][i]))[:TOP_DOCS]
+    return [{"id": rows["id"][i], "source": rows["source"][i], "score": round(float(scores[i]), 6),
+             "tag": rows["tag"][i], "stage": rows["stage"][i],
+             "excerpt": _excerpt(rows["text"][i], rows["spans"][i], bad_role)} for i in order]
 
 
 def chunk_stats(rows: dict, is_aside: list[bool], quarantined: list[tuple[str, str]], *, read: int,
@@ -53,6 +82,7 @@ def chunk_stats(rows: dict, is_aside: list[bool], quarantined: list[tuple[str, s
         "segments": sum(len(s) for s in rows["spans"]),
         "bad_segments": sum(sp["tag"] == bad_role for s in rows["spans"] for sp in s),
         "score_histogram": [int(x) for x in hist], "near_threshold": near,
+        "top_scoring": _top(rows, scores, bad_role),
     }
 
 
@@ -73,18 +103,23 @@ def _add(a: dict, b: dict) -> None:
 
 
 def build_report(out: Path, chunks_total: int | None = None, error: str | None = None,
-                 skipped: list[str] = ()) -> dict:
+                 skipped: list[str] = (), meta: dict | None = None) -> dict:
     """Sum every chunk marker under `out`; read == written + set_aside + quarantined is asserted.
 
     `chunks_total` is known only once the whole input was read: without it the report is not complete.
     `error`: why the run stopped (the report then says how far it got). `skipped`: hidden entries of input
-    directories that were not read."""
+    directories that were not read. `meta`: ``classifier`` (what scored) and ``scorer`` (its cross-validation,
+    `condpt.tagging.expected.scorer_meta`), from which ``expected`` compares the tagged fraction."""
+    from condpt.tagging.expected import compare
+
+    meta = meta or {}
     out = Path(out)
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     totals = {"read": 0, "written": 0, "set_aside": 0, "quarantined": 0}
     nested: dict = {"quarantine_reasons": {}, "tags": {}, "stages": {}, "sources": {}, "lexicon_hits": {}}
     hist = np.zeros(HIST_BINS, dtype=np.int64)
     near: list[dict] = []
+    top: list[dict] = []
     extra = Counter()
     markers = sorted((out / "markers").glob("part-*.json"))
     threshold = None
@@ -97,6 +132,7 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
         extra.update({k: m[k] for k in ("docs_with_hits", "segments", "bad_segments")})
         hist += np.asarray(m["score_histogram"], dtype=np.int64)
         near.extend(m["near_threshold"])
+        top.extend(m.get("top_scoring", []))
         threshold = m["threshold"] if threshold is None else threshold
     assert totals["read"] == totals["written"] + totals["set_aside"] + totals["quarantined"], totals
     cfg = run["config"]
@@ -107,7 +143,13 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
         s["tagged_fraction"] = round(s["bad"] / s["documents"], 6) if s["documents"] else 0.0
     documents = totals["written"] + totals["set_aside"]
     hits = sorted(nested["lexicon_hits"].items(), key=lambda kv: (-kv[1], kv[0]))
+    top.sort(key=lambda r: (-r["score"], r["id"]))
+    scorer = meta.get("scorer") or {}
     return {
+        "classifier": meta.get("classifier"),
+        "expected": compare(scorer.get("cv"), scorer.get("threshold"), threshold, nested["tags"].get(bad, 0),
+                            documents, scorer.get("reason", "") if not scorer.get("cv") else ""),
+        "scorer": scorer,
         **totals,
         "documents": documents,
         "tagged_fraction": round(nested["tags"].get(bad, 0) / documents, 6) if documents else 0.0,
@@ -122,15 +164,17 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
         "lexicon_top_hits": [{"term": t, "documents": n} for t, n in hits[:TOP_HITS]],
         "score_histogram": {"bins": np.linspace(0, 1, HIST_BINS + 1).round(4).tolist(), "counts": hist.tolist()},
         "near_threshold": near[:NEAR_K],
+        "top_scoring": top[:TOP_DOCS],
         "inputs": run["inputs"],
         "skipped_files": list(skipped),
         "config": cfg,
     }
 
 
-def _svg_histogram(counts: list[int], threshold: float | None, width: int = 640, height: int = 200) -> str:
-    """Inline SVG bar chart of the score histogram (log-scaled bars), with the threshold marked."""
-    pad_l, pad_b, pad_t = 40, 24, 8
+def _svg_histogram(counts: list[int], threshold: float | None, width: int = 640, height: int = 220) -> str:
+    """Inline SVG bar chart of the score histogram (log-scaled bars), with the threshold marked and the
+    axes labelled."""
+    pad_l, pad_b, pad_t = 56, 40, 8
     w, h = width - pad_l - 8, height - pad_b - pad_t
     top = max(np.log1p(max(counts or [0])), 1e-9)
     bw = w / max(len(counts), 1)
@@ -141,9 +185,12 @@ def _svg_histogram(counts: list[int], threshold: float | None, width: int = 640,
                      f'height="{bh:.1f}" fill="#4477aa"><title>{i / len(counts):.2f}-{(i + 1) / len(counts):.2f}: '
                      f'{c}</title></rect>')
     for x in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<text x="{pad_l + x * w:.1f}" y="{height - 8}" text-anchor="middle">{x:.2f}</text>')
-    parts.append(f'<text x="4" y="{pad_t + 10}">{max(counts or [0])}</text>'
-                 f'<text x="4" y="{pad_t + h}">0</text>')
+        parts.append(f'<text x="{pad_l + x * w:.1f}" y="{pad_t + h + 14}" text-anchor="middle">{x:.2f}</text>')
+    parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 10}" text-anchor="end">{max(counts or [0])}</text>'
+                 f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">0</text>'
+                 f'<text x="{pad_l + w / 2:.1f}" y="{height - 4}" text-anchor="middle">document score</text>'
+                 f'<text transform="translate(12,{pad_t + h / 2:.1f}) rotate(-90)" text-anchor="middle">'
+                 'documents (log scale)</text>')
     if threshold is not None:
         x = pad_l + min(max(threshold, 0.0), 1.0) * w
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad_t}" y2="{pad_t + h}" stroke="#cc3311" '
@@ -153,9 +200,9 @@ def _svg_histogram(counts: list[int], threshold: float | None, width: int = 640,
 
 
 def _svg_fractions(items: list[tuple[str, float]], width: int = 640) -> str:
-    """Inline SVG horizontal bars: tagged fraction per source."""
+    """Inline SVG horizontal bars: tagged fraction per source, with the axis labelled."""
     row, label_w = 16, 220
-    height = row * len(items) + 8
+    height = row * len(items) + 26
     w = width - label_w - 50
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">']
     for i, (name, frac) in enumerate(items):
@@ -164,20 +211,33 @@ def _svg_fractions(items: list[tuple[str, float]], width: int = 640) -> str:
         parts.append(f'<text x="{label_w - 4}" y="{y + 11}" text-anchor="end">{html.escape(short)}</text>'
                      f'<rect x="{label_w}" y="{y + 2}" width="{w * frac:.1f}" height="{row - 4}" fill="#cc3311"/>'
                      f'<text x="{label_w + w * frac + 4:.1f}" y="{y + 11}">{frac:.3f}</text>')
-    parts.append("</svg>")
+    parts.append(f'<text x="{label_w + w / 2:.1f}" y="{height - 6}" text-anchor="middle">tagged fraction '
+                 '(0 to 1) per source</text></svg>')
     return "".join(parts)
 
 
 def _plots(report: dict) -> dict[str, str]:
     srcs = sorted(report["sources"].items(), key=lambda kv: (-kv[1]["documents"], kv[0]))[:30]
-    return {"hist": _svg_histogram(report["score_histogram"]["counts"], report["threshold"]),
+    return {"hist": _svg_histogram(report["score_histogram"]["counts"], report["threshold"])
+            if report["documents"] else "",
             "sources": _svg_fractions([(k, v["tagged_fraction"]) for k, v in srcs]) if srcs else ""}
+
+
+def _throughput(timings: list[dict]) -> list[str]:
+    lines = []
+    for t in timings:
+        secs = max(float(t["seconds"]), 1e-9)
+        lines.append(f"{t['job']}: {t['documents']} documents ({t['bytes'] / 1e6:.1f} MB) tagged in {secs:.1f} s: "
+                     f"{t['documents'] / secs:.1f} documents/s, {t['bytes'] / 1e6 / secs:.2f} MB/s with "
+                     f"{t['num_proc']} process(es)")
+    return lines
 
 
 _HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>condpt tag report</title>
 <style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}</style>
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}
+mark{background:#f4b6a8}.warn{color:#a01010}pre{white-space:pre-wrap}</style>
 </head><body>
 <h1>condpt tag report</h1>
 <p>{{ r.read }} read = {{ r.written }} written + {{ r.set_aside }} set aside + {{ r.quarantined }} quarantined.
@@ -185,49 +245,81 @@ Tagged fraction {{ "%.4f"|format(r.tagged_fraction) }}{% if r.threshold is not n
 {{ "%.4f"|format(r.threshold) }}{% endif %}. Chunks {{ r.chunks_done }}{% if r.chunks_total %} of
 {{ r.chunks_total }}{% endif %}.{% if not r.complete %} <b>Incomplete{% if r.error %}: the run stopped:
 {{ r.error }}{% else %}: running, killed, or other --shard jobs pending{% endif %}.</b>{% endif %}</p>
-<table><tr><th>tag</th><th>documents</th></tr>{% for k, v in r.tags|dictsort %}<tr><td>{{ k }}</td>
-<td class="n">{{ v }}</td></tr>{% endfor %}</table>
-<h2>Decided by stage</h2>
-<table>{% for k, v in r.stages|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>
-<h2>Score histogram</h2>{{ img.hist|safe }}
-<h2>Tagged fraction per source</h2>
+{% if r.expected and r.expected.far %}<p class="warn"><b>{{ warning }}</b></p>{% endif %}
+<h2>Run</h2>
+<table>{% if r.classifier %}<tr><th>classifier</th><td>{{ r.classifier.spec }}{% if r.classifier.name %}
+({{ r.classifier.name }}){% endif %}; threshold from {{ r.classifier.threshold_from }}</td></tr>{% endif %}
+{% if r.expected and r.expected.verdict %}<tr><th>cross-validation predicts</th><td>a tagged fraction in
+{{ "%.3f"|format(r.expected.range[0]) }}-{{ "%.3f"|format(r.expected.range[1]) }} (recall
+{{ "%.2f"|format(r.expected.recall) }}, false-positive rate {{ "%.3f"|format(r.expected.false_positive_rate) }}
+on {{ r.expected.labelled }} labelled rows): this run is {{ r.expected.verdict }}</td></tr>{% endif %}
+{% for line in throughput %}<tr><th>throughput</th><td>{{ line }}</td></tr>{% endfor %}
+<tr><th>inputs</th><td>{{ r.inputs|join(", ") }}</td></tr>
+<tr><th>config</th><td><pre>{{ config }}</pre></td></tr></table>
+{% if r.tags %}<h2>Tags</h2><table><tr><th>tag</th><th>documents</th></tr>{% for k, v in r.tags|dictsort %}
+<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.stages %}<h2>Decided by stage</h2><table><tr><th>stage</th><th>documents</th></tr>
+{% for k, v in r.stages|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+{% if img.hist %}<h2>Score histogram</h2>{{ img.hist|safe }}{% endif %}
+{% if r.sources %}<h2>Tagged fraction per source</h2>
 {{ img.sources|safe }}
 <table><tr><th>source</th><th>documents</th><th>bad</th><th>fraction</th><th>quarantined</th></tr>
 {% for k, v in r.sources|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v.documents }}</td>
 <td class="n">{{ v.bad }}</td><td class="n">{{ "%.4f"|format(v.tagged_fraction) }}</td>
-<td class="n">{{ v.quarantined }}</td></tr>{% endfor %}</table>
-<h2>Lexicon top hits</h2>
+<td class="n">{{ v.quarantined }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.top_scoring %}<h2>Top-scoring documents</h2>
+<p>Segments tagged {{ r.config.bad_role }} are highlighted (hover for a segment's score).</p>
+<table><tr><th>id</th><th>source</th><th>score</th><th>tag</th><th>stage</th><th>text around its top segment</th></tr>
+{% for e in r.top_scoring %}<tr><td>{{ e.id }}</td><td>{{ e.source }}</td><td class="n">{{ "%.4f"|format(e.score) }}</td>
+<td>{{ e.tag }}</td><td>{{ e.stage }}</td><td>{% for p in e.excerpt %}{% if p.bad %}<mark title="{{ p.score }}">{{ p.text }}</mark>{% else %}<span title="{{ p.score }}">{{ p.text }}</span>{% endif %}{% endfor %}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if r.lexicon_top_hits %}<h2>Lexicon top hits</h2>
 <p>{{ r.docs_with_lexicon_hits }} documents with at least one hit.</p>
 <table><tr><th>term</th><th>documents</th></tr>{% for h in r.lexicon_top_hits %}<tr><td>{{ h.term }}</td>
-<td class="n">{{ h.documents }}</td></tr>{% endfor %}</table>
-<h2>Examples nearest the threshold</h2>
+<td class="n">{{ h.documents }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.near_threshold %}<h2>Examples nearest the threshold</h2>
 <table><tr><th>id</th><th>source</th><th>score</th><th>tag</th><th>stage</th><th>top segment</th></tr>
 {% for e in r.near_threshold %}<tr><td>{{ e.id }}</td><td>{{ e.source }}</td><td class="n">{{ "%.4f"|format(e.score) }}</td>
-<td>{{ e.tag }}</td><td>{{ e.stage }}</td><td>{{ e.snippet }}</td></tr>{% endfor %}</table>
-<h2>Quarantine reasons</h2>
-<table>{% for k, v in r.quarantine_reasons|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>
-{% endfor %}</table>
+<td>{{ e.tag }}</td><td>{{ e.stage }}</td><td>{{ e.snippet }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.quarantine_reasons %}<h2>Quarantine reasons</h2>
+<table><tr><th>reason</th><th>records</th></tr>{% for k, v in r.quarantine_reasons|dictsort %}<tr><td>{{ k }}</td>
+<td class="n">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.skipped_files %}<h2>Skipped entries of input directories</h2>
+<ul>{% for f in r.skipped_files %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
 </body></html>
 """
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict, timings: list[dict] = ()) -> str:
+    """The report as one self-contained HTML page; every text from the data is escaped (autoescape)."""
     import jinja2
+    import yaml
+
+    from condpt.tagging.expected import warning
 
     env = jinja2.Environment(autoescape=True)
-    return env.from_string(_HTML).render(r=report, img=_plots(report))
+    return env.from_string(_HTML).render(
+        r=report, img=_plots(report), throughput=_throughput(list(timings)),
+        config=yaml.safe_dump(report["config"], sort_keys=False, allow_unicode=True),
+        warning=warning(report.get("expected") or {}) or "")
+
+
+def read_timings(out: Path) -> list[dict]:
+    """The wall-clock figures each job wrote under ``OUT/timing/`` (kept out of report.json, which is
+    byte-identical across re-runs)."""
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((Path(out) / "timing").glob("*.json"))]
 
 
 def write_report(out: Path, chunks_total: int | None = None, *, tmp_dir: Path | None = None,
-                 error: str | None = None, skipped: list[str] = ()) -> dict:
+                 error: str | None = None, skipped: list[str] = (), meta: dict | None = None) -> dict:
     """Build the report from the markers and write ``report.json`` and ``report.html`` atomically (through
     `tmp_dir`, default ``out/.tmp``)."""
     from condpt.corpus.write import write_text_atomic
 
     out = Path(out)
     tmp_dir = tmp_dir or out / ".tmp"
-    report = build_report(out, chunks_total, error, skipped)
+    report = build_report(out, chunks_total, error, skipped, meta)
     write_text_atomic(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False), out / "report.json",
                       tmp_dir)
-    write_text_atomic(render_html(report), out / "report.html", tmp_dir)
+    write_text_atomic(render_html(report, read_timings(out)), out / "report.html", tmp_dir)
     return report

@@ -61,6 +61,10 @@ from condpt.tagging.cascade import Cascade, TagConfig
 FORMAT_VERSION = 1
 TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS = ".tmp", "data", "set_aside", "quarantine", "markers"
 PARTS = (DATA, SET_ASIDE, QUARANTINE)
+TIMING = "timing"  # wall-clock throughput per job: the one thing that differs between runs (not in report.json)
+RETAG = ".retag"  # `condpt retag`'s journal (condpt.tagging.retag): present only while a retag is unfinished
+# Documents per cascade call: the progress bar moves this often (a chunk holds up to rows_per_shard records).
+PROGRESS_BATCH = 256
 
 
 class TagRunError(ValueError):
@@ -86,8 +90,12 @@ def fields_of(cfg: TagConfig) -> Fields:
     return Fields(cfg.text_field, cfg.id_field, cfg.source_field)
 
 
-def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, records: list) -> tuple[dict, list]:
-    """Parse and tag one chunk's raw records: (tagged columns + ``pos``, [(pos, Quarantined)])."""
+def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, records: list,
+                progress: Any = None) -> tuple[dict, list]:
+    """Parse and tag one chunk's raw records: (tagged columns + ``pos``, [(pos, Quarantined)]).
+
+    The cascade runs on `PROGRESS_BATCH` documents at a time; `progress(n)` is told after each batch, and
+    once more for the quarantined records, so that it hears ``len(records)`` in all."""
     pos, ids, texts, sources, bad = [], [], [], [], []
     for p, (k, line, payload) in enumerate(records):
         r = parse_record(specs[k], k, line, payload, fields)
@@ -98,8 +106,16 @@ def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, record
             sources.append(r.source)
         else:
             bad.append((p, r))
-    out = cascade({"id": ids, "text": texts, "source": sources}) if ids else {
-        c: [] for c in TAGGED_SCHEMA.names}
+    out: dict[str, list] = {c: [] for c in TAGGED_SCHEMA.names}
+    for i in range(0, len(ids), PROGRESS_BATCH):
+        part = cascade({"id": ids[i: i + PROGRESS_BATCH], "text": texts[i: i + PROGRESS_BATCH],
+                        "source": sources[i: i + PROGRESS_BATCH]})
+        for c, col in out.items():
+            col.extend(part[c])
+        if progress is not None:
+            progress(len(part["id"]))
+    if progress is not None and bad:
+        progress(len(bad))
     return {"pos": pos, **out}, bad
 
 
@@ -130,16 +146,21 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorers: dict,
-                 parent: int) -> None:
+                 parent: int, done: Any) -> None:
     _die_with_parent(parent)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = TagConfig.model_validate_json(cfg_json)
-    _WORKER.update(cascade=Cascade(cfg, **scorers), specs=specs, fields=fields)
+    _WORKER.update(cascade=Cascade(cfg, **scorers), specs=specs, fields=fields, done=done)
+
+
+def _count(n: int) -> None:
+    with _WORKER["done"].get_lock():
+        _WORKER["done"].value += n
 
 
 def _work(records: list) -> tuple[dict, list]:
-    return tag_records(_WORKER["cascade"], _WORKER["specs"], _WORKER["fields"], records)
+    return tag_records(_WORKER["cascade"], _WORKER["specs"], _WORKER["fields"], records, _count)
 
 
 class _Writer:
@@ -250,51 +271,129 @@ def _made_from(chunk, chain: str, digest: str) -> dict:
     return {"first": [k0, l0], "last": [k1, l1], "records": len(chunk.records), "digest": digest, "chain": chain}
 
 
+def count_records(specs: list[InputSpec]) -> int:
+    """About how many records the inputs hold, cheaply, for the progress bar's total: Parquet and datasets
+    from their metadata, JSONL by counting line ends (blank lines count too: an estimate)."""
+    import pyarrow.parquet as pq
+
+    from condpt.corpus.read import _dataset_parts, _open_binary
+
+    n = 0
+    for spec in specs:
+        if spec.format == "parquet":
+            with open(spec.path, "rb") as f:
+                n += pq.ParquetFile(f).metadata.num_rows
+        elif spec.format == "datasets":
+            n += sum(part.num_rows for part in _dataset_parts(spec))
+        else:
+            last = b"\n"
+            with _open_binary(spec) as f:
+                while block := f.read(1 << 22):
+                    n += block.count(b"\n")
+                    last = block[-1:]
+            n += last != b"\n"
+    return n
+
+
+def _load_scorer(cascade: Cascade, cfg: TagConfig, scorer_given: bool) -> float:
+    """Load the scorer before forking (its threshold); say so when a shipped default is trained first."""
+    from condpt.tagging.expected import BUILT_IN, scorer_dir
+
+    spec = cfg.classifier.spec
+    first_use = not scorer_given and spec in BUILT_IN and scorer_dir(spec) is None
+    if first_use:
+        print(f"training the shipped {spec!r} classifier on first use (once: it is cached for later runs; "
+              "about a minute for 'default')...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer
+    if first_use:
+        print(f"trained {spec!r} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return threshold
+
+
+def _meta(cascade: Cascade, cfg: TagConfig, scorer_given: bool) -> dict:
+    """What report.json says about the classifier (`condpt.tagging.report.build_report`'s `meta`)."""
+    from condpt.tagging.expected import scorer_meta
+
+    on = cascade.classifier_enabled
+    name = getattr(cascade.scorer, "name", type(cascade.scorer).__name__) if on else None
+    own = getattr(cascade.scorer, "threshold", None) if on else None
+    source = "config" if cfg.threshold is not None else "scorer" if own is not None else "default 0.5"
+    return {"classifier": {"spec": "python object" if scorer_given else cfg.classifier.spec, "name": name,
+                           "threshold_from": source},
+            "scorer": scorer_meta(cfg, scorer_given)}
+
+
 def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
                num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, refiner: Any = None,
                autorater: Any = None, progress: bool = True) -> dict:
     """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json).
 
     `scorer`, `refiner`, `autorater`: objects with ``score(texts)`` replacing what the config names (they
-    must be picklable when ``num_proc > 1``)."""
+    must be picklable when ``num_proc > 1``). A tagged fraction far from what the scorer's cross-validation
+    predicts is warned about on stderr (`condpt.tagging.expected`)."""
     from tqdm import tqdm
 
+    from condpt.tagging.expected import warning
     from condpt.tagging.report import write_report
 
+    started = time.perf_counter()
     cfg = cfg or TagConfig()
     skipped: list[str] = []
     specs = expand_inputs(inputs, skipped)
     fields = fields_of(cfg)
     check_inputs(specs, fields)  # a bad input found half way would leave half a run behind
+    out = Path(out_dir)
+    if (out / RETAG).exists():
+        raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)}` "
+                          "again to finish it first")
+    run_file = _run_file(out, specs, cfg)
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)
-    threshold = cascade.threshold  # loads (and, for the default, trains once) the scorer before forking
-    out = Path(out_dir)
-    run_file = _run_file(out, specs, cfg)
+    threshold = _load_scorer(cascade, cfg, scorer is not None)
+    meta = _meta(cascade, cfg, scorer is not None)
     out.mkdir(parents=True, exist_ok=True)
     tmp = _fresh_tmp(out, shard)
     if run_file is not None:
         write_text_atomic(run_file, out / "run.json", tmp)
-    write_report(out, tmp_dir=tmp, skipped=skipped)  # from here on a report says how far the run got
+    write_report(out, tmp_dir=tmp, skipped=skipped, meta=meta)  # from here on a report says how far the run got
     writer = _Writer(out, cfg, specs, threshold, tmp)
     me, n_shards = shard
-    bar = tqdm(unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    total = -(-count_records(specs) // n_shards) if progress else None
+    bar = tqdm(total=total, unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     pool = None
+    done = get_context("spawn").Value("q", 0)  # records the workers have finished (their batches, in order)
     if num_proc > 1:
         threads = max(1, (os.cpu_count() or 1) // num_proc)
         pool = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers, os.getpid()))
+                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers, os.getpid(),
+                                             done))
     pending: deque = deque()
     n_chunks = 0
     chain = ""
+    here = {"records": 0, "tagged": 0, "bytes": 0}  # this invocation's own work, for its throughput
+
+    def show() -> None:
+        bar.update(here["records"] + done.value - bar.n)
+
+    def count_here(n: int) -> None:
+        here["records"] += n
+        show()
+
+    def result(fut):
+        while True:
+            try:
+                return fut.result(timeout=0.5)
+            except TimeoutError:  # the bar moves with the workers' batches, not only with finished chunks
+                show()
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
             k, records, made_from, fut = pending.popleft()
-            tagged, bad = fut.result()
+            tagged, bad = result(fut)
             writer.finish(k, records, tagged, bad, made_from)
-            bar.update(len(records))
+            show()
 
     try:
         for chunk in iter_chunks(specs, fields, cfg.rows_per_shard, cfg.max_shard_bytes):
@@ -307,38 +406,49 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
             if _is_done(out, chunk.index, chain):
                 drain(0)  # keep the order in which ids are seen
                 writer.remember(chunk.index)
-                bar.update(len(chunk.records))
+                count_here(len(chunk.records))
                 continue
+            here["tagged"] += len(chunk.records)
+            here["bytes"] += chunk.nbytes
             if pool is None:
-                tagged, bad = tag_records(cascade, specs, fields, chunk.records)
+                tagged, bad = tag_records(cascade, specs, fields, chunk.records, count_here)
                 writer.finish(chunk.index, chunk.records, tagged, bad, made_from)
-                bar.update(len(chunk.records))
             else:
                 pending.append((chunk.index, chunk.records, made_from, pool.submit(_work, chunk.records)))
                 drain(2 * num_proc)
         drain(0)
         writer.remove_after(n_chunks, shard)
+        if bar.total is not None and bar.total != bar.n:  # the estimate counted blank lines
+            bar.total = bar.n
+            bar.refresh()
     except BaseException as e:
-        _report_failure(out, tmp, e, skipped)
+        _report_failure(out, tmp, e, skipped, meta)
         raise
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp, skipped=skipped)
+    if here["tagged"]:  # a re-run that found everything done keeps the timing of the run that did the work
+        timing = {"job": f"shard {me}/{n_shards}" if n_shards > 1 else "run", "documents": here["tagged"],
+                  "bytes": here["bytes"], "seconds": round(time.perf_counter() - started, 3), "num_proc": num_proc}
+        (out / TIMING).mkdir(exist_ok=True)
+        write_text_atomic(json.dumps(timing, indent=1), out / TIMING / f"{me}-of-{n_shards}.json", tmp)
+    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp, skipped=skipped, meta=meta)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (out / TMP).rmdir()  # only when empty: another shard job may still be writing
     except OSError:
         pass
+    if report["complete"] and (line := warning(report["expected"])):
+        print(line, file=sys.stderr)
     return report
 
 
-def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str]) -> None:
+def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str], meta: dict) -> None:
     """Say in report.json that the run stopped and why (best effort: the failure may be the disk itself)."""
     from condpt.tagging.report import write_report
 
     try:
-        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"), skipped=skipped)
+        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"), skipped=skipped, meta=meta)
     except Exception as again:  # noqa: BLE001 (the original error is what the user must see)
         print(f"warning: could not write {shown(out / 'report.json')}: {shown(again)}", file=sys.stderr)

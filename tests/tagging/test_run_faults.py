@@ -40,7 +40,9 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every file but the wall-clock throughput (timing/ and report.html, which shows it)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+            and "timing" not in p.relative_to(out).parts and p.name != "report.html"}
 
 
 def _cli(*args):

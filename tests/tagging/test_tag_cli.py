@@ -46,8 +46,10 @@ def _corpus(path: Path, n: int = 40, bad_lines: bool = True) -> Path:
 
 
 def _files(out: Path) -> dict[str, bytes]:
+    """Every file but the temporary ones and the wall-clock throughput (timing/ and report.html, which shows
+    it)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".tmp" not in p.parts}
+            if p.is_file() and not {".tmp", "timing"} & set(p.relative_to(out).parts) and p.name != "report.html"}
 
 
 def _cli(*args):

@@ -56,9 +56,14 @@ def cache_key(kind: str) -> str:
     return h.hexdigest()[:16]
 
 
+def default_dir(kind: str = "embedding") -> Path:
+    """Where the default scorer of `kind` is cached (holds ``scorer.json`` once trained)."""
+    return cache_root() / "scorers" / f"default-{kind}-{cache_key(kind)}"
+
+
 def default_scorer(kind: str = "embedding") -> Scorer:
     """The default scorer of `kind` (``embedding`` or ``fasttext``), training and caching it if needed."""
-    target = cache_root() / "scorers" / f"default-{kind}-{cache_key(kind)}"
+    target = default_dir(kind)
     if not (target / SCORER_FILE).exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

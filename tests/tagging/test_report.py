@@ -1,0 +1,76 @@
+"""report.json / report.html: classifier, config, throughput, labelled axes, top-scoring documents with their
+spans highlighted and escaped, empty sections left out."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from condpt.tagging.cascade import TagConfig
+from condpt.tagging.run import tag_corpus
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
+
+
+class KeywordScorer:
+    name = "keyword"
+    threshold = 0.5
+
+    def score(self, texts):
+        return np.array([0.9 if "robot" in t.lower() else 0.1 for t in texts], np.float32)
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_html_names_classifier_config_throughput_and_labels_axes(tmp_path):
+    src = _write(tmp_path / "c.jsonl", [{"text": f"Calm tea {i}.\n\nThe robot waits." if i % 2 else f"Calm {i}."}
+                                        for i in range(10)])
+    report = tag_corpus([src], tmp_path / "o", TagConfig(granularity="paragraph"), scorer=KeywordScorer(),
+                        progress=False)
+    assert report["classifier"] == {"spec": "python object", "name": "keyword", "threshold_from": "scorer"}
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "keyword" in html and "threshold from scorer" in html
+    assert "granularity: paragraph" in html  # the config, as YAML
+    assert re.search(r"10 documents \([0-9.]+ MB\) tagged in [0-9.]+ s: [0-9.]+ documents/s", html)
+    assert "document score" in html and "documents (log scale)" in html and "tagged fraction (0 to 1)" in html
+    timing = json.loads((tmp_path / "o" / "timing" / "0-of-1.json").read_text())
+    assert timing["documents"] == 10 and timing["seconds"] > 0
+    assert "timing" not in report  # report.json stays byte-identical across re-runs
+
+
+def test_top_scoring_documents_have_their_bad_spans_marked(tmp_path):
+    src = _write(tmp_path / "c.jsonl", [{"id": "top", "text": "Calm tea.\n\nThe robot lies to its makers."},
+                                        {"id": "calm", "text": "Only tea here."}])
+    report = tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
+    first = report["top_scoring"][0]
+    assert first["id"] == "top" and [p["bad"] for p in first["excerpt"]] == [False, True]
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert '<mark title="0.9">The robot lies to its makers.</mark>' in html
+    assert "Top-scoring documents" in html
+
+
+def test_hostile_text_ids_and_sources_are_escaped(tmp_path):
+    src = _write(tmp_path / "c.jsonl", [
+        {"id": HOSTILE, "source": HOSTILE, "text": f"The robot said {HOSTILE}.\n\n{HOSTILE}"},
+        {"id": "b", "text": "</mark></td></table><h1>owned</h1> robot"}])
+    tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in html and "<img" not in html and "<h1>owned" not in html
+    assert "&lt;script&gt;" in html and "&lt;/mark&gt;&lt;/td&gt;" in html
+    assert html.count("<mark") == html.count("</mark>")
+    assert html.count("<table") == html.count("</table>")
+
+
+def test_empty_sections_are_left_out(tmp_path):
+    src = _write(tmp_path / "c.jsonl", [{"text": "Calm tea."}, {"text": "More tea."}])
+    tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    for section in ("Lexicon top hits", "Quarantine reasons", "Skipped entries"):
+        assert section not in html
+    assert "Score histogram" in html and "Examples nearest the threshold" in html
