@@ -237,3 +237,53 @@ def test_every_record_is_accounted_for(tmp_path_factory, lines):
     report = tag_corpus([src], out / "o", TagConfig(rows_per_shard=4, classifier={"spec": "none"}), progress=False)
     assert report["read"] == len(records)
     assert report["read"] == report["written"] + report["set_aside"] + report["quarantined"]
+
+
+def test_progress_bar_has_a_total_an_eta_and_goes_to_stderr(tmp_path, capsys):
+    src = _corpus(tmp_path / "c.jsonl")
+    tag_corpus([src], tmp_path / "o", TagConfig(rows_per_shard=1000), scorer=KeywordScorer(), progress=True)
+    cap = capsys.readouterr()
+    assert "40/40" in cap.err and "<" in cap.err and "doc/s" in cap.err and "40/40" not in cap.out
+    tag_corpus([src], tmp_path / "two", TagConfig(rows_per_shard=7, classifier={"spec": "none"}), num_proc=2,
+               progress=True)
+    assert "40/40" in capsys.readouterr().err
+
+
+def test_record_count_for_the_total(tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from condpt.corpus import expand_inputs
+
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b'{"text": "a"}\n{"text": "b"}\n{"text": "c"}'))
+    pq.write_table(pa.table({"text": ["x"] * 5}), tmp_path / "b.parquet")
+    assert run_mod.count_records(expand_inputs([tmp_path / "a.jsonl.gz", tmp_path / "b.parquet"])) == 8
+
+
+def test_progress_moves_per_batch_not_per_chunk(tmp_path, monkeypatch):
+    from condpt.corpus import expand_inputs, iter_chunks
+    from condpt.tagging.cascade import Cascade
+
+    monkeypatch.setattr(run_mod, "PROGRESS_BATCH", 4)
+    src = _corpus(tmp_path / "c.jsonl")
+    cfg = TagConfig(rows_per_shard=1000)
+    specs = expand_inputs([src])
+    [chunk] = list(iter_chunks(specs, run_mod.fields_of(cfg), 1000, 10**9))
+    calls = []
+    tagged, bad = run_mod.tag_records(Cascade(cfg, scorer=KeywordScorer()), specs, run_mod.fields_of(cfg),
+                                      chunk.records, calls.append)
+    assert calls == [4] * 9 + [3, 1] and sum(calls) == len(chunk.records) == 40  # 39 parsed + 1 malformed
+    assert len(tagged["id"]) == 39 and len(bad) == 1
+
+
+def test_first_use_training_of_the_default_is_announced(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONDPT_CACHE", str(tmp_path / "cache"))
+    src = _corpus(tmp_path / "c.jsonl", n=6, bad_lines=False)
+    cfg = TagConfig(classifier={"spec": "fasttext-default"})
+    tag_corpus([src], tmp_path / "o", cfg, progress=False)
+    err = capsys.readouterr().err
+    assert "training the shipped 'fasttext-default' classifier on first use" in err and "trained" in err
+    tag_corpus([src], tmp_path / "o2", cfg, progress=False)
+    assert "training" not in capsys.readouterr().err
