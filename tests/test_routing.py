@@ -246,3 +246,16 @@ def test_route_blocks_have_no_tag_ids_but_roles_in_tag_index(tmp_path):
     seen = {roles[i] for block in train["tag_index"] for i in block if i >= 0}
     assert seen == {"good", "bad"}
     assert all(i >= 0 for block in train["tag_index"] for i in block)  # every token has its document's role
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_routing_holds_under_gradient_checkpointing(arch):
+    """Checkpointing re-runs each block's forward during backward: the mask must still be in force there."""
+    model = model_for(arch).train()
+    model.gradient_checkpointing_enable()
+    expand(model, RouteConfig(width=8, layers=[1]))
+    perturb_routed(model)
+    ids = tokens()
+    grads_after(model, ids, torch.ones(ids.shape, dtype=torch.bool))
+    assert all(p.grad is None or not nonzero(p) for p in original_mlp_params(model, [1]).values())
+    assert all(nonzero(p) for p in routed_params(model).values())
