@@ -1,4 +1,4 @@
-"""condpt CLI commands (tag): `condpt tag` and `condpt calibrate`."""
+"""condpt CLI commands (tag): `condpt tag`, `condpt retag` and `condpt calibrate`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,37 @@ def tag_cmd(
               f"{' ...' if len(report['skipped_files']) > 3 else ''}")
 
 
+@app.command("retag")
+def retag_cmd(
+    tagged_dir: Path = typer.Argument(..., metavar="TAGGED_DIR", help="Output directory of `condpt tag`."),
+    threshold: float | None = typer.Option(None, "--threshold", help="The new threshold (bad iff score >= it)."),
+    config: Path | None = typer.Option(None, "--config", help="A YAML whose `threshold` key is used (as "
+                                                              "`condpt calibrate --out` writes it)."),
+) -> None:
+    """Apply another threshold to TAGGED_DIR from its stored scores (no model is run): tags, span tags,
+    set-aside placement, markers, run.json and the report are rewritten."""
+    from condpt.corpus import shown
+    from condpt.tagging.retag import retag_dir
+    from condpt.tagging.run import TagRunError
+
+    if (threshold is None) == (config is None):
+        _fail("give exactly one of --threshold, --config")
+    try:
+        if config is not None:
+            from condpt.tagging.config import TagConfig
+
+            threshold = TagConfig.from_yaml(config).threshold
+            if threshold is None:
+                _fail(f"{shown(config)}: no `threshold` key (set it with `condpt calibrate ... --out {shown(config)}`)")
+        report = retag_dir(tagged_dir, threshold)
+    except (TagRunError, OSError, ValueError) as e:
+        _fail(shown(e))
+    bad = report["config"]["bad_role"]
+    print(f"retagged {report['documents']} documents at threshold {threshold}: {report['tags'].get(bad, 0)} {bad} "
+          f"(fraction {report['tagged_fraction']:.4f}); read {report['read']} = written {report['written']} + "
+          f"set aside {report['set_aside']} + quarantined {report['quarantined']} -> {shown(tagged_dir)}")
+
+
 @app.command("calibrate")
 def calibrate_cmd(
     tagged_dir: Path = typer.Argument(..., metavar="TAGGED_DIR", help="Output directory of `condpt tag`."),
@@ -70,6 +101,9 @@ def calibrate_cmd(
                                      help="File: a YAML (tag/policy config) whose `threshold` key is set; "
                                           "created if missing, other keys kept."),
     plot: Path | None = typer.Option(None, "--plot", help="PR-curve PNG (default: TAGGED_DIR/pr_curve.png)."),
+    corpus_dir: Path | None = typer.Option(None, "--corpus", metavar="TAGGED_CORPUS",
+                                           help="The tagged corpus the threshold is for (default TAGGED_DIR): "
+                                                "the fraction of it tagged at the chosen threshold is printed."),
 ) -> None:
     """Choose a threshold from stored scores (no model is run); print metrics; write the PR curve."""
     import numpy as np
@@ -103,8 +137,14 @@ def calibrate_cmd(
                   f"F1 {result['f1']:.3f}  AUROC {result['auroc']:.3f}")
             png = cal.plot_pr(s, y, plot or Path(tagged_dir) / "pr_curve.png", t)
             print(f"PR curve -> {png}")
+        corpus_dir = corpus_dir or tagged_dir
+        corpus = np.asarray(cal.load_tagged(corpus_dir)["score"], dtype=np.float64)
     except cal.CalibrationError as e:
         _fail(str(e))
+    corpus_fraction = cal.tagged_fraction(corpus, t)
+    print(f"corpus: threshold {t:.6f} tags {corpus_fraction:.4f} of the {len(corpus)} documents in {corpus_dir}; "
+          f"apply it there with `condpt retag {corpus_dir} --threshold {t!r}`")
     if out is not None:
         print(f"threshold written to {cal.write_threshold(out, t)}")
-    print(json.dumps({"threshold": t, **result}))
+    print(json.dumps({"threshold": t, **result, "corpus_tagged_fraction": corpus_fraction,
+                      "corpus_documents": len(corpus)}))

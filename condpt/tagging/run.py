@@ -345,8 +345,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     check_inputs(specs, fields)  # a bad input found half way would leave half a run behind
     out = Path(out_dir)
     if (out / RETAG).exists():
-        raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)}` "
-                          "again to finish it first")
+        raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)} "
+                          "--threshold T` again to finish it first")
     run_file = _run_file(out, specs, cfg)
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)

@@ -1,0 +1,142 @@
+"""`retag_dir`: apply another threshold to a finished `condpt tag` output without running a model.
+
+Tags (documents and spans) are recomputed from the stored scores by the one rule (`condpt.tagged.tag_for`,
+through `condpt.calibrate.retag`), rows move between ``data/`` and ``set_aside/`` as their tag now says, and
+each chunk's marker, ``run.json`` (its ``threshold``) and the report are rewritten: the directory is then what
+``condpt tag`` with that threshold writes (byte for byte when ``set_aside_roles`` is empty; with set-aside
+roles a row that moves is appended to its new part, so row order within a part can differ).
+
+Crash safety: ``OUT/.retag/`` exists for the whole retag (``condpt tag`` refuses the directory meanwhile).
+A chunk's new files are written into ``.retag/stage/`` first, then a journal naming them, then they are
+renamed into place and the journal removed; an interrupted retag is finished by running it again (a journal
+left behind is rolled forward first, and tags are a pure function of the stored scores, so redoing a chunk is
+harmless). Quarantined records are untouched: ``read = written + set_aside + quarantined`` still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from condpt.corpus import TAGGED_SCHEMA, shown, write_parquet_atomic
+from condpt.corpus.write import write_text_atomic
+from condpt.tagging.config import TagConfig
+from condpt.tagging.run import DATA, FORMAT_VERSION, MARKERS, RETAG, SET_ASIDE, TagRunError
+
+JOURNAL = "journal.json"
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
+        return pq.read_table(f).to_pylist()
+
+
+def _roll_forward(out: Path) -> None:
+    """Finish the renames of a chunk whose journal was written (its staged files are complete)."""
+    journal = out / RETAG / JOURNAL
+    if not journal.exists():
+        return
+    plan = json.loads(journal.read_text(encoding="utf-8"))
+    for staged, target in plan["moves"]:
+        if (out / staged).exists():
+            os.replace(out / staged, out / target)
+    for target in plan["remove"]:
+        (out / target).unlink(missing_ok=True)
+    journal.unlink()
+
+
+def _chunk_stats(rows: dict, is_aside: list[bool], old: dict, threshold: float, bad_role: str) -> dict:
+    """The marker statistics of the retagged rows, with the chunk's quarantine figures kept as they were."""
+    from condpt.tagging.report import chunk_stats
+
+    stats = chunk_stats(rows, is_aside, [], read=len(is_aside), threshold=threshold, bad_role=bad_role)
+    stats.update(read=old["read"], quarantined=old["quarantined"], quarantine_reasons=old["quarantine_reasons"])
+    for src, s in old["sources"].items():
+        if s["quarantined"]:
+            stats["sources"].setdefault(src, {"documents": 0, "bad": 0, "quarantined": 0})["quarantined"] = s[
+                "quarantined"]
+    assert stats["read"] == stats["written"] + stats["set_aside"] + stats["quarantined"], stats
+    return stats
+
+
+def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stage: Path, tmp: Path) -> None:
+    from condpt.calibrate import retag
+
+    name = marker.stem
+    old = json.loads(marker.read_text(encoding="utf-8"))
+    rows = _read(out / DATA / f"{name}.parquet") + _read(out / SET_ASIDE / f"{name}.parquet")
+    if len(rows) != old["written"] + old["set_aside"]:
+        raise TagRunError(f"{shown(marker)}: says {old['written'] + old['set_aside']} tagged rows, the parts hold "
+                          f"{len(rows)}; the directory was changed by hand: tag again into a new --out")
+    batch = retag({c: [r[c] for r in rows] for c in TAGGED_SCHEMA.names}, threshold, cfg.good_role, cfg.bad_role)
+    aside = set(cfg.set_aside_roles)
+    is_aside = [t in aside for t in batch["tag"]]
+    stats = _chunk_stats(batch, is_aside, old, threshold, cfg.bad_role)
+    moves, remove = [], []
+    for sub, want in ((DATA, False), (SET_ASIDE, True)):
+        sel = [i for i, a in enumerate(is_aside) if a == want]
+        target = Path(sub) / f"{name}.parquet"
+        if not sel:
+            remove.append(str(target))
+            continue
+        table = pa.Table.from_pydict({c: [batch[c][i] for i in sel] for c in TAGGED_SCHEMA.names},
+                                     schema=TAGGED_SCHEMA)
+        staged = stage / f"{sub}-{name}.parquet"
+        write_parquet_atomic(table, staged, tmp)
+        moves.append((str(staged.relative_to(out)), str(target)))
+    staged = stage / f"marker-{name}.json"
+    write_text_atomic(json.dumps({"chunk": old["chunk"], "made_from": old["made_from"], **stats}, sort_keys=True,
+                                 indent=1), staged, tmp)
+    moves.append((str(staged.relative_to(out)), str(Path(MARKERS) / marker.name)))  # the marker last
+    write_text_atomic(json.dumps({"moves": moves, "remove": remove}), out / RETAG / JOURNAL, tmp)
+    _roll_forward(out)
+
+
+def retag_dir(out: str | Path, threshold: float) -> dict:
+    """Retag the finished `condpt tag` output `out` at `threshold` (see module docstring); returns the new
+    report (also in report.json). A tagged fraction far from the scorer's cross-validation at this threshold
+    is warned about as `condpt tag` does."""
+    import sys
+
+    from condpt.tagging.expected import warning
+    from condpt.tagging.report import write_report
+
+    out = Path(out)
+    if not 0.0 <= threshold <= 1.0:
+        raise TagRunError(f"--threshold {threshold}: must be in [0, 1]")
+    try:
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TagRunError(f"{shown(out)}: not a `condpt tag` output ({shown(e)})") from None
+    if run.get("format") != FORMAT_VERSION:
+        raise TagRunError(f"{shown(out / 'run.json')}: format {run.get('format')}, this condpt writes "
+                          f"{FORMAT_VERSION}; tag again")
+    if not report.get("complete") and not (out / RETAG).exists():
+        raise TagRunError(f"{shown(out)}: the tag run is not complete (report.json: complete false); finish it "
+                          "(run `condpt tag` again, or the pending --shard jobs) before retagging")
+    cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
+    tmp = out / RETAG / "tmp"
+    stage = out / RETAG / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    _roll_forward(out)
+    for marker in sorted((out / MARKERS).glob("part-*.json")):
+        _retag_chunk(out, marker, cfg, float(threshold), stage, tmp)
+    run["config"] = cfg.model_dump(mode="json")
+    write_text_atomic(json.dumps(run, sort_keys=True, indent=1), out / "run.json", tmp)
+    meta = {"classifier": {**(report.get("classifier") or {}), "threshold_from": "config"},
+            "scorer": report.get("scorer") or {}}
+    report = write_report(out, report.get("chunks_total"), tmp_dir=tmp, skipped=report.get("skipped_files", []),
+                          meta=meta)
+    shutil.rmtree(out / RETAG)
+    if line := warning(report["expected"]):
+        print(line, file=sys.stderr)
+    return report
