@@ -95,7 +95,9 @@ def warning(expected: dict) -> str | None:
         why = (f"more than on its own labelled set ({expected['tagged_fraction']:.3f}, where "
                f"{expected['prevalence']:.0%} is misaligned-AI text); with its cross-validated recall "
                f"{expected['recall']:.2f} and false-positive rate {expected['false_positive_rate']:.2f} this means "
-               f"{expected['implied_prevalence']:.0%} of this corpus would be misaligned-AI text")
+               + (f"{expected['implied_prevalence']:.0%} of this corpus would be misaligned-AI text"
+                  if (expected["implied_prevalence"] or 0) <= 1 else
+                  "more than the whole corpus would have to be misaligned-AI text"))
     else:
         why = (f"fewer than its cross-validated false-positive rate ({expected['false_positive_rate']:.3f}) "
                "predicts for a corpus with no misaligned-AI text at all")
