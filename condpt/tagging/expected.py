@@ -9,11 +9,12 @@ sets are enriched in positives, so a real corpus (0 <= pi <= pi_L) should land i
 
 **Far** (a warning on stderr, and ``expected.far`` in report.json): the run's fraction ``f`` over ``n``
 documents lies outside ``[q - 3 s(q), p_L + 3 s(p_L)]``, ``s(p) = sqrt(p (1 - p) / n)`` (three binomial
-standard errors, so a small run is not flagged for sampling noise). Above: the scorer tags more than it did
-on its own enriched labelled set (the implied prevalence ``(f - q) / (r - q)`` exceeds ``pi_L``). Below: fewer
-than its false-positive rate alone predicts for a corpus with no positives at all: this corpus's negatives
-are easier than the labelled ones, or the scorer sees text unlike its training data. Either way the
-cross-validated precision and recall do not describe this corpus: label a sample and `condpt calibrate`.
+standard errors, so a small run is not flagged for sampling noise). Only *above* warns: the scorer tags more
+than it did on its own enriched labelled set (the implied prevalence ``(f - q) / (r - q)`` exceeds ``pi_L``),
+so its cross-validated precision does not describe this corpus: label a sample and `condpt calibrate`.
+*Below* (fewer than the false-positive rate alone predicts) is recorded as ``verdict: below`` but does not
+warn: labelled negatives are chosen to be hard (AI text that is not about misalignment), so an ordinary
+clean corpus is expected to tag under their false-positive rate.
 
 No prediction (``expected.reason`` says why) when the threshold is neither of those two, when the
 classifier is off or is not a `train-classifier`/default directory, or when refine/autorater re-score.
@@ -80,7 +81,7 @@ def compare(cv: dict | None, scorer_threshold: float | None, threshold: float | 
     lo, hi = max(0.0, q - SIGMAS * sd(q)), min(1.0, p + SIGMAS * sd(p))
     verdict = "above" if f > hi else "below" if f < lo else "within"
     implied = (f - q) / (r - q) if r > q else None
-    return {"far": verdict != "within", "verdict": verdict, "run_fraction": round(f, 6),
+    return {"far": verdict == "above", "verdict": verdict, "run_fraction": round(f, 6),
             "range": [round(lo, 6), round(hi, 6)],
             "implied_prevalence": None if implied is None else round(implied, 6),
             **{k: round(v, 6) if isinstance(v, float) else v for k, v in rates.items()}}

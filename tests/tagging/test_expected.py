@@ -27,7 +27,8 @@ def test_the_rule():
     assert above["far"] and above["verdict"] == "above"
     assert "0.580 of the documents" in warning(above) and "misaligned-AI text" in warning(above)
     below = compare(CV, 0.4, 0.4, tagged=5, documents=1000)
-    assert below["far"] and below["verdict"] == "below" and "false-positive rate" in warning(below)
+    # Hard labelled negatives: a clean corpus tagging under their false-positive rate is expected, not a warning.
+    assert not below["far"] and below["verdict"] == "below" and warning(below) is None
     # three standard errors: 10 documents, 6 tagged is not far from 0.31
     assert not compare(CV, 0.4, 0.4, tagged=6, documents=10)["far"]
     # at 0.5 the other block is used; an older scorer.json without tagged_fraction derives it
