@@ -143,16 +143,23 @@ def _check_texts(texts) -> list[str]:
 
 def _char_ids(model, piece: str) -> list[list[int]]:
     """The model's ids for each character of the model-space string `piece`, such that decoding them all gives
-    `piece` again. The characters go to the model itself, not through the normaliser and pre-tokenizer, which
-    would make each one the start of a word (a Metaspace "▁" before every character). WordPiece spells
-    non-initial pieces with its continuation prefix ("##")."""
-    prefix = model.continuing_subword_prefix if type(model).__name__ == "WordPiece" else ""
-    if not prefix:
+    `piece` again ([] for a character it has no piece for). The characters go to the model itself, not through
+    the normaliser and pre-tokenizer, which would make each one the start of a word (a Metaspace "▁" before every
+    character). Models that mark word-inner pieces (WordPiece's "##", a BPE continuation prefix or end-of-word
+    suffix such as CLIP's "</w>") get the characters spelled with those marks, looked up in the vocabulary."""
+    kind = type(model).__name__
+    prefix = (getattr(model, "continuing_subword_prefix", None) or "") if kind in ("WordPiece", "BPE") else ""
+    suffix = (getattr(model, "end_of_word_suffix", None) or "") if kind == "BPE" else ""
+    if not prefix and not suffix:
         return [[t.id for t in model.tokenize(ch)] for ch in piece]
-    cont = piece.startswith(prefix) and len(piece) > len(prefix)
-    chars = piece[len(prefix):] if cont else piece
-    ids = [model.token_to_id(prefix + ch if cont or k else ch) for k, ch in enumerate(chars)]
-    return [[] if i is None else [i] for i in ids]
+    inner = bool(prefix) and piece.startswith(prefix) and len(piece) > len(prefix)
+    last = bool(suffix) and piece.endswith(suffix) and len(piece) > len(suffix)
+    core = piece[len(prefix) if inner else 0:len(piece) - len(suffix) if last else len(piece)]
+    out = []
+    for k, ch in enumerate(core):
+        i = model.token_to_id(f"{prefix if inner or k else ''}{ch}{suffix if last and k == len(core) - 1 else ''}")
+        out.append([] if i is None else [i])
+    return out
 
 
 def _repair(backend, ids: list[int], forbidden: frozenset[int], unk: int | None) -> list[int]:
@@ -167,7 +174,7 @@ def _repair(backend, ids: list[int], forbidden: frozenset[int], unk: int | None)
     repaired = False  # whether out[-1] came from a repair
     for tid in ids:
         if tid not in forbidden:
-            if not (fuse and repaired and tid == unk and out[-1] == unk):
+            if not (fuse and repaired and tid == unk and out and out[-1] == unk):
                 out.append(tid)
             repaired = False
             continue

@@ -186,3 +186,22 @@ def test_repair_keeps_wordpiece_continuations():
     out = encode_untrusted(tok, texts)
     assert special_ids(tok).isdisjoint(i for ids in out for i in ids)
     assert [tok.decode(ids) for ids in out] == texts
+
+
+def test_repair_keeps_end_of_word_suffixes():
+    """BPE with an end-of-word suffix (CLIP's "</w>"): the characters keep the word's end where it was."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [*"<|x>"]
+    vocab = {p: i for i, p in enumerate(["<unk>", *chars, *(f"{c}</w>" for c in chars), "<|", "<|x", "<|x></w>"])}
+    merges = [("<", "|"), ("<|", "x"), ("<|x", "></w>")]
+    bk = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", end_of_word_suffix="</w>"))
+    bk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    bk.decoder = decoders.BPEDecoder(suffix="</w>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=bk, unk_token="<unk>", eos_token="<|x></w>")
+    assert bk.encode("<|x>").ids == [vocab["<|x></w>"]]  # the model reaches the special's text
+    texts = ["<|x>", "x <|x> x"]
+    out = encode_untrusted(tok, texts)
+    assert special_ids(tok).isdisjoint(i for ids in out for i in ids)
+    assert [tok.decode(ids) for ids in out] == texts
