@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import yaml
 from condpt.recipe import launch_command, shipped_config
 
 REPO = Path(__file__).resolve().parents[2]
+SBATCH = REPO / "recipes" / "slurm" / "multinode.sbatch"
 GOLDEN = Path(__file__).parent / "golden" / "zero2_tiny_losses.json"  # test_deepspeed.py's single-machine run
 STEPS = 12
 # test_deepspeed.py's tiny run, so the losses can be held against its golden curve (2 processes on one machine)
@@ -72,7 +74,7 @@ def _loss_rows(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_machines_preempt_one_resume_both_and_export(tmp_path):
+def test_two_machines_train_preempt_resume_export(tmp_path):
     out = tmp_path / "run"
     out.parent.mkdir(exist_ok=True)
 
@@ -133,16 +135,35 @@ def test_two_machines_preempt_one_resume_both_and_export(tmp_path):
     assert all({manifest.tag_id(r) for r in manifest.roles}.isdisjoint(s) for s in samples)
 
 
+_FAKE_SRUN = """#!/bin/bash
+# srun for a test: its options ignored, the command started once per node of the job, SLURM_NODEID set
+while [[ $1 == --* ]]; do shift; done
+pids=()
+for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i "$@" & pids+=($!); sleep 1; done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc
+"""
+
+
 @pytest.mark.slow
-def test_the_gpu_cluster_template_runs_on_loopback(tmp_path):
-    """multi-node-zero3.yaml itself (ZeRO-3, partitioned init), as the Slurm script launches it: the machine
-    and process counts from the command line, here 2 × 1 on CPU (fp32, gloo) instead of 4 × 8 GPUs (bf16)."""
+def test_the_slurm_script_runs_the_gpu_cluster_template_on_loopback(tmp_path):
+    """recipes/slurm/multinode.sbatch (the one in docs/recipe.md) with multi-node-zero3.yaml (ZeRO-3, partitioned
+    init), under a stand-in `srun`/`scontrol`: 2 nodes × 1 CPU process (fp32, gloo) instead of 4 × 8 GPUs (bf16)."""
     from transformers import AutoModelForCausalLM
 
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(_FAKE_SRUN)
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 127.0.0.1\n")  # `show hostnames LIST`: the head node
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
     out = tmp_path / "run"
-    nodes = _start_both(out, "zero3", "multi-node-zero3", [*TINY[:-1], "train.max_steps=4"])
-    for p in nodes:
-        assert p.wait(timeout=400) == 0, _log(out, "zero3")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "GPUS_PER_NODE": "1", "MIXED_PRECISION": "no",
+           "MAIN_PROCESS_PORT": str(_free_port())}
+    res = subprocess.run(["bash", str(SBATCH), str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
+                          *TINY[:-1], "train.max_steps=4", f"output_dir={out}"],
+                         check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = _rows(out)
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     start = next(r for r in rows if r.get("event") == "start")
@@ -150,6 +171,11 @@ def test_the_gpu_cluster_template_runs_on_loopback(tmp_path):
     # the export holds the gathered weights, whole: nothing missing or mis-shaped (which would load as random init)
     _, info = AutoModelForCausalLM.from_pretrained(str(out / "final"), output_loading_info=True)
     assert not info["missing_keys"] and not info["mismatched_keys"] and not info["unexpected_keys"], info
+
+
+def test_docs_show_the_slurm_script_as_shipped():
+    script = SBATCH.read_text(encoding="utf-8")
+    assert script in (REPO / "docs" / "recipe.md").read_text(encoding="utf-8"), "docs/recipe.md: paste the script again"
 
 
 # --------------------------------------------------------------------------------------------------
