@@ -4,6 +4,8 @@
   rule of Deep Ignorance and DCLM).
 - `threshold_for_precision` / `threshold_for_recall`: on a labelled set, the threshold that keeps precision
   (resp. recall) at or above the target with the best recall (resp. precision).
+- `band_thresholds`: `band.low` / `band.high` of confidence-aware conditioning from a recall and a
+  precision target (the rule in its docstring).
 - `metrics_at`, `plot_pr`, `write_threshold` (into a YAML a tag or policy config reads), and `retag`
   (pure over a batch of tagged rows: tags recomputed from stored scores).
 
@@ -136,6 +138,31 @@ def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target: float) 
     _p, r, t = _curve(scores, labels)
     ok = np.flatnonzero(r >= target)
     return float(t[ok[-1]])
+
+
+def band_thresholds(scores: np.ndarray, labels: np.ndarray, *, recall: float, precision: float) -> dict:
+    """`band.low` / `band.high` of confidence-aware conditioning (`condpt.policy.Band`) from labelled scores.
+
+    - `low` = `threshold_for_recall(recall)`: at least `recall` of the bad documents score >= low, so at most
+      1 - recall of them train under the good tag.
+    - `high` = `threshold_for_precision(precision)`: the bad tag (score >= high) is at least `precision`
+      precise, with the best recall that allows.
+    - If `high` < `low`, the single threshold `high` already meets both targets (a lower threshold only
+      raises recall): the band is empty, `low = high`.
+
+    Returns the two thresholds, the targets, the recall at `low`, the precision at `high`, the fraction of
+    the labelled documents in the uncertain band [low, high), and the labelled counts."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.int64)
+    low = threshold_for_recall(scores, labels, recall)
+    high = threshold_for_precision(scores, labels, precision)
+    low = min(low, high)
+    return {
+        "low": low, "high": high, "recall_target": recall, "precision_target": precision,
+        "recall_at_low": metrics_at(scores, labels, low)["recall"],
+        "precision_at_high": metrics_at(scores, labels, high)["precision"],
+        "band_fraction": float(np.mean(is_bad(scores, low) & ~is_bad(scores, high))),
+        "n": len(labels), "positives": int(labels.sum()),
+    }
 
 
 def plot_pr(scores: np.ndarray, labels: np.ndarray, path: str | Path, threshold: float | None = None) -> Path:
