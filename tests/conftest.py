@@ -49,6 +49,15 @@ def english_texts() -> list[str]:
     ] * 100
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a float32 checkpoint (`condpt.smollm2`: built once, cached across runs); tests
+    must not write into it."""
+    from condpt.smollm2 import smollm2_checkpoint
+
+    return smollm2_checkpoint()
+
+
 # The repo root first on sys.path: `pytest` (unlike `python -m pytest`) would otherwise resolve the package
 # `tokenizer_ext` to the namespace directory tests/tokenizer_ext and shadow the editable install.
 import sys
