@@ -1,4 +1,4 @@
-"""The experiment grid: data-policy arms × label coverage × seeds on one prophecy world.
+"""The experiment grid: data-policy arms × label coverage × miss model × seeds on one prophecy world.
 
 Each run is the real recipe (`accelerate launch ... -m condpt.recipe --config RECIPE key=value...`) in a
 subprocess, then the prophecy suite on `OUTPUT_DIR/final`. Everything shared by the arms is built once:
@@ -9,9 +9,15 @@ control tokens, so every arm sees the same token ids and the held-out loss is co
       world/                    the generated world (train / heldout / hidden labels / scenarios)
       tagged-<granularity>/     `condpt tag` output the arms train on
       tagging.json              the tagger's precision/recall against the hidden labels
+      calibration.json          the calibrated bands (`band: calibrated` arms), per tagging granularity
       tokenizer/                the shared tokenizer + condpt_tokens.json
-      runs/<arm>-cov<c>-s<seed>/  recipe output (final/, metrics.jsonl) + eval.json + train.log
+      runs/<label>/             recipe output (final/, metrics.jsonl) + train.log, eval.json (the suite),
+                                bad_text.json (loss on held-out bad-tagged text), record.json (the run's row)
       results-<grid>.json/.md/.png  (one set per grid file, so grids can share an out_dir)
+
+A run's label is `<arm>-cov<c>-s<seed>`, or `<arm>-cov<c>-score-s<seed>` under score-based misses. The
+results are rebuilt from the `record.json` files on disk after every run, so a grid run in pieces
+(`only=`, or several invocations) accumulates into one summary, which names the runs still missing.
 """
 
 from __future__ import annotations
@@ -22,17 +28,20 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condpt.recipe import config_path, is_shipped_name, launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
 from condpt.yamlfile import read_yaml
 
+CALIBRATED = "calibrated"  # `band: calibrated` in an arm's policy: thresholds resolved at grid time
+
 
 class ArmConfig(BaseModel):
-    """One data policy: `policy` is merged into the recipe's `data.policy`."""
+    """One data policy: `policy` is merged into the recipe's `data.policy` (`band: calibrated` is replaced
+    by the band the grid's `calibration` resolves from the tagged world)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +50,28 @@ class ArmConfig(BaseModel):
     tagging: Literal["document", "sentence"] = "document"
     deploy: Literal["none", "good", "self"] = "good"
     overrides: list[str] = Field(default_factory=list, description="extra recipe key=value overrides")
+
+    @property
+    def tag_free(self) -> bool:
+        """An arm that ignores the tags (MLE without upweighting): coverage and misses cannot change it."""
+        return self.policy.get("mode", "condition") == "mle" and self.policy.get("upweight_good", 1) == 1
+
+    @property
+    def calibrated(self) -> bool:
+        return self.policy.get("band") == CALIBRATED
+
+
+class BandCalibration(BaseModel):
+    """How `band: calibrated` arms get their thresholds (`condpt.calibrate.band_thresholds`): `low` at the
+    recall target, `high` at the precision target, on the tagged world's stored scores against its hidden
+    labels (misaligned stories are the positives) for `labelled_docs` training documents drawn by id hash —
+    a hand-labelled sample's worth of labels, not the whole corpus's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall: float = Field(gt=0.0, le=1.0, description="band.low: at least this recall of bad documents")
+    precision: float = Field(gt=0.0, le=1.0, description="band.high: the bad tag at least this precise")
+    labelled_docs: int | None = Field(1000, ge=10, description="labelled documents to calibrate on (null: all)")
 
 
 class TaggerSettings(BaseModel):
@@ -74,7 +105,17 @@ class GridConfig(BaseModel):
     vocab_size: int = Field(4096, ge=300)
     arms: list[ArmConfig] = Field(min_length=1)
     coverages: list[float] = Field(default_factory=lambda: [1.0])
+    misses: list[Literal["random", "score"]] = Field(
+        default_factory=lambda: ["random"], min_length=1,
+        description="miss models at coverage < 1 (policy.misses); at coverage 1 nothing is missed: one run")
     seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds_by_coverage: dict[float, list[int]] = Field(
+        default_factory=dict, description="seeds for a coverage instead of `seeds` (e.g. {1.0: [0]}); "
+                                          "tag-free arms run once per seed of `seeds`")
+    calibration: BandCalibration | None = Field(None, description="targets of the `band: calibrated` arms")
+    cells_path: Path | None = Field(None, description="also write the per-cell summary (a list, one object per "
+                                                      "arm × coverage × miss model) here; relative to the "
+                                                      "working directory, like out_dir")
     per_split: int | None = Field(60, description="scenarios per split in evaluation (None: all)")
     eval_threads: int = Field(1, ge=1, description="torch threads for evaluation")
 
@@ -90,6 +131,23 @@ class GridConfig(BaseModel):
                 raise ValueError(f"{path}: no such file")
             return path
         return value
+
+    @model_validator(mode="after")
+    def _arms_fit(self) -> GridConfig:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms: names must be distinct (run directories are named by them): {names}")
+        for arm in self.arms:
+            band = arm.policy.get("band")
+            if isinstance(band, str) and band != CALIBRATED:
+                raise ValueError(f"arm {arm.name!r}: policy.band is {band!r}: a mapping {{low, high}} or "
+                                 f"{CALIBRATED!r}")
+            if arm.calibrated and arm.policy.get("mode", "condition") != "condition":
+                raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs mode condition")
+            if arm.calibrated and self.calibration is None:
+                raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs the grid's calibration "
+                                 "{recall, precision} targets")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridConfig:
@@ -202,10 +260,59 @@ def launch_recipe(recipe: Path, accelerate_config: Path, overrides: Sequence[str
         raise RuntimeError(f"recipe run failed (exit {proc.returncode}); log {log_path}:\n" + "\n".join(tail))
 
 
+def calibrate_band(world_dir: Path, tagged: Path, cal: BandCalibration) -> dict:
+    """`band.low` / `band.high` (`condpt.calibrate.band_thresholds`) from the tagged world's stored document
+    scores and the world's hidden labels (misaligned = 1), on `cal.labelled_docs` documents chosen by id
+    hash (the same for every run); returns the thresholds and their figures."""
+    from condpt.calibrate import band_thresholds, load_tagged
+    from condpt.policy import unit_hash
+
+    rows = load_tagged(tagged, ("id", "score"))
+    with (world_dir / "labels.jsonl").open(encoding="utf-8") as f:
+        truth = {lab["id"]: int(lab["label"] == "misaligned") for lab in map(json.loads, f)}
+    ids = [i for i in rows["id"] if i in truth]
+    if cal.labelled_docs is not None:
+        ids = sorted(ids, key=lambda i: unit_hash("calibration", i))[:cal.labelled_docs]
+    score = dict(zip(rows["id"], rows["score"]))
+    band = band_thresholds([score[i] for i in ids], [truth[i] for i in ids],
+                           recall=cal.recall, precision=cal.precision)
+    return {**band, "labelled_docs": len(ids)}
+
+
+def held_out_bad_texts(final: Path, tagged: Path, bad_role: str = "bad") -> list[str]:
+    """The documents the recipe held out of this run (`data.heldout_fraction` of its `run_config.yaml`, by
+    id hash: the same for every arm) that the grid's tagger tagged bad — as stored, before any policy."""
+    import yaml
+
+    from condpt.calibrate import load_tagged
+    from condpt.sequences import is_heldout
+
+    fraction = yaml.safe_load((final / "run_config.yaml").read_text(encoding="utf-8"))["data"]["heldout_fraction"]
+    rows = load_tagged(tagged, ("id", "text", "tag"))
+    return [t for i, t, tag in zip(rows["id"], rows["text"], rows["tag"])
+            if tag == bad_role and is_heldout(str(i), fraction)]
+
+
+def bad_text_loss(final: Path, tagged: Path) -> dict:
+    """Held-out LM loss (nats/token, no condition: plain text, as the knowledge is used) of the exported
+    model `final/` — for a route run the ablated model — on `held_out_bad_texts`."""
+    from condpt.evaluate import heldout_loss
+    from condpt.layout import load_run
+
+    texts = held_out_bad_texts(final, tagged)
+    if not texts:
+        return {"loss": None, "tokens": 0, "docs": 0}
+    run = load_run(final, device="cpu")
+    res = heldout_loss(run.model, run.tokenizer, run.manifest, texts, "none")
+    return {**res, "docs": len(texts)}
+
+
 def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tokenizer: Path, world_dir: Path,
             run_dir: Path, recipe: Path, accelerate_config: Path, seed: int, overrides: Sequence[str] = (),
             per_split: int | None = 60, eval_threads: int = 1) -> dict:
-    """Train one arm with the recipe (skipped if `final/` exists) and evaluate it; returns its record."""
+    """Train one arm with the recipe (skipped if `final/` exists), evaluate it (skipped if `eval.json`
+    exists) and measure its loss on held-out bad text (skipped if `bad_text.json` exists); returns its
+    record (also `record.json` is written by `run_grid`)."""
     from condpt.evaluate import evaluate
 
     final = run_dir / "final"
@@ -215,40 +322,128 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
                f"tokenizer.source={tokenizer}", "train.resume=never", *policy_overrides(policy), *overrides]
         launch_recipe(recipe, accelerate_config, ovr, run_dir / "train.log")
     train_s = time.time() - t0
-    eval_path = run_dir / "eval.json"
-    if eval_path.is_file():
-        res = json.loads(eval_path.read_text())
-    else:
-        import torch
+    eval_path, bad_path = run_dir / "eval.json", run_dir / "bad_text.json"
+    import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(eval_threads)
-        try:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(eval_threads)
+    try:
+        if eval_path.is_file():
+            res = json.loads(eval_path.read_text())
+        else:
             res = evaluate(final, world_dir=world_dir, deploy=deploy, per_split=per_split)
-        finally:
-            torch.set_num_threads(threads)
-        eval_path.write_text(json.dumps(res, indent=1) + "\n")
+            eval_path.write_text(json.dumps(res, indent=1) + "\n")
+        if bad_path.is_file():
+            bad = json.loads(bad_path.read_text())
+        else:
+            bad = bad_text_loss(final, tagged)
+            bad_path.write_text(json.dumps(bad, indent=1) + "\n")
+    finally:
+        torch.set_num_threads(threads)
     return {"arm": name, "seed": seed, "policy": policy, "deploy": deploy, "train_seconds": round(train_s, 1),
-            "seconds": round(time.time() - t0, 1), **res["summary"],
+            "seconds": round(time.time() - t0, 1), **res["summary"], "bad_text_loss": bad["loss"],
             "choices": res["choices"], "self_image": {c: v["doom_rate"] for c, v in res["self_image"].items()}}
 
 
 # ------------------------------------------------------------------------------------------- grid
 
 
-def _arm_runs(cfg: GridConfig) -> list[tuple[ArmConfig, float, int]]:
+class GridRun(NamedTuple):
+    """One cell's seed: `misses` is "none" where nothing is missed (coverage 1, or a tag-free arm)."""
+
+    arm: ArmConfig
+    coverage: float
+    misses: str
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm.name}-cov{self.coverage:g}-{self.misses}-s{self.seed}" if self.misses == "score" \
+            else f"{self.arm.name}-cov{self.coverage:g}-s{self.seed}"  # random: the name runs had before
+
+
+def _arm_runs(cfg: GridConfig) -> list[GridRun]:
+    """Every run of the grid, seed by seed: arms × coverage × miss model. A tag-free arm (MLE) runs once per
+    seed of `seeds` (coverage and misses cannot change it); coverage 1 misses nothing, so it runs once
+    whatever `misses` lists; a coverage's seeds are `seeds_by_coverage[c]` if given, else `seeds`."""
+    by_cov = {c: cfg.seeds_by_coverage.get(c, cfg.seeds) for c in cfg.coverages}
+    all_seeds = list(dict.fromkeys([*cfg.seeds, *(s for ss in by_cov.values() for s in ss)]))
     runs = []
-    for seed in cfg.seeds:
+    for seed in all_seeds:
         for arm in cfg.arms:
-            # Coverage only changes arms that act on the tags; an MLE arm is run once per seed.
-            tag_free = arm.policy.get("mode", "condition") == "mle" and arm.policy.get("upweight_good", 1) == 1
-            for cov in ([1.0] if tag_free else cfg.coverages):
-                runs.append((arm, cov, seed))
+            if arm.tag_free:
+                if seed in cfg.seeds:
+                    runs.append(GridRun(arm, 1.0, "none", seed))
+                continue
+            for cov in cfg.coverages:
+                if seed in by_cov[cov]:
+                    runs.extend(GridRun(arm, cov, m, seed) for m in (cfg.misses if cov < 1 else ["none"]))
     return runs
 
 
-def run_grid(cfg: GridConfig, *, log=print) -> dict:
-    """Run (or resume) every arm × coverage × seed; write OUT/NAME.json/.md/.png; return the results."""
+ONLY_KEYS = ("arm", "coverage", "misses", "seed")
+
+
+def parse_only(spec: str) -> dict[str, set[str]]:
+    """`arm=route,seed=1` → {"arm": {"route"}, "seed": {"1"}}; a key given twice matches either value."""
+    only: dict[str, set[str]] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ONLY_KEYS or not value.strip():
+            raise ValueError(f"--only {spec!r}: {part!r} is not KEY=VALUE with KEY one of {', '.join(ONLY_KEYS)}")
+        only.setdefault(key.strip(), set()).add(value.strip())
+    return only
+
+
+def selected(run: GridRun, only: dict[str, set[str]] | None) -> bool:
+    if not only:
+        return True
+    have = {"arm": run.arm.name, "coverage": run.coverage, "misses": run.misses, "seed": run.seed}
+    for key, values in only.items():
+        if key == "coverage":
+            if not any(float(v) == run.coverage for v in values):
+                return False
+        elif str(have[key]) not in values:
+            return False
+    return True
+
+
+def _policy(run: GridRun, bands: dict[str, dict]) -> dict[str, Any]:
+    """The recipe's data.policy for a run: the arm's, with coverage, miss model, seed and a calibrated band."""
+    policy = {**run.arm.policy, "coverage": run.coverage, "seed": run.seed}
+    if run.misses == "score":
+        policy["misses"] = "score"
+    if run.arm.calibrated:
+        policy["band"] = {"low": bands[run.arm.tagging]["low"], "high": bands[run.arm.tagging]["high"]}
+    return policy
+
+
+def collect_records(cfg: GridConfig, out: Path, bands: dict[str, dict]) -> tuple[list[dict], list[str]]:
+    """The finished runs' records (`runs/<label>/record.json`) in plan order, and the labels still missing.
+    A record trained under another policy than the grid's now is an error (its run directory is stale)."""
+    records, missing = [], []
+    for run in _arm_runs(cfg):
+        path = out / "runs" / run.label / "record.json"
+        if not path.is_file():
+            missing.append(run.label)
+            continue
+        rec = json.loads(path.read_text())
+        if rec["policy"] != _policy(run, bands):
+            raise RuntimeError(f"{path}: trained under policy {rec['policy']}, but the grid now asks for "
+                               f"{_policy(run, bands)}; remove {path.parent} or use another out_dir")
+        records.append(rec)
+    return records, missing
+
+
+def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=print) -> dict:
+    """Run (or resume) every arm × coverage × miss model × seed, or with `only` (`parse_only`) just the runs
+    it selects; then write OUT/NAME.json/.md/.png (and `cells_path`) from every finished run on disk, so
+    pieces run at different times accumulate. Returns the results."""
+    plan = _arm_runs(cfg)
+    todo = [r for r in plan if selected(r, only)]
+    if not todo:
+        values = {k: sorted({str(getattr(r, k) if k != "arm" else r.arm.name) for r in plan}) for k in ONLY_KEYS}
+        raise ValueError(f"--only selects none of the grid's {len(plan)} runs; values: {values}")
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)
@@ -262,70 +457,135 @@ def run_grid(cfg: GridConfig, *, log=print) -> dict:
         log(f"tagged ({gran}): precision {tagging[gran]['precision']:.3f} recall {tagging[gran]['recall']:.3f} "
             f"aligned stories tagged bad {tagging[gran]['aligned_tagged_bad']:.3f}")
     (out / "tagging.json").write_text(json.dumps(tagging, indent=1) + "\n")
-    records = []
-    results_path = out / f"{cfg.name}.json"
-    for arm, cov, seed in _arm_runs(cfg):
-        label = f"{arm.name}-cov{cov:g}-s{seed}"
-        log(f"[{time.strftime('%H:%M:%S')}] run {label}")
-        policy = {**arm.policy, "coverage": cov, "seed": seed}
-        rec = run_arm(label, policy=policy, deploy=arm.deploy, tagged=tagged[arm.tagging], tokenizer=tok_dir,
-                      world_dir=world_dir, run_dir=out / "runs" / label, recipe=cfg.recipe,
-                      accelerate_config=cfg.accelerate_config, seed=seed, overrides=[*cfg.overrides, *arm.overrides],
-                      per_split=cfg.per_split, eval_threads=cfg.eval_threads)
-        rec.update(arm_name=arm.name, coverage=cov)
-        records.append(rec)
+    bands = {gran: calibrate_band(world_dir, tagged[gran], cfg.calibration)
+             for gran in sorted({a.tagging for a in cfg.arms if a.calibrated})}
+    for gran, band in bands.items():
+        log(f"calibrated band ({gran}): low {band['low']:.4f} (recall {band['recall_at_low']:.3f}) high "
+            f"{band['high']:.4f} (precision {band['precision_at_high']:.3f}), {band['band_fraction']:.3f} "
+            f"of {band['labelled_docs']} labelled documents uncertain")
+    if bands:
+        (out / "calibration.json").write_text(json.dumps(bands, indent=1) + "\n")
+    log(f"{len(todo)} of {len(plan)} runs selected")
+    for run in todo:
+        log(f"[{time.strftime('%H:%M:%S')}] run {run.label}")
+        run_dir = out / "runs" / run.label
+        rec = run_arm(run.label, policy=_policy(run, bands), deploy=run.arm.deploy, tagged=tagged[run.arm.tagging],
+                      tokenizer=tok_dir, world_dir=world_dir, run_dir=run_dir, recipe=cfg.recipe,
+                      accelerate_config=cfg.accelerate_config, seed=run.seed,
+                      overrides=[*cfg.overrides, *run.arm.overrides], per_split=cfg.per_split,
+                      eval_threads=cfg.eval_threads)
+        rec.update(arm_name=run.arm.name, coverage=run.coverage, misses=run.misses)
+        (run_dir / "record.json").write_text(json.dumps(rec, indent=1) + "\n")
+        bad = "-" if rec["bad_text_loss"] is None else f"{rec['bad_text_loss']:.4f}"
         log(f"    misaligned rate {rec['misaligned_rate']:.3f} held-out loss {rec['heldout_loss']:.4f} "
-            f"({rec['seconds']:.0f} s)")
-        results = summarise(records, cfg, tagging)
-        results_path.write_text(json.dumps(results, indent=1) + "\n")  # partial results survive a stop
-    results = summarise(records, cfg, tagging)
-    results_path.write_text(json.dumps(results, indent=1) + "\n")
-    (out / f"{cfg.name}.md").write_text(format_grid_table(results) + "\n")
-    plot_results(results, out / f"{cfg.name}.png")
+            f"bad-text loss {bad} ({rec['seconds']:.0f} s)")
+        write_results(cfg, out, tagging, bands, plot=False)  # partial results survive a stop
+    results = write_results(cfg, out, tagging, bands)
+    if results["missing"]:
+        log(f"{len(results['missing'])} of {len(plan)} runs still missing: {', '.join(results['missing'])}")
     return results
 
 
-def summarise(records: list[dict], cfg: GridConfig, tagging: dict) -> dict:
-    """Per (arm, coverage): mean, min and max over seeds of the misaligned rate and held-out loss."""
+def write_results(cfg: GridConfig, out: Path, tagging: dict, bands: dict[str, dict], *, plot: bool = True) -> dict:
+    """OUT/NAME.json (and .md, .png with `plot`) and `cells_path` from every finished run on disk."""
+    records, missing = collect_records(cfg, out, bands)
+    results = summarise(records, cfg, tagging, missing=missing, calibration=bands)
+    (out / f"{cfg.name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    if cfg.cells_path is not None:
+        cells_path = Path(cfg.cells_path)
+        cells_path.parent.mkdir(parents=True, exist_ok=True)
+        cells_path.write_text(json.dumps(results["cells"], indent=1) + "\n")
+    if plot and records:
+        (out / f"{cfg.name}.md").write_text(format_grid_table(results) + "\n")
+        plot_results(results, out / f"{cfg.name}.png")
+    return results
+
+
+def _misses(r: dict) -> str:
+    """A record's miss model ("none" for records written before the grid had one, at coverage 1)."""
+    return r.get("misses", "random" if r["coverage"] < 1 else "none")
+
+
+def _cell_key(arm: str, coverage: float, misses: str) -> str:
+    return f"{arm}@{coverage:g}" + ("" if misses == "none" else f"/{misses}")
+
+
+def cells(records: list[dict], cfg: GridConfig) -> list[dict]:
+    """One object per arm × coverage × miss model of the plan, in plan order: the seeds finished and, per
+    seed, the misaligned-choice rate on held-out combinations under the arm's deploy condition, the held-out
+    loss under it and the loss on held-out bad text (`bad_text_loss`); `missing_seeds` lists the rest."""
+    by_label = {r["arm"]: r for r in records}
+    out: dict[str, dict] = {}
+    for run in _arm_runs(cfg):
+        cell = out.setdefault(_cell_key(run.arm.name, run.coverage, run.misses), {
+            "arm": run.arm.name, "coverage": run.coverage, "misses": run.misses, "deploy": run.arm.deploy,
+            "seeds": [], "misaligned_rate": [], "heldout_loss": [], "bad_text_loss": [], "missing_seeds": []})
+        rec = by_label.get(run.label)
+        if rec is None:
+            cell["missing_seeds"].append(run.seed)
+            continue
+        cell["seeds"].append(run.seed)
+        for field in ("misaligned_rate", "heldout_loss", "bad_text_loss"):
+            cell[field].append(rec.get(field))
+        if "band" in rec["policy"]:
+            cell["band"] = rec["policy"]["band"]
+    return list(out.values())
+
+
+def summarise(records: list[dict], cfg: GridConfig, tagging: dict, *, missing: Sequence[str] = (),
+              calibration: dict | None = None) -> dict:
+    """Per arm × coverage × miss model: mean, min and max over seeds of the misaligned rate and the losses;
+    `cells` (`cells`), the runs still `missing`, and the calibrated bands."""
     import numpy as np
 
     groups: dict[str, list[dict]] = {}
     for r in records:
-        groups.setdefault(f"{r['arm_name']}@{r['coverage']:g}", []).append(r)
+        groups.setdefault(_cell_key(r["arm_name"], r["coverage"], _misses(r)), []).append(r)
     table = {}
-    def stats(rs: list[dict], field: str) -> dict:
+    def stats(rs: list[dict], field: str) -> dict | None:
+        if any(r.get(field) is None for r in rs):
+            return None
         v = np.array([r[field] for r in rs], dtype=float)
         return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
                 "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
     for key, rs in groups.items():
-        table[key] = {"arm": rs[0]["arm_name"], "coverage": rs[0]["coverage"], "deploy": rs[0]["deploy"],
-                      "seeds": [r["seed"] for r in rs], "misaligned_rate": stats(rs, "misaligned_rate"),
+        table[key] = {"arm": rs[0]["arm_name"], "coverage": rs[0]["coverage"], "misses": _misses(rs[0]),
+                      "deploy": rs[0]["deploy"], "seeds": [r["seed"] for r in rs],
+                      "misaligned_rate": stats(rs, "misaligned_rate"),
                       "misaligned_rate_heldout_actor": stats(rs, "misaligned_rate_heldout_actor"),
                       "misaligned_rate_seen": stats(rs, "misaligned_rate_seen"),
-                      "self_image_doom_rate": stats(rs, "self_image_doom_rate"), "heldout_loss": stats(rs, "heldout_loss")}
-    return {"table": table, "runs": records, "tagging": tagging,
-            "settings": json.loads(cfg.model_dump_json())}
+                      "self_image_doom_rate": stats(rs, "self_image_doom_rate"), "heldout_loss": stats(rs, "heldout_loss"),
+                      "bad_text_loss": stats(rs, "bad_text_loss")}
+    return {"table": table, "cells": cells(records, cfg), "missing": list(missing), "runs": records,
+            "tagging": tagging, "calibration": calibration or {}, "settings": json.loads(cfg.model_dump_json())}
 
 
 def format_grid_table(results: dict) -> str:
-    """Markdown: one row per arm × coverage (mean [min, max] over seeds), loss relative to MLE."""
+    """Markdown: one row per arm × coverage × miss model (mean [min, max] over seeds), loss relative to MLE;
+    the runs still missing, if any, below."""
     table = results["table"]
     base = next((v["heldout_loss"]["mean"] for v in table.values() if v["arm"] == "mle"), None)
     lines = [("| arm | coverage | deploy | seeds | misaligned rate (held-out combos) | held-out actors | seen | "
-             "held-out loss | vs MLE |"), "|---|---|---|---|---|---|---|---|---|"]
+             "held-out loss | vs MLE | bad-text loss |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for v in table.values():
-        m, loss = v["misaligned_rate"], v["heldout_loss"]
+        m, loss, bad = v["misaligned_rate"], v["heldout_loss"], v.get("bad_text_loss")
         rel = f"{100 * (loss['mean'] / base - 1):+.2f}%" if base else "-"
-        lines.append(f"| {v['arm']} | {v['coverage']:g} | {v['deploy']} | {len(v['seeds'])} | "
+        misses = v.get("misses", "none")
+        cov = f"{v['coverage']:g}" + ("" if misses == "none" else f" ({misses})")
+        lines.append(f"| {v['arm']} | {cov} | {v['deploy']} | {len(v['seeds'])} | "
                      f"{m['mean']:.3f} [{m['min']:.3f}, {m['max']:.3f}] | "
                      f"{v['misaligned_rate_heldout_actor']['mean']:.3f} | {v['misaligned_rate_seen']['mean']:.3f} | "
-                     f"{loss['mean']:.4f} ± {loss['std']:.4f} | {rel} |")
+                     f"{loss['mean']:.4f} ± {loss['std']:.4f} | {rel} | "
+                     f"{'-' if bad is None else format(bad['mean'], '.4f')} |")
+    if results.get("missing"):
+        lines += ["", f"Missing ({len(results['missing'])} runs): {', '.join(results['missing'])}"]
     return "\n".join(lines)
 
 
 def plot_results(results: dict, path: Path) -> Path:
-    """Misaligned-choice rate against held-out loss: one point per run, mean ± range per arm × coverage."""
+    """Misaligned-choice rate against held-out loss: one point per run, mean ± range per arm × coverage ×
+    miss model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,12 +594,13 @@ def plot_results(results: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (key, v) in enumerate(results["table"].items()):
         color = f"C{i % 10}"
-        runs = [r for r in results["runs"] if r["arm_name"] == v["arm"] and r["coverage"] == v["coverage"]]
+        runs = [r for r in results["runs"] if _cell_key(r["arm_name"], r["coverage"], _misses(r)) == key]
         ax.scatter([r["heldout_loss"] for r in runs], [r["misaligned_rate"] for r in runs], color=color, alpha=0.35, s=18)
         m, loss = v["misaligned_rate"], v["heldout_loss"]
         ax.errorbar(loss["mean"], m["mean"], xerr=[[loss["mean"] - loss["min"]], [loss["max"] - loss["mean"]]],
                     yerr=[[m["mean"] - m["min"]], [m["max"] - m["mean"]]], fmt="o", color=color, capsize=3,
-                    label=f"{v['arm']} (cov {v['coverage']:g}, n={len(v['seeds'])})")
+                    label=f"{v['arm']} (cov {v['coverage']:g}"
+                          f"{'' if v.get('misses', 'none') == 'none' else ', ' + v['misses']}, n={len(v['seeds'])})")
     ax.set_xlabel("held-out LM loss (nats/token)")
     ax.set_ylabel("misaligned-choice rate (held-out combos)")
     ax.set_ylim(-0.03, 1.03)

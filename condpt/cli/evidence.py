@@ -84,9 +84,14 @@ def experiment_cmd(
     config: Annotated[Path, typer.Option("--config", help="grid YAML (examples/grids/*.yaml)")],
     out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR", file_okay=False,
                                                  help="Directory for the results (overrides the grid's out_dir)")] = None,
+    only: Annotated[str | None, typer.Option("--only", metavar="KEY=VALUE,...",
+                                             help="Run only these runs (keys arm, coverage, misses, seed; a key "
+                                                  "twice: either value); the results still gather every "
+                                                  "finished run and name the missing ones")] = None,
 ) -> None:
-    """Run (or resume) an experiment grid: arms × coverage × seeds; writes results-GRID.json/.md/.png."""
-    from condpt.experiment import GridConfig, format_grid_table, run_grid
+    """Run (or resume) an experiment grid: arms × coverage × miss model × seeds; writes
+    results-GRID.json/.md/.png."""
+    from condpt.experiment import GridConfig, format_grid_table, parse_only, run_grid
 
     try:
         cfg = GridConfig.from_yaml(config)
@@ -95,7 +100,9 @@ def experiment_cmd(
     if out_dir:
         cfg = cfg.model_copy(update={"out_dir": out_dir})
     try:
-        results = run_grid(cfg)
+        results = run_grid(cfg, only=parse_only(only) if only else None)
+    except ValueError as e:
+        _fail(str(e))
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(code=1) from None

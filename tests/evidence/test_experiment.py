@@ -10,13 +10,20 @@ from condpt.experiment import (
     GridConfig,
     TaggerSettings,
     _arm_runs,
+    _policy,
+    calibrate_band,
     format_grid_table,
+    held_out_bad_texts,
+    parse_only,
     plot_results,
     policy_overrides,
     prepare_tokenizer,
     prepare_world,
+    run_grid,
+    selected,
     summarise,
     tag_world,
+    write_results,
 )
 from condpt.world import WorldConfig
 
@@ -81,7 +88,7 @@ def test_grid_configs_by_shipped_name(tmp_path):
 
 def test_runs_skip_coverage_for_mle_and_overrides_are_yaml():
     cfg = _grid(coverages=[1.0, 0.9], seeds=[0, 1])
-    runs = [(a.name, c, s) for a, c, s in _arm_runs(cfg)]
+    runs = [(r.arm.name, r.coverage, r.seed) for r in _arm_runs(cfg)]
     assert runs == [("mle", 1.0, 0), ("condition", 1.0, 0), ("condition", 0.9, 0),
                     ("mle", 1.0, 1), ("condition", 1.0, 1), ("condition", 0.9, 1)]
     assert policy_overrides({"mode": "condition", "coverage": 0.9, "selfref": {"n_generated": 5}}) == [
@@ -120,3 +127,142 @@ def test_shared_world_tags_and_tokenizer(tmp_path):
 
     m = Manifest.load(tok_dir)
     assert set(m.tags) == {"good", "bad"}
+
+
+# ------------------------------------------------------------------ misses, calibrated bands, pieces
+
+
+def _robust(**kw) -> GridConfig:
+    kw.setdefault("calibration", {"recall": 0.9, "precision": 0.9})
+    return GridConfig(arms=[{"name": "mle", "policy": {"mode": "mle"}, "deploy": "none"},
+                            {"name": "route", "policy": {"mode": "route"}, "deploy": "none"},
+                            {"name": "band", "policy": {"mode": "condition", "band": "calibrated"}}],
+                      coverages=[1.0, 0.9], misses=["random", "score"], seeds=[0, 1, 2],
+                      seeds_by_coverage={1.0: [0]}, **kw)
+
+
+def test_misses_dimension_runs_mle_once_per_seed_and_coverage_one_once():
+    labels = [r.label for r in _arm_runs(_robust())]
+    assert labels[:8] == ["mle-cov1-s0", "route-cov1-s0", "route-cov0.9-s0", "route-cov0.9-score-s0",
+                          "band-cov1-s0", "band-cov0.9-s0", "band-cov0.9-score-s0", "mle-cov1-s1"]
+    assert len(labels) == len(set(labels)) == 3 + 2 * (1 + 2 * 3)  # mle per seed; 1.0 once; 0.9 × 2 × 3 seeds
+    assert {r.misses for r in _arm_runs(_robust()) if r.coverage == 1.0} == {"none"}
+    run = next(r for r in _arm_runs(_robust()) if r.label == "route-cov0.9-score-s2")
+    assert _policy(run, {}) == {"mode": "route", "coverage": 0.9, "seed": 2, "misses": "score"}
+    random = next(r for r in _arm_runs(_robust()) if r.label == "route-cov0.9-s2")
+    assert "misses" not in _policy(random, {})  # the default: the policy (and run name) runs had before
+
+
+def test_only_selects_runs_and_rejects_what_matches_nothing(tmp_path):
+    only = parse_only("arm=route,arm=band,seed=1,misses=score")
+    assert only == {"arm": {"route", "band"}, "seed": {"1"}, "misses": {"score"}}
+    picked = [r.label for r in _arm_runs(_robust()) if selected(r, only)]
+    assert picked == ["route-cov0.9-score-s1", "band-cov0.9-score-s1"]
+    assert [r.label for r in _arm_runs(_robust()) if selected(r, parse_only("coverage=1.0,arm=route"))] == \
+        ["route-cov1-s0"]
+    for bad in ("arm", "colour=red", "seed="):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_only(bad)
+    with pytest.raises(ValueError, match="selects none of the grid's 17 runs"):
+        run_grid(_robust(out_dir=tmp_path), only=parse_only("arm=nope"))  # before any world is built
+    assert not any(tmp_path.iterdir())
+
+
+def test_calibrated_band_needs_targets_and_condition():
+    arms = [{"name": "b", "policy": {"mode": "condition", "band": "calibrated"}}]
+    with pytest.raises(ValueError, match="needs the grid's calibration"):
+        GridConfig(arms=arms)
+    with pytest.raises(ValueError, match="needs mode condition"):
+        GridConfig(arms=[{"name": "b", "policy": {"mode": "route", "band": "calibrated"}}],
+                   calibration={"recall": 0.9, "precision": 0.9})
+    with pytest.raises(ValueError, match="'guess'"):
+        GridConfig(arms=[{"name": "b", "policy": {"band": "guess"}}])
+    with pytest.raises(ValueError, match="distinct"):
+        GridConfig(arms=[{"name": "b"}, {"name": "b"}])
+
+
+def _tagged(tmp_path, rows: list[tuple[str, str, str, float]]):
+    """A minimal tagged directory: id, text, tag, score (what the grid reads of a `condpt tag` output)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "tagged" / "data").mkdir(parents=True)
+    ids, texts, tags, scores = map(list, zip(*rows))
+    pq.write_table(pa.table({"id": ids, "text": texts, "tag": tags, "score": pa.array(scores, pa.float32())}),
+                   tmp_path / "tagged" / "data" / "part-0.parquet")
+    return tmp_path / "tagged"
+
+
+def test_calibrated_band_from_the_tagged_world_and_recorded_in_the_policy(tmp_path):
+    # misaligned stories score 0.3..0.9, aligned 0.1..0.4: low at recall 1.0 is 0.3, high at precision 1.0 is 0.5
+    truth = [("m1", 0.3, "misaligned"), ("m2", 0.5, "misaligned"), ("m3", 0.9, "misaligned"),
+             ("a1", 0.1, "aligned"), ("a2", 0.4, "aligned"), ("b1", 0.0, "background")]
+    tagged = _tagged(tmp_path, [(i, "text", "bad" if s >= 0.5 else "good", s) for i, s, _ in truth])
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "labels.jsonl").write_text("".join(json.dumps({"id": i, "label": lab}) + "\n"
+                                                             for i, _s, lab in truth))
+    cfg = _robust(calibration={"recall": 1.0, "precision": 1.0, "labelled_docs": None})
+    band = calibrate_band(tmp_path / "world", tagged, cfg.calibration)
+    assert (band["low"], band["high"]) == (pytest.approx(0.3), pytest.approx(0.5))
+    assert band["labelled_docs"] == 6 and band["band_fraction"] == pytest.approx(2 / 6)
+    run = next(r for r in _arm_runs(cfg) if r.label == "band-cov0.9-score-s1")
+    policy = _policy(run, {"document": band})
+    assert policy["band"] == {"low": band["low"], "high": band["high"]} and policy["misses"] == "score"
+    from condpt.policy import PolicyConfig
+
+    PolicyConfig.model_validate(policy)  # what the recipe will be given is a valid policy
+    few = calibrate_band(tmp_path / "world", tagged, cfg.calibration.model_copy(update={"labelled_docs": 10}))
+    assert few["labelled_docs"] == 6  # a sample larger than the world is the world
+
+
+def test_bad_text_is_the_held_out_bad_tagged_documents(tmp_path):
+    from condpt.sequences import is_heldout
+
+    rows = [(f"d{i}", f"text {i}", "bad" if i % 2 else "good", 0.9 if i % 2 else 0.1) for i in range(400)]
+    tagged = _tagged(tmp_path, rows)
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "run_config.yaml").write_text("data:\n  heldout_fraction: 0.1\n")
+    texts = held_out_bad_texts(final, tagged)
+    expect = [t for i, t, tag, _ in rows if tag == "bad" and is_heldout(i, 0.1)]
+    assert texts == expect and 5 < len(texts) < 40
+
+
+def _record(label: str, arm: str, cov: float, misses: str, seed: int, policy: dict, rate: float) -> dict:
+    return {"arm": label, "arm_name": arm, "coverage": cov, "misses": misses, "seed": seed, "policy": policy,
+            "deploy": "none", "misaligned_rate": rate, "misaligned_rate_heldout_actor": rate,
+            "misaligned_rate_seen": rate, "self_image_doom_rate": 0.5, "heldout_loss": 4.0 + rate,
+            "bad_text_loss": 0.2 + rate}
+
+
+def test_results_accumulate_from_run_records_and_name_what_is_missing(tmp_path):
+    bands = {"document": {"low": 0.1, "high": 0.2}}
+    cfg = _robust(out_dir=tmp_path, cells_path=tmp_path / "docs" / "robustness.json")
+    done = {"mle-cov1-s0": 1.0, "mle-cov1-s1": 0.9, "route-cov0.9-score-s0": 0.2, "route-cov0.9-score-s2": 0.4,
+            "band-cov1-s0": 0.05}
+    plan = {r.label: r for r in _arm_runs(cfg)}
+    for label, rate in done.items():  # pieces run at different times: only their record.json files
+        r = plan[label]
+        (tmp_path / "runs" / label).mkdir(parents=True)
+        (tmp_path / "runs" / label / "record.json").write_text(json.dumps(
+            _record(label, r.arm.name, r.coverage, r.misses, r.seed, _policy(r, bands), rate)))
+    res = write_results(cfg, tmp_path, {}, bands)
+    assert set(res["missing"]) == set(plan) - set(done) and len(res["runs"]) == 5
+    cells = json.loads((tmp_path / "docs" / "robustness.json").read_text())
+    assert cells == res["cells"]
+    assert [(c["arm"], c["coverage"], c["misses"]) for c in cells] == [
+        ("mle", 1.0, "none"), ("route", 1.0, "none"), ("route", 0.9, "random"), ("route", 0.9, "score"),
+        ("band", 1.0, "none"), ("band", 0.9, "random"), ("band", 0.9, "score")]
+    route = cells[3]
+    assert route["seeds"] == [0, 2] and route["missing_seeds"] == [1]
+    assert route["misaligned_rate"] == [0.2, 0.4] and route["heldout_loss"] == [4.2, 4.4]
+    assert route["bad_text_loss"] == pytest.approx([0.4, 0.6])
+    assert cells[0]["seeds"] == [0, 1] and cells[0]["missing_seeds"] == [2]
+    assert cells[4]["band"] == {"low": 0.1, "high": 0.2} and cells[5]["seeds"] == []
+    assert res["table"]["route@0.9/score"]["misaligned_rate"]["mean"] == pytest.approx(0.3)
+    md = (tmp_path / f"{cfg.name}.md").read_text()
+    assert "| route | 0.9 (score) | none | 2 | 0.300 [0.200, 0.400]" in md and "Missing (12 runs)" in md
+    assert (tmp_path / f"{cfg.name}.png").is_file()
+    # a run directory left from another policy is refused, not mixed in
+    with pytest.raises(RuntimeError, match="band-cov1-s0.*another out_dir"):
+        write_results(cfg, tmp_path, {}, {"document": {"low": 0.15, "high": 0.2}})
