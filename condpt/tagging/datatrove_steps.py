@@ -1,0 +1,223 @@
+"""condpt's tagger as datatrove pipeline steps, to drop into a team's own pipeline (needs ``condpt[datatrove]``).
+
+- `CondptTagger`: documents in batches through the same pure `Cascade` batch function `condpt tag` runs; the
+  decision (``score``, ``tag``, ``spans``, ``stage``, ``prefilter_hits``: the columns of
+  `condpt.tagged.TAGGED_SCHEMA`) goes into ``doc.metadata``.
+- `SetAside`: a datatrove filter dropping documents whose tag is a set-aside role; with an
+  ``exclusion_writer`` they are written there (the same split as ``set_aside_roles`` in `condpt tag`).
+- `AttributesWriter`: Dolma-style attributes (`condpt.tagging.attributes`): id + decision, no text, JSONL.
+- `guard_logging_dir`: datatrove skips every task with a completion file in ``logging_dir/completions/``,
+  even when the pipeline that wrote it was another one; this refuses a ``logging_dir`` whose recorded
+  pipeline differs from the executor's.
+
+Under ``workers > 1`` datatrove pickles the pipeline (dill) into processes started with forkserver: the steps
+hold only their settings (the config as JSON); the cascade, its lexicon and scorer load lazily, once per
+process, on the first batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from string import Template
+from typing import Any
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.pipeline.writers.jsonl import JsonlWriter
+from datatrove.utils.batching import batched
+
+from condpt.tagging.attributes import ATTRIBUTE_COLUMNS
+from condpt.tagging.cascade import Cascade, TagConfig
+
+__all__ = ["AttributesWriter", "CondptTagger", "LoggingDirError", "SetAside", "guard_logging_dir",
+           "pipeline_settings"]
+
+# what the cascade decides, as `doc.metadata` keys (the tagged-row columns beyond id/text/source)
+DECISION_KEYS = ("score", "tag", "spans", "stage", "prefilter_hits")
+GUARD_FILE = "condpt_pipeline.json"
+
+# one cascade per config and process: a worker that runs several tasks loads the lexicon and scorer once
+_CASCADES: dict[str, Cascade] = {}
+
+
+class CondptTagger(PipelineStep):
+    """Tag every document with condpt's cascade (`condpt.tagging.cascade`), `batch_size` documents per call.
+
+    `cfg`: the tag config (`TagConfig`; its ``text_field``/``id_field``/``set_aside_roles`` and chunking keys
+    are for `condpt tag`'s reader and writer and are not used here: datatrove's reader gives the text and id).
+    `scorer`: an object with ``score(texts) -> ndarray`` replacing ``classifier.spec`` (picklable for
+    ``workers > 1``). The record's ``source`` metadata, when there is one, is passed to the cascade as
+    `condpt tag` passes it."""
+
+    name = "🏷 condpt tagger"
+    type = "🏷 - TAGGER"
+
+    def __init__(self, cfg: TagConfig | None = None, *, batch_size: int = 256, scorer: Any = None):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: must be at least 1")
+        self.config = (cfg or TagConfig()).model_dump(mode="json")  # plain data: pickles, fingerprints
+        self.batch_size = batch_size
+        self.scorer = scorer
+        self._cascade: Cascade | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cascade": None}  # loaded models stay in the process that loaded them
+
+    @property
+    def cascade(self) -> Cascade:
+        if self._cascade is None:
+            cfg = TagConfig.model_validate(self.config)
+            if self.scorer is not None:
+                self._cascade = Cascade(cfg, scorer=self.scorer)
+            else:
+                key = json.dumps(self.config, sort_keys=True)
+                self._cascade = _CASCADES.get(key) or _CASCADES.setdefault(key, Cascade(cfg))
+        return self._cascade
+
+    def tag(self, docs: list[Document]) -> None:
+        """Write the cascade's decision for `docs` into their metadata."""
+        rows = self.cascade({"id": [d.id for d in docs], "text": [d.text for d in docs],
+                             "source": [_source(d) for d in docs]})
+        for i, doc in enumerate(docs):
+            doc.metadata.update({k: rows[k][i] for k in DECISION_KEYS})
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data is None:
+            return
+        for batch in batched(data, self.batch_size):
+            with self.track_time("batch"):
+                self.tag(batch)
+            self.stat_update("batches")
+            for doc in batch:
+                self.stat_update("documents", f"tag_{doc.metadata['tag']}")
+                self.update_doc_stats(doc)
+                yield doc
+
+
+def _source(doc: Document) -> str:
+    s = doc.metadata.get("source")
+    return s if isinstance(s, str) else ""
+
+
+class SetAside(BaseFilter):
+    """Drop documents whose condpt ``tag`` is one of `roles` (to `exclusion_writer` when given: the
+    set-aside output). A document `CondptTagger` did not tag is an error, not a silent keep."""
+
+    name = "🏷 condpt set-aside"
+
+    def __init__(self, roles: Iterable[str] = ("bad",), exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
+        self.roles = sorted(set(roles))
+        if not self.roles:
+            raise ValueError("SetAside needs at least one role (e.g. ['bad'])")
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        tag = doc.metadata.get("tag")
+        if tag is None:
+            raise ValueError(f"document {doc.id!r} has no condpt tag in its metadata: put CondptTagger before "
+                             "SetAside")
+        return (False, f"set_aside_{tag}") if tag in self.roles else True
+
+
+def _attributes(writer: DiskWriter, doc: Document) -> dict:
+    """`AttributesWriter`'s adapter: the attribute columns of one tagged document."""
+    try:
+        return {"id": doc.id, **{c: doc.metadata[c] for c in ATTRIBUTE_COLUMNS if c != "id"}}
+    except KeyError as e:
+        raise ValueError(f"document {doc.id!r} has no condpt {e.args[0]!r} in its metadata: put CondptTagger "
+                         "before AttributesWriter") from None
+
+
+class AttributesWriter(JsonlWriter):
+    """Dolma-style attributes, one JSON object per document: ``id``, ``score``, ``tag``, ``spans``,
+    ``stage`` (`condpt.tagging.attributes`), no text; ``${rank}.jsonl.gz`` by default, so a task's
+    attributes sit beside its data file, in the same order."""
+
+    name = "🏷 condpt attributes"
+
+    def __init__(self, output_folder, output_filename: str | None = None, compression: str | None = "gzip",
+                 max_file_size: int = -1):
+        super().__init__(output_folder, output_filename=output_filename, compression=compression,
+                         adapter=_attributes, max_file_size=max_file_size)
+
+
+class LoggingDirError(ValueError):
+    """A datatrove ``logging_dir`` that holds the completions of another pipeline."""
+
+
+def pipeline_settings(pipeline: list) -> list:
+    """What each step is set to, as plain data: its class and its public settings (nested steps such as an
+    ``exclusion_writer`` included; folders by path, templates by text, functions by name; objects of other
+    types by their type only, so run-time state never makes a re-run look like another pipeline)."""
+    return [_settings(step) for step in pipeline]
+
+
+def _settings(o: Any) -> Any:
+    if o is None or isinstance(o, (str, int, float, bool)):
+        return o
+    if isinstance(o, (list, tuple)):
+        return [_settings(x) for x in o]
+    if isinstance(o, dict):
+        return {str(k): _settings(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(o, PipelineStep):
+        return {"step": _qualname(type(o)),
+                **{k: _settings(v) for k, v in sorted(vars(o).items()) if not k.startswith("_") and k != "stats"}}
+    if isinstance(o, Template):
+        return o.template
+    path, fs = getattr(o, "path", None), getattr(o, "fs", None)
+    if isinstance(path, str) and fs is not None:  # a datatrove DataFolder (fsspec DirFileSystem)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        return f"{protocol}://{path}"
+    if isinstance(o, Callable):
+        return _qualname(getattr(o, "__func__", o))
+    return _qualname(type(o))
+
+
+def _qualname(o: Any) -> str:
+    return f"{getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', type(o).__qualname__)}"
+
+
+def guard_logging_dir(executor) -> None:
+    """Refuse to run `executor` (any datatrove executor) on a ``logging_dir`` written by another pipeline.
+
+    datatrove skips a task whose ``completions/`` file exists, whatever pipeline wrote it: a re-run after a
+    change of config, scorer, input or output (or of ``tasks``, which re-shards the input) would skip every
+    finished task and report success. The pipeline's settings (`pipeline_settings`) and task count are stored in
+    ``logging_dir/condpt_pipeline.json`` on the first run; a later run with other ones is refused, naming the
+    first step that differs, as is a ``logging_dir`` that has completions but no record of what made them.
+    Call it before ``executor.run()``."""
+    folder = executor.logging_dir
+    mine = {"tasks": executor.world_size, "pipeline": pipeline_settings(executor.pipeline)}
+    text = json.dumps(mine, sort_keys=True, indent=1)
+    where = f"{folder.path}/{GUARD_FILE}"
+    if folder.isfile(GUARD_FILE):
+        with folder.open(GUARD_FILE, "rt") as f:
+            theirs = json.load(f)
+        if theirs != json.loads(text):
+            raise LoggingDirError(f"{where}: logging_dir {folder.path} belongs to another pipeline "
+                                  f"({_first_difference(theirs, mine)}); datatrove would skip every task it "
+                                  "finished. Use a new logging_dir (and output folder), or delete this one")
+        return
+    if folder.exists("completions") and folder.list_files("completions"):
+        raise LoggingDirError(f"{folder.path}: logging_dir holds completed tasks but no {GUARD_FILE}, so what made "
+                              "them is unknown; use a new logging_dir (or delete this one)")
+    with folder.open(GUARD_FILE, "wt") as f:
+        f.write(text)
+
+
+def _first_difference(theirs: dict, mine: dict) -> str:
+    if theirs.get("tasks") != mine["tasks"]:
+        return f"tasks {theirs.get('tasks')} then, {mine['tasks']} now"
+    old, new = theirs.get("pipeline", []), mine["pipeline"]
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            name = b.get("step", b) if isinstance(b, dict) else b
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) if isinstance(a, dict) and isinstance(
+                b, dict) else []
+            return f"step {i} ({name}) differs" + (f" in {', '.join(keys)}" if keys else "")
+    return f"{len(old)} steps then, {len(new)} now"
+
