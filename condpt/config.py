@@ -95,6 +95,10 @@ class ModelConfig(_Strict):
     config: dict[str, Any] | None = None
     checkpoint: PathField | None = None
     vocab_multiple: int = Field(1, ge=1, le=1024, description="pad the embedding to a multiple of this (64 helps GPUs)")
+    token_init: Literal["mean", "text"] | None = Field(
+        None, description="checkpoint only: rows of the control tokens it lacks start at the mean of its rows (mean, "
+                          "the default), or at the mean embedding of each token's description (text), as "
+                          "`condpt add-tokens --init`")
     gradient_checkpointing: bool = False
 
     @field_validator("config")
@@ -122,6 +126,9 @@ class ModelConfig(_Strict):
     def _one_source(self) -> ModelConfig:
         if (self.config is None) == (self.checkpoint is None):
             raise ValueError("set exactly one of model.config (scratch) or model.checkpoint (continued pretraining)")
+        if self.config is not None and self.token_init is not None:
+            raise ValueError("model.token_init: only for model.checkpoint (a model from model.config is trained "
+                             "from scratch, every row included)")
         return self
 
 

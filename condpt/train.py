@@ -99,9 +99,27 @@ def prepare_tokenizer(cfg: RunConfig, directory: Path):
 # model
 
 
-def build_model(cfg: RunConfig, tokenizer):
+def _checkpoint_control_rows(cfg: RunConfig, model, tokenizer, manifest) -> None:
+    """Rows for the control tokens `model.checkpoint` lacks, as `condpt add-tokens` makes them (tokenizer_ext's
+    resize: the mean of the old rows, or with `model.token_init: text` the mean embedding of each description),
+    the vocabulary padded to `model.vocab_multiple`. A control id that lands in a spare (padding) row is
+    initialised too; a token the checkpoint's tokenizer already has (an add-tokens output, a condpt export)
+    keeps its trained row."""
+    from tokenizer_ext.resize import resize_model_for_tokens
+
+    if manifest is None:
+        raise ValueError("build_model: continued pretraining needs the control-token manifest")
+    known = _base_tokenizer(cfg).get_vocab()  # the checkpoint's tokenizer, before control tokens were added
+    rows = model.get_input_embeddings().weight.shape[0]
+    new_ids = sorted({i for s, i in zip(manifest.spec.strings(), manifest.control_ids, strict=True)
+                      if s not in known or i >= rows})
+    resize_model_for_tokens(model, tokenizer, manifest, init=cfg.model.token_init or "mean",
+                            pad_to_multiple_of=cfg.model.vocab_multiple, new_ids=new_ids)
+
+
+def build_model(cfg: RunConfig, tokenizer, manifest=None):
     """A model from a config (scratch) or a checkpoint (continued pretraining), vocabulary fitted to the
-    tokenizer (new rows mean-initialised when control tokens were added to a checkpoint)."""
+    tokenizer (with a checkpoint, rows for the control tokens of `manifest` it lacks: `_checkpoint_control_rows`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from condpt.layout import context_length
@@ -113,8 +131,7 @@ def build_model(cfg: RunConfig, tokenizer):
     torch.manual_seed(cfg.seed)
     if cfg.model.checkpoint is not None:
         model = AutoModelForCausalLM.from_pretrained(str(cfg.model.checkpoint), dtype=torch.float32)
-        if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-            model.resize_token_embeddings(vocab, mean_resizing=True)
+        _checkpoint_control_rows(cfg, model, tokenizer, manifest)
     else:
         spec = dict(cfg.model.config)
         if "arch" in spec:
@@ -526,7 +543,7 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
     with accelerator.main_process_first():
         tokenizer, manifest = prepare_tokenizer(cfg, out / "tokenizer")
     train_ds, heldout_ds = prepare_data(cfg, tokenizer, manifest, accelerator, out)
-    model = build_model(cfg, tokenizer)
+    model = build_model(cfg, tokenizer, manifest)
     fpt, n_params = flops_per_token(model, cfg.data.block_size), count_params(model)
     model, optimizer, train_dl, eval_dl, micro_per_epoch = _prepare(cfg, accelerator, model, train_ds, heldout_ds)
 

@@ -77,7 +77,7 @@ def test_continued_pretraining_adds_control_tokens_to_a_checkpoint(tmp_path, eng
         "tokenizer.source=checkpoint", "data.block_size=64"])
     tok2, manifest = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
     assert len(tok2) == len(tok) + 3 and manifest.tag_id("good") >= len(tok)
-    model = build_model(cfg, tok2)
+    model = build_model(cfg, tok2, manifest)
     assert model.get_input_embeddings().weight.shape[0] == len(tok2)
     # the old rows are the checkpoint's, untouched
     old = base.get_input_embeddings().weight
