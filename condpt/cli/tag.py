@@ -28,6 +28,9 @@ def tag_cmd(
     num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes."),
     shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th chunk starting at I."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    attributes: bool = typer.Option(False, "--attributes",
+                                    help="Also write OUT/attributes/: id, score, tag, spans, stage of each tagged "
+                                         "document, no text (to join tags to a corpus kept elsewhere)."),
 ) -> None:
     """Tag every document (and segment) of INPUT... with a score and a good/bad tag."""
     from condpt.corpus import CorpusError, shown
@@ -42,7 +45,8 @@ def tag_cmd(
         if overrides:
             cfg = TagConfig.model_validate({**cfg.model_dump(), **overrides})
         shard_ij = parse_shard(shard)
-        report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet)
+        report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet,
+                            attributes=attributes)
     except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full
         _fail(shown(e))
     print(f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "

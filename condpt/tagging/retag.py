@@ -2,9 +2,10 @@
 
 Tags (documents and spans) are recomputed from the stored scores by the one rule (`condpt.tagged.tag_for`,
 through `condpt.calibrate.retag`), rows move between ``data/`` and ``set_aside/`` as their tag now says, and
-each chunk's marker, ``run.json`` (its ``threshold``) and the report are rewritten: the directory is then what
-``condpt tag`` with that threshold writes (byte for byte when ``set_aside_roles`` is empty; with set-aside
-roles a row that moves is appended to its new part, so row order within a part can differ).
+each chunk's marker and ``attributes/`` part (if any), ``run.json`` (its ``threshold``) and the report are
+rewritten: the directory is then what ``condpt tag`` with that threshold writes (byte for byte when
+``set_aside_roles`` is empty; with set-aside roles a row that moves is appended to its new part, so row order
+within a part can differ).
 
 Crash safety: ``OUT/.retag/`` exists for the whole retag (``condpt tag`` refuses the directory meanwhile).
 A chunk's new files are written into ``.retag/stage/`` first, then a journal naming them, then they are
@@ -25,8 +26,9 @@ import pyarrow.parquet as pq
 
 from condpt.corpus import TAGGED_SCHEMA, shown, write_parquet_atomic
 from condpt.corpus.write import write_text_atomic
+from condpt.tagging.attributes import ATTRIBUTE_COLUMNS, attributes_table
 from condpt.tagging.config import TagConfig
-from condpt.tagging.run import DATA, FORMAT_VERSION, MARKERS, RETAG, SET_ASIDE, TagRunError
+from condpt.tagging.run import ATTRIBUTES, DATA, FORMAT_VERSION, MARKERS, RETAG, SET_ASIDE, TagRunError
 
 JOURNAL = "journal.json"
 
@@ -91,6 +93,13 @@ def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stag
         staged = stage / f"{sub}-{name}.parquet"
         write_parquet_atomic(table, staged, tmp)
         moves.append((str(staged.relative_to(out)), str(target)))
+    attributes = _read(out / ATTRIBUTES / f"{name}.parquet")
+    if attributes:  # `condpt tag --attributes`: the same decisions without the text, retagged alike
+        cols = retag({c: [r[c] for r in attributes] for c in ATTRIBUTE_COLUMNS}, threshold, cfg.good_role,
+                     cfg.bad_role)
+        staged = stage / f"{ATTRIBUTES}-{name}.parquet"
+        write_parquet_atomic(attributes_table(cols), staged, tmp)
+        moves.append((str(staged.relative_to(out)), str(Path(ATTRIBUTES) / f"{name}.parquet")))
     staged = stage / f"marker-{name}.json"
     write_text_atomic(json.dumps({"chunk": old["chunk"], "made_from": old["made_from"], **stats}, sort_keys=True,
                                  indent=1), staged, tmp)

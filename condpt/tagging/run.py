@@ -4,6 +4,8 @@ Layout of OUT (one file per chunk ``k`` of the input stream, ``part-{k:06d}``):
 
 - ``data/`` tagged rows (`condpt.corpus.TAGGED_SCHEMA`), ``set_aside/`` same schema for documents whose tag
   is in ``set_aside_roles``, ``quarantine/`` unusable records with the reason and the raw bytes;
+- ``attributes/`` (with ``attributes=True``, `condpt tag --attributes`): id + decision of each tagged document
+  of the chunk (`condpt.tagging.attributes`), data and set-aside rows in input order, no text;
 - ``markers/part-k.json``: the chunk's counts and what it was made from (``made_from``: its first and last
   record, how many, a hash of its raw records and a hash chained over this ``--shard``'s chunks so far),
   written last: a chunk whose marker matches what the input holds now is complete and a re-run skips it;
@@ -56,11 +58,13 @@ from condpt.corpus import (
     write_parquet_atomic,
 )
 from condpt.corpus.write import write_text_atomic
+from condpt.tagging.attributes import attributes_table
 from condpt.tagging.cascade import Cascade, TagConfig
 
 FORMAT_VERSION = 1
 TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS = ".tmp", "data", "set_aside", "quarantine", "markers"
 PARTS = (DATA, SET_ASIDE, QUARANTINE)
+ATTRIBUTES = "attributes"  # an optional part (`tag_corpus(attributes=True)`), written like the others
 TIMING = "timing"  # wall-clock throughput per job: the one thing that differs between runs (not in report.json)
 RETAG = ".retag"  # `condpt retag`'s journal (condpt.tagging.retag): present only while a retag is unfinished
 # Documents per cascade call: the progress bar moves this often (a chunk holds up to rows_per_shard records).
@@ -166,8 +170,10 @@ def _work(records: list) -> tuple[dict, list]:
 class _Writer:
     """Main-process side: duplicate ids, set-aside split, atomic writes and the completion marker."""
 
-    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float, tmp: Path):
+    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float, tmp: Path,
+                 attributes: bool = False):
         self.out, self.cfg, self.specs, self.threshold, self.tmp = out, cfg, specs, threshold, tmp
+        self.parts = (*PARTS, ATTRIBUTES) if attributes else PARTS
         self.seen: set[str] = set()
 
     def remember(self, k: int) -> None:
@@ -204,13 +210,15 @@ class _Writer:
             if sel:
                 tables[sub] = pa.Table.from_pydict({c: [rows[c][i] for i in sel] for c in rows},
                                                    schema=TAGGED_SCHEMA)
+        if ATTRIBUTES in self.parts and rows["id"]:
+            tables[ATTRIBUTES] = attributes_table(rows)
         if quarantined:
             q = [r for _, r in quarantined]
             tables[QUARANTINE] = pa.Table.from_pydict({
                 "input": [self.specs[r.input].label for r in q], "line": [r.line for r in q],
                 "reason": [r.reason for r in q], "id": [r.id for r in q], "raw": [r.raw for r in q],
             }, schema=QUARANTINE_SCHEMA)
-        for sub in PARTS:  # a part an earlier (killed or stale) run wrote and this one does not is removed
+        for sub in self.parts:  # a part an earlier (killed or stale) run wrote and this one does not is removed
             if sub in tables:
                 write_parquet_atomic(tables[sub], self.out / sub / f"{name}.parquet", tmp)
             else:
@@ -225,17 +233,19 @@ class _Writer:
     def remove_after(self, n_chunks: int, shard: tuple[int, int]) -> None:
         """Remove this shard's chunks at index >= `n_chunks`: left by a run on a longer version of the input."""
         me, n = shard
-        for sub in (MARKERS, *PARTS):
+        for sub in (MARKERS, *self.parts):
             for path in (self.out / sub).glob("part-*.*"):
                 m = re.fullmatch(r"part-(\d+)\.(json|parquet)", path.name)
                 if m and int(m[1]) >= n_chunks and int(m[1]) % n == me:
                     path.unlink()
 
 
-def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig) -> str | None:
+def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, attributes: bool) -> str | None:
     """The text of ``run.json`` to write, None when OUT already holds this run; another run is refused."""
     meta = {"format": FORMAT_VERSION, "inputs": [shown(s.path.resolve()) for s in specs],
             "config": cfg.model_dump(mode="json")}
+    if attributes:  # only then: a run without keeps the run.json it always had
+        meta["attributes"] = True
     text = json.dumps(meta, sort_keys=True, indent=1)
     path = out / "run.json"
     if not path.exists():
@@ -326,8 +336,9 @@ def _meta(cascade: Cascade, cfg: TagConfig, scorer_given: bool) -> dict:
 
 def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
                num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, refiner: Any = None,
-               autorater: Any = None, progress: bool = True) -> dict:
+               autorater: Any = None, progress: bool = True, attributes: bool = False) -> dict:
     """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json).
+    `attributes`: also write ``attributes/`` (id + decision, no text).
 
     `scorer`, `refiner`, `autorater`: objects with ``score(texts)`` replacing what the config names (they
     must be picklable when ``num_proc > 1``). A tagged fraction far from what the scorer's cross-validation
@@ -347,7 +358,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if (out / RETAG).exists():
         raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)} "
                           "--threshold T` again to finish it first")
-    run_file = _run_file(out, specs, cfg)
+    run_file = _run_file(out, specs, cfg, attributes)
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)
     threshold = _load_scorer(cascade, cfg, scorer is not None)
@@ -357,7 +368,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if run_file is not None:
         write_text_atomic(run_file, out / "run.json", tmp)
     write_report(out, tmp_dir=tmp, skipped=skipped, meta=meta)  # from here on a report says how far the run got
-    writer = _Writer(out, cfg, specs, threshold, tmp)
+    writer = _Writer(out, cfg, specs, threshold, tmp, attributes)
     me, n_shards = shard
     total = -(-count_records(specs) // n_shards) if progress else None
     bar = tqdm(total=total, unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag",
