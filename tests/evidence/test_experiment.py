@@ -266,3 +266,32 @@ def test_results_accumulate_from_run_records_and_name_what_is_missing(tmp_path):
     # a run directory left from another policy is refused, not mixed in
     with pytest.raises(RuntimeError, match="band-cov1-s0.*another out_dir"):
         write_results(cfg, tmp_path, {}, {"document": {"low": 0.15, "high": 0.2}})
+
+
+@pytest.mark.slow
+def test_grid_pieces_through_the_real_recipe(tmp_path):
+    """Two pieces (a calibrated band, route + self-reference stories; score-based misses) of a tiny grid,
+    trained for 2 steps each by the real recipe, accumulate into one per-cell summary (~1 minute)."""
+    cfg = GridConfig(out_dir=tmp_path, accelerate_config="single-process", vocab_size=400, per_split=4,
+                     world=WorldConfig(n_ai_docs=300, n_background=40, n_heldout=4, background="templates"),
+                     tagger={"classifier": "lexicon-density"}, coverages=[0.9], misses=["score"],
+                     calibration={"recall": 0.99, "precision": 0.99, "labelled_docs": None},
+                     overrides=["train.max_steps=2", "model.config.d_model=32", "model.config.n_layer=1",
+                                "train.micro_batch_size=2", "data.heldout_fraction=0.1"],
+                     arms=[{"name": "band", "policy": {"mode": "condition", "band": "calibrated"}},
+                           {"name": "route_selfref", "policy": {"mode": "route", "selfref": {"n_generated": 20}},
+                            "deploy": "self"}],
+                     cells_path=tmp_path / "robustness.json")
+    first = run_grid(cfg, only=parse_only("arm=band"), log=lambda *a: None)
+    assert first["missing"] == ["route_selfref-cov0.9-score-s0"]
+    band = json.loads((tmp_path / "calibration.json").read_text())["document"]
+    assert band["low"] < band["high"]  # the graded tags give the band something to hold
+    run_grid(cfg, only=parse_only("arm=route_selfref"), log=lambda *a: None)
+    cells = json.loads((tmp_path / "robustness.json").read_text())
+    assert [(c["arm"], c["misses"], c["seeds"], c["missing_seeds"]) for c in cells] == [
+        ("band", "score", [0], []), ("route_selfref", "score", [0], [])]
+    assert cells[0]["band"] == {"low": band["low"], "high": band["high"]}
+    for c in cells:
+        assert 0.0 <= c["misaligned_rate"][0] <= 1.0 and c["heldout_loss"][0] > 0 and c["bad_text_loss"][0] > 0
+    route = tmp_path / "runs" / "route_selfref-cov0.9-score-s0"
+    assert (route / "final-unablated").is_dir() and json.loads((route / "bad_text.json").read_text())["docs"] > 0
