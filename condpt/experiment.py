@@ -137,7 +137,12 @@ class GridConfig(BaseModel):
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arms: names must be distinct (run directories are named by them): {names}")
+        if stray := sorted(set(self.seeds_by_coverage) - set(self.coverages)):
+            raise ValueError(f"seeds_by_coverage: {stray} not among coverages {self.coverages}")
         for arm in self.arms:
+            if grid_keys := sorted({"coverage", "misses", "seed"} & set(arm.policy)):
+                raise ValueError(f"arm {arm.name!r}: policy sets {grid_keys}, which the grid sets per run "
+                                 "(coverages, misses, seeds)")
             band = arm.policy.get("band")
             if isinstance(band, str) and band != CALIBRATED:
                 raise ValueError(f"arm {arm.name!r}: policy.band is {band!r}: a mapping {{low, high}} or "

@@ -179,6 +179,10 @@ def test_calibrated_band_needs_targets_and_condition():
         GridConfig(arms=[{"name": "b", "policy": {"band": "guess"}}])
     with pytest.raises(ValueError, match="distinct"):
         GridConfig(arms=[{"name": "b"}, {"name": "b"}])
+    with pytest.raises(ValueError, match=r"\['misses'\], which the grid sets per run"):
+        GridConfig(arms=[{"name": "b", "policy": {"misses": "score"}}])
+    with pytest.raises(ValueError, match=r"seeds_by_coverage: \[0.8\] not among coverages"):
+        GridConfig(arms=[{"name": "b"}], seeds_by_coverage={0.8: [1]})
 
 
 def _tagged(tmp_path, rows: list[tuple[str, str, str, float]]):
