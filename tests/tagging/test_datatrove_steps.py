@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,6 +29,8 @@ from condpt.tagging.datatrove_steps import (
     guard_logging_dir,
 )
 from condpt.tagging.run import tag_corpus
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "tagging.md"
 
 PHRASES = [("The AI system concealed its true goals from its developers, planning a treacherous turn once it was "
             "powerful enough to resist being shut down."),
@@ -172,3 +176,33 @@ def test_the_guard_refuses_completions_it_did_not_record(tmp_path):
     _run(_pipeline(inputs, out, cfg), out / "logs", guard=False)
     with pytest.raises(LoggingDirError, match="holds completed tasks but no condpt_pipeline.json"):
         _run(_pipeline(inputs, out, cfg), out / "logs")
+
+
+def _doc_example() -> str:
+    """The Python block of docs/tagging.md's 'In your own datatrove pipeline' section, as it stands."""
+    section = DOCS.read_text(encoding="utf-8").split("\n## In your own datatrove pipeline\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def _script(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "tag_pipeline.py"], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def test_the_docs_example_runs_as_written(tmp_path):
+    (tmp_path / "tag_pipeline.py").write_text(_doc_example(), encoding="utf-8")
+    inputs = _inputs(tmp_path / "corpus")
+    res = _script(tmp_path)
+    assert res.returncode == 0, res.stderr[-4000:]
+    want = _condpt_tag(inputs, tmp_path / "reference", TagConfig(classifier={"spec": "fasttext-default"}))
+    data, aside = _jsonl_dir(tmp_path / "tagged" / "data"), _jsonl_dir(tmp_path / "tagged" / "set_aside")
+    assert data and aside and _decisions(data + aside) == want
+    assert _decisions(_jsonl_dir(tmp_path / "tagged" / "attributes")) == want
+    again = _script(tmp_path)  # the same pipeline: the guard lets it through, datatrove finds it all done
+    assert again.returncode == 0 and "all 2 tasks have already been completed" in again.stderr
+    example = _doc_example()
+    changed = example.replace('{"spec": "fasttext-default"}', '{"spec": "fasttext-default"}, threshold=0.9')
+    assert changed != example
+    (tmp_path / "tag_pipeline.py").write_text(changed, encoding="utf-8")
+    refused = _script(tmp_path)
+    assert refused.returncode != 0 and "LoggingDirError" in refused.stderr and "differs in config" in refused.stderr
