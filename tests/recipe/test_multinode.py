@@ -50,8 +50,24 @@ def _launch_node(rank: int, port: int, out: Path, tag: str, config: str, overrid
     cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [*overrides, f"output_dir={out}"],
                          accelerate_config=shipped_config("accelerate", config), extra_launch_args=node_args)
     log = open(out.parent / f"{tag}-node{rank}.log", "w")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _LAUNCHED.append(proc)
+    return proc
+
+
+_LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_node_left_behind():
+    """A failed test leaves no launcher or rank running (each node's launch is its own process group)."""
+    yield
+    while _LAUNCHED:
+        proc = _LAUNCHED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _start_both(out: Path, tag: str, config: str = "multi-node-zero2-cpu", overrides: list[str] = TINY):
@@ -76,7 +92,6 @@ def _loss_rows(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_two_machines_train_preempt_resume_export(tmp_path):
     out = tmp_path / "run"
-    out.parent.mkdir(exist_ok=True)
 
     # 1. Train, then preempt as Slurm does: SIGTERM to every node's launcher, which forwards it to its rank. The
     # ranks see it at different moments and agree (an all-reduce per step) on one step to checkpoint and stop at.
@@ -160,10 +175,13 @@ def test_the_slurm_script_runs_the_gpu_cluster_template_on_loopback(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
            "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "GPUS_PER_NODE": "1", "MIXED_PRECISION": "no",
            "MAIN_PROCESS_PORT": str(_free_port())}
-    res = subprocess.run(["bash", str(SBATCH), str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
-                          *TINY[:-1], "train.max_steps=4", f"output_dir={out}"],
-                         check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    job = subprocess.Popen(["bash", str(SBATCH), str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
+                            *TINY[:-1], "train.max_steps=4", f"output_dir={out}"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _LAUNCHED.append(job)
+    output, _ = job.communicate(timeout=400)
+    (tmp_path / "job.log").write_text(output)
+    assert job.returncode == 0, output[-6000:]
     rows = _rows(out)
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     start = next(r for r in rows if r.get("event") == "start")
