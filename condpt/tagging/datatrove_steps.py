@@ -22,12 +22,15 @@ from collections.abc import Callable, Iterable
 from string import Template
 from typing import Any
 
-from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.writers.disk_base import DiskWriter
-from datatrove.pipeline.writers.jsonl import JsonlWriter
-from datatrove.utils.batching import batched
+try:
+    from datatrove.data import Document, DocumentsPipeline
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+    from datatrove.pipeline.writers.disk_base import DiskWriter
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
+    from datatrove.utils.batching import batched
+except ImportError as e:  # an optional extra: say which
+    raise ImportError(f"condpt.tagging.datatrove_steps needs datatrove: pip install 'condpt[datatrove]' ({e})") from e
 
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS
 from condpt.tagging.cascade import Cascade, TagConfig
