@@ -1,5 +1,7 @@
 """condpt's tagger as datatrove pipeline steps, to drop into a team's own pipeline (needs ``condpt[datatrove]``).
 
+- `CondptReader`: condpt's own reader (`condpt.corpus`) as a datatrove reader: the same formats, ids and
+  quarantine as `condpt tag`, where datatrove's readers skip a malformed record with a warning.
 - `CondptTagger`: documents in batches through the same pure `Cascade` batch function `condpt tag` runs; the
   decision (``score``, ``tag``, ``spans``, ``stage``, ``prefilter_hits``: the columns of
   `condpt.tagged.TAGGED_SCHEMA`) goes into ``doc.metadata``.
@@ -35,7 +37,7 @@ except ImportError as e:  # an optional extra: say which
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS
 from condpt.tagging.cascade import Cascade, TagConfig
 
-__all__ = ["AttributesWriter", "CondptTagger", "LoggingDirError", "SetAside", "guard_logging_dir",
+__all__ = ["AttributesWriter", "CondptReader", "CondptTagger", "LoggingDirError", "SetAside", "guard_logging_dir",
            "pipeline_settings"]
 
 # what the cascade decides, as `doc.metadata` keys (the tagged-row columns beyond id/text/source)
@@ -44,6 +46,70 @@ GUARD_FILE = "condpt_pipeline.json"
 
 # one cascade per config and process: a worker that runs several tasks loads the lexicon and scorer once
 _CASCADES: dict[str, Cascade] = {}
+
+
+class CondptReader(PipelineStep):
+    """Read `inputs` (files or directories, as `condpt tag` takes them) with condpt's reader; task `rank` of
+    `world_size` reads inputs ``rank, rank + world_size, ...`` of the expanded, sorted list.
+
+    Each document's metadata holds its ``source``, ``input`` (path) and ``line``; its id is the record's, or
+    the stable id `condpt tag` derives (`condpt.corpus.ids`). Unusable records (malformed JSON, missing text,
+    a duplicate of an id this task has seen, ...: docs/tagging.md#input) go to
+    ``quarantine_folder/${rank}.parquet`` (`condpt.corpus.QUARANTINE_SCHEMA`: input, line, reason, id, raw
+    bytes; written by every task that ran, empty when nothing was quarantined) and are counted: the stats
+    say ``records = documents + quarantined``. An unreadable input is an error naming it (`CorpusError`).
+    `cfg` gives ``text_field``, ``id_field`` and ``source_field``."""
+
+    name = "🏷 condpt reader"
+    type = "📖 - READER"
+
+    def __init__(self, inputs: Iterable[str], cfg: TagConfig | None = None, quarantine_folder: str | None = None):
+        super().__init__()
+        self.inputs = [str(p) for p in inputs]
+        self.config = (cfg or TagConfig()).model_dump(mode="json")
+        self.quarantine_folder = quarantine_folder
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from condpt.corpus import Document as Record
+        from condpt.corpus import check_inputs, expand_inputs, iter_records, parse_record
+        from condpt.corpus.read import Quarantined, raw_bytes
+        from condpt.tagging.run import fields_of
+
+        if data:
+            yield from data
+        fields = fields_of(TagConfig.model_validate(self.config))
+        specs = expand_inputs(self.inputs)[rank::world_size]
+        check_inputs(specs, fields)
+        seen: set[str] = set()
+        quarantined: list[Quarantined] = []
+        for k, line, payload in iter_records(specs, fields):
+            self.stat_update("records")
+            r = parse_record(specs[k], k, line, payload, fields)
+            if isinstance(r, Record) and r.id in seen:
+                r = Quarantined(k, line, f"duplicate id {r.id!r}", raw_bytes(payload), r.id)
+            if isinstance(r, Quarantined):
+                self.stat_update("quarantined")
+                quarantined.append(r)
+                continue
+            seen.add(r.id)
+            self.stat_update("documents")
+            yield Document(text=r.text, id=r.id, metadata={"source": r.source, "input": specs[k].label, "line": line})
+        if self.quarantine_folder is not None:
+            self._write_quarantine(quarantined, specs, rank)
+
+    def _write_quarantine(self, rows: list, specs: list, rank: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from datatrove.io import get_datafolder
+
+        from condpt.corpus import QUARANTINE_SCHEMA
+
+        table = pa.Table.from_pydict({
+            "input": [specs[r.input].label for r in rows], "line": [r.line for r in rows],
+            "reason": [r.reason for r in rows], "id": [r.id for r in rows], "raw": [r.raw for r in rows],
+        }, schema=QUARANTINE_SCHEMA)
+        with get_datafolder(self.quarantine_folder).open(f"{rank:05d}.parquet", "wb") as f:
+            pq.write_table(table, f)
 
 
 class CondptTagger(PipelineStep):

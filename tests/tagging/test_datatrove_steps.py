@@ -23,6 +23,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.datatrove_steps import (
     AttributesWriter,
+    CondptReader,
     CondptTagger,
     LoggingDirError,
     SetAside,
@@ -110,6 +111,41 @@ def test_local_executor_with_1_and_2_workers_decides_as_condpt_tag(tmp_path, spe
         # a task's attributes follow its input in order, as its data would without a set-aside
         by_task = [[r["id"] for r in _jsonl_file(p)] for p in sorted((out / "attributes").iterdir())]
         assert by_task == [[f"f{f}-{i}" for i in range(12)] for f in range(2)]
+
+
+def _hostile_inputs(root: Path) -> Path:
+    """Two files with what `condpt tag` quarantines (bad JSON, no text, a duplicate id) and rows without ids."""
+    _inputs(root)
+    for f in range(2):
+        path = root / f"part{f}.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        lines[3] = "{broken"
+        lines[5] = json.dumps({"id": f"f{f}-1", "text": "a duplicate id"})
+        lines[8] = json.dumps({"id": "x", "body": "no text"})
+        lines[10] = json.dumps({"text": "No id here. Skynet woke up."})
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_condpt_reader_keeps_condpt_tags_ids_and_quarantine(tmp_path, workers):
+    inputs = _hostile_inputs(tmp_path / "in")
+    cfg = TagConfig(classifier={"spec": "none"}, threshold=0.5)
+    want = _condpt_tag(inputs, tmp_path / "tagged", cfg)
+    out = tmp_path / "out"
+    files = sorted(str(p) for p in inputs.glob("*.jsonl"))
+    _run([CondptReader([str(inputs)], cfg, quarantine_folder=str(out / "quarantine")), CondptTagger(cfg),
+          JsonlWriter(str(out / "data"))], out / "logs", workers=workers)
+    data = _jsonl_dir(out / "data")
+    assert _decisions(data) == want and len(want) == 18  # generated ids included
+    assert {(r["metadata"]["input"], r["metadata"]["line"]) for r in data if r["id"] == "f0-0"} == {(files[0], 1)}
+    q = [r for p in sorted((out / "quarantine").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    q_want = [r for p in sorted((tmp_path / "tagged" / "quarantine").glob("*.parquet"))
+              for r in pq.read_table(p).to_pylist()]
+    assert q == q_want and len(q) == 6
+    stats = json.loads((out / "logs" / "stats.json").read_text())
+    reader = next(s["stats"] for s in stats if "condpt reader" in s["name"])
+    assert reader["records"] == reader["documents"] + reader["quarantined"] == 24
 
 
 def test_the_tagger_pickles_without_its_loaded_models():
