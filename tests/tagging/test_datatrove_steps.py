@@ -242,3 +242,29 @@ def test_the_docs_example_runs_as_written(tmp_path):
     (tmp_path / "tag_pipeline.py").write_text(changed, encoding="utf-8")
     refused = _script(tmp_path)
     assert refused.returncode != 0 and "LoggingDirError" in refused.stderr and "differs in config" in refused.stderr
+
+
+def test_a_task_that_dies_is_redone_alone_and_the_output_is_a_clean_runs(tmp_path, monkeypatch):
+    inputs = _inputs(tmp_path / "in")
+    cfg = TagConfig(classifier={"spec": "none"}, threshold=0.5)
+    out, logs = tmp_path / "out", tmp_path / "out" / "logs"
+    real = CondptTagger.tag
+
+    def dying(self, docs):
+        if any(d.id.startswith("f1-") for d in docs):  # task 1's input; with batch_size 5 it dies part way
+            raise RuntimeError("killed")
+        return real(self, docs)
+
+    with monkeypatch.context() as m:
+        m.setattr(CondptTagger, "tag", dying)
+        with pytest.raises(RuntimeError, match="killed"):
+            _run(_pipeline(inputs, out, cfg), logs)
+    assert sorted(p.name for p in (logs / "completions").iterdir()) == ["00000"]
+    task0 = {p: (p.stat().st_mtime_ns, p.read_bytes()) for sub in ("data", "set_aside", "attributes")
+             for p in (out / sub).glob("00000*")}
+    _run(_pipeline(inputs, out, cfg), logs)
+    assert len(task0) == 3 and {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in task0} == task0  # not redone
+    _run(_pipeline(inputs, tmp_path / "clean", cfg), tmp_path / "clean" / "logs")
+    for sub in ("data", "set_aside", "attributes"):
+        got = {p.name: _jsonl_file(p) for p in sorted((out / sub).iterdir())}
+        assert got == {p.name: _jsonl_file(p) for p in sorted((tmp_path / "clean" / sub).iterdir())} and got
