@@ -30,9 +30,11 @@ def test_shipped_configs_validate():
 
 
 @pytest.mark.parametrize("path", SHIPPED_RUN_CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_run_config_loads(path):
-    """Each shipped run config loads with its data in place (the demo and gpt2-small take theirs by override)."""
-    cfg = load_config(path, [f"data.sources.0.path={TINY_DATA}"])
+def test_every_shipped_run_config_loads(path, request):
+    """Each shipped run config loads with its data in place (the demo and gpt2-small take theirs by override;
+    smollm2-135m-condition its checkpoint, which `condpt.smollm2` builds)."""
+    checkpoint = [f"model.checkpoint={request.getfixturevalue('smollm2_dir')}"] if "smollm2" in path.name else []
+    cfg = load_config(path, [f"data.sources.0.path={TINY_DATA}", *checkpoint])
     assert cfg.data.sources[0].path == TINY_DATA
 
 
