@@ -13,7 +13,7 @@
   pipeline differs from the executor's.
 
 Under ``workers > 1`` datatrove pickles the pipeline (dill) into processes started with forkserver: the steps
-hold only their settings (the config as JSON); the cascade, its lexicon and scorer load lazily, once per
+hold only their settings (the config as plain data); the cascade, its lexicon and scorer load lazily, once per
 process, on the first batch.
 """
 
@@ -50,7 +50,8 @@ _CASCADES: dict[str, Cascade] = {}
 
 class CondptReader(PipelineStep):
     """Read `inputs` (files or directories, as `condpt tag` takes them) with condpt's reader; task `rank` of
-    `world_size` reads inputs ``rank, rank + world_size, ...`` of the expanded, sorted list.
+    `world_size` reads inputs ``rank, rank + world_size, ...`` of the expanded list (in the order given, a
+    directory's files sorted).
 
     Each document's metadata holds its ``source``, ``input`` (path) and ``line``; its id is the record's, or
     the stable id `condpt tag` derives (`condpt.corpus.ids`). Unusable records (malformed JSON, missing text,
