@@ -63,12 +63,13 @@ def _check_attributes(out: Path) -> int:
     return n
 
 
-def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path):
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path, num_proc):
     src = _write(tmp_path / "c.jsonl", _lines(30))
     cfg = tmp_path / "tag.yaml"
     cfg.write_text("classifier: {spec: none}\nrows_per_shard: 6\nthreshold: 0.5\nset_aside_roles: [bad]\n")
     res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "out"), "--config", str(cfg),
-                                   "--attributes", "--quiet"])
+                                   "--attributes", "--quiet", "--num-proc", str(num_proc)])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["set_aside"] and report["quarantined"] == 2
