@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -268,3 +269,34 @@ def test_a_task_that_dies_is_redone_alone_and_the_output_is_a_clean_runs(tmp_pat
     for sub in ("data", "set_aside", "attributes"):
         got = {p.name: _jsonl_file(p) for p in sorted((out / sub).iterdir())}
         assert got == {p.name: _jsonl_file(p) for p in sorted((tmp_path / "clean" / sub).iterdir())} and got
+
+
+def test_a_slurm_executor_takes_the_same_steps(tmp_path, monkeypatch):
+    """What a Slurm array task does, without a cluster: the executor pickled with dill as `launch_job` writes
+    it, loaded again, each rank run by `_run_for_rank`; the guard works on it as on the local one."""
+    import dill
+    from datatrove.executor import SlurmPipelineExecutor
+
+    inputs = _inputs(tmp_path / "in")
+    cfg = TagConfig(classifier={"spec": "none"}, threshold=0.5)
+    want = _condpt_tag(inputs, tmp_path / "tagged", cfg)
+    out = tmp_path / "out"
+
+    def slurm(c: TagConfig) -> SlurmPipelineExecutor:
+        return SlurmPipelineExecutor(_pipeline(inputs, out, c), tasks=2, time="1:00:00", partition="cpu",
+                                     logging_dir=str(out / "logs"))
+
+    ex = slurm(cfg)
+    guard_logging_dir(ex)
+    task = dill.loads(dill.dumps(ex, fmode=dill.CONTENTS_FMODE))
+    monkeypatch.setenv("SLURM_NODELIST", "node1")  # what Slurm sets in a task; datatrove asks scontrol for hosts
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho node1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for rank in range(2):
+        task._run_for_rank(rank)
+    assert _decisions(_jsonl_dir(out / "data") + _jsonl_dir(out / "set_aside")) == want
+    with pytest.raises(LoggingDirError, match="differs in config"):
+        guard_logging_dir(slurm(TagConfig(classifier={"spec": "none"}, threshold=0.99)))
