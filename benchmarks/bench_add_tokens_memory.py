@@ -1,9 +1,10 @@
 """Peak memory of `add_tokens_to_checkpoint` against the checkpoint size (goal: <= 1.3x).
 
     .venv/bin/python benchmarks/bench_add_tokens_memory.py [--layers 4] [--d-model 768] [--untied] [--workdir DIR]
+    .venv/bin/python benchmarks/bench_add_tokens_memory.py --smollm2
 
-Builds a float32 GPT-2-shaped checkpoint (real GPT-2 tokenizer, 50,257 ids) of a few hundred MB from a config,
-then runs add-tokens in a fresh subprocess. Reported: the subprocess's peak RSS minus its RSS after importing
+Builds a float32 GPT-2-shaped checkpoint (real GPT-2 tokenizer, 50,257 ids) of a few hundred MB from a config (or,
+with --smollm2, takes the real SmolLM2-135M checkpoint from `condpt.smollm2`), then runs add-tokens in a fresh subprocess. Reported: the subprocess's peak RSS minus its RSS after importing
 torch/transformers/tokenizer_ext (the library baseline), divided by the size of the weights on disk (`VmHWM`, i.e. including the
 checkpoint's memory-mapped file pages, which transformers 5 reads weights through); the same for anonymous memory
 only (sampled every 2 ms); add-tokens' wall time; and, for scale, both figures for a bare
@@ -78,30 +79,42 @@ def main() -> None:
     ap.add_argument("--d-model", type=int, default=768)
     ap.add_argument("--untied", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--smollm2", action="store_true",
+                    help="measure on SmolLM2-135M-Instruct (condpt.smollm2: a real checkpoint, built once and cached)")
     args = ap.parse_args()
 
     from condpt.tiny import gpt2_tokenizer, tiny_causal_lm
 
     work = Path(tempfile.mkdtemp(dir=args.workdir))
     try:
-        src = work / "src"
-        tok = gpt2_tokenizer()
-        model = tiny_causal_lm("gpt2", len(tok), d_model=args.d_model, n_layer=args.layers, n_head=12,
-                               max_positions=1024, tie_word_embeddings=not args.untied, eos_token_id=50256)
-        n_params = sum(p.numel() for p in model.parameters())
-        model.save_pretrained(src)
-        tok.save_pretrained(src)
-        del model
+        if args.smollm2:
+            from condpt.smollm2 import smollm2_checkpoint
+
+            src = smollm2_checkpoint()  # the shared cache: only read here
+            label, n_params = "SmolLM2-135M-Instruct (llama) tied fp32", None
+        else:
+            src = work / "src"
+            tok = gpt2_tokenizer()
+            model = tiny_causal_lm("gpt2", len(tok), d_model=args.d_model, n_layer=args.layers, n_head=12,
+                                   max_positions=1024, tie_word_embeddings=not args.untied, eos_token_id=50256)
+            n_params = sum(p.numel() for p in model.parameters())
+            model.save_pretrained(src)
+            tok.save_pretrained(src)
+            del model
+            label = f"gpt2 d={args.d_model} layers={args.layers} {'untied' if args.untied else 'tied'} fp32"
         size = weights_bytes(src)
         load = run_child("load", src, work / "unused")
         forward = run_child("forward", src, work / "unused")
         add = run_child("add", src, work / "out")
+        report = json.loads((work / "out" / "add_tokens_report.json").read_text(encoding="utf-8"))
         mb = 1024 * 1024
         delta = lambda r: (r["peak_kb"] - r["baseline_kb"]) * 1024
         anon = lambda r: (r["peak_anon_kb"] - r["baseline_anon_kb"]) * 1024
         print(json.dumps({
-            "checkpoint": f"gpt2 d={args.d_model} layers={args.layers} {'untied' if args.untied else 'tied'} fp32",
-            "params": n_params,
+            "checkpoint": label,
+            "params": n_params or report["params_before"],
+            "kl_mean_nats_per_token": report["kl_old_new"]["mean"],
+            "kl_tokens": report["kl_old_new"]["tokens"],
             "checkpoint_MB": round(size / mb, 1),
             "import_baseline_MB": round(add["baseline_kb"] / 1024, 1),
             "add_tokens_peak_MB": round(add["peak_kb"] / 1024, 1),
