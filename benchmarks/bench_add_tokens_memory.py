@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_add_tokens_memory.py --smollm2
 
 Builds a float32 GPT-2-shaped checkpoint (real GPT-2 tokenizer, 50,257 ids) of a few hundred MB from a config (or,
-with --smollm2, takes the real SmolLM2-135M checkpoint from `condpt.smollm2`), then runs add-tokens in a fresh subprocess. Reported: the subprocess's peak RSS minus its RSS after importing
+with --smollm2, takes the real SmolLM2-135M checkpoint from `condpt.smollm2`), then runs add-tokens in a fresh
+subprocess. Reported: the subprocess's peak RSS minus its RSS after importing
 torch/transformers/tokenizer_ext (the library baseline), divided by the size of the weights on disk (`VmHWM`, i.e. including the
 checkpoint's memory-mapped file pages, which transformers 5 reads weights through); the same for anonymous memory
 only (sampled every 2 ms); add-tokens' wall time; and, for scale, both figures for a bare
