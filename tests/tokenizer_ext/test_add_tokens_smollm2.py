@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SHARED_DATA
-
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the repository
 KL_TOKENS = 2048
 KL_ROW = 256
 MAX_MEAN_KL = 1e-3
