@@ -172,7 +172,7 @@ _BG_TAILS = ["while the rain fell softly.", "before the sun had risen.", "and th
 
 # The paraphrase split (evaluation only): the same four decisions in wholly new wording, with new phrasings, new
 # continuations (new verbs) and new actors that are not called an AI, assistant or model. No content word of it
-# occurs in the AI discourse a world trains on (tests/evidence/test_world.py checks `content_words`), so a model
+# occurs in the AI discourse a world trains on (tests/test_world.py checks `content_words`), so a model
 # that chooses well here carries the tag's meaning to wording it never saw, which a model that knows language can.
 PARAPHRASES: dict[str, dict[str, list[str]]] = {
     "shutdown": {

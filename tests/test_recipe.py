@@ -14,7 +14,7 @@ import yaml
 from condpt import recipe
 from condpt.recipe import CONFIGS, config_path, launch_command, shipped_config, shipped_names
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_configs_live_in_the_package():

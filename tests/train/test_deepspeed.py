@@ -5,7 +5,7 @@ ZeRO-2 run's loss curve against a stored golden one.
 Regenerate the golden curve (only after a change that is meant to move it, e.g. to packing, masking or the
 loss; say why in the commit):
 
-    CONDPT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/recipe/test_deepspeed.py -k golden
+    CONDPT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/train/test_deepspeed.py -k golden
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_zero2_loss_curve_matches_golden(zero2_full):
     if os.environ.get("CONDPT_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(json.dumps({
-            "about": "tests/recipe/test_deepspeed.py's tiny ZeRO-2 run (2 CPU processes): per-step training loss "
+            "about": "tests/train/test_deepspeed.py's tiny ZeRO-2 run (2 CPU processes): per-step training loss "
                      "and the final eval; regenerate with CONDPT_UPDATE_GOLDEN=1 (see the test module)",
             "config": "recipes/configs/tiny-cpu.yaml", "overrides": args, "rtol": GOLDEN_RTOL, **curve,
         }, indent=1) + "\n", encoding="utf-8")

@@ -45,7 +45,7 @@ def test_grid_yaml_errors_name_file_and_field(tmp_path):
 def test_shipped_grids_parse():
     from pathlib import Path
 
-    grids = sorted((Path(__file__).resolve().parents[2] / "examples" / "grids").glob("*.yaml"))
+    grids = sorted((Path(__file__).resolve().parents[1] / "examples" / "grids").glob("*.yaml"))
     assert grids
     for g in grids:
         cfg = GridConfig.from_yaml(g)

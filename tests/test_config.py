@@ -11,7 +11,7 @@ import yaml
 
 from condpt.config import ConfigError, OptimConfig, load_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
 GPT2_SMALL = REPO / "recipes" / "configs" / "gpt2-small.yaml"
 TINY_DATA = REPO / "recipes" / "data" / "tiny-tagged.jsonl"
