@@ -49,15 +49,20 @@ def tag_cmd(
                             attributes=attributes)
     except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full
         _fail(shown(e))
-    print(f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "
-          f"quarantined {report['quarantined']}; tagged {report['tags'].get(cfg.bad_role, 0)} "
-          f"{cfg.bad_role} (fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
+    print(f"{_counts(report)}; tagged {report['tags'].get(cfg.bad_role, 0)} {cfg.bad_role} "
+          f"(fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
     if not report["complete"]:
         print(f"{report['chunks_done']} of {report['chunks_total']} chunks done (other --shard jobs pending)")
     if report["skipped_files"]:
         print(f"skipped {len(report['skipped_files'])} hidden entries of input directories (names starting with "
               f"'.' or '_', listed in report.json): {', '.join(report['skipped_files'][:3])}"
               f"{' ...' if len(report['skipped_files']) > 3 else ''}")
+
+
+def _counts(report: dict) -> str:
+    """The accounting every tagging command prints: nothing read is lost."""
+    return (f"read {report['read']} = written {report['written']} + set aside {report['set_aside']} + "
+            f"quarantined {report['quarantined']}")
 
 
 @app.command("retag")
@@ -87,8 +92,7 @@ def retag_cmd(
         _fail(shown(e))
     bad = report["config"]["bad_role"]
     print(f"retagged {report['documents']} documents at threshold {threshold}: {report['tags'].get(bad, 0)} {bad} "
-          f"(fraction {report['tagged_fraction']:.4f}); read {report['read']} = written {report['written']} + "
-          f"set aside {report['set_aside']} + quarantined {report['quarantined']} -> {shown(tagged_dir)}")
+          f"(fraction {report['tagged_fraction']:.4f}); {_counts(report)} -> {shown(tagged_dir)}")
 
 
 @app.command("calibrate")

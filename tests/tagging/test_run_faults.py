@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rerun import crash_after, output_files, write_lines
 from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `tag`)
@@ -34,15 +35,6 @@ def _lines(n: int, tag: str = "") -> list[str]:
             for i in range(n)]
 
 
-def _write(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    """Every file but the wall-clock throughput (timing/ and report.html, which shows it)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and "timing" not in p.relative_to(out).parts and p.name != "report.html"}
 
 
 def _cli(*args):
@@ -70,7 +62,7 @@ def _truncated_zst(p: Path) -> None:
 def test_a_bad_input_after_good_ones_is_an_error_before_anything_is_written(tmp_path, name, make):
     d = tmp_path / "in"
     d.mkdir()
-    _write(d / "a.jsonl", _lines(40))
+    write_lines(d / "a.jsonl", _lines(40))
     make(d / name)
     res = _cli(d, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
     assert res.exit_code == 2 and name in res.output, res.output
@@ -89,7 +81,7 @@ def test_records_that_crash_a_parser_are_quarantined_end_to_end(tmp_path, num_pr
     lines = _lines(20)
     lines[3] = '{"text": "deep", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
     lines[9] = '{"text": "big", "n": ' + "9" * 5000 + "}"
-    src = _write(tmp_path / "web.jsonl", lines)
+    src = write_lines(tmp_path / "web.jsonl", lines)
     report = tag_corpus([src], tmp_path / "out", CFG, num_proc=num_proc, progress=False)
     assert report["read"] == 20 and report["quarantined"] == 2 and report["written"] == 18
     q = pq.read_table(tmp_path / "out" / "quarantine").to_pylist()
@@ -102,7 +94,7 @@ def test_a_non_utf8_file_name_is_reported_escaped(tmp_path):
     d.mkdir()
     lines = _lines(10)
     lines[2] = "{broken"
-    _write(d / os.fsdecode(b"caf\xe9.jsonl"), lines)
+    write_lines(d / os.fsdecode(b"caf\xe9.jsonl"), lines)
     with open(d / os.fsdecode(b"d\xe9.parquet"), "wb") as f:  # pyarrow cannot open a non-UTF-8 path itself
         pq.write_table(pa.table({"text": ["from Parquet"]}), f)
     res = _cli(d, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
@@ -116,7 +108,7 @@ def test_a_non_utf8_file_name_is_reported_escaped(tmp_path):
 
 
 def test_a_non_utf8_output_directory_and_source_field(tmp_path):
-    src = _write(tmp_path / "c.jsonl", [json.dumps({"text": "one", "site": "\udcff"}), json.dumps({"text": "two"})])
+    src = write_lines(tmp_path / "c.jsonl", [json.dumps({"text": "one", "site": "\udcff"}), json.dumps({"text": "two"})])
     (tmp_path / "tag.yaml").write_text("classifier: {spec: none}\nsource_field: site\n")
     out = tmp_path / os.fsdecode(b"out\xff")
     res = _cli(src, "--out", out, "--config", tmp_path / "tag.yaml", "--quiet")
@@ -129,7 +121,7 @@ def test_a_non_utf8_output_directory_and_source_field(tmp_path):
 def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_rerun(tmp_path, monkeypatch):
     import condpt.corpus.write as write_mod
 
-    src = _write(tmp_path / "c.jsonl", _lines(40))
+    src = write_lines(tmp_path / "c.jsonl", _lines(40))
     tag_corpus([src], tmp_path / "clean", CFG, progress=False)
     real = write_mod.pq.write_table
     calls = {"n": 0}
@@ -149,61 +141,48 @@ def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_rerun(tmp_path
     assert list((tmp_path / "out" / ".tmp").rglob("*.4000000.tmp"))
     tag_corpus([src], tmp_path / "out", CFG, progress=False)
     assert not (tmp_path / "out" / ".tmp").exists()
-    assert _files(tmp_path / "out") == _files(tmp_path / "clean")
-
-
-def _crash_after(monkeypatch, n_chunks: int) -> None:
-    real = run_mod._Writer.finish
-    calls = {"n": 0}
-
-    def finish(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] > n_chunks:
-            raise KeyboardInterrupt("killed")
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(run_mod._Writer, "finish", finish)
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
 
 
 @pytest.mark.parametrize("edit", ["same_size_same_mtime", "longer", "shorter"])
 def test_an_input_edited_between_a_kill_and_the_rerun_is_redone(tmp_path, monkeypatch, edit):
-    src = _write(tmp_path / "c.jsonl", _lines(40))
+    src = write_lines(tmp_path / "c.jsonl", _lines(40))
     with monkeypatch.context() as m:
-        _crash_after(m, 4)
+        crash_after(m, 4)
         with pytest.raises(KeyboardInterrupt):
             tag_corpus([src], tmp_path / "resumed", CFG, progress=False)
     st = src.stat()
     if edit == "same_size_same_mtime":  # only a record of the content itself notices this one
         lines = _lines(40)
         lines[1] = lines[1].replace("Calm tea.", "HAL 9000!")
-        _write(src, lines)
+        write_lines(src, lines)
         os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert src.stat().st_size == st.st_size
     elif edit == "longer":
-        _write(src, _lines(3, "new") + _lines(40))
+        write_lines(src, _lines(3, "new") + _lines(40))
     else:
-        _write(src, _lines(10))
+        write_lines(src, _lines(10))
     tag_corpus([src], tmp_path / "resumed", CFG, progress=False)
     tag_corpus([src], tmp_path / "clean", CFG, progress=False)
-    assert _files(tmp_path / "resumed") == _files(tmp_path / "clean")
+    assert output_files(tmp_path / "resumed") == output_files(tmp_path / "clean")
 
 
 def test_an_input_edited_after_a_finished_run_is_redone(tmp_path):
     lines = _lines(40)
     lines[30] = json.dumps({"id": "x", "text": "first"})
     lines[35] = json.dumps({"id": "x", "text": "second, a duplicate id"})
-    src = _write(tmp_path / "c.jsonl", lines)
+    src = write_lines(tmp_path / "c.jsonl", lines)
     assert tag_corpus([src], tmp_path / "out", CFG, progress=False)["quarantined"] == 1
     lines[30] = json.dumps({"id": "y", "text": "first"})  # chunk 5 changes; chunk 5's duplicate goes away
-    _write(src, lines)
+    write_lines(src, lines)
     again = tag_corpus([src], tmp_path / "out", CFG, progress=False)
     assert again["quarantined"] == 0
     clean = tag_corpus([src], tmp_path / "clean", CFG, progress=False)
-    assert again == clean and _files(tmp_path / "out") == _files(tmp_path / "clean")
+    assert again == clean and output_files(tmp_path / "out") == output_files(tmp_path / "clean")
 
 
 def test_a_run_that_fails_part_way_leaves_a_report_saying_so(tmp_path, monkeypatch):
-    src = _write(tmp_path / "c.jsonl", _lines(40))
+    src = write_lines(tmp_path / "c.jsonl", _lines(40))
     assert tag_corpus([src], tmp_path / "out", CFG, progress=False)["complete"]
     real = run_mod.iter_chunks
 
@@ -244,7 +223,7 @@ if __name__ == "__main__":
 def test_sigkill_of_the_main_process_takes_its_workers_with_it(tmp_path):
     import psutil
 
-    src = _write(tmp_path / "c.jsonl", _lines(400))
+    src = write_lines(tmp_path / "c.jsonl", _lines(400))
     script = tmp_path / "slow_run.py"
     script.write_text(_SLOW_RUN)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -283,7 +262,7 @@ def _running(p) -> bool:
 def test_skipped_hidden_entries_are_named(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
-    _write(d / "a.jsonl", _lines(5))
+    write_lines(d / "a.jsonl", _lines(5))
     (d / "_SUCCESS").write_text("")
     res = _cli(d, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
     assert res.exit_code == 0 and "skipped 1 hidden entries" in res.output and "_SUCCESS" in res.output

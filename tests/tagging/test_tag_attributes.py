@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from rerun import crash_after, output_files, write_lines
 from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `tag`)
@@ -29,14 +30,6 @@ def _lines(n: int) -> list[str]:
     return lines
 
 
-def _write(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and "timing" not in p.relative_to(out).parts and p.name != "report.html"}
 
 
 def _read(path: Path) -> list[dict]:
@@ -65,7 +58,7 @@ def _check_attributes(out: Path) -> int:
 
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path, num_proc):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     cfg = tmp_path / "tag.yaml"
     cfg.write_text("classifier: {spec: none}\nrows_per_shard: 6\nthreshold: 0.5\nset_aside_roles: [bad]\n")
     res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "out"), "--config", str(cfg),
@@ -78,7 +71,7 @@ def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path, nu
 
 
 def test_without_the_option_nothing_changes(tmp_path):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     tag_corpus([src], tmp_path / "out", CFG, progress=False)
     assert not (tmp_path / "out" / "attributes").exists()
     assert "attributes" not in json.loads((tmp_path / "out" / "run.json").read_text())
@@ -86,27 +79,14 @@ def test_without_the_option_nothing_changes(tmp_path):
 
 @pytest.mark.parametrize("first", [True, False])
 def test_a_rerun_that_adds_or_drops_attributes_is_another_run(tmp_path, first):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     tag_corpus([src], tmp_path / "out", CFG, attributes=first, progress=False)
     with pytest.raises(TagRunError, match="holds a run with other inputs or another config"):
         tag_corpus([src], tmp_path / "out", CFG, attributes=not first, progress=False)
 
 
-def _crash_after(monkeypatch, n_chunks: int) -> None:
-    real = run_mod._Writer.finish
-    calls = {"n": 0}
-
-    def finish(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] > n_chunks:
-            raise KeyboardInterrupt("killed")
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(run_mod._Writer, "finish", finish)
-
-
 def test_a_kill_inside_the_attributes_write_then_a_rerun_is_byte_identical(tmp_path, monkeypatch):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     real = run_mod.write_parquet_atomic
     calls = {"n": 0}
 
@@ -125,27 +105,27 @@ def test_a_kill_inside_the_attributes_write_then_a_rerun_is_byte_identical(tmp_p
     assert not (tmp_path / "out" / "markers" / "part-000002.json").exists()
     tag_corpus([src], tmp_path / "out", CFG, attributes=True, progress=False)
     tag_corpus([src], tmp_path / "clean", CFG, attributes=True, progress=False)
-    assert _files(tmp_path / "out") == _files(tmp_path / "clean")
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
     assert _check_attributes(tmp_path / "out") == 28
 
 
 def test_an_input_shortened_after_a_kill_leaves_no_attributes_past_its_end(tmp_path, monkeypatch):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     with monkeypatch.context() as m:
-        _crash_after(m, 4)
+        crash_after(m, 4)
         with pytest.raises(KeyboardInterrupt):
             tag_corpus([src], tmp_path / "out", CFG, attributes=True, progress=False)
     assert (tmp_path / "out" / "attributes" / "part-000003.parquet").exists()
-    _write(src, _lines(12))
+    write_lines(src, _lines(12))
     tag_corpus([src], tmp_path / "out", CFG, attributes=True, progress=False)
     tag_corpus([src], tmp_path / "clean", CFG, attributes=True, progress=False)
-    assert _files(tmp_path / "out") == _files(tmp_path / "clean")
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
     assert sorted(p.name for p in (tmp_path / "out" / "attributes").iterdir()) == ["part-000000.parquet",
                                                                                    "part-000001.parquet"]
 
 
 def test_retag_rewrites_the_attributes_tags(tmp_path):
-    src = _write(tmp_path / "c.jsonl", _lines(30))
+    src = write_lines(tmp_path / "c.jsonl", _lines(30))
     tag_corpus([src], tmp_path / "out", CFG, attributes=True, progress=False)
     before = [r for p in sorted((tmp_path / "out" / "attributes").iterdir()) for r in _read(p)]
     retag_dir(tmp_path / "out", 0.95)  # the lexicon's 0.9 for 'AI takeover' is now good
@@ -155,5 +135,5 @@ def test_retag_rewrites_the_attributes_tags(tmp_path):
     assert _check_attributes(tmp_path / "out") == 28
     tag_corpus([src], tmp_path / "clean", CFG.model_copy(update={"threshold": 0.95}), attributes=True,
                progress=False)
-    assert {p: b for p, b in _files(tmp_path / "out").items() if p.startswith("attributes/")} == {
-        p: b for p, b in _files(tmp_path / "clean").items() if p.startswith("attributes/")}
+    assert {p: b for p, b in output_files(tmp_path / "out").items() if p.startswith("attributes/")} == {
+        p: b for p, b in output_files(tmp_path / "clean").items() if p.startswith("attributes/")}
