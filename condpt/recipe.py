@@ -82,11 +82,16 @@ def _prepare_environment() -> None:
         os.environ[_DS_ENV] = str(beside)
 
 
+# `accelerate launch` itself, in a process that imports condpt first: the launcher imports DeepSpeed, which
+# prints "Setting accelerator to CPU ..." on stdout unless condpt's log filter is installed before it.
+_LAUNCHER = "import condpt\nfrom accelerate.commands.launch import main\nmain()"
+
+
 def launch_command(config: str | Path, overrides: Sequence[str] = (), *,
                    accelerate_config: str | Path | None = None, extra_launch_args: Sequence[str] = ()) -> list[str]:
     """`accelerate launch [--config_file ACC] -m condpt.recipe --config CONFIG overrides...` with this Python.
     Without `accelerate_config`, accelerate uses its own default (`accelerate config`)."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [sys.executable, "-c", _LAUNCHER]
     if accelerate_config is not None:
         cmd += ["--config_file", str(accelerate_config)]
     return [*cmd, *extra_launch_args, "-m", "condpt.recipe", "--config", str(config), *overrides]

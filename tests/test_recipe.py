@@ -39,7 +39,7 @@ def test_config_path_name_or_path(tmp_path):
 
 def test_launch_command_runs_the_package_module():
     cmd = launch_command("run.yaml", ["train.max_steps=3"], accelerate_config=CONFIGS / "accelerate" / "x.yaml")
-    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[:2] == [sys.executable, "-c"] and "accelerate.commands.launch import main" in cmd[2]
     assert cmd[cmd.index("-m", 1 + cmd.index("--config_file")):] == [
         "-m", "condpt.recipe", "--config", "run.yaml", "train.max_steps=3"]
     assert not any("recipes" in part for part in cmd)
@@ -105,3 +105,20 @@ def test_condpt_train_names_the_shipped_accelerate_configs(tmp_path, monkeypatch
     assert res.exit_code == 0, res.output
     assert launched == [launch_command(tiny, [f"output_dir={tmp_path}"],
                                        accelerate_config=CONFIGS / "accelerate" / "single-process.yaml")]
+
+
+def test_the_launcher_process_keeps_deepspeeds_notice_off_stdout():
+    """The launcher imports DeepSpeed, which prints 'Setting accelerator to CPU' on stdout unless condpt's
+    filter is installed first; the launch command's own process must install it."""
+    import subprocess
+
+    from condpt.recipe import _LAUNCHER
+
+    importing = _LAUNCHER.replace("main()", "import deepspeed  # noqa: F401")
+    assert importing != _LAUNCHER
+    bare = subprocess.run([sys.executable, "-c", "import deepspeed"], check=False, capture_output=True, text=True)
+    ours = subprocess.run([sys.executable, "-c", importing], check=False, capture_output=True, text=True)
+    assert bare.returncode == ours.returncode == 0, ours.stderr
+    if "Setting accelerator" not in bare.stdout:
+        pytest.skip("DeepSpeed prints no CPU notice here (an accelerator was found)")
+    assert "Setting accelerator" not in ours.stdout
