@@ -6,8 +6,11 @@ Kept small on purpose: fastText's defaults (``bucket=2M, dim=100``) write a ~900
 
 from __future__ import annotations
 
+import json
 import os
 import string
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +33,22 @@ _BYTE_TABLE = bytes(
 def normalize(text: str) -> str:
     """The form fastText sees at training and scoring time: ASCII-lowercased, no punctuation, one line."""
     return text.encode("utf-8", "surrogatepass").translate(_BYTE_TABLE).decode("utf-8", "replace")
+
+
+def _train(path: str, args: dict, *, fresh: bool):
+    """`fasttext.train_supervised` here, or in a fresh Python process (see `FastTextScorer.fit` for why)."""
+    import fasttext
+
+    if not fresh:
+        return fasttext.train_supervised(input=path, verbose=0, **args)
+    out = path + ".bin"
+    code = ("import json, sys, fasttext\n"
+            "fasttext.train_supervised(input=sys.argv[1], verbose=0, **json.loads(sys.argv[2])).save_model(sys.argv[3])")
+    proc = subprocess.run([sys.executable, "-c", code, path, json.dumps(args), out],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fastText training in a fresh process failed: {proc.stderr.strip()[-500:]}")
+    return fasttext.load_model(out)
 
 
 class FastTextScorer:
@@ -55,29 +74,30 @@ class FastTextScorer:
             path = os.path.join(tmp, "train.txt")
             with open(path, "w", encoding="utf-8") as f:
                 f.writelines(f"__label__{int(label)} {normalize(text)}\n" for text, label in zip(texts, labels))
-            # fastText sporadically diverges (not reproducible with the same input and seed in a fresh
-            # process): either it aborts with "Encountered NaN", or it returns a saturated model that scores
-            # its own training set backwards (seen in CI: P(bad) 1e-5 for a takeover story, 1.0 for tea).
-            # Retry as is first, so a success gives the same model, then with a smaller learning rate,
-            # instead of failing a whole tagging run or, worse, tagging with a broken model.
+            # fastText sporadically diverges: either it aborts with "Encountered NaN", or it returns a saturated
+            # model that scores its own training set backwards (seen in CI: P(bad) 1e-5 for a takeover story,
+            # 1.0 for tea). It depends on the process, not the input: the same input and seed train fine in a
+            # fresh process, and in a process where it happens every in-process retry can fail (seen in CI).
+            # So: retry as is (a success gives the same model), then with a smaller learning rate, then in a
+            # fresh process; never return a model that does not separate its own training labels.
             lr, seed = args["lr"], args["seed"]
-            retries = ((1, 0), (1, 0), (1, 0), (0.5, 1), (0.5, 2), (0.25, 3), (0.25, 4), (0.1, 5))
-            for attempt, (scale, dseed) in enumerate(retries):
-                last = attempt == len(retries) - 1
+            schedule = [(False, 1, 0), (False, 1, 0), (False, 0.5, 1), (False, 0.25, 2),
+                        (True, 1, 0), (True, 1, 0), (True, 0.5, 1), (True, 0.25, 2)]
+            failures = []
+            for fresh, scale, dseed in schedule:
                 try:
-                    model = fasttext.train_supervised(input=path, verbose=0,
-                                                      **{**args, "lr": lr * scale, "seed": seed + dseed})
+                    model = _train(path, {**args, "lr": lr * scale, "seed": seed + dseed}, fresh=fresh)
                 except RuntimeError as e:
-                    if "NaN" not in str(e) or last:
+                    if "NaN" not in str(e):
                         raise
+                    failures.append("NaN")
                     continue
                 fitted = cls(model)
                 if fitted._fits(texts, labels):
                     return fitted
-                if last:
-                    raise RuntimeError("fastText training diverged on every retry: the model does not separate "
-                                       "its own training labels (training AUROC < 0.9)")
-        raise AssertionError("unreachable")
+                failures.append("does not separate its own training labels (training AUROC < 0.9)")
+        raise RuntimeError(f"fastText training diverged on every retry ({len(failures)}, in this process and fresh "
+                           f"ones): {'; '.join(sorted(set(failures)))}")
 
     def _fits(self, texts: Sequence[str], labels: Sequence[int]) -> bool:
         """Whether the model separates its own training set (AUROC >= 0.9): a healthy fastText fit with word
