@@ -6,13 +6,13 @@ Kept small on purpose: fastText's defaults (``bucket=2M, dim=100``) write a ~900
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import string
-import subprocess
-import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +35,35 @@ def normalize(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").translate(_BYTE_TABLE).decode("utf-8", "replace")
 
 
-def _train(path: str, args: dict, *, fresh: bool):
-    """`fasttext.train_supervised` here, or in a fresh Python process (see `FastTextScorer.fit` for why)."""
-    import fasttext
+class FastTextFitError(RuntimeError):
+    """A fastText fit that does not separate its own training labels."""
 
-    if not fresh:
-        return fasttext.train_supervised(input=path, verbose=0, **args)
-    out = path + ".bin"
-    code = ("import json, sys, fasttext\n"
-            "fasttext.train_supervised(input=sys.argv[1], verbose=0, **json.loads(sys.argv[2])).save_model(sys.argv[3])")
-    proc = subprocess.run([sys.executable, "-c", code, path, json.dumps(args), out],
-                          check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"fastText training in a fresh process failed: {proc.stderr.strip()[-500:]}")
-    return fasttext.load_model(out)
+
+# Why allocations are zeroed while fastText trains. Upstream fastText (every current wheel: fasttext-numpy2
+# 0.10.4, fasttext-community 0.11.9, fasttext-modern 0.10.0) allocates its input matrix with `posix_memalign`,
+# never clears it, and `DenseMatrix::uniform` fills only `thread` tenths of it (its block is a tenth of the
+# matrix whatever the thread count). With one thread (a deterministic fit), 90% of the rows, most word-bigram
+# buckets, start as whatever the allocator returns: zero pages in a fresh process (the 26 MB matrix is a fresh
+# mmap), recycled heap in a long-lived one once glibc has raised its mmap threshold after a large free (in the
+# test suite, the 10 MB document of tests/corpus/test_read.py: 'aaaa' read as floats is 2.6e20). Hence
+# "Encountered NaN" or a saturated model, per process and never per input. mallopt(3) M_PERTURB=0xff has glibc
+# fill each allocation with 0x00 (the complement): every fit starts as in a fresh process, in any process.
+_M_PERTURB = -6
+_mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc; elsewhere the check in `fit` still guards
+_ZEROED = threading.Lock()  # the setting is process-wide: one fit at a time turns it on and off
+
+
+@contextmanager
+def _zeroed_allocations():
+    if _mallopt is None:
+        yield
+        return
+    with _ZEROED:
+        _mallopt(_M_PERTURB, 0xFF)
+        try:
+            yield
+        finally:
+            _mallopt(_M_PERTURB, int(os.environ.get("MALLOC_PERTURB_") or 0))  # as the process had it
 
 
 class FastTextScorer:
@@ -74,30 +89,13 @@ class FastTextScorer:
             path = os.path.join(tmp, "train.txt")
             with open(path, "w", encoding="utf-8") as f:
                 f.writelines(f"__label__{int(label)} {normalize(text)}\n" for text, label in zip(texts, labels))
-            # fastText sporadically diverges: either it aborts with "Encountered NaN", or it returns a saturated
-            # model that scores its own training set backwards (seen in CI: P(bad) 1e-5 for a takeover story,
-            # 1.0 for tea). It depends on the process, not the input: the same input and seed train fine in a
-            # fresh process, and in a process where it happens every in-process retry can fail (seen in CI).
-            # So: retry as is (a success gives the same model), then with a smaller learning rate, then in a
-            # fresh process; never return a model that does not separate its own training labels.
-            lr, seed = args["lr"], args["seed"]
-            schedule = [(False, 1, 0), (False, 1, 0), (False, 0.5, 1), (False, 0.25, 2),
-                        (True, 1, 0), (True, 1, 0), (True, 0.5, 1), (True, 0.25, 2)]
-            failures = []
-            for fresh, scale, dseed in schedule:
-                try:
-                    model = _train(path, {**args, "lr": lr * scale, "seed": seed + dseed}, fresh=fresh)
-                except RuntimeError as e:
-                    if "NaN" not in str(e):
-                        raise
-                    failures.append("NaN")
-                    continue
-                fitted = cls(model)
-                if fitted._fits(texts, labels):
-                    return fitted
-                failures.append("does not separate its own training labels (training AUROC < 0.9)")
-        raise RuntimeError(f"fastText training diverged on every retry ({len(failures)}, in this process and fresh "
-                           f"ones): {'; '.join(sorted(set(failures)))}")
+            with _zeroed_allocations():
+                model = fasttext.train_supervised(input=path, verbose=0, **args)
+        fitted = cls(model)
+        if not fitted._fits(texts, labels):
+            raise FastTextFitError(f"fastText fit with {args} does not separate its own {len(texts)} training rows "
+                                   "(training AUROC < 0.9): the data or the parameters do not train")
+        return fitted
 
     def _fits(self, texts: Sequence[str], labels: Sequence[int]) -> bool:
         """Whether the model separates its own training set (AUROC >= 0.9): a healthy fastText fit with word
