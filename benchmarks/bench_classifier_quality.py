@@ -33,6 +33,7 @@ CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
 
 def main() -> None:
     from condpt.calibrate import metrics_at
+    from condpt.labelled import read_labelled
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
     from condpt.tagging.classifiers.train import (
         Labelled,
@@ -48,16 +49,15 @@ def main() -> None:
     args = ap.parse_args()
     if not DEV.exists():
         sys.exit(f"{DEV} not found (the shared data directory sits beside the repository)")
-    dev = [json.loads(line) for line in DEV.open(encoding="utf-8")]
-    dev_texts = [r["text"] for r in dev]
-    dev_y = [r["label"] for r in dev]
+    dev = read_labelled(DEV, keep=("category", "source"))
+    dev_texts, dev_y, dev_cats = dev.texts, dev.labels, dev.kept["category"]
     ship = shipped_data()
     gut_path = DEV.parent / "gutenberg-corpus.jsonl"
     with gut_path.open(encoding="utf-8") as f:
         gut_all = [json.loads(line)["text"] for line in f]
     gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
     print(f"shipped: {len(ship.texts)} passages ({sum(ship.labels)} positive, {len(set(ship.groups))} "
-          f"genres); dev: {len(dev)} ({sum(dev_y)} positive)\n")
+          f"genres); dev: {len(dev_y)} ({sum(dev_y)} positive)\n")
     print("| classifier | shipped grouped-CV AUROC | threshold | dev AUROC | dev F1 | precision | recall |"
           " " + " | ".join(f"{c} ≥ thr" for c in CATEGORIES) + f" | Gutenberg ≥ thr (n={len(gut)}) |")
     print("|---" * (8 + len(CATEGORIES)) + "|")
@@ -73,7 +73,7 @@ def main() -> None:
         m = metrics_at(s, dev_y, thr)
         cats = []
         for c in CATEGORIES:
-            idx = [i for i, r in enumerate(dev) if r["category"] == c]
+            idx = [i for i, cat in enumerate(dev_cats) if cat == c]
             cats.append(f"{np.mean(s[idx] >= thr):.2f} (n={len(idx)})")
         print(f"| {name} (shipped data) | {cv['auroc']:.3f} | {thr:.2f} | {m['auroc']:.3f} | {m['f1']:.3f} | "
               f"{m['precision']:.3f} | {m['recall']:.3f} | " + " | ".join(cats) + f" | {fp_long:.2f} |")
@@ -82,7 +82,7 @@ def main() -> None:
     print("\nGrouped 5-fold CV on the dev file (group = source repository):\n")
     print("| classifier | AUROC | F1 (best-F1 threshold, optimistic) | F1 at 0.5 |")
     print("|---|---|---|---|")
-    groups = [r["source"].split(":")[0] for r in dev]
+    groups = [source.split(":")[0] for source in dev.kept["source"]]
     data = Labelled(dev_texts, dev_y, groups)
     for kind in dict.fromkeys(n.split("-")[0] for n in args.kinds):
         oof = cross_val_scores(kind, data)

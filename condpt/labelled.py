@@ -4,12 +4,14 @@ One JSON object per line with a text, a label and optionally an id and a group (
 cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
 (JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
 null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
-missing or empty text. Blank lines are skipped.
+missing or empty text. Blank lines are skipped. Fields named in ``keep`` (e.g. a ``category`` to report per
+category) are kept as they are, in ``Labelled.kept``; a row without one is an error too.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ class Labelled:
     groups: list[str] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
     path: str = ""
+    kept: dict[str, list[Any]] = field(default_factory=dict)  # field -> its value per row (`read_labelled(keep=)`)
 
 
 def parse_label(value: Any) -> int | None:
@@ -42,13 +45,14 @@ def parse_label(value: Any) -> int | None:
 
 
 def read_labelled(path: str | Path, *, text_field: str = "text", label_field: str = "label",
-                  group_field: str | None = None, id_field: str = "id", need_text: bool = True) -> Labelled:
+                  group_field: str | None = None, id_field: str = "id", need_text: bool = True,
+                  keep: Sequence[str] = ()) -> Labelled:
     """Read a labelled JSONL file. With ``need_text=False`` a row may carry an id instead of a text (rows
     joined to tagged data by id). A row without a group gets its own (``row-LINE``)."""
     path = Path(path)
     if not path.is_file():
         raise LabelledDataError(f"{path}: no such file")
-    data = Labelled(path=str(path))
+    data = Labelled(path=str(path), kept={name: [] for name in keep})
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
@@ -78,6 +82,10 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
                 raise LabelledDataError(f"{where}: field {text_field!r} missing, empty or not a string")
             if not has_text and doc_id is None:
                 raise LabelledDataError(f"{where}: needs field {text_field!r} or {id_field!r} to join on")
+            for name, values in data.kept.items():
+                if name not in row:
+                    raise LabelledDataError(f"{where}: field {name!r} missing")
+                values.append(row[name])
             group = row.get(group_field) if group_field else None
             data.texts.append(text if has_text else None)
             data.labels.append(label)

@@ -59,6 +59,17 @@ def test_other_errors_name_file_line_and_field(tmp_path):
         read_labelled(tmp_path / "missing.jsonl")
 
 
+def test_kept_fields_come_back_per_row_and_a_missing_one_names_file_line_and_field(tmp_path):
+    p = _jsonl(tmp_path / "x.jsonl", [{"text": "a", "label": 1, "category": "positive", "n": [1]},
+                                      {"text": "b", "label": 0, "category": None, "n": 2}])
+    data = read_labelled(p, keep=("category", "n"))
+    assert data.kept == {"category": ["positive", None], "n": [[1], 2]}
+    assert read_labelled(p).kept == {}
+    _jsonl(p, [{"text": "a", "label": 1, "category": "positive"}, {"text": "b", "label": 0}])
+    with pytest.raises(LabelledDataError, match=r"x\.jsonl:2: field 'category' missing"):
+        read_labelled(p, keep=("category",))
+
+
 def test_calibrate_and_train_classifier_accept_and_refuse_the_same_files(tmp_path):
     """They used to disagree: train-classifier took "1" and refused true; calibrate the other way round."""
     import pyarrow as pa
@@ -89,5 +100,6 @@ def test_calibrate_and_train_classifier_accept_and_refuse_the_same_files(tmp_pat
 
 @pytest.mark.skipif(not DEV.exists(), reason="the shared dev set sits beside the repository")
 def test_the_shared_dev_set_reads():
-    data = read_labelled(DEV, group_field="source")
+    data = read_labelled(DEV, group_field="source", keep=("category",))
     assert len(data.labels) == 297 and sum(data.labels) == 118
+    assert set(data.kept["category"]) == {"positive", "hard_positive", "hard_negative", "easy_negative"}
