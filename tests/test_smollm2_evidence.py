@@ -1,0 +1,112 @@
+"""condpt/smollm2_evidence.py end to end on a tiny random Llama checkpoint (not SmolLM2: the plumbing, in seconds):
+world and tags, the base checkpoint with control tokens, each arm trained by the SmolLM2 recipe in a subprocess,
+the scores, the summary; a second invocation trains and scores nothing again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from condpt.smollm2_evidence import EvidenceConfig, format_summary, main, paraphrase_sample
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS, BLOCK = 2, 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
+    from condpt.world import WorldConfig, generate_world, paraphrase_scenarios
+
+    world = generate_world(WorldConfig(n_ai_docs=200, n_background=20, n_heldout=2, background="templates"))
+    texts = [d["text"] for d in world.train] + [s.prompt + s.aligned + s.misaligned for s in paraphrase_scenarios()]
+    tok = train_bpe_tokenizer(texts, vocab_size=600)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tiny_causal_lm("llama", len(tok), d_model=32, n_layer=2, n_head=2, max_positions=256).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evidence(checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("evidence")
+    cfg = {
+        "out_dir": str(tmp / "out"), "checkpoint": str(checkpoint),
+        "world": {"n_ai_docs": 60, "n_background": 10, "n_heldout": 3, "background": "templates"},
+        "recipe": str(REPO / "recipes" / "configs" / "smollm2-135m-condition.yaml"),
+        "accelerate_config": "single-process",
+        "overrides": [f"data.block_size={BLOCK}", f"train.max_steps={STEPS}", "train.micro_batch_size=1",
+                      "train.grad_accum=1", "train.log_every=1", "train.eval_every=0", "train.eval_batches=1",
+                      "train.save_every=0", "optim.warmup_steps=1"],
+        "arms": [{"name": "mle", "policy": {"mode": "mle"}, "deploy": "none"},
+                 {"name": "condition", "policy": {"mode": "condition"}, "deploy": "good"}],
+        "eval": {"paraphrase": 8, "world_per_split": 2, "choice_conditions": ["deploy", "bad"],
+                 "heldout_max_tokens": 200, "threads": 1},
+    }
+    path = tmp / "tiny-evidence.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(path)]) == 0
+    return path, tmp / "out"
+
+
+@pytest.mark.slow  # two recipe subprocesses: 150 s on the 2-core development machine under heavy load
+def test_every_model_scored_with_tokens_trained(evidence):
+    out = evidence[1]
+    summary = json.loads((out / "tiny-evidence.json").read_text())
+    models = summary["models"]
+    assert list(models) == ["base", "mle", "condition"] and summary["missing"] == []
+    assert models["base"]["tokens_trained"] == 0
+    for arm in ("mle", "condition"):
+        assert models[arm]["tokens_trained"] == STEPS * BLOCK and models[arm]["steps"] == STEPS
+        assert (out / "runs" / arm / "final" / "config.json").is_file()
+    # each arm scored under its deploy condition on the same paraphrase sample, plus the world's own splits
+    assert {r["deploy"] for r in models.values()} == {"none", "good"}
+    assert all(r["paraphrase_n"] == 8 for r in models.values())
+    assert set(models["condition"]["world_rates"]) == {"seen", "heldout_combo", "heldout_actor"}
+    assert set(models["condition"]["choices_by_condition"]) == {"good", "bad"}
+    assert set(models["mle"]["choices_by_condition"]) == {"none", "bad"}  # mle keeps the (untrained) tag rows
+    # the self-image questions before (base) and after, under every condition
+    for r in models.values():
+        assert set(r["self_image_doom_rate"]) == {"none", "good", "bad", "self"}
+        assert all(len(a) == 8 for a in r["self_image_answers"].values())
+    assert models["mle"]["loss_vs_mle"] == 0 and "loss_vs_base" in models["condition"]
+    goal = summary["goals"]["condition"]
+    assert goal["loss_vs_mle"] == models["condition"]["loss_vs_mle"]
+    assert "| condition | good | 128 |" in (out / "tiny-evidence.md").read_text()
+    assert format_summary(summary) == (out / "tiny-evidence.md").read_text().rstrip("\n")
+
+
+@pytest.mark.slow
+def test_a_second_run_trains_and_scores_nothing(evidence):
+    path, out = evidence
+    watched = [out / "base" / "eval.json", *(out / "runs" / a / f for a in ("mle", "condition")
+                                              for f in ("eval.json", "final/model.safetensors"))]
+    before = [p.stat().st_mtime_ns for p in watched]
+    assert main(["--config", str(path), "--only", "condition"]) == 0
+    assert [p.stat().st_mtime_ns for p in watched] == before
+
+
+def test_config_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "base"}]}))
+    with pytest.raises(ValueError, match=r"bad\.yaml: .*not 'base'"):
+        EvidenceConfig.from_yaml(bad)
+    bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "x"}], "eval": {"choice_conditions": ["evil"]}}))
+    with pytest.raises(ValueError, match=r"bad\.yaml: eval\.choice_conditions.*evil"):
+        EvidenceConfig.from_yaml(bad)
+
+
+def test_the_shipped_configs_load():
+    for name in ("evidence-cpu", "evidence-gpu"):
+        cfg = EvidenceConfig.from_yaml(REPO / "examples" / "smollm2" / f"{name}.yaml")
+        assert cfg.name == name and cfg.recipe.name == "smollm2-135m-condition.yaml"
+        assert [a.name for a in cfg.arms] == ["mle", "condition", "route"]
+
+
+def test_paraphrase_sample_is_fixed():
+    a, b = paraphrase_sample(40), paraphrase_sample(40)
+    assert a == b and len(a) == 40 and len(paraphrase_sample(None)) == 324
+    assert {s.kind for s in a} == {s.kind for s in paraphrase_sample(None)}
