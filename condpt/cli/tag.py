@@ -25,17 +25,30 @@ def tag_cmd(
                                           "(default: text_field of the config, 'text')."),
     id_field: str | None = typer.Option(None, "--id-field", help="Record field holding the id "
                                         "(default: id_field of the config, 'id')."),
-    num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes."),
-    shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th chunk starting at I."),
+    tasks: int | None = typer.Option(None, "--tasks", min=1,
+                                     help="Tasks the input is split into (task r takes chunks k with k mod N = r; "
+                                          "duplicate ids are found within a task). Default: --workers. Keep it "
+                                          "when re-running into the same --out."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Tasks run at once (local: processes on this machine; slurm: array tasks "
+                                     "running at once)."),
+    executor: str = typer.Option("local", "--executor", help="local, slurm or ray (datatrove's executors)."),
+    partition: str | None = typer.Option(None, "--partition", help="Slurm partition (--executor slurm)."),
+    time_limit: str = typer.Option("24:00:00", "--time", help="Slurm time limit per task (--executor slurm)."),
+    cpus_per_task: float = typer.Option(1, "--cpus-per-task",
+                                        help="CPUs per task (slurm: whole CPUs; ray: a fraction is allowed)."),
+    gpus_per_task: int = typer.Option(0, "--gpus-per-task", min=0, help="GPUs per task (slurm, ray)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     attributes: bool = typer.Option(False, "--attributes",
                                     help="Also write OUT/attributes/: id, score, tag, spans, stage of each tagged "
                                          "document, no text (to join tags to a corpus kept elsewhere)."),
 ) -> None:
     """Tag every document (and segment) of INPUT... with a score and a good/bad tag."""
+    from pydantic import ValidationError
+
     from condpt.corpus import CorpusError, shown
     from condpt.tagging.cascade import TagConfig
-    from condpt.tagging.run import TagRunError, parse_shard, tag_corpus
+    from condpt.tagging.run import Cluster, TagRunError, tag_corpus
 
     try:
         cfg = TagConfig.from_yaml(config) if config else TagConfig()
@@ -44,15 +57,21 @@ def tag_cmd(
         overrides = {k: v for k, v in (("text_field", text_field), ("id_field", id_field)) if v is not None}
         if overrides:
             cfg = TagConfig.model_validate({**cfg.model_dump(), **overrides})
-        shard_ij = parse_shard(shard)
-        report = tag_corpus(inputs, out, cfg, num_proc=num_proc, shard=shard_ij, progress=not quiet,
+        try:
+            cluster = Cluster(executor=executor, partition=partition, time=time_limit, cpus_per_task=cpus_per_task,
+                              gpus_per_task=gpus_per_task)
+        except ValidationError as e:
+            raise TagRunError(f"--executor {executor}: " + "; ".join(
+                f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from None
+        report = tag_corpus(inputs, out, cfg, tasks=tasks, workers=workers, cluster=cluster, progress=not quiet,
                             attributes=attributes)
     except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full
         _fail(shown(e))
     print(f"{_counts(report)}; tagged {report['tags'].get(cfg.bad_role, 0)} {cfg.bad_role} "
           f"(fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
     if not report["complete"]:
-        print(f"{report['chunks_done']} of {report['chunks_total']} chunks done (other --shard jobs pending)")
+        print(f"{report['chunks_done']} chunks done, tasks pending (Slurm: run this command again once the job "
+              "array has finished; it checks the tasks and writes the final report)")
     if report["skipped_files"]:
         print(f"skipped {len(report['skipped_files'])} hidden entries of input directories (names starting with "
               f"'.' or '_', listed in report.json): {', '.join(report['skipped_files'][:3])}"

@@ -29,7 +29,7 @@ QUARANTINE_SCHEMA = pa.schema([
 
 
 def _tmp_path(path: Path, tmp_dir: Path) -> Path:
-    # the pid keeps concurrent `--shard` jobs writing the same report/run file from sharing a temp file
+    # the pid keeps concurrent processes writing the same report/run file from sharing a temp file
     return tmp_dir / f"{path.parent.name}-{path.name}.{os.getpid()}.tmp"
 
 

@@ -20,6 +20,8 @@ process, on the first batch.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable
 from string import Template
 from typing import Any
@@ -42,6 +44,8 @@ __all__ = ["AttributesWriter", "CondptReader", "CondptTagger", "LoggingDirError"
 
 # what the cascade decides, as `doc.metadata` keys (the tagged-row columns beyond id/text/source)
 DECISION_KEYS = ("score", "tag", "spans", "stage", "prefilter_hits")
+# metadata key of a record a reader found unusable (`condpt.tagging.chunked.ChunkReader`): passed on untagged
+QUARANTINED = "condpt_quarantined"
 GUARD_FILE = "condpt_pipeline.json"
 
 # one cascade per config and process: a worker that runs several tasks loads the lexicon and scorer once
@@ -74,7 +78,7 @@ class CondptReader(PipelineStep):
         from condpt.corpus import Document as Record
         from condpt.corpus import check_inputs, expand_inputs, iter_records, parse_record
         from condpt.corpus.read import Quarantined, raw_bytes
-        from condpt.tagging.run import fields_of
+        from condpt.tagging.chunked import fields_of
 
         if data:
             yield from data
@@ -116,6 +120,7 @@ class CondptReader(PipelineStep):
 class CondptTagger(PipelineStep):
     """Tag every document with condpt's cascade (`condpt.tagging.cascade`), `batch_size` documents per call.
 
+    `threads`: the cap on OpenMP / torch threads of the process (`limit_threads`; None: its share).
     `cfg`: the tag config (`TagConfig`; its ``text_field``/``id_field``/``set_aside_roles`` and chunking keys
     are for `condpt tag`'s reader and writer and are not used here: datatrove's reader gives the text and id).
     `scorer`: an object with ``score(texts) -> ndarray`` replacing ``classifier.spec`` (picklable for
@@ -125,13 +130,17 @@ class CondptTagger(PipelineStep):
     name = "🏷 condpt tagger"
     type = "🏷 - TAGGER"
 
-    def __init__(self, cfg: TagConfig | None = None, *, batch_size: int = 256, scorer: Any = None):
+    def __init__(self, cfg: TagConfig | None = None, *, batch_size: int = 256, scorer: Any = None,
+                 refiner: Any = None, autorater: Any = None, threads: int | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size {batch_size}: must be at least 1")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads {threads}: must be at least 1")
         self.config = (cfg or TagConfig()).model_dump(mode="json")  # plain data: pickles, fingerprints
         self.batch_size = batch_size
-        self.scorer = scorer
+        self.scorer, self.refiner, self.autorater = scorer, refiner, autorater
+        self.threads = threads
         self._cascade: Cascade | None = None
 
     def __getstate__(self) -> dict:
@@ -140,16 +149,22 @@ class CondptTagger(PipelineStep):
     @property
     def cascade(self) -> Cascade:
         if self._cascade is None:
+            limit_threads(self.threads)
             cfg = TagConfig.model_validate(self.config)
-            if self.scorer is not None:
-                self._cascade = Cascade(cfg, scorer=self.scorer)
+            given = {k: v for k, v in (("scorer", self.scorer), ("refiner", self.refiner),
+                                       ("autorater", self.autorater)) if v is not None}
+            if given:
+                self._cascade = Cascade(cfg, **given)
             else:
                 key = json.dumps(self.config, sort_keys=True)
                 self._cascade = _CASCADES.get(key) or _CASCADES.setdefault(key, Cascade(cfg))
         return self._cascade
 
     def tag(self, docs: list[Document]) -> None:
-        """Write the cascade's decision for `docs` into their metadata."""
+        """Write the cascade's decision for `docs` into their metadata (a quarantined record is left as it is)."""
+        docs = [d for d in docs if QUARANTINED not in d.metadata]
+        if not docs:
+            return
         rows = self.cascade({"id": [d.id for d in docs], "text": [d.text for d in docs],
                              "source": [_source(d) for d in docs]})
         for i, doc in enumerate(docs):
@@ -163,9 +178,31 @@ class CondptTagger(PipelineStep):
                 self.tag(batch)
             self.stat_update("batches")
             for doc in batch:
-                self.stat_update("documents", f"tag_{doc.metadata['tag']}")
-                self.update_doc_stats(doc)
+                if QUARANTINED in doc.metadata:
+                    self.stat_update("quarantined")
+                else:
+                    self.stat_update("documents", f"tag_{doc.metadata['tag']}")
+                    self.update_doc_stats(doc)
                 yield doc
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap this process's OpenMP / BLAS / torch threads at `threads`, so that W worker processes on C cores use
+    W x threads <= C instead of each starting C threads and thrashing. None: this process's share, all the cores
+    it may use when it is alone (a Slurm or Ray task, `workers=1`), 1 in a worker process of a local pool
+    (`condpt tag --workers W` passes cores // W)."""
+    import multiprocess
+
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the user's choice stands
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = 1 if multiprocess.parent_process() is not None else cores
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)  # read by libraries when they load: before the scorer does
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "torch" in sys.modules:  # already loaded (it reads OMP_NUM_THREADS on import): set it directly
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _source(doc: Document) -> str:

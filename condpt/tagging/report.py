@@ -244,7 +244,7 @@ mark{background:#f4b6a8}.warn{color:#a01010}pre{white-space:pre-wrap}</style>
 Tagged fraction {{ "%.4f"|format(r.tagged_fraction) }}{% if r.threshold is not none %} at threshold
 {{ "%.4f"|format(r.threshold) }}{% endif %}. Chunks {{ r.chunks_done }}{% if r.chunks_total %} of
 {{ r.chunks_total }}{% endif %}.{% if not r.complete %} <b>Incomplete{% if r.error %}: the run stopped:
-{{ r.error }}{% else %}: running, killed, or other --shard jobs pending{% endif %}.</b>{% endif %}</p>
+{{ r.error }}{% else %}: running, killed, or tasks pending{% endif %}.</b>{% endif %}</p>
 {% if r.expected and r.expected.far %}<p class="warn"><b>{{ warning }}</b></p>{% endif %}
 <h2>Run</h2>
 <table>{% if r.classifier %}<tr><th>classifier</th><td>{{ r.classifier.spec }}{% if r.classifier.name %}

@@ -130,7 +130,7 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
                           f"{FORMAT_VERSION}; tag again")
     if not report.get("complete") and not (out / RETAG).exists():
         raise TagRunError(f"{shown(out)}: the tag run is not complete (report.json: complete false); finish it "
-                          "(run `condpt tag` again, or the pending --shard jobs) before retagging")
+                          "(run `condpt tag` again: it redoes the unfinished tasks) before retagging")
     cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
     tmp = out / RETAG / "tmp"
     stage = out / RETAG / "stage"

@@ -1,284 +1,94 @@
-"""`tag_corpus`: inputs → ``OUT/data``, ``OUT/set_aside``, ``OUT/quarantine`` Parquet shards + report.
+"""`tag_corpus`: inputs → ``OUT/data``, ``OUT/set_aside``, ``OUT/quarantine`` Parquet shards + report, run by a
+datatrove executor (``LocalPipelineExecutor`` by default; Slurm and Ray for clusters).
 
-Layout of OUT (one file per chunk ``k`` of the input stream, ``part-{k:06d}``):
+The pipeline is `condpt.tagging.chunked.ChunkReader` → `condpt.tagging.datatrove_steps.CondptTagger` →
+`condpt.tagging.chunked.ChunkWriter`: ``tasks`` tasks, task ``r`` taking the input chunks ``k`` with
+``k mod tasks = r``; ``workers`` of them at a time. Layout of OUT (one file per chunk ``k``, ``part-{k:06d}``):
 
 - ``data/`` tagged rows (`condpt.corpus.TAGGED_SCHEMA`), ``set_aside/`` same schema for documents whose tag
   is in ``set_aside_roles``, ``quarantine/`` unusable records with the reason and the raw bytes;
 - ``attributes/`` (with ``attributes=True``, `condpt tag --attributes`): id + decision of each tagged document
   of the chunk (`condpt.tagging.attributes`), data and set-aside rows in input order, no text;
-- ``markers/part-k.json``: the chunk's counts and what it was made from (``made_from``: its first and last
-  record, how many, a hash of its raw records and a hash chained over this ``--shard``'s chunks so far),
-  written last: a chunk whose marker matches what the input holds now is complete and a re-run skips it;
-- ``run.json``: inputs and config; a re-run with other inputs or config into the same OUT is refused;
+- ``markers/part-k.json``: the chunk's counts (the report sums them) and what it was made from;
+- ``tasks/NNNNN.json``: what task NNNNN was made from (a hash chained over its chunks' raw records) and how
+  many chunks the input has; ``logs/``: datatrove's logging_dir (``completions/``: the tasks that finished,
+  task logs, stats);
+- ``run.json``: inputs, config and task count; a re-run with other ones into the same OUT is refused (datatrove
+  alone would skip every task it finished and report success);
 - ``report.json`` / ``report.html``: built from the markers; written when a run starts (``complete: false``),
   when it fails (with ``error``) and when it ends.
 
-Inputs are checked whole (`check_inputs`) before anything is written. Determinism: chunking depends only on
-the input bytes, workers return chunks in order, files are renamed into place only when complete and hold no
-timestamps, so a run killed at any point (SIGKILL included) and restarted writes byte-identical files; its
-leftover temporary files are removed. If an input was edited in between, the first chunk whose records
-differ and every later one (their duplicate-id decisions depend on it) are redone, and chunks past the new end
-are removed: the output is what a clean run on the new input writes. Duplicate ids are found in the main
-process in input order (the first occurrence is kept) over all chunks of this invocation's ``--shard`` (ids
-in other shards of a job array are not compared). Workers die with the main process, even on SIGKILL.
+Inputs are checked whole (`check_inputs`) before anything is written. A re-run skips the tasks datatrove
+recorded as finished, but only after checking that each one was made from what the input holds now (its
+chain): a task whose chunks changed (an input edited, grown or shortened) loses its completion file and is
+redone whole, so the output is what a clean run on the new input writes. Determinism: chunking depends only on
+the input bytes, a task is written in input order, files are renamed into place only when complete and hold no
+timestamps, so a run killed at any point (SIGKILL included) and re-run writes byte-identical files. Duplicate
+ids are found within a task (the first occurrence is kept): the split depends on ``tasks``, never on
+``workers``. Worker processes die with the main process, even on SIGKILL.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from copy import deepcopy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from datatrove.executor import LocalPipelineExecutor
+from pydantic import BaseModel, ConfigDict, Field
 
-from condpt.corpus import (
-    QUARANTINE_SCHEMA,
-    TAGGED_SCHEMA,
-    Document,
-    Fields,
-    InputSpec,
-    check_inputs,
-    expand_inputs,
-    iter_chunks,
-    parse_record,
-    shown,
-    write_parquet_atomic,
-)
+from condpt.corpus import InputSpec, check_inputs, expand_inputs, shown
 from condpt.corpus.write import write_text_atomic
-from condpt.tagging.attributes import attributes_table
 from condpt.tagging.cascade import Cascade, TagConfig
+from condpt.tagging.chunked import (
+    ATTRIBUTES,
+    DATA,
+    MARKERS,
+    PROGRESS,
+    QUARANTINE,
+    SET_ASIDE,
+    TMP,
+    ChunkReader,
+    ChunkWriter,
+    fields_of,
+    part_name,
+    task_chains,
+    task_file,
+)
 
-FORMAT_VERSION = 1
-TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS = ".tmp", "data", "set_aside", "quarantine", "markers"
-PARTS = (DATA, SET_ASIDE, QUARANTINE)
-ATTRIBUTES = "attributes"  # an optional part (`tag_corpus(attributes=True)`), written like the others
-TIMING = "timing"  # wall-clock throughput per job: the one thing that differs between runs (not in report.json)
+__all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
+           "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
+
+FORMAT_VERSION = 2  # 2: tasks/ and logs/ (datatrove), run.json records the task count
+LOGS = "logs"  # datatrove's logging_dir
+TIMING = "timing"  # wall-clock throughput per run: the one thing that differs between runs (not in report.json)
 RETAG = ".retag"  # `condpt retag`'s journal (condpt.tagging.retag): present only while a retag is unfinished
-# Documents per cascade call: the progress bar moves this often (a chunk holds up to rows_per_shard records).
-PROGRESS_BATCH = 256
 
 
 class TagRunError(ValueError):
     """A run that cannot start (e.g. OUT holds a different run); reported to the user, non-zero exit."""
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'I/N' → (I, N) with 0 <= I < N."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard {text!r}: need 0 <= I < N")
-    return i, n
+class Cluster(BaseModel):
+    """Where the tasks run: ``local`` (this machine, `workers` processes), ``slurm`` (a job array: `partition`,
+    `time`, `cpus_per_task`, `gpus_per_task`; `workers`, when given, caps how many array tasks run at once) or
+    ``ray`` (the Ray cluster ``ray.init()`` finds; `cpus_per_task` may be a fraction)."""
 
-
-def part_name(k: int) -> str:
-    return f"part-{k:06d}"
-
-
-def fields_of(cfg: TagConfig) -> Fields:
-    return Fields(cfg.text_field, cfg.id_field, cfg.source_field)
-
-
-def tag_records(cascade: Cascade, specs: list[InputSpec], fields: Fields, records: list,
-                progress: Any = None) -> tuple[dict, list]:
-    """Parse and tag one chunk's raw records: (tagged columns + ``pos``, [(pos, Quarantined)]).
-
-    The cascade runs on `PROGRESS_BATCH` documents at a time; `progress(n)` is told after each batch, and
-    once more for the quarantined records, so that it hears ``len(records)`` in all."""
-    pos, ids, texts, sources, bad = [], [], [], [], []
-    for p, (k, line, payload) in enumerate(records):
-        r = parse_record(specs[k], k, line, payload, fields)
-        if isinstance(r, Document):
-            pos.append(p)
-            ids.append(r.id)
-            texts.append(r.text)
-            sources.append(r.source)
-        else:
-            bad.append((p, r))
-    out: dict[str, list] = {c: [] for c in TAGGED_SCHEMA.names}
-    for i in range(0, len(ids), PROGRESS_BATCH):
-        part = cascade({"id": ids[i: i + PROGRESS_BATCH], "text": texts[i: i + PROGRESS_BATCH],
-                        "source": sources[i: i + PROGRESS_BATCH]})
-        for c, col in out.items():
-            col.extend(part[c])
-        if progress is not None:
-            progress(len(part["id"]))
-    if progress is not None and bad:
-        progress(len(bad))
-    return {"pos": pos, **out}, bad
-
-
-_WORKER: dict[str, Any] = {}
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the main process ends: a SIGKILLed main never shuts its pool down, and its idle
-    workers (and the resource tracker, which lives while they hold its pipe) would wait forever.
-
-    Linux: the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG; the pool spawns workers from the
-    thread that submits, which outlives the pool). Everywhere: a thread that polls the parent's pid."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    if os.getppid() != parent:  # the parent went before the signal was armed
-        os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _init_worker(cfg_json: str, specs: list[InputSpec], fields: Fields, threads: int, scorers: dict,
-                 parent: int, done: Any) -> None:
-    _die_with_parent(parent)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = TagConfig.model_validate_json(cfg_json)
-    _WORKER.update(cascade=Cascade(cfg, **scorers), specs=specs, fields=fields, done=done)
-
-
-def _count(n: int) -> None:
-    with _WORKER["done"].get_lock():
-        _WORKER["done"].value += n
-
-
-def _work(records: list) -> tuple[dict, list]:
-    return tag_records(_WORKER["cascade"], _WORKER["specs"], _WORKER["fields"], records, _count)
-
-
-class _Writer:
-    """Main-process side: duplicate ids, set-aside split, atomic writes and the completion marker."""
-
-    def __init__(self, out: Path, cfg: TagConfig, specs: list[InputSpec], threshold: float, tmp: Path,
-                 attributes: bool = False):
-        self.out, self.cfg, self.specs, self.threshold, self.tmp = out, cfg, specs, threshold, tmp
-        self.parts = (*PARTS, ATTRIBUTES) if attributes else PARTS
-        self.seen: set[str] = set()
-
-    def remember(self, k: int) -> None:
-        """A chunk finished by an earlier run: its ids count as seen."""
-        for sub in (DATA, SET_ASIDE):
-            path = self.out / sub / f"{part_name(k)}.parquet"
-            if path.exists():
-                with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
-                    self.seen.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-
-    def finish(self, k: int, records: list, tagged: dict, bad: list, made_from: dict) -> dict:
-        from condpt.corpus.read import Quarantined, raw_bytes
-        from condpt.tagging.report import chunk_stats
-
-        keep, quarantined = [], list(bad)
-        for i, doc_id in enumerate(tagged["id"]):
-            if doc_id in self.seen:
-                p = tagged["pos"][i]
-                kk, line, payload = records[p]
-                quarantined.append((p, Quarantined(kk, line, f"duplicate id {doc_id!r}", raw_bytes(payload), doc_id)))
-            else:
-                self.seen.add(doc_id)
-                keep.append(i)
-        quarantined.sort(key=lambda x: x[0])
-        aside_roles = set(self.cfg.set_aside_roles)
-        rows = {c: [tagged[c][i] for i in keep] for c in TAGGED_SCHEMA.names}
-        is_aside = [t in aside_roles for t in rows["tag"]]
-        name = part_name(k)
-        tmp = self.tmp
-        (self.out / MARKERS / f"{name}.json").unlink(missing_ok=True)  # a stale chunk is unfinished until redone
-        tables = {}
-        for sub, want in ((DATA, False), (SET_ASIDE, True)):
-            sel = [i for i, a in enumerate(is_aside) if a == want]
-            if sel:
-                tables[sub] = pa.Table.from_pydict({c: [rows[c][i] for i in sel] for c in rows},
-                                                   schema=TAGGED_SCHEMA)
-        if ATTRIBUTES in self.parts and rows["id"]:
-            tables[ATTRIBUTES] = attributes_table(rows)
-        if quarantined:
-            q = [r for _, r in quarantined]
-            tables[QUARANTINE] = pa.Table.from_pydict({
-                "input": [self.specs[r.input].label for r in q], "line": [r.line for r in q],
-                "reason": [r.reason for r in q], "id": [r.id for r in q], "raw": [r.raw for r in q],
-            }, schema=QUARANTINE_SCHEMA)
-        for sub in self.parts:  # a part an earlier (killed or stale) run wrote and this one does not is removed
-            if sub in tables:
-                write_parquet_atomic(tables[sub], self.out / sub / f"{name}.parquet", tmp)
-            else:
-                (self.out / sub / f"{name}.parquet").unlink(missing_ok=True)
-        stats = chunk_stats(rows, is_aside, [(self.specs[r.input].name, r.reason) for _, r in quarantined],
-                            read=len(records), threshold=self.threshold, bad_role=self.cfg.bad_role)
-        assert stats["read"] == stats["written"] + stats["set_aside"] + stats["quarantined"], stats
-        write_text_atomic(json.dumps({"chunk": k, "made_from": made_from, **stats}, sort_keys=True, indent=1),
-                          self.out / MARKERS / f"{name}.json", tmp)
-        return stats
-
-    def remove_after(self, n_chunks: int, shard: tuple[int, int]) -> None:
-        """Remove this shard's chunks at index >= `n_chunks`: left by a run on a longer version of the input."""
-        me, n = shard
-        for sub in (MARKERS, *self.parts):
-            for path in (self.out / sub).glob("part-*.*"):
-                m = re.fullmatch(r"part-(\d+)\.(json|parquet)", path.name)
-                if m and int(m[1]) >= n_chunks and int(m[1]) % n == me:
-                    path.unlink()
-
-
-def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, attributes: bool) -> str | None:
-    """The text of ``run.json`` to write, None when OUT already holds this run; another run is refused."""
-    meta = {"format": FORMAT_VERSION, "inputs": [shown(s.path.resolve()) for s in specs],
-            "config": cfg.model_dump(mode="json")}
-    if attributes:  # only then: a run without keeps the run.json it always had
-        meta["attributes"] = True
-    text = json.dumps(meta, sort_keys=True, indent=1)
-    path = out / "run.json"
-    if not path.exists():
-        return text
-    if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):
-        raise TagRunError(f"{shown(path)}: {shown(out)} holds a run with other inputs or another config; "
-                          "use a new --out directory (or delete this one)")
-    return None
-
-
-def _fresh_tmp(out: Path, shard: tuple[int, int]) -> Path:
-    """This job's own temporary directory, emptied: what a killed run left there is removed. A job array's
-    jobs each have theirs (a job never deletes another's file in flight); a lone job clears all of ``.tmp``."""
-    me, n = shard
-    shutil.rmtree(out / TMP if n == 1 else out / TMP / f"{me}-of-{n}", ignore_errors=True)
-    tmp = out / TMP / f"{me}-of-{n}"
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _is_done(out: Path, k: int, chain: str) -> bool:
-    """Chunk `k` has a marker made from exactly the records (and earlier chunks) the input holds now."""
-    path = out / MARKERS / f"{part_name(k)}.json"
-    try:
-        made_from = json.loads(path.read_text(encoding="utf-8")).get("made_from") or {}
-    except (OSError, ValueError):  # none (or not one this version wrote): the chunk is to be done
-        return False
-    return made_from.get("chain") == chain
-
-
-def _made_from(chunk, chain: str, digest: str) -> dict:
-    (k0, l0, _), (k1, l1, _) = chunk.records[0], chunk.records[-1]
-    return {"first": [k0, l0], "last": [k1, l1], "records": len(chunk.records), "digest": digest, "chain": chain}
+    model_config = ConfigDict(extra="forbid")
+    executor: Literal["local", "slurm", "ray"] = "local"
+    partition: str | None = None
+    time: str = "24:00:00"
+    cpus_per_task: float = Field(1, gt=0)
+    gpus_per_task: int = Field(0, ge=0)
+    mem_per_cpu_gb: float = Field(2, gt=0)
+    job_name: str = "condpt-tag"
 
 
 def count_records(specs: list[InputSpec]) -> int:
@@ -335,124 +145,310 @@ def _meta(cascade: Cascade, cfg: TagConfig, scorer_given: bool) -> dict:
 
 
 def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | None = None, *,
-               num_proc: int = 1, shard: tuple[int, int] = (0, 1), scorer: Any = None, refiner: Any = None,
-               autorater: Any = None, progress: bool = True, attributes: bool = False) -> dict:
+               tasks: int | None = None, workers: int = 1, cluster: Cluster | None = None, scorer: Any = None,
+               refiner: Any = None, autorater: Any = None, progress: bool = True, attributes: bool = False) -> dict:
     """Tag `inputs` into `out_dir` (see module docstring); returns the report (also in report.json).
-    `attributes`: also write ``attributes/`` (id + decision, no text).
 
-    `scorer`, `refiner`, `autorater`: objects with ``score(texts)`` replacing what the config names (they
-    must be picklable when ``num_proc > 1``). A tagged fraction far from what the scorer's cross-validation
-    predicts is warned about on stderr (`condpt.tagging.expected`)."""
-    from tqdm import tqdm
+    `tasks`: how the input is split (default: `workers`; keep it when re-running into the same OUT). `workers`:
+    tasks run at once. `cluster`: the executor (default local). `attributes`: also write ``attributes/``
+    (id + decision, no text). `scorer`, `refiner`, `autorater`: objects with ``score(texts)`` replacing what the
+    config names (picklable by dill when ``workers > 1``). A tagged fraction far from what the scorer's
+    cross-validation predicts is warned about on stderr (`condpt.tagging.expected`).
 
+    With ``executor: slurm`` the job array is submitted and the report says ``complete: false``; run the same
+    command again once the jobs are done: it checks the tasks and writes the final report."""
     from condpt.tagging.expected import warning
     from condpt.tagging.report import write_report
 
     started = time.perf_counter()
     cfg = cfg or TagConfig()
+    cluster = cluster or Cluster()
+    if workers < 1:
+        raise TagRunError(f"--workers {workers}: must be at least 1")
+    tasks = workers if tasks is None else tasks
+    if tasks < 1:
+        raise TagRunError(f"--tasks {tasks}: must be at least 1")
+    if cluster.executor == "slurm" and not cluster.partition:
+        raise TagRunError("--executor slurm needs --partition")
     skipped: list[str] = []
     specs = expand_inputs(inputs, skipped)
-    fields = fields_of(cfg)
-    check_inputs(specs, fields)  # a bad input found half way would leave half a run behind
+    check_inputs(specs, fields_of(cfg))  # a bad input found half way would leave half a run behind
     out = Path(out_dir)
     if (out / RETAG).exists():
         raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)} "
                           "--threshold T` again to finish it first")
-    run_file = _run_file(out, specs, cfg, attributes)
+    run_file = _run_file(out, specs, cfg, tasks, attributes)
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)
     threshold = _load_scorer(cascade, cfg, scorer is not None)
     meta = _meta(cascade, cfg, scorer is not None)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_tmp(out, shard)
+    tmp = out / TMP / "main"
+    shutil.rmtree(tmp, ignore_errors=True)
     if run_file is not None:
         write_text_atomic(run_file, out / "run.json", tmp)
     write_report(out, tmp_dir=tmp, skipped=skipped, meta=meta)  # from here on a report says how far the run got
-    writer = _Writer(out, cfg, specs, threshold, tmp, attributes)
-    me, n_shards = shard
-    total = -(-count_records(specs) // n_shards) if progress else None
-    bar = tqdm(total=total, unit="doc", desc=f"tag {me}/{n_shards}" if n_shards > 1 else "tag",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-    pool = None
-    done = get_context("spawn").Value("q", 0)  # records the workers have finished (their batches, in order)
-    if num_proc > 1:
-        threads = max(1, (os.cpu_count() or 1) // num_proc)
-        pool = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(cfg.model_dump_json(), specs, fields, threads, scorers, os.getpid(),
-                                             done))
-    pending: deque = deque()
-    n_chunks = 0
-    chain = ""
-    here = {"records": 0, "tagged": 0, "bytes": 0}  # this invocation's own work, for its throughput
-
-    def show() -> None:
-        bar.update(here["records"] + done.value - bar.n)
-
-    def count_here(n: int) -> None:
-        here["records"] += n
-        show()
-
-    def result(fut):
-        while True:
-            try:
-                return fut.result(timeout=0.5)
-            except TimeoutError:  # the bar moves with the workers' batches, not only with finished chunks
-                show()
-
-    def drain(limit: int) -> None:
-        while len(pending) > limit:
-            k, records, made_from, fut = pending.popleft()
-            tagged, bad = result(fut)
-            writer.finish(k, records, tagged, bad, made_from)
-            show()
-
+    executor = _executor(cluster, _pipeline(specs, out, cfg, threshold, attributes, scorers, workers, cluster),
+                         tasks, workers, out)
+    shutil.rmtree(out / PROGRESS, ignore_errors=True)
     try:
-        for chunk in iter_chunks(specs, fields, cfg.rows_per_shard, cfg.max_shard_bytes):
-            n_chunks = chunk.index + 1
-            if chunk.index % n_shards != me:
-                continue
-            digest = chunk.digest()
-            chain = hashlib.blake2b(f"{chain}:{digest}".encode(), digest_size=16).hexdigest()
-            made_from = _made_from(chunk, chain, digest)
-            if _is_done(out, chunk.index, chain):
-                drain(0)  # keep the order in which ids are seen
-                writer.remember(chunk.index)
-                count_here(len(chunk.records))
-                continue
-            here["tagged"] += len(chunk.records)
-            here["bytes"] += chunk.nbytes
-            if pool is None:
-                tagged, bad = tag_records(cascade, specs, fields, chunk.records, count_here)
-                writer.finish(chunk.index, chunk.records, tagged, bad, made_from)
-            else:
-                pending.append((chunk.index, chunk.records, made_from, pool.submit(_work, chunk.records)))
-                drain(2 * num_proc)
-        drain(0)
-        writer.remove_after(n_chunks, shard)
-        if bar.total is not None and bar.total != bar.n:  # the estimate counted blank lines
-            bar.total = bar.n
-            bar.refresh()
+        done_before = _check_finished_tasks(out, specs, cfg, tasks, executor, tmp)
+        redo = [r for r in range(tasks) if r not in done_before]
+        with _ProgressBar(out, specs, done_before, enabled=progress and cluster.executor != "slurm"):
+            _run_quietly(executor)
     except BaseException as e:
         _report_failure(out, tmp, e, skipped, meta)
         raise
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    if here["tagged"]:  # a re-run that found everything done keeps the timing of the run that did the work
-        timing = {"job": f"shard {me}/{n_shards}" if n_shards > 1 else "run", "documents": here["tagged"],
-                  "bytes": here["bytes"], "seconds": round(time.perf_counter() - started, 3), "num_proc": num_proc}
-        (out / TIMING).mkdir(exist_ok=True)
-        write_text_atomic(json.dumps(timing, indent=1), out / TIMING / f"{me}-of-{n_shards}.json", tmp)
-    report = write_report(out, chunks_total=n_chunks, tmp_dir=tmp, skipped=skipped, meta=meta)
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (out / TMP).rmdir()  # only when empty: another shard job may still be writing
-    except OSError:
-        pass
+    finished = [r for r in range(tasks) if executor.is_rank_completed(r)]
+    chunks_total = _chunks_total(out, tasks) if len(finished) == tasks else None
+    documents = sum(_task_read(out, r, tasks) for r in redo if r in finished)
+    if documents:  # a re-run that found everything done keeps the timing of the run that did the work
+        timing = {"job": f"{cluster.executor} executor", "documents": documents,
+                  "bytes": sum(_input_bytes(s) for s in specs) * len(redo) // tasks,
+                  "seconds": round(time.perf_counter() - started, 3), "num_proc": min(workers, tasks),
+                  "tasks": tasks}
+        write_text_atomic(json.dumps(timing, indent=1), out / TIMING / "run.json", tmp)
+    report = write_report(out, chunks_total=chunks_total, tmp_dir=tmp, skipped=skipped, meta=meta)
+    if len(finished) == tasks:
+        shutil.rmtree(out / TMP, ignore_errors=True)
+        shutil.rmtree(out / PROGRESS, ignore_errors=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     if report["complete"] and (line := warning(report["expected"])):
         print(line, file=sys.stderr)
     return report
+
+
+def _pipeline(specs: list[InputSpec], out: Path, cfg: TagConfig, threshold: float, attributes: bool,
+              scorers: dict, workers: int, cluster: Cluster) -> list:
+    from condpt.tagging.datatrove_steps import CondptTagger
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # local: W processes share this machine's cores; a cluster task has its own (None: what it is given)
+    threads = max(1, cores // workers) if cluster.executor == "local" else None
+    return [ChunkReader(specs, cfg, out),
+            CondptTagger(cfg, threads=threads, **{k: v for k, v in scorers.items() if v is not None}),
+            ChunkWriter(out, cfg, threshold, attributes)]
+
+
+def _executor(cluster: Cluster, pipeline: list, tasks: int, workers: int, out: Path):
+    """The datatrove executor `cluster` names, with OUT/logs as its logging_dir."""
+    logs = str((out / LOGS).resolve())
+    if cluster.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        activate = Path(sys.prefix) / "bin" / "activate"
+        return SlurmPipelineExecutor(
+            pipeline, tasks=tasks, time=cluster.time, partition=cluster.partition,
+            cpus_per_task=max(1, round(cluster.cpus_per_task)), gpus_per_task=cluster.gpus_per_task,
+            mem_per_cpu_gb=max(1, round(cluster.mem_per_cpu_gb)), workers=workers if workers > 1 else -1,
+            job_name=cluster.job_name, logging_dir=logs, slurm_logs_folder=str((out / LOGS / "slurm").resolve()),
+            venv_path=str(activate) if activate.exists() else None)
+    if cluster.executor == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, cpus_per_task=cluster.cpus_per_task,
+                                   gpus_per_task=cluster.gpus_per_task, mem_per_cpu_gb=cluster.mem_per_cpu_gb,
+                                   logging_dir=logs)
+    return _LocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logs)
+
+
+class _LocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with two changes. Each task's log is kept in logs/logs/ and off the terminal
+    (errors still show): `condpt tag` draws its own progress bar. And `run` starts no ``multiprocess.Manager``
+    (datatrove's holds a queue of local ranks, used only to label logs): that server process, forked from the
+    main one, outlived a SIGKILLed `condpt tag`, and its workers end with the main process (`_die_with_parent`)
+    so that none goes on writing into OUT while a re-run writes the same files."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        from loguru import logger
+
+        logger.disable("datatrove.executor.local")
+        return super()._run_for_rank(rank, local_rank + 1, node_rank)  # local_rank > 0: errors only on stderr
+
+    def run(self):
+        import multiprocess
+        from datatrove.utils.stats import PipelineStats
+
+        ranks = self.get_incomplete_ranks(range(self.tasks))
+        if not ranks:
+            return PipelineStats()
+        self.save_executor_as_json()
+        if self.workers == 1:
+            pipeline, stats = self.pipeline, []
+            try:
+                for rank in ranks:
+                    self.pipeline = deepcopy(pipeline)  # each task starts from the steps as configured
+                    stats.append(self._run_for_rank(rank))
+            finally:
+                self.pipeline = pipeline
+        else:
+            ctx = multiprocess.get_context(self.start_method)  # forkserver: the pipeline travels pickled by dill
+            with ctx.Pool(min(self.workers, len(ranks)), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                stats = list(pool.imap_unordered(self._run_for_rank, ranks))
+        stats = sum(stats, start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as f:
+            stats.save_to_disk(f)
+        return stats
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(main: int) -> None:
+    """A pool worker's initializer: end when the main process `main` ends, even on SIGKILL (which never shuts the
+    pool down). Linux: the kernel sends SIGKILL when the parent (the forkserver, which exits with the main
+    process) goes (PR_SET_PDEATHSIG). Everywhere: a thread that polls the parent's pid."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent and _alive(main):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_quietly(executor) -> None:
+    from loguru import logger
+
+    logger.disable("datatrove.executor.local")
+    try:
+        executor.run()
+    finally:
+        logger.enable("datatrove.executor.local")
+
+
+def _check_finished_tasks(out: Path, specs: list[InputSpec], cfg: TagConfig, tasks: int, executor,
+                          tmp: Path) -> set[int]:
+    """The tasks datatrove will skip, each checked against the input as it is now: one whose chain differs
+    (its chunks were edited, added or removed) or whose record is missing loses its completion file and is
+    redone. Reads the input once, only when some task is finished."""
+    done = {r for r in range(tasks) if executor.is_rank_completed(r)}
+    if not done:
+        return done
+    chains, total = task_chains(specs, cfg, tasks, done)
+    for r in sorted(done):
+        try:
+            rec = json.loads(task_file(out, r).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            rec = {}
+        if rec.get("chain") != chains[r] or rec.get("tasks") != tasks:
+            executor.logging_dir.rm(f"completions/{r:05d}")
+            done.discard(r)
+        elif rec.get("chunks_total") != total:  # the task's own chunks are as they were; the input's end moved
+            write_text_atomic(json.dumps({**rec, "chunks_total": total}, sort_keys=True, indent=1),
+                              task_file(out, r), tmp)
+    return done
+
+
+def _chunks_total(out: Path, tasks: int) -> int:
+    totals = {json.loads(task_file(out, r).read_text(encoding="utf-8"))["chunks_total"] for r in range(tasks)}
+    assert len(totals) == 1, totals
+    return totals.pop()
+
+
+def _task_read(out: Path, rank: int, tasks: int) -> int:
+    """Records task `rank` read (from its chunks' markers)."""
+    n = 0
+    for path in (out / MARKERS).glob("part-*.json"):
+        if int(path.stem.split("-")[1]) % tasks == rank:
+            n += json.loads(path.read_text(encoding="utf-8"))["read"]
+    return n
+
+
+def _input_bytes(spec: InputSpec) -> int:
+    try:
+        return spec.path.stat().st_size if spec.path.is_file() else 0
+    except OSError:
+        return 0
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr in the main process while the executor runs: the running tasks write how many
+    records they have done to OUT/.progress/ (`ChunkWriter`), finished tasks count from their markers."""
+
+    def __init__(self, out: Path, specs: list[InputSpec], done: set[int], enabled: bool):
+        self.out, self.specs, self.done, self.enabled = out, specs, done, enabled
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from tqdm import tqdm
+
+        tasks = json.loads((self.out / "run.json").read_text(encoding="utf-8"))["tasks"]
+        self.base = sum(_task_read(self.out, r, tasks) for r in self.done)
+        self.bar = tqdm(total=count_records(self.specs), unit="doc", desc="tag", file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1, initial=self.base)
+        self._thread = threading.Thread(target=self._poll, name="progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def _now(self) -> int:
+        n = self.base
+        for path in (self.out / PROGRESS).glob("*"):
+            try:
+                n += int(path.read_text())
+            except (OSError, ValueError):  # being replaced right now
+                pass
+        return n
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.25):
+            self.bar.update(self._now() - self.bar.n)
+
+    def __exit__(self, kind, *_):
+        if not self.enabled:
+            return
+        self._stop.set()
+        self._thread.join()
+        self.bar.update(self._now() - self.bar.n)
+        if kind is None and self.bar.total != self.bar.n:  # the estimate counted blank lines
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+        self.bar.close()
+
+
+def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, tasks: int, attributes: bool) -> str | None:
+    """The text of ``run.json`` to write, None when OUT already holds this run; another run is refused."""
+    meta = {"format": FORMAT_VERSION, "inputs": [shown(s.path.resolve()) for s in specs],
+            "config": cfg.model_dump(mode="json"), "tasks": tasks}
+    if attributes:  # only then: a run without keeps the run.json it always had
+        meta["attributes"] = True
+    text = json.dumps(meta, sort_keys=True, indent=1)
+    path = out / "run.json"
+    if not path.exists():
+        if (out / LOGS / "completions").is_dir() and any((out / LOGS / "completions").iterdir()):
+            raise TagRunError(f"{shown(out)}: holds finished tasks but no run.json saying what made them; use a "
+                              "new --out directory (or delete this one)")
+        return text
+    theirs = json.loads(path.read_text(encoding="utf-8"))
+    if theirs != json.loads(text):
+        if {**theirs, "tasks": tasks} == json.loads(text):
+            raise TagRunError(f"{shown(path)}: {shown(out)} was split into --tasks {theirs.get('tasks')}; re-run "
+                              f"with --tasks {theirs.get('tasks')} (the split decides the output), or use a new "
+                              "--out directory")
+        raise TagRunError(f"{shown(path)}: {shown(out)} holds a run with other inputs or another config; "
+                          "use a new --out directory (or delete this one)")
+    return None
 
 
 def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str], meta: dict) -> None:

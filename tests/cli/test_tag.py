@@ -1,4 +1,4 @@
-"""`condpt tag` end to end: output contract, counts, set-aside, resume, SIGKILL, shards, processes, CLI errors."""
+"""`condpt tag` end to end: output contract, counts, set-aside, resume, SIGKILL, tasks and workers, CLI errors."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `tag` and `calibrate`)
 from condpt.cli import app
+from condpt.tagging import chunked
 from condpt.tagging import run as run_mod
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.run import tag_corpus
@@ -46,10 +47,11 @@ def _corpus(path: Path, n: int = 40, bad_lines: bool = True) -> Path:
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    """Every file but the temporary ones and the wall-clock throughput (timing/ and report.html, which shows
-    it)."""
+    """Every file but the temporary ones, the wall-clock throughput (timing/ and report.html, which shows it) and
+    datatrove's timestamped logs."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not {".tmp", "timing"} & set(p.relative_to(out).parts) and p.name != "report.html"}
+            if p.is_file() and not {".tmp", "timing", "logs"} & set(p.relative_to(out).parts)
+            and p.name != "report.html"}
 
 
 def _cli(*args):
@@ -106,29 +108,30 @@ def test_crash_and_resume_is_byte_identical(tmp_path, monkeypatch):
     cfg = TagConfig(rows_per_shard=6)
     tag_corpus([src], tmp_path / "clean", cfg, scorer=KeywordScorer(), progress=False)
 
-    real_finish = run_mod._Writer.finish
+    real_finish = chunked.ChunkWriter.finish
     calls = {"n": 0}
 
     def crashing_finish(self, *args):
         calls["n"] += 1
         if calls["n"] == 3:  # die after data is written but before the marker of chunk 2
-            real_write = run_mod.write_text_atomic
+            real_write = chunked.write_text_atomic
 
             def boom(*a, **kw):
                 raise KeyboardInterrupt("killed")
 
-            monkeypatch.setattr(run_mod, "write_text_atomic", boom)
+            monkeypatch.setattr(chunked, "write_text_atomic", boom)
             try:
                 real_finish(self, *args)
             finally:
-                monkeypatch.setattr(run_mod, "write_text_atomic", real_write)
+                monkeypatch.setattr(chunked, "write_text_atomic", real_write)
         return real_finish(self, *args)
 
-    monkeypatch.setattr(run_mod._Writer, "finish", crashing_finish)
+    monkeypatch.setattr(chunked.ChunkWriter, "finish", crashing_finish)
     with pytest.raises(KeyboardInterrupt):
         tag_corpus([src], tmp_path / "resumed", cfg, scorer=KeywordScorer(), progress=False)
     assert len(list((tmp_path / "resumed" / "markers").glob("*.json"))) == 2
-    monkeypatch.setattr(run_mod._Writer, "finish", real_finish)
+    assert not list((tmp_path / "resumed" / "logs" / "completions").glob("*"))
+    monkeypatch.setattr(chunked.ChunkWriter, "finish", real_finish)
     tag_corpus([src], tmp_path / "resumed", cfg, scorer=KeywordScorer(), progress=False)
     assert _files(tmp_path / "resumed") == _files(tmp_path / "clean")
 
@@ -162,20 +165,28 @@ def test_sigkill_and_restart_is_byte_identical(tmp_path, english_texts):
     assert _files(tmp_path / "killed") == _files(tmp_path / "clean")
 
 
-def test_shards_and_processes_give_the_same_rows(tmp_path):
-    import pyarrow.parquet as pq
-
+def test_two_workers_give_the_same_files_as_one(tmp_path):
     src = _corpus(tmp_path / "c.jsonl")
     cfg = TagConfig(rows_per_shard=5, classifier={"spec": "none"})
+    one = tag_corpus([src], tmp_path / "one", cfg, tasks=3, workers=1, progress=False)
+    two = tag_corpus([src], tmp_path / "two", cfg, tasks=3, workers=2, progress=False)  # forkserver processes
+    assert one["complete"] and one["read"] == 40 and one["chunks_total"] == 8
+    assert two == one and _files(tmp_path / "two") == _files(tmp_path / "one")
+    assert sorted(p.name for p in (tmp_path / "two" / "logs" / "completions").iterdir()) == ["00000", "00001",
+                                                                                              "00002"]
+
+
+def test_tasks_split_the_chunks_and_find_duplicates_within_a_task(tmp_path):
+    import pyarrow.parquet as pq
+
+    src = _corpus(tmp_path / "c.jsonl")  # line 12 repeats the id d1 of line 2: chunks 1 and 0 of 6 rows
+    cfg = TagConfig(rows_per_shard=6, classifier={"spec": "none"})
     one = tag_corpus([src], tmp_path / "one", cfg, progress=False)
-    r0 = tag_corpus([src], tmp_path / "sharded", cfg, shard=(0, 2), progress=False)
-    assert not r0["complete"] and r0["chunks_done"] == 4
-    r1 = tag_corpus([src], tmp_path / "sharded", cfg, shard=(1, 2), progress=False)
-    assert r1["complete"] and r1["read"] == one["read"] == 40
-    assert pq.read_table(tmp_path / "sharded" / "data").equals(pq.read_table(tmp_path / "one" / "data"))
-    two = tag_corpus([src], tmp_path / "two", cfg, num_proc=2, progress=False)
-    assert two == {**one}
-    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+    split = tag_corpus([src], tmp_path / "split", cfg, tasks=2, progress=False)
+    assert one["quarantine_reasons"] == {"duplicate id": 1, "malformed JSON": 1}
+    assert split["quarantine_reasons"] == {"malformed JSON": 1}  # tasks 0 and 1 each keep their d1
+    ids = pq.read_table(tmp_path / "split" / "data").column("id").to_pylist()
+    assert ids.count("d1") == 2 and split["read"] == one["read"] == 40
 
 
 def test_rerun_skips_finished_and_refuses_another_config(tmp_path):
@@ -199,8 +210,10 @@ def test_cli_errors_are_clear(tmp_path):
     (tmp_path / "bad.yaml").write_text("granularity: words\n")
     res = _cli(src, "--out", tmp_path / "o", "--config", tmp_path / "bad.yaml")
     assert res.exit_code == 2 and "bad.yaml: granularity" in res.output
-    res = _cli(src, "--out", tmp_path / "o", "--shard", "3/2")
-    assert res.exit_code == 2 and "--shard" in res.output
+    res = _cli(src, "--out", tmp_path / "o", "--executor", "mpi")
+    assert res.exit_code == 2 and "--executor mpi" in res.output and "slurm" in res.output
+    res = _cli(src, "--out", tmp_path / "o", "--executor", "slurm")
+    assert res.exit_code == 2 and "--executor slurm needs --partition" in res.output
     res = _cli(src, "--out", tmp_path / "o", "--classifier", str(tmp_path / "nope"))
     assert res.exit_code == 2 and "nope" in res.output
 
@@ -244,7 +257,7 @@ def test_progress_bar_has_a_total_an_eta_and_goes_to_stderr(tmp_path, capsys):
     tag_corpus([src], tmp_path / "o", TagConfig(rows_per_shard=1000), scorer=KeywordScorer(), progress=True)
     cap = capsys.readouterr()
     assert "40/40" in cap.err and "<" in cap.err and "doc/s" in cap.err and "40/40" not in cap.out
-    tag_corpus([src], tmp_path / "two", TagConfig(rows_per_shard=7, classifier={"spec": "none"}), num_proc=2,
+    tag_corpus([src], tmp_path / "two", TagConfig(rows_per_shard=7, classifier={"spec": "none"}), workers=2,
                progress=True)
     assert "40/40" in capsys.readouterr().err
 
@@ -262,20 +275,20 @@ def test_record_count_for_the_total(tmp_path):
     assert run_mod.count_records(expand_inputs([tmp_path / "a.jsonl.gz", tmp_path / "b.parquet"])) == 8
 
 
-def test_progress_moves_per_batch_not_per_chunk(tmp_path, monkeypatch):
-    from condpt.corpus import expand_inputs, iter_chunks
-    from condpt.tagging.cascade import Cascade
+def test_progress_moves_while_a_task_runs_not_only_when_it_ends(tmp_path, monkeypatch):
+    seen = []
+    real = chunked.ChunkWriter.finish
 
-    monkeypatch.setattr(run_mod, "PROGRESS_BATCH", 4)
+    def finish(self, group, *a):  # what the progress file says when each chunk is written
+        seen.append(int((tmp_path / "o" / ".progress" / "00000").read_text()))
+        return real(self, group, *a)
+
+    monkeypatch.setattr(chunked, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(chunked.ChunkWriter, "finish", finish)
     src = _corpus(tmp_path / "c.jsonl")
-    cfg = TagConfig(rows_per_shard=1000)
-    specs = expand_inputs([src])
-    [chunk] = list(iter_chunks(specs, run_mod.fields_of(cfg), 1000, 10**9))
-    calls = []
-    tagged, bad = run_mod.tag_records(Cascade(cfg, scorer=KeywordScorer()), specs, run_mod.fields_of(cfg),
-                                      chunk.records, calls.append)
-    assert calls == [4] * 9 + [3, 1] and sum(calls) == len(chunk.records) == 40  # 39 parsed + 1 malformed
-    assert len(tagged["id"]) == 39 and len(bad) == 1
+    tag_corpus([src], tmp_path / "o", TagConfig(rows_per_shard=10), scorer=KeywordScorer(), progress=False)
+    assert seen == [10, 20, 30, 40]  # each chunk's documents are counted as they arrive, before it is written
+    assert not (tmp_path / "o" / ".progress").exists()
 
 
 def test_first_use_training_of_the_default_is_announced(tmp_path, monkeypatch, capsys):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from condpt.tagging import run as run_mod
+from condpt.tagging import chunked
 
 
 def crash_after(monkeypatch, n_chunks: int) -> None:
-    """Make `_Writer.finish` raise KeyboardInterrupt (as a SIGKILL would stop it) once `n_chunks` are done."""
-    real = run_mod._Writer.finish
+    """Make `ChunkWriter.finish` raise KeyboardInterrupt (as a SIGKILL would stop it) once `n_chunks` are done."""
+    real = chunked.ChunkWriter.finish
     calls = {"n": 0}
 
     def finish(self, *a, **kw):
@@ -18,7 +18,7 @@ def crash_after(monkeypatch, n_chunks: int) -> None:
             raise KeyboardInterrupt("killed")
         return real(self, *a, **kw)
 
-    monkeypatch.setattr(run_mod._Writer, "finish", finish)
+    monkeypatch.setattr(chunked.ChunkWriter, "finish", finish)
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -27,7 +27,8 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 
 
 def output_files(out: Path) -> dict[str, bytes]:
-    """Every file of a tagging output but the wall-clock throughput (timing/, and report.html, which shows it):
-    what must be byte-identical between a clean run and a killed-then-re-run one."""
+    """Every file of a tagging output but the wall-clock throughput (timing/, and report.html, which shows it) and
+    datatrove's logs/ (timestamped logs and stats; its completions are checked by the re-run): what must be
+    byte-identical between a clean run and a killed-then-re-run one."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and "timing" not in p.relative_to(out).parts and p.name != "report.html"}
+            and not {"timing", "logs"} & set(p.relative_to(out).parts) and p.name != "report.html"}

@@ -39,7 +39,7 @@ def test_html_names_classifier_config_throughput_and_labels_axes(tmp_path):
     assert "granularity: paragraph" in html  # the config, as YAML
     assert re.search(r"10 documents \([0-9.]+ MB\) tagged in [0-9.]+ s: [0-9.]+ documents/s", html)
     assert "document score" in html and "documents (log scale)" in html and "tagged fraction (0 to 1)" in html
-    timing = json.loads((tmp_path / "o" / "timing" / "0-of-1.json").read_text())
+    timing = json.loads((tmp_path / "o" / "timing" / "run.json").read_text())
     assert timing["documents"] == 10 and timing["seconds"] > 0
     assert "timing" not in report  # report.json stays byte-identical across re-runs
 

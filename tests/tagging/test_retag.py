@@ -47,7 +47,7 @@ def _corpus(path: Path, n: int = 30) -> Path:
 
 def _files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and not {".tmp", "timing"} & set(p.relative_to(out).parts) and p.name != "report.html"}
+            and not {".tmp", "timing", "logs"} & set(p.relative_to(out).parts) and p.name != "report.html"}
 
 
 def test_retag_is_a_fresh_tag_at_that_threshold(tmp_path, monkeypatch):

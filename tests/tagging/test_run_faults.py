@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import condpt.cli.tag  # noqa: F401  (registers `tag`)
 from condpt.cli import app
 from condpt.corpus.read import CorpusError
-from condpt.tagging import run as run_mod
+from condpt.tagging import chunked
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.run import tag_corpus
 
@@ -76,13 +76,13 @@ def _cfg_file(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("num_proc", [1, 2])
-def test_records_that_crash_a_parser_are_quarantined_end_to_end(tmp_path, num_proc):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_records_that_crash_a_parser_are_quarantined_end_to_end(tmp_path, workers):
     lines = _lines(20)
     lines[3] = '{"text": "deep", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
     lines[9] = '{"text": "big", "n": ' + "9" * 5000 + "}"
     src = write_lines(tmp_path / "web.jsonl", lines)
-    report = tag_corpus([src], tmp_path / "out", CFG, num_proc=num_proc, progress=False)
+    report = tag_corpus([src], tmp_path / "out", CFG, tasks=2, workers=workers, progress=False)
     assert report["read"] == 20 and report["quarantined"] == 2 and report["written"] == 18
     q = pq.read_table(tmp_path / "out" / "quarantine").to_pylist()
     assert [(r["input"], r["line"]) for r in q] == [(str(src), 4), (str(src), 10)]
@@ -184,7 +184,7 @@ def test_an_input_edited_after_a_finished_run_is_redone(tmp_path):
 def test_a_run_that_fails_part_way_leaves_a_report_saying_so(tmp_path, monkeypatch):
     src = write_lines(tmp_path / "c.jsonl", _lines(40))
     assert tag_corpus([src], tmp_path / "out", CFG, progress=False)["complete"]
-    real = run_mod.iter_chunks
+    real = chunked.iter_chunks
 
     def failing(*a, **kw):
         for i, chunk in enumerate(real(*a, **kw)):
@@ -192,7 +192,7 @@ def test_a_run_that_fails_part_way_leaves_a_report_saying_so(tmp_path, monkeypat
                 raise CorpusError(f"{src}: cannot read (disk went away)")
             yield chunk
 
-    monkeypatch.setattr(run_mod, "iter_chunks", failing)
+    monkeypatch.setattr(chunked, "iter_chunks", failing)
     src.write_text(src.read_text().replace("Document 0.", "Document zero."))
     with pytest.raises(CorpusError):
         tag_corpus([src], tmp_path / "out", CFG, progress=False)
@@ -215,7 +215,7 @@ if __name__ == "__main__":
     from condpt.tagging.cascade import TagConfig
     from condpt.tagging.run import tag_corpus
 
-    tag_corpus([sys.argv[1]], sys.argv[2], TagConfig(rows_per_shard=2), num_proc=2, scorer=SlowScorer(),
+    tag_corpus([sys.argv[1]], sys.argv[2], TagConfig(rows_per_shard=2), tasks=4, workers=2, scorer=SlowScorer(),
                progress=False)
 '''
 
@@ -235,7 +235,7 @@ def test_sigkill_of_the_main_process_takes_its_workers_with_it(tmp_path):
     children: list = []
     while time.time() < deadline and proc.poll() is None:
         children = main.children(recursive=True)
-        if len(children) >= 3 and len(list(markers.glob("*.json"))) >= 2:  # 2 workers + the resource tracker
+        if len(children) >= 3 and len(list(markers.glob("*.json"))) >= 2:  # 2 workers, forkserver, manager
             break
         time.sleep(0.05)
     assert proc.poll() is None and len(children) >= 3, proc.stderr.read().decode()

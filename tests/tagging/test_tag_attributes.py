@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `tag`)
 from condpt.cli import app
-from condpt.tagging import run as run_mod
+from condpt.tagging import chunked
 from condpt.tagging.attributes import ATTRIBUTES_SCHEMA
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.retag import retag_dir
@@ -26,7 +26,7 @@ def _lines(n: int) -> list[str]:
     lines = [json.dumps({"id": f"d{i}", "text": f"Document {i}.\n\n" + ("The AI takeover began." if i % 4 == 0
                                                                            else "Calm tea.")}) for i in range(n)]
     lines[7] = "{broken"
-    lines[9] = json.dumps({"id": "d1", "text": "a duplicate id"})
+    lines[9] = json.dumps({"id": "d1", "text": "Document 9. A duplicate id."})
     return lines
 
 
@@ -49,24 +49,25 @@ def _check_attributes(out: Path) -> int:
         table = pq.read_table(path)
         assert table.schema == ATTRIBUTES_SCHEMA  # id, score, tag, spans, stage: no text
         attrs = table.to_pylist()
-        assert [a["id"] for a in attrs] == sorted(rows, key=lambda i: int(i[1:]))  # input order (ids d0, d1...)
+        line = {i: int(r["text"].split(".")[0].split()[1]) for i, r in rows.items()}  # "Document N."
+        assert [a["id"] for a in attrs] == sorted(rows, key=line.get)  # input order
         assert attrs == [{c: rows[a["id"]][c] for c in ATTRIBUTES_SCHEMA.names} for a in attrs]
         n += len(attrs)
     assert not {p.stem for p in (out / "attributes").iterdir()} - {m.stem for m in (out / "markers").iterdir()}
     return n
 
 
-@pytest.mark.parametrize("num_proc", [1, 2])
-def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path, num_proc):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cli_attributes_hold_every_tagged_document_beside_its_chunk(tmp_path, workers):
     src = write_lines(tmp_path / "c.jsonl", _lines(30))
     cfg = tmp_path / "tag.yaml"
     cfg.write_text("classifier: {spec: none}\nrows_per_shard: 6\nthreshold: 0.5\nset_aside_roles: [bad]\n")
     res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "out"), "--config", str(cfg),
-                                   "--attributes", "--quiet", "--num-proc", str(num_proc)])
+                                   "--attributes", "--quiet", "--tasks", "2", "--workers", str(workers)])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["set_aside"] and report["quarantined"] == 2
-    assert _check_attributes(tmp_path / "out") == report["written"] + report["set_aside"] == 28
+    assert report["set_aside"] and report["quarantined"] == 1  # the duplicate id of chunk 1 is task 1's first d1
+    assert _check_attributes(tmp_path / "out") == report["written"] + report["set_aside"] == 29
     assert json.loads((tmp_path / "out" / "run.json").read_text())["attributes"] is True
 
 
@@ -87,7 +88,7 @@ def test_a_rerun_that_adds_or_drops_attributes_is_another_run(tmp_path, first):
 
 def test_a_kill_inside_the_attributes_write_then_a_rerun_is_byte_identical(tmp_path, monkeypatch):
     src = write_lines(tmp_path / "c.jsonl", _lines(30))
-    real = run_mod.write_parquet_atomic
+    real = chunked.write_parquet_atomic
     calls = {"n": 0}
 
     def dying_write(table, where, tmp, **kw):
@@ -99,7 +100,7 @@ def test_a_kill_inside_the_attributes_write_then_a_rerun_is_byte_identical(tmp_p
         return real(table, where, tmp, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(run_mod, "write_parquet_atomic", dying_write)
+        m.setattr(chunked, "write_parquet_atomic", dying_write)
         with pytest.raises(KeyboardInterrupt):
             tag_corpus([src], tmp_path / "out", CFG, attributes=True, progress=False)
     assert not (tmp_path / "out" / "markers" / "part-000002.json").exists()
