@@ -23,6 +23,7 @@ import condpt.cli.tag  # noqa: F401  (registers `tag`)
 from condpt.cli import app
 from condpt.corpus.read import CorpusError
 from condpt.tagging import chunked
+from condpt.tagging import run as run_mod
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.run import tag_corpus
 
@@ -268,3 +269,48 @@ def test_skipped_hidden_entries_are_named(tmp_path):
     assert res.exit_code == 0 and "skipped 1 hidden entries" in res.output and "_SUCCESS" in res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["skipped_files"] == [str(d / "_SUCCESS")] and report["read"] == 5
+
+
+def test_a_finished_task_whose_input_changed_is_redone_not_skipped(tmp_path, monkeypatch):
+    """datatrove's trap: it skips every task with a completion file. Task 0 finishes, task 1 is killed, then a
+    record of task 0's chunk is edited (same size, same mtime): task 0 must be redone, not skipped."""
+    src = write_lines(tmp_path / "c.jsonl", _lines(40))
+    with monkeypatch.context() as m:
+        real = chunked.ChunkWriter.finish
+
+        def finish(self, group, *a):
+            if group[0].metadata["chunk"] == 3:  # task 1's second chunk
+                raise KeyboardInterrupt("killed")
+            return real(self, group, *a)
+
+        m.setattr(chunked.ChunkWriter, "finish", finish)
+        with pytest.raises(KeyboardInterrupt):
+            tag_corpus([src], tmp_path / "out", CFG, tasks=2, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out" / "logs" / "completions").iterdir()) == ["00000"]
+    st = src.stat()
+    lines = _lines(40)
+    lines[1] = lines[1].replace("Calm tea.", "HAL 9000!")  # chunk 0: task 0's
+    write_lines(src, lines)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = tag_corpus([src], tmp_path / "out", CFG, tasks=2, progress=False)
+    clean = tag_corpus([src], tmp_path / "clean", CFG, tasks=2, progress=False)
+    assert again == clean and output_files(tmp_path / "out") == output_files(tmp_path / "clean")
+    assert "HAL 9000" in pq.read_table(tmp_path / "out" / "data" / "part-000000.parquet").column("text")[1].as_py()
+
+
+def test_a_rerun_with_another_task_count_is_refused_with_the_one_to_use(tmp_path):
+    src = write_lines(tmp_path / "c.jsonl", _lines(20))
+    tag_corpus([src], tmp_path / "out", CFG, tasks=2, progress=False)
+    res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet", "--workers", "3")
+    assert res.exit_code == 2 and "--tasks 2" in res.output, res.output
+    res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet", "--tasks", "2",
+               "--workers", "1")
+    assert res.exit_code == 0 and "read 20 = written 20" in res.output, res.output
+
+
+def test_completions_without_a_run_file_are_refused(tmp_path):
+    src = write_lines(tmp_path / "c.jsonl", _lines(10))
+    tag_corpus([src], tmp_path / "out", CFG, progress=False)
+    (tmp_path / "out" / "run.json").unlink()
+    with pytest.raises(run_mod.TagRunError, match="finished tasks but no run.json"):
+        tag_corpus([src], tmp_path / "out", CFG, progress=False)

@@ -1,0 +1,150 @@
+"""`condpt tag` on datatrove's other executors, without a cluster: the Slurm job array's sbatch script and its
+tasks run as Slurm would run them; the Ray executor as it is built (Ray itself is not installed: docs/tagging.md
+says why); the threads each worker may use."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dill
+import numpy as np
+import pytest
+from rerun import output_files, write_lines
+from typer.testing import CliRunner
+
+import condpt.cli.tag  # noqa: F401  (registers `tag`)
+from condpt.cli import app
+from condpt.tagging import run as run_mod
+from condpt.tagging.cascade import TagConfig
+from condpt.tagging.datatrove_steps import CondptTagger, limit_threads
+from condpt.tagging.run import Cluster, tag_corpus
+
+
+def _lines(n: int) -> list[str]:
+    return [json.dumps({"id": f"d{i}", "text": f"Document {i}. " + ("The AI takeover began." if i % 4 == 0
+                                                                   else "Calm tea.")}) for i in range(n)]
+
+
+def _cfg_file(tmp_path: Path) -> Path:
+    p = tmp_path / "tag.yaml"
+    p.write_text("classifier: {spec: none}\nrows_per_shard: 5\n")
+    return p
+
+
+def _as_slurm_runs_it(logs: Path, tmp_path: Path, monkeypatch) -> None:
+    """What each array task does: `launch_pickled_pipeline logs/executor.pik` loads the executor with dill and
+    runs its rank (SLURM_ARRAY_TASK_ID); datatrove asks scontrol for the node list."""
+    monkeypatch.setenv("SLURM_NODELIST", "node1")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho node1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    ranks = json.loads((logs / "ranks_to_run.json").read_text())
+    for array_id in range(len(ranks)):
+        with open(logs / "executor.pik", "rb") as f:
+            executor = dill.load(f)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(array_id))
+        executor.run()
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+
+
+def test_slurm_submits_a_job_array_and_a_rerun_writes_the_report(tmp_path, monkeypatch):
+    from datatrove.executor import slurm
+
+    scripts: list[str] = []
+
+    def sbatch(contents, job_id_retriever, *args):
+        scripts.append(contents)
+        return str(100 + len(scripts))
+
+    monkeypatch.setattr(slurm, "launch_slurm_job", sbatch)
+    src = write_lines(tmp_path / "c.jsonl", _lines(23))
+    out = tmp_path / "out"
+    args = ["tag", str(src), "--out", str(out), "--config", str(_cfg_file(tmp_path)), "--executor", "slurm",
+            "--partition", "cpu-long", "--time", "02:00:00", "--cpus-per-task", "4", "--tasks", "3", "--workers",
+            "2", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "tasks pending" in res.output and "run this command again" in res.output
+    job, merge = scripts  # the array, then datatrove's stats merge after it (afterok the array)
+    sbatch_lines = {ln for ln in job.splitlines() if ln.startswith("#SBATCH")}
+    assert {"#SBATCH --partition=cpu-long", "#SBATCH --time=02:00:00", "#SBATCH --cpus-per-task=4",
+            "#SBATCH --array=0-2%2", "#SBATCH --job-name=condpt-tag"} <= sbatch_lines
+    assert f"launch_pickled_pipeline {out.resolve() / 'logs' / 'executor.pik'}" in job
+    assert "srun" in job and f"source {Path(os.sys.prefix) / 'bin' / 'activate'}" in job
+    assert "afterok:101" in merge
+    assert json.loads((out / "report.json").read_text())["complete"] is False
+
+    _as_slurm_runs_it(out / "logs", tmp_path, monkeypatch)
+    res = CliRunner().invoke(app, args)  # every task finished: nothing is submitted, the report is written
+    assert res.exit_code == 0 and "read 23 = written 23" in res.output, res.output
+    assert len(scripts) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["chunks_total"] == 5
+    local = tag_corpus([src], tmp_path / "local", TagConfig(classifier={"spec": "none"}, rows_per_shard=5), tasks=3,
+                       progress=False)
+    assert report == local
+    same = {k: v for k, v in output_files(out).items() if not k.startswith("report.")}
+    assert same == {k: v for k, v in output_files(tmp_path / "local").items() if not k.startswith("report.")}
+
+
+def test_the_ray_executor_gives_each_task_a_fraction_of_a_cpu(tmp_path):
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    ex = run_mod._executor(Cluster(executor="ray", cpus_per_task=0.5), [], tasks=4, workers=2, out=tmp_path)
+    assert isinstance(ex, RayPipelineExecutor)
+    assert ex.cpus_per_task == 0.5 and ex.world_size == 4 and ex.workers == 2
+    assert ex.logging_dir.path == str((tmp_path / "logs").resolve())
+
+
+class ThreadsScorer:
+    """Scores every text with the torch threads of the process that scores it, over 100."""
+
+    name, threshold = "threads", 0.5
+
+    def score(self, texts):
+        import torch
+
+        return np.full(len(texts), torch.get_num_threads() / 100, np.float32)
+
+
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    yield
+    torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
+
+
+def test_limit_threads_caps_omp_and_torch(torch_threads):
+    import torch
+
+    limit_threads(1)
+    assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1
+
+
+def test_each_local_worker_gets_its_share_of_the_cores(tmp_path, monkeypatch, torch_threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster())
+    assert isinstance(tagger, CondptTagger) and tagger.threads == 2  # 3 workers x 2 threads <= 8 cores
+    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster(executor="slurm"))
+    assert tagger.threads is None  # a cluster task: the cores it was given
+
+
+def test_workers_score_with_their_thread_share(tmp_path, torch_threads):
+    cores = len(os.sched_getaffinity(0))
+    src = write_lines(tmp_path / "c.jsonl", _lines(12))
+    tag_corpus([src], tmp_path / "out", TagConfig(rows_per_shard=3), tasks=2, workers=2, scorer=ThreadsScorer(),
+               progress=False)
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(tmp_path / "out" / "data").column("score").to_pylist()
+    assert scores == pytest.approx([max(1, cores // 2) / 100] * 12, abs=1e-6)
