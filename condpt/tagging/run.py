@@ -247,6 +247,8 @@ def _executor(cluster: Cluster, pipeline: list, tasks: int, workers: int, out: P
     if cluster.executor == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
+        _connect_ray()
+
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, cpus_per_task=cluster.cpus_per_task,
                                    gpus_per_task=cluster.gpus_per_task, mem_per_cpu_gb=cluster.mem_per_cpu_gb,
                                    logging_dir=logs)
@@ -324,6 +326,16 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _connect_ray() -> None:
+    """Join the Ray cluster (``RAY_ADDRESS``, else a local one); Ray is not a condpt dependency (docs/tagging.md)."""
+    try:
+        import ray
+    except ImportError:
+        raise TagRunError("--executor ray needs Ray: pip install 'ray>=2.9' (not a condpt dependency)") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
 
 
 def _run_quietly(executor) -> None:

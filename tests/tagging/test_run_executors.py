@@ -91,13 +91,25 @@ def test_slurm_submits_a_job_array_and_a_rerun_writes_the_report(tmp_path, monke
     assert same == {k: v for k, v in output_files(tmp_path / "local").items() if not k.startswith("report.")}
 
 
-def test_the_ray_executor_gives_each_task_a_fraction_of_a_cpu(tmp_path):
+def test_the_ray_executor_gives_each_task_a_fraction_of_a_cpu(tmp_path, monkeypatch):
     from datatrove.executor.ray import RayPipelineExecutor
 
+    monkeypatch.setattr(run_mod, "_connect_ray", lambda: None)  # Ray is not installed here (docs/tagging.md)
     ex = run_mod._executor(Cluster(executor="ray", cpus_per_task=0.5), [], tasks=4, workers=2, out=tmp_path)
     assert isinstance(ex, RayPipelineExecutor)
     assert ex.cpus_per_task == 0.5 and ex.world_size == 4 and ex.workers == 2
     assert ex.logging_dir.path == str((tmp_path / "logs").resolve())
+
+
+def test_without_ray_the_ray_executor_says_how_to_get_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed")
+    src = write_lines(tmp_path / "c.jsonl", _lines(3))
+    res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "o"), "--config", str(_cfg_file(tmp_path)),
+                                   "--executor", "ray", "--cpus-per-task", "0.5"])
+    assert res.exit_code == 2 and "--executor ray needs Ray: pip install" in res.output, res.output
 
 
 class ThreadsScorer:
