@@ -1,6 +1,6 @@
 """Conditional vs plain-MLE training throughput with the same recipe, and CPU MFU.
 
-Runs `recipes/condpt.py` (by default under `accelerate launch` with DeepSpeed ZeRO-2 on 2 CPU processes)
+Runs the recipe (`condpt.recipe`; by default under `accelerate launch` with DeepSpeed ZeRO-2 on 2 CPU processes)
 alternately with `data.policy.mode=condition` and `data.policy.mode=mle`, same model, data, seed and
 batch shape, and reads steady-state tokens/s and MFU from each run's metrics.jsonl (the first logged
 window, which includes warm-up, is dropped). Runs are interleaved and repeated because the machine is
@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from condpt.recipe import launch_command, shipped_config
+
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.98
 
@@ -38,13 +40,13 @@ def run_once(mode: str, out: Path, args) -> dict:
         f"train.max_steps={args.steps}", f"train.log_every={args.log_every}", "train.eval_every=0",
         "train.eval_batches=1", "train.save_every=0",
     ]
-    script = [str(REPO / "recipes" / "condpt.py"), "--config", str(REPO / "recipes/configs/tiny-cpu.yaml"), *overrides]
+    config = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
     if args.launcher == "python":
-        cmd = [sys.executable, *script]
+        cmd = [sys.executable, "-m", "condpt.recipe", "--config", str(config), *overrides]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / f"condpt/configs/accelerate/deepspeed-{args.launcher}-cpu.yaml"), "--main_process_port", "0",
-               *script]
+        cmd = launch_command(config, overrides,
+                             accelerate_config=shipped_config("accelerate", f"deepspeed-{args.launcher}-cpu"),
+                             extra_launch_args=["--main_process_port", "0"])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     res = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from condpt.recipe import launch_command, shipped_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +23,14 @@ BAND = "{low: 0.18, high: 0.96}"
 
 
 def _launch(zero: int, out: Path) -> None:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"),
-           "--main_process_port", "0", str(REPO / "recipes" / "condpt.py"),
-           "--config", str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
-           "model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512",
-           "data.block_size=64", "train.micro_batch_size=4", "train.log_every=1", "train.eval_every=0",
-           "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2", f"train.max_steps={STEPS}",
-           f"data.policy.band={BAND}", f"output_dir={out}"]
+    cmd = launch_command(
+        REPO / "recipes" / "configs" / "tiny-cpu.yaml",
+        ["model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512",
+         "data.block_size=64", "train.micro_batch_size=4", "train.log_every=1", "train.eval_every=0",
+         "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2", f"train.max_steps={STEPS}",
+         f"data.policy.band={BAND}", f"output_dir={out}"],
+        accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
+        extra_launch_args=["--main_process_port", "0"])
     log = out.parent / f"{out.name}.log"
     with log.open("w") as f:
         res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,

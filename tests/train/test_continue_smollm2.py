@@ -24,6 +24,8 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def run(smollm2_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smollm2-run") / "run"
+    # The one multi-process test launching the checkout entry `recipes/condpt.py` (as docs/recipe.md shows);
+    # the others launch `condpt.recipe.launch_command`.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / "condpt" / "configs" / "accelerate" / "deepspeed-zero2-cpu.yaml"), "--main_process_port", "0",
            str(REPO / "recipes" / "condpt.py"), "--config", str(CONFIG), f"model.checkpoint={smollm2_dir}",

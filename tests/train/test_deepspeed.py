@@ -14,13 +14,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from condpt.recipe import launch_command, shipped_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +31,8 @@ GOLDEN = Path(__file__).parent / "golden" / "zero2_tiny_losses.json"
 # moves the curve by up to 1.2e-3 relative. The slack is for other CPUs' float kernels, not for this one.
 GOLDEN_RTOL = 1e-4
 ZERO2_STEPS = 12
+CONFIG = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
 TINY = [
-    "--config", str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"),
     "model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}",
     "tokenizer.vocab_size=512", "data.block_size=64", "train.micro_batch_size=4",
     "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2",
@@ -39,9 +40,9 @@ TINY = [
 
 
 def _launch(zero: int, out: Path, *extra: str, popen: bool = False):
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"), "--main_process_port", "0",
-           str(REPO / "recipes" / "condpt.py"), *TINY, f"output_dir={out}", *extra]
+    cmd = launch_command(CONFIG, [*TINY, f"output_dir={out}", *extra],
+                         accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
+                         extra_launch_args=["--main_process_port", "0"])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(out.parent / f"{out.name}.log", "w")  # noqa: SIM115 - closed by the caller/GC
     if popen:
@@ -130,7 +131,7 @@ def _close(got: Any, want: Any, where: str) -> list[str]:
 
 
 def test_zero2_loss_curve_matches_golden(zero2_full):
-    args = [*TINY[2:], f"train.max_steps={ZERO2_STEPS}"]  # the config path itself is machine-specific
+    args = [*TINY, f"train.max_steps={ZERO2_STEPS}"]
     curve = _curve(zero2_full)
     if os.environ.get("CONDPT_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)

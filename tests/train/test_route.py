@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from condpt.recipe import launch_command, shipped_config
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +29,11 @@ STEPS = 6
 ROUTED_BLOCK = 1
 
 
-def _args(out: Path, checkpoint: Path | None = None) -> list[str]:
+def _overrides(out: Path, checkpoint: Path | None = None) -> list[str]:
     model = (["model.config=null", f"model.checkpoint={checkpoint}", "tokenizer.source=checkpoint"] if checkpoint
              else ["model.config={arch: llama, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512"])
     return [
-        "--config", str(REPO / "recipes" / "configs" / "tiny-cpu.yaml"), *model,
+        *model,
         "data.block_size=64", "train.micro_batch_size=4",
         "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0",
         "optim.warmup_steps=2", f"train.max_steps={STEPS}", "optim.weight_decay=0.0",
@@ -42,9 +43,9 @@ def _args(out: Path, checkpoint: Path | None = None) -> list[str]:
 
 
 def _launch(zero: int, out: Path, checkpoint: Path | None = None) -> None:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "condpt" / "configs" / "accelerate" / f"deepspeed-zero{zero}-cpu.yaml"),
-           "--main_process_port", "0", str(REPO / "recipes" / "condpt.py"), *_args(out, checkpoint)]
+    cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out, checkpoint),
+                         accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
+                         extra_launch_args=["--main_process_port", "0"])
     log = out.parent / f"{out.name}.log"
     with log.open("w") as f:
         res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,
@@ -59,8 +60,7 @@ def _initial_model(out: Path):
     from condpt.config import load_config
     from condpt.train import build_model
 
-    args = _args(out)
-    cfg = load_config(args[1], args[2:])
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out))
     return build_model(cfg, AutoTokenizer.from_pretrained(str(out / "final")))
 
 
