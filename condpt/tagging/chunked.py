@@ -5,9 +5,10 @@ records, about ``max_shard_bytes``); task ``rank`` of ``world_size`` takes the c
 ``k mod world_size = rank``, so a task's share does not depend on how many files there are, and every task of
 any executor (local, Slurm, Ray) reads the same stream. Chunk ``k`` becomes ``part-k`` in ``data/``,
 ``set_aside/``, ``quarantine/`` (and ``attributes/``), written atomically, then ``markers/part-k.json`` (its
-statistics, which the report sums, and what it was made from). When a task's last chunk is written,
+statistics, which the report sums, and what it was made from). Once the reader has read the stream to its end,
 ``tasks/NNNNN.json`` records what the task was made from (a hash chained over its chunks' raw records) and how
-many chunks the whole input has; datatrove then writes the task's completion file.
+many chunks the whole input has; it is trusted only with the completion file datatrove writes after the task's
+last chunk (`condpt.tagging.run` checks it against the input before a re-run skips the task).
 
 Every record becomes exactly one datatrove `Document`: a parsed one carries its text and id, an unusable one
 (malformed, missing text, a duplicate of an id this task has seen: docs/tagging.md#input) carries
@@ -103,14 +104,13 @@ class ChunkReader(PipelineStep):
             (k0, l0, _), (k1, l1, _) = chunk.records[0], chunk.records[-1]
             made_from = {"first": [k0, l0], "last": [k1, l1], "records": len(chunk.records), "digest": digest,
                          "chain": chain}
+            self.stat_update("records", value=len(chunk.records), unit="chunk")
             for p, (k, line, payload) in enumerate(chunk.records):
-                self.stat_update("records")
                 r = parse_record(specs[k], k, line, payload, fields)
                 if isinstance(r, Record) and r.id in seen:
                     r = Quarantined(k, line, f"duplicate id {r.id!r}", raw_bytes(payload), r.id)
                 meta = {"chunk": chunk.index, "made_from": made_from}
                 if isinstance(r, Quarantined):
-                    self.stat_update("quarantined")
                     meta[QUARANTINED] = {"input": specs[k].label, "line": r.line, "reason": r.reason, "id": r.id,
                                          "raw": r.raw, "source": specs[k].name}
                     yield Document(text="", id=f"quarantined:{chunk.index}:{p}", metadata=meta)
