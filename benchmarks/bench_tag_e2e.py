@@ -15,7 +15,7 @@ Every figure comes from one run of this script, side by side, each a fresh subpr
 Ratios: tag ÷ reference (target ≥ 0.8) and 2 workers ÷ 1 worker (target ≥ 1.7 on 2 idle cores). With
 ``--repeats R`` each is run R times, interleaved, and the fastest run of each is used. A warm-up run first
 trains/caches the shipped scorer so that one-off cost is not counted. ``--copies K`` repeats the corpus K times
-(records without ids: each line gets its own), so that start-up weighs less. CPU seconds (user + system of the
+(each copy's ids suffixed ``-k``), so that start-up weighs less. CPU seconds (user + system of the
 process and every process under it) are printed beside the wall clock: on a loaded machine they show what
 the work costs when wall-clock ratios cannot.
 
@@ -116,15 +116,15 @@ def main() -> None:
         inp = tmp / "gutenberg.jsonl"
         size = docs = 0
         with inp.open("wb") as dst:
-            for _ in range(args.copies):
+            for copy in range(args.copies):
                 with DATA.open("rb") as src:
                     for i, line in enumerate(src):
                         rec = json.loads(line)
-                        line = (json.dumps({"text": rec["text"]}) + "\n").encode()  # ids: from the line
+                        line = (json.dumps({"id": f"{rec['id']}-{copy}", "text": rec["text"]}) + "\n").encode()
                         dst.write(line)
                         size += len(line)
                         docs += 1
-                        if size >= args.limit_mb * 1e6 * (_ + 1) or i + 1 >= args.limit_docs:
+                        if size >= args.limit_mb * 1e6 * (copy + 1) or i + 1 >= args.limit_docs:
                             break
         cfg = tmp / "tag.yaml"
         cfg.write_text(f"granularity: document\nrows_per_shard: {args.rows_per_shard}\n")

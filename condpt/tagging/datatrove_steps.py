@@ -54,6 +54,13 @@ GUARD_FILE = "condpt_pipeline.json"
 _CASCADES: dict[str, Cascade] = {}
 
 
+def share_cascade(cascade: Cascade) -> None:
+    """Let the `CondptTagger` steps of this process with `cascade`'s config use it (its scorer already loaded)
+    instead of loading their own: `condpt tag` loads the scorer before the executor starts (its threshold goes
+    into the report), and with ``workers=1`` the tasks run in the same process."""
+    _CASCADES[json.dumps(cascade.cfg.model_dump(mode="json"), sort_keys=True)] = cascade
+
+
 class CondptReader(PipelineStep):
     """Read `inputs` (files or directories, as `condpt tag` takes them) with condpt's reader; task `rank` of
     `world_size` reads inputs ``rank, rank + world_size, ...`` of the expanded list (in the order given, a

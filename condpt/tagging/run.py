@@ -62,6 +62,7 @@ from condpt.tagging.chunked import (
     task_chains,
     task_file,
 )
+from condpt.tagging.datatrove_steps import share_cascade
 
 __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
            "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
@@ -181,6 +182,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
     cascade = Cascade(cfg, **scorers)
     threshold = _load_scorer(cascade, cfg, scorer is not None)
+    if all(v is None for v in scorers.values()):
+        share_cascade(cascade)  # tasks run in this process (workers=1) reuse the loaded scorer
     meta = _meta(cascade, cfg, scorer is not None)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / TMP / "main"

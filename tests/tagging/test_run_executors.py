@@ -160,3 +160,19 @@ def test_workers_score_with_their_thread_share(tmp_path, torch_threads):
 
     scores = pq.read_table(tmp_path / "out" / "data").column("score").to_pylist()
     assert scores == pytest.approx([max(1, cores // 2) / 100] * 12, abs=1e-6)
+
+
+def test_one_worker_reuses_the_scorer_the_run_loaded(tmp_path, monkeypatch):
+    from condpt.tagging import classifiers
+
+    loads = []
+
+    def load_scorer(spec):
+        loads.append(spec)
+        return ThreadsScorer()
+
+    monkeypatch.setattr(classifiers, "load_scorer", load_scorer)
+    src = write_lines(tmp_path / "c.jsonl", _lines(6))
+    cfg = TagConfig(rows_per_shard=2, classifier={"spec": str(tmp_path / "my-scorer")})  # a spec no test shares
+    tag_corpus([src], tmp_path / "out", cfg, tasks=3, workers=1, progress=False)
+    assert loads == [str(tmp_path / "my-scorer")]  # by the run, for its threshold; the three tasks reuse it
