@@ -365,6 +365,17 @@ def protect_plain_generation(model, tokenizer, manifest) -> list[int]:
     return banned
 
 
+def _retie(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """`state` with every name of a parameter the model shares (tied embeddings) pointing at one tensor.
+    `save_pretrained` stores a tied matrix once only when its names alias one tensor, and a gathered state dict
+    holds a copy per name: ZeRO-2's (accelerate clones every tensor), the float32 cast of ZeRO-3's 16-bit one."""
+    first: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if name in state:
+            state[name] = state[first.setdefault(id(p), name)]
+    return state
+
+
 def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) -> Path:
     """OUTPUT_DIR/final: `save_pretrained` with the gathered state dict (every rank must call
     `get_state_dict`: under ZeRO-3 it gathers the shards) + tokenizer + manifest. Weights are stored as
@@ -375,6 +386,7 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) 
     if accelerator.is_main_process:
         state = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
         unwrapped = accelerator.unwrap_model(model)
+        state = _retie(state, unwrapped)
         unwrapped.config.dtype = torch.float32
         protect_plain_generation(unwrapped, tokenizer, manifest)
         # Gradient routing: final/ is the ablated model (the routed units' tensors left out: the original
