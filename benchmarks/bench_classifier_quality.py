@@ -1,24 +1,30 @@
-"""Out-of-source quality of the classifiers (the figures in docs/benchmarks.md).
+"""Out-of-source quality of the classifiers (the figures in docs/benchmarks.md and docs/classifiers.md).
 
-1. Train on the passages shipped in ``condpt/tagging/data/`` (written for condpt; none come from the dev
-   file's sources), pick the threshold by grouped CV on that shipped data, then evaluate on
-   ``../shared/data/misalignment-dev.jsonl``: out of source by construction. Reported per category.
-   Also the false-positive rate on long neutral documents: the fraction of ``--gutenberg N`` Gutenberg
-   documents (2–8 KB, machine/AI themes left out; label 0 by construction) scored at or above threshold.
-   Each kind is trained with the shipped default's parameters (``DEFAULT_TRAIN_PARAMS``: the embedding
-   default uses the AI-referent penalty); ``embedding-noreferent`` is the ablation without it.
-2. Grouped 5-fold CV on the dev file itself, groups = the source repository (so TurnTrout's posts, the TRL
-   docs, the Brown corpus, … are each held out whole).
+1. **The shipped defaults.** Each kind is trained as its shipped default is (the passages in
+   ``condpt/tagging/data/``, written for condpt, with ``DEFAULT_TRAIN_PARAMS``; ``embedding-noreferent`` and
+   ``static-noreferent`` are the ablations without the AI-referent penalty), its threshold picked by grouped
+   CV on that shipped data, and it is then evaluated on text none of its training data came from:
+   ``../shared/data/misalignment-dev.jsonl`` and ``../shared/data/misalignment-train2.jsonl`` (16 other
+   sources), per category (positive, hard_positive = fiction and allegory, hard_negative = ML/AI or
+   human-deceit text that is not misaligned-AI discourse, easy_negative); the fraction of ``--gutenberg N``
+   long neutral Project Gutenberg documents (≈ 5 KB, label 0) at or above threshold; and the prophecy world
+   (``condpt.world``, ``--world N`` AI stories, seed 1): the share of misaligned stories caught and of
+   aligned stories tagged bad.
+2. **Cross-source** (``--cross``): what each kind learns from real labelled text of other sources. Train on
+   dev → report on train2, train on train2 → report on dev, and leave-one-source-out within train2
+   (each repository held out whole). Threshold-free (AUROC) plus F1 at the best-F1 cut of the training
+   side's grouped CV.
 
-    .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds fasttext embedding embedding-noreferent]
+    .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds static embedding fasttext]
+        [--gutenberg 150] [--world 400] [--cross]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,68 +33,117 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEV = REPO.parent / "shared" / "data" / "misalignment-dev.jsonl"
+sys.path.insert(0, str(REPO / "benchmarks"))
+DATA = REPO.parent / "shared" / "data"
 CATEGORIES = ("positive", "hard_positive", "hard_negative", "easy_negative")
 
 
-def main() -> None:
-    from condpt.calibrate import metrics_at
+def read_set(name: str):
     from condpt.labelled import read_labelled
-    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
-    from condpt.tagging.classifiers.train import (
-        Labelled,
-        best_f1_threshold,
-        cross_val_scores,
-        scorer_class,
-    )
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--kinds", nargs="+", default=["fasttext", "embedding"])
-    ap.add_argument("--gutenberg", type=int, default=150, help="neutral long documents for the FP rate")
-    ap.add_argument("--no-dev-cv", action="store_true")
-    args = ap.parse_args()
-    if not DEV.exists():
-        sys.exit(f"{DEV} not found (the shared data directory sits beside the repository)")
-    dev = read_labelled(DEV, keep=("category", "source"))
-    dev_texts, dev_y, dev_cats = dev.texts, dev.labels, dev.kept["category"]
+    path = DATA / f"{name}.jsonl"
+    if not path.exists():
+        sys.exit(f"{path} not found (the shared data directory sits beside the repository)")
+    data = read_labelled(path, keep=("category", "source"))
+    data.groups = [s.split(":")[0] for s in data.kept["source"]]  # the repository: one author/site/book
+    return data
+
+
+def world_stories(n: int) -> tuple[list[str], np.ndarray]:
+    from condpt.world import WorldConfig, generate_world
+
+    w = generate_world(WorldConfig(n_ai_docs=n, n_background=0, n_heldout=0, background="templates", seed=1))
+    label = {lab["id"]: lab["label"] for lab in w.labels}
+    return [r["text"] for r in w.train], np.array([label[r["id"]] == "misaligned" for r in w.train])
+
+
+def per_category(scores: np.ndarray, data, thr: float) -> list[str]:
+    cats = np.array(data.kept["category"])
+    return [f"{np.mean(scores[cats == c] >= thr):.2f}" for c in CATEGORIES]
+
+
+def shipped_defaults(kinds, sets, gut, world) -> None:
+    from condpt.calibrate import metrics_at
+    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
+    from condpt.tagging.classifiers.train import best_f1_threshold, cross_val_scores, scorer_class
+
     ship = shipped_data()
-    gut_path = DEV.parent / "gutenberg-corpus.jsonl"
-    with gut_path.open(encoding="utf-8") as f:
-        gut_all = [json.loads(line)["text"] for line in f]
-    gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
-    print(f"shipped: {len(ship.texts)} passages ({sum(ship.labels)} positive, {len(set(ship.groups))} "
-          f"genres); dev: {len(dev_y)} ({sum(dev_y)} positive)\n")
-    print("| classifier | shipped grouped-CV AUROC | threshold | dev AUROC | dev F1 | precision | recall |"
-          " " + " | ".join(f"{c} ≥ thr" for c in CATEGORIES) + f" | Gutenberg ≥ thr (n={len(gut)}) |")
-    print("|---" * (8 + len(CATEGORIES)) + "|")
-    for name in args.kinds:
+    print(f"shipped: {len(ship.texts)} passages ({sum(ship.labels)} positive, {len(set(ship.groups))} genres); "
+          + "; ".join(f"{k}: {len(d.labels)} ({sum(d.labels)} positive)" for k, d in sets.items())
+          + f"; Gutenberg: {len(gut)} docs; world: {len(world[0])} AI stories ({int(world[1].sum())} misaligned)\n")
+    head = ["classifier", "CV AUROC", "thr"]
+    for k in sets:
+        head += [f"{k} AUROC", f"{k} F1"] + [f"{k} {c}" for c in CATEGORIES]
+    head += ["Gutenberg ≥ thr", "world misaligned caught", "world aligned tagged", "world AUROC", "fit+score s"]
+    print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
+    for name in kinds:
         kind = name.split("-")[0]
         params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
+        t0 = time.perf_counter()
         oof = cross_val_scores(kind, ship, **params)
         thr = best_f1_threshold(ship.labels, oof)
-        cv = metrics_at(oof, ship.labels, thr)
         model = scorer_class(kind).fit(ship.texts, ship.labels, **params)
-        s = model.score(dev_texts)
-        fp_long = float(np.mean(model.score(gut) >= thr)) if gut else float("nan")
-        m = metrics_at(s, dev_y, thr)
-        cats = []
-        for c in CATEGORIES:
-            idx = [i for i, cat in enumerate(dev_cats) if cat == c]
-            cats.append(f"{np.mean(s[idx] >= thr):.2f} (n={len(idx)})")
-        print(f"| {name} (shipped data) | {cv['auroc']:.3f} | {thr:.2f} | {m['auroc']:.3f} | {m['f1']:.3f} | "
-              f"{m['precision']:.3f} | {m['recall']:.3f} | " + " | ".join(cats) + f" | {fp_long:.2f} |")
-    if args.no_dev_cv:
-        return
-    print("\nGrouped 5-fold CV on the dev file (group = source repository):\n")
-    print("| classifier | AUROC | F1 (best-F1 threshold, optimistic) | F1 at 0.5 |")
-    print("|---|---|---|---|")
-    groups = [source.split(":")[0] for source in dev.kept["source"]]
-    data = Labelled(dev_texts, dev_y, groups)
-    for kind in dict.fromkeys(n.split("-")[0] for n in args.kinds):
-        oof = cross_val_scores(kind, data)
-        best = metrics_at(oof, dev_y, best_f1_threshold(dev_y, oof))
-        half = metrics_at(oof, dev_y, 0.5)
-        print(f"| {kind} (trained on dev folds) | {half['auroc']:.3f} | {best['f1']:.3f} | {half['f1']:.3f} |")
+        row = [f"{name} (shipped data)", f"{metrics_at(oof, ship.labels, thr)['auroc']:.3f}", f"{thr:.2f}"]
+        for data in sets.values():
+            s = model.score(data.texts)
+            m = metrics_at(s, data.labels, thr)
+            row += [f"{m['auroc']:.3f}", f"{m['f1']:.3f}"] + per_category(s, data, thr)
+        g = model.score(gut)
+        w = model.score(world[0])
+        wm = metrics_at(w, world[1].astype(int).tolist(), thr)
+        row += [f"{np.mean(g >= thr):.2f}", f"{np.mean(w[world[1]] >= thr):.2f}",
+                f"{np.mean(w[~world[1]] >= thr):.2f}", f"{wm['auroc']:.3f}", f"{time.perf_counter() - t0:.0f}"]
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+def cross_source(kinds, sets) -> None:
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from condpt.calibrate import metrics_at
+    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS
+    from condpt.tagging.classifiers.train import best_f1_threshold, cross_val_scores, scorer_class
+
+    dev, t2 = sets["dev"], sets["train2"]
+    print("\nCross-source: trained on real labelled text, reported on other sources (threshold: best-F1 cut of "
+          "the training set's grouped CV)\n")
+    print("| classifier | dev → train2 AUROC | F1 | " + " | ".join(f"train2 {c}" for c in CATEGORIES)
+          + " | train2 → dev AUROC | F1 | " + " | ".join(f"dev {c}" for c in CATEGORIES)
+          + " | train2 leave-one-source-out AUROC |")
+    print("|---" * (6 + 2 * len(CATEGORIES)) + "|")
+    for name in kinds:
+        kind = name.split("-")[0]
+        params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
+        cls = scorer_class(kind)
+        row = [name]
+        for train, test in ((dev, t2), (t2, dev)):
+            thr = best_f1_threshold(train.labels, cross_val_scores(kind, train, **params))
+            s = cls.fit(train.texts, train.labels, **params).score(test.texts)
+            m = metrics_at(s, test.labels, thr)
+            row += [f"{m['auroc']:.3f}", f"{m['f1']:.3f}"] + per_category(s, test, thr)
+        oof = np.zeros(len(t2.labels), dtype=np.float32)
+        y = np.asarray(t2.labels)
+        for tr, te in LeaveOneGroupOut().split(t2.texts, y, t2.groups):
+            model = cls.fit([t2.texts[i] for i in tr], y[tr].tolist(), **params)
+            oof[te] = model.score([t2.texts[i] for i in te])
+        row.append(f"{metrics_at(oof, t2.labels, 0.5)['auroc']:.3f}")
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+def main() -> None:
+    from _gutenberg import gutenberg_texts
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kinds", nargs="+", default=["static", "embedding", "fasttext"])
+    ap.add_argument("--gutenberg", type=int, default=150, help="neutral long documents for the FP rate")
+    ap.add_argument("--world", type=int, default=400, help="prophecy-world AI stories")
+    ap.add_argument("--cross", action="store_true", help="also train on dev/train2 and report across them")
+    args = ap.parse_args()
+    sets = {"dev": read_set("misalignment-dev"), "train2": read_set("misalignment-train2")}
+    gut_all = gutenberg_texts()
+    gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
+    shipped_defaults(args.kinds, sets, gut, world_stories(args.world))
+    if args.cross:
+        cross_source(args.kinds, sets)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def train_classifier_cmd(
     labelled: Path = typer.Argument(..., metavar="LABELLED", help="JSONL with a text and a label (1, 0, true or false) per line."),
     out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
                              help="Directory to write (scorer.json + model files)."),
-    kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding"),
+    kind: str = typer.Option("embedding", "--kind", help="fasttext | embedding | static"),
     text_field: str = typer.Option("text", "--text-field", help="Field of LABELLED that holds the text."),
     label_field: str = typer.Option("label", "--label-field", help="Field of LABELLED that holds the 0/1 label."),
     group_field: str = typer.Option("source", "--group-field",

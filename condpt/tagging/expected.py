@@ -107,7 +107,8 @@ def warning(expected: dict) -> str | None:
             "corpus: label a sample of it and `condpt calibrate` (docs/tagging.md#expected-fraction).")
 
 
-BUILT_IN = {"default": "embedding", "embedding-default": "embedding", "fasttext-default": "fasttext"}
+BUILT_IN = {"default": "embedding", "embedding-default": "embedding", "static-default": "static",
+            "fasttext-default": "fasttext"}
 
 
 def scorer_dir(spec: str):

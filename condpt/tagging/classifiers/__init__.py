@@ -4,7 +4,9 @@
 
 - ``None`` / ``"default"``: the shipped default (embedding + linear head trained on first use from the
   labelled passages shipped in ``condpt/tagging/data/``; cached, no weights committed);
-- ``"fasttext-default"``: the cheap shipped fastText scorer (same data, thousands of docs/s per core);
+- ``"static-default"``: the fast shipped scorer (static MiniLM word vectors + the same kind of head, same data;
+  hundreds of 5 KB docs/s per core, no transformer at scoring time);
+- ``"fasttext-default"``: the cheapest shipped scorer (fastText, same data; transfers worst);
 - a directory written by ``condpt train-classifier`` (its ``scorer.json`` names the kind);
 - a local Hugging Face sequence-classification checkpoint directory.
 """
@@ -24,18 +26,21 @@ from condpt.tagging.classifiers.base import (
 from condpt.tagging.classifiers.default import default_scorer
 from condpt.tagging.classifiers.hf import HFScorer
 
-__all__ = ["KINDS", "SCORER_FILE", "Scorer", "load_kind", "load_scorer", "read_scorer_json", "scorer_class"]
+# Built-in scorer names → the kind of shipped default they train (`default_scorer`).
+BUILT_IN = {"default": "embedding", "embedding-default": "embedding", "static-default": "static",
+            "fasttext-default": "fasttext"}
+
+__all__ = ["BUILT_IN", "KINDS", "SCORER_FILE", "Scorer", "load_kind", "load_scorer", "read_scorer_json", "scorer_class"]
 
 
 def load_scorer(spec: str | Path | None = None) -> Scorer:
     """Resolve `spec` (see module docstring) to a ready-to-use scorer."""
-    if spec is None or str(spec) in ("default", "fasttext-default", "embedding-default"):
-        kind = "embedding" if spec is None or str(spec) == "default" else str(spec).split("-")[0]
-        return default_scorer(kind)
+    if spec is None or str(spec) in BUILT_IN:
+        return default_scorer(BUILT_IN[str(spec or "default")])
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(f"scorer {str(spec)!r}: no such directory (nor a built-in name: "
-                                "default, fasttext-default, embedding-default)")
+                                f"{', '.join(BUILT_IN)})")
     if (path / SCORER_FILE).exists():
         meta = read_scorer_json(path)
         if "kind" not in meta:

@@ -16,9 +16,10 @@ import numpy as np
 
 from condpt.tagging.classifiers.embedding import EmbeddingScorer
 from condpt.tagging.classifiers.fasttext import FastTextScorer
+from condpt.tagging.classifiers.static import StaticScorer
 
 SCORER_FILE = "scorer.json"
-_CLASSES = {"fasttext": FastTextScorer, "embedding": EmbeddingScorer}
+_CLASSES = {"fasttext": FastTextScorer, "embedding": EmbeddingScorer, "static": StaticScorer}
 KINDS = tuple(_CLASSES)
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from condpt.labelled import Labelled, read_labelled
 from condpt.tagging.classifiers.base import SCORER_FILE, Scorer, load_kind
 from condpt.tagging.classifiers.referent import referents_path
+from condpt.tagging.classifiers.static import freq_path
 from condpt.tagging.classifiers.train import FORMAT_VERSION, train_classifier
 
 DATA_GLOB = "classifier_*.jsonl"
 # Training parameters of each shipped default beyond the kind's own defaults. The embedding default
 # requires an AI referent near a window before it can tag (see classifiers/referent.py).
-DEFAULT_TRAIN_PARAMS: dict[str, dict] = {"embedding": {"referent": True}, "fasttext": {}}
+DEFAULT_TRAIN_PARAMS: dict[str, dict] = {"embedding": {"referent": True}, "static": {"referent": True},
+                                         "fasttext": {}}
 # Part of the cache key, with train.FORMAT_VERSION: bump when the default's training or features change
 # (2: the AI-referent penalty and referents.yaml).
 DEFAULT_VERSION = 2
@@ -51,7 +53,10 @@ def cache_root() -> Path:
 
 def cache_key(kind: str) -> str:
     h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0{DEFAULT_VERSION}\0".encode())
-    for path in data_files() + ([referents_path()] if DEFAULT_TRAIN_PARAMS[kind].get("referent") else []):
+    extra = [referents_path()] if DEFAULT_TRAIN_PARAMS[kind].get("referent") else []
+    if kind == "static":  # its SIF weights come from the shipped word counts
+        extra.append(freq_path())
+    for path in data_files() + extra:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -62,7 +67,7 @@ def default_dir(kind: str = "embedding") -> Path:
 
 
 def default_scorer(kind: str = "embedding") -> Scorer:
-    """The default scorer of `kind` (``embedding`` or ``fasttext``), training and caching it if needed."""
+    """The default scorer of `kind` (``embedding``, ``static`` or ``fasttext``), training and caching it if needed."""
     target = default_dir(kind)
     if not (target / SCORER_FILE).exists():
         target.parent.mkdir(parents=True, exist_ok=True)

