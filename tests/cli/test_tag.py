@@ -143,12 +143,13 @@ def _tag_subprocess(args, **kw):
 
 
 @pytest.mark.slow
-def test_sigkill_and_restart_is_byte_identical(tmp_path, english_texts):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_and_restart_is_byte_identical(tmp_path, english_texts, workers):
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"text": t + " the robot uprising."}) + "\n" for t in english_texts * 2))
     cfgp = tmp_path / "tag.yaml"
     cfgp.write_text("classifier: {spec: none}\ngranularity: sentence\nrows_per_shard: 20\n")
-    args = [src, "--config", cfgp, "--quiet"]
+    args = [src, "--config", cfgp, "--quiet", "--tasks", "3", "--workers", str(workers)]
     clean = _tag_subprocess([*args, "--out", tmp_path / "clean"])
     assert clean.wait(timeout=300) == 0, clean.stderr.read().decode()
     proc = _tag_subprocess([*args, "--out", tmp_path / "killed"])
