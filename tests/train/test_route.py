@@ -79,7 +79,9 @@ def _check(out: Path, init) -> None:
     final = out / "final"
     with safe_open(str(final / "model.safetensors"), "pt") as f:
         assert not [k for k in f.keys() if ROUTED in k]  # noqa: SIM118 - safe_open is not iterable
+        assert "lm_head.weight" not in f.keys()  # noqa: SIM118 - tied: the embedding once, as save_pretrained writes it
     model = AutoModelForCausalLM.from_pretrained(str(final)).eval()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
     fresh = AutoModelForCausalLM.from_config(model.config)
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in fresh.state_dict().items()}
     ids = torch.tensor([[5, 6, 7, 8]])
