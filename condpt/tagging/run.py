@@ -227,8 +227,10 @@ def _pipeline(specs: list[InputSpec], out: Path, cfg: TagConfig, threshold: floa
     from condpt.tagging.datatrove_steps import CondptTagger
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # local: W processes share this machine's cores; a cluster task has its own (None: what it is given)
-    threads = max(1, cores // workers) if cluster.executor == "local" else None
+    # local: W processes share this machine's cores. Slurm: a task's affinity is the CPUs it was given (None: all
+    # of them). Ray pins nothing, so a task would see the whole node: its own --cpus-per-task (at least 1).
+    threads = {"local": max(1, cores // workers), "slurm": None,
+               "ray": max(1, int(cluster.cpus_per_task))}[cluster.executor]
     return [ChunkReader(specs, cfg, out),
             CondptTagger(cfg, threads=threads, **{k: v for k, v in scorers.items() if v is not None}),
             ChunkWriter(out, cfg, threshold, attributes)]

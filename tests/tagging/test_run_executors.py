@@ -148,7 +148,10 @@ def test_each_local_worker_gets_its_share_of_the_cores(tmp_path, monkeypatch, to
     [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster())
     assert isinstance(tagger, CondptTagger) and tagger.threads == 2  # 3 workers x 2 threads <= 8 cores
     [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster(executor="slurm"))
-    assert tagger.threads is None  # a cluster task: the cores it was given
+    assert tagger.threads is None  # a Slurm task: the cores it was given (its affinity)
+    ray = Cluster(executor="ray", cpus_per_task=3)
+    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, ray)
+    assert tagger.threads == 3  # Ray sets no affinity: the CPUs the task reserved
 
 
 def test_workers_score_with_their_thread_share(tmp_path, torch_threads):
