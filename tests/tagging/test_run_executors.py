@@ -179,3 +179,25 @@ def test_one_worker_reuses_the_scorer_the_run_loaded(tmp_path, monkeypatch):
     cfg = TagConfig(rows_per_shard=2, classifier={"spec": str(tmp_path / "my-scorer")})  # a spec no test shares
     tag_corpus([src], tmp_path / "out", cfg, tasks=3, workers=1, progress=False)
     assert loads == [str(tmp_path / "my-scorer")]  # by the run, for its threshold; the three tasks reuse it
+
+
+class BrokenScorer:
+    """Fails on the batch holding document 7."""
+
+    name, threshold = "broken", 0.5
+
+    def score(self, texts):
+        if any(t.startswith("Document 7.") for t in texts):
+            raise RuntimeError("scorer broke on document 7")
+        return np.full(len(texts), 0.1, np.float32)
+
+
+def test_a_task_that_fails_in_a_worker_fails_the_run_with_its_error(tmp_path):
+    src = write_lines(tmp_path / "c.jsonl", _lines(12))
+    with pytest.raises(RuntimeError, match="scorer broke on document 7"):
+        tag_corpus([src], tmp_path / "out", TagConfig(rows_per_shard=3), tasks=2, workers=2, scorer=BrokenScorer(),
+                   progress=False)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not report["complete"] and "scorer broke on document 7" in report["error"]
+    completions = tmp_path / "out" / "logs" / "completions"
+    assert "00000" not in {p.name for p in completions.iterdir()} if completions.exists() else True  # chunks 0, 2
