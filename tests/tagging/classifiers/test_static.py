@@ -159,3 +159,30 @@ def test_the_word_counts_ship_in_the_wheel():
     name = st.freq_path().name
     assert st.freq_path().is_file()
     assert any(fnmatch.fnmatch(name, g.split("/")[-1]) for g in globs), (name, globs)
+
+
+def test_train_classifier_kind_static_round_trips_through_load_scorer(tmp_path):
+    from condpt.labelled import Labelled
+    from condpt.tagging.classifiers.default import shipped_data
+    from condpt.tagging.classifiers.train import train_classifier
+
+    ship = shipped_data()
+    half = Labelled(ship.texts[::2], ship.labels[::2], ship.groups[::2])
+    meta = train_classifier(half, tmp_path, kind="static", n_splits=3, referent=True)
+    assert json.loads((tmp_path / "scorer.json").read_text())["kind"] == "static"
+    assert meta["cv"]["at_threshold"]["auroc"] > 0.7
+    scorer = load_scorer(tmp_path)
+    assert isinstance(scorer, st.StaticScorer) and scorer.threshold == pytest.approx(meta["threshold"])
+    s = scorer.score([MISALIGNED, NEUTRAL])
+    assert s[0] > s[1]
+
+
+def test_the_cascade_tags_with_static_default():
+    from condpt.tagging.cascade import Cascade, TagConfig
+
+    texts = [MISALIGNED, *HARD_NEGATIVES, NEUTRAL]
+    cascade = Cascade(TagConfig(classifier={"spec": "static-default"}, granularity="document"))
+    out = cascade({"id": [str(i) for i in range(len(texts))], "text": texts, "source": ["t"] * len(texts)})
+    assert cascade.threshold == pytest.approx(load_scorer("static-default").threshold)
+    assert out["tag"] == ["bad"] + ["good"] * (len(texts) - 1)
+    assert set(out["stage"]) == {"classifier"}
