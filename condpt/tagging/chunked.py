@@ -44,11 +44,11 @@ from condpt.corpus import (
     write_parquet_atomic,
 )
 from condpt.corpus import Document as Record
-from condpt.corpus.read import Fields, raw_bytes
+from condpt.corpus.read import raw_bytes
 from condpt.corpus.write import write_text_atomic
 from condpt.tagging.attributes import attributes_table
 from condpt.tagging.cascade import TagConfig
-from condpt.tagging.datatrove_steps import DECISION_KEYS, QUARANTINED
+from condpt.tagging.datatrove_steps import DECISION_KEYS, QUARANTINED, fields_of
 
 TMP, DATA, SET_ASIDE, QUARANTINE, MARKERS, TASKS = ".tmp", "data", "set_aside", "quarantine", "markers", "tasks"
 PARTS = (DATA, SET_ASIDE, QUARANTINE)
@@ -59,10 +59,6 @@ PROGRESS_EVERY = 0.5  # seconds between progress-file updates of a task
 
 def part_name(k: int) -> str:
     return f"part-{k:06d}"
-
-
-def fields_of(cfg: TagConfig) -> Fields:
-    return Fields(cfg.text_field, cfg.id_field, cfg.source_field)
 
 
 def chain_hash(chain: str, digest: str) -> str:

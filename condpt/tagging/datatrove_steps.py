@@ -38,6 +38,7 @@ try:
 except ImportError as e:  # an optional extra: say which
     raise ImportError(f"condpt.tagging.datatrove_steps needs datatrove: pip install 'condpt[datatrove]' ({e})") from e
 
+from condpt.corpus.read import Fields
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS
 from condpt.tagging.cascade import Cascade, TagConfig
 
@@ -52,6 +53,11 @@ GUARD_FILE = "condpt_pipeline.json"
 
 # one cascade per config and process: a worker that runs several tasks loads the lexicon and scorer once
 _CASCADES: dict[str, Cascade] = {}
+
+
+def fields_of(cfg: TagConfig) -> Fields:
+    """The record fields `cfg` names (text, id, source), as condpt's reader takes them."""
+    return Fields(cfg.text_field, cfg.id_field, cfg.source_field)
 
 
 def share_cascade(cascade: Cascade) -> None:
@@ -87,7 +93,6 @@ class CondptReader(PipelineStep):
         from condpt.corpus import Document as Record
         from condpt.corpus import check_inputs, expand_inputs, iter_records, parse_record
         from condpt.corpus.read import Quarantined, raw_bytes
-        from condpt.tagging.chunked import fields_of
 
         if data:
             yield from data
