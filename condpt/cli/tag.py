@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def tag_cmd(
                                          "document, no text (to join tags to a corpus kept elsewhere)."),
 ) -> None:
     """Tag every document (and segment) of INPUT... with a score and a good/bad tag."""
+    # datatrove logs a failed task with loguru, whose tracebacks print every variable's value by default: the
+    # documents of the batch, on the terminal. Set before loguru is first imported; workers inherit it.
+    os.environ.setdefault("LOGURU_DIAGNOSE", "NO")
     from pydantic import ValidationError
 
     from condpt.corpus import CorpusError, shown

@@ -201,3 +201,37 @@ def test_a_task_that_fails_in_a_worker_fails_the_run_with_its_error(tmp_path):
     assert not report["complete"] and "scorer broke on document 7" in report["error"]
     completions = tmp_path / "out" / "logs" / "completions"
     assert "00000" not in {p.name for p in completions.iterdir()} if completions.exists() else True  # chunks 0, 2
+
+
+_BROKEN_CLI = '''
+import sys
+import numpy as np
+import condpt.tagging.classifiers as classifiers
+
+class Broken:
+    name, threshold = "broken", 0.5
+
+    def score(self, texts):
+        if any(t.startswith("Document 7.") for t in texts):
+            raise RuntimeError("scorer broke on document 7")
+        return np.full(len(texts), 0.1, np.float32)
+
+classifiers.load_scorer = lambda spec: Broken()
+from condpt.cli import main
+sys.argv = ["condpt", "tag", sys.argv[1], "--out", sys.argv[2], "--classifier", "broken", "--quiet"]
+main()
+'''
+
+
+def test_a_failure_mid_run_shows_the_error_not_the_documents(tmp_path):
+    """datatrove logs a failed task with loguru, whose default traceback prints every variable's value (here
+    the batch's texts) on the terminal; `condpt tag` turns that off (LOGURU_DIAGNOSE)."""
+    import subprocess
+    import sys
+
+    src = write_lines(tmp_path / "c.jsonl", _lines(12))
+    env = {k: v for k, v in os.environ.items() if k != "LOGURU_DIAGNOSE"}
+    res = subprocess.run([sys.executable, "-c", _BROKEN_CLI, str(src), str(tmp_path / "o")], capture_output=True,
+                         text=True, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, check=False)
+    assert res.returncode != 0 and "scorer broke on document 7" in res.stderr, res.stderr[-3000:]
+    assert "Calm tea" not in res.stderr, res.stderr[-3000:]
