@@ -235,17 +235,29 @@ def base_checkpoint(checkpoint: Path, out: Path) -> Path:
     return base
 
 
+TRAINED_WITH = "trained_with.json"  # what defines an arm's training (not where its files were): resume checks it
+
+
 def train_arm(cfg: EvidenceConfig, arm: ArmConfig, checkpoint: Path, tagged: Path, run_dir: Path) -> None:
-    """The recipe run of one arm (skipped when its `final/` exists); its wall time goes to train_seconds.json."""
+    """The recipe run of one arm (skipped when its `final/` exists and was trained as the config asks now; one
+    trained otherwise is an error, never mixed in); its wall time goes to train_seconds.json."""
     from condpt.experiment import launch_recipe
 
+    policy = {**arm.policy, "seed": cfg.seed}
+    trained_with = {"recipe": cfg.recipe.name, "seed": cfg.seed,
+                    "overrides": [*policy_overrides(policy), *cfg.overrides, *arm.overrides]}
     if (run_dir / "final" / "config.json").is_file():
+        before = json.loads((run_dir / TRAINED_WITH).read_text()) if (run_dir / TRAINED_WITH).is_file() else None
+        if before != trained_with:
+            raise RuntimeError(f"{run_dir}: trained with {before}, but the config now asks for {trained_with}; "
+                               f"remove {run_dir} or use another out_dir")
         return
     t0 = time.time()
-    policy = {**arm.policy, "seed": cfg.seed}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / TRAINED_WITH).write_text(json.dumps(trained_with, indent=1) + "\n")
     ovr = [f"output_dir={run_dir}", f"seed={cfg.seed}", f"model.checkpoint={checkpoint}",
            f"data.sources.0.path={tagged}", "tokenizer.source=checkpoint", "train.resume=never",
-           *policy_overrides(policy), *cfg.overrides, *arm.overrides]
+           *trained_with["overrides"]]
     launch_recipe(cfg.recipe, cfg.accelerate_config, ovr, run_dir / "train.log")
     (run_dir / "train_seconds.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}) + "\n")
 

@@ -89,6 +89,17 @@ def test_a_second_run_trains_and_scores_nothing(evidence):
     assert [p.stat().st_mtime_ns for p in watched] == before
 
 
+@pytest.mark.slow
+def test_an_arm_trained_under_another_config_is_an_error(evidence, tmp_path):
+    path = evidence[0]
+    cfg = yaml.safe_load(path.read_text())
+    cfg["overrides"] = [o.replace("optim.warmup_steps=1", "optim.warmup_steps=2") for o in cfg["overrides"]]
+    changed = tmp_path / "tiny-evidence.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RuntimeError, match=r"runs/mle: trained with .*warmup_steps=1.*remove"):
+        main(["--config", str(changed), "--only", "mle"])
+
+
 def test_config_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "base"}]}))
