@@ -295,7 +295,8 @@ def run_evidence(cfg: EvidenceConfig, *, only: list[str] | None = None, prepare_
         if only and arm.name not in only:
             continue
         run_dir = out / "runs" / arm.name
-        log(f"[{time.strftime('%H:%M:%S')}] arm {arm.name}: training")
+        log(f"[{time.strftime('%H:%M:%S')}] arm {arm.name}: "
+            + ("trained" if (run_dir / "final" / "config.json").is_file() else "training"))
         train_arm(cfg, arm, checkpoint, tagged, run_dir)
         scored(run_dir / "final", arm.deploy, world_dir, cfg.eval, run_dir / "eval.json", log)
         summary = write_summary(cfg, out, tagging)
