@@ -1,13 +1,16 @@
-"""The lexicon prefilter: weighted phrases found with one Aho-Corasick pass (pyahocorasick).
+"""The lexicon prefilter: weighted phrases found with one Aho-Corasick pass (ahocorasick-rs, a compiled DFA).
 
 One automaton holds every spelling of every phrase: a space or hyphen inside a phrase also matches a space,
 hyphen or line break, and each spelling is added in its usual casings (as written, lower case, UPPER CASE,
 first letter capitalised, Title Case), so the document is scanned as it is, without a lower-cased copy
-(``str.lower`` on non-ASCII text ran at only ~60 MB/s, slower than the automaton). Odd mixed casings
-("tReacherous tUrn") are not matched. Each raw match is kept only if it sits on word boundaries (the
-character before and, unless the phrase ends in ``*``, the one after are not letters/digits/underscore).
-Cost beyond the raw automaton: a Python step per match, so on ordinary text the scan runs at the engine's
-own speed (see benchmarks/bench_prefilter.py).
+(``str.lower`` on non-ASCII text ran at only ~60 MB/s). Odd mixed casings ("tReacherous tUrn") are not
+matched. Each raw match is kept only if it sits on word boundaries (the character before and, unless the
+phrase ends in ``*``, the one after are not letters/digits/underscore).
+
+The engine is the Rust `aho-corasick` crate's DFA: one compiled pass over the text's UTF-8 bytes, matches
+reported in characters. It replaced pyahocorasick, whose trie walk ran at ~40 MB/s and was the largest single
+cost of ``condpt tag`` at document granularity (docs/benchmarks.md). Python work is per raw match only, and
+ordinary text has almost none.
 
 Lexicon YAML: ``terms: {phrase: weight}`` (see ``condpt/tagging/data/lexicon.yaml``).
 """
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-import ahocorasick
+import ahocorasick_rs
 
 from condpt.yamlfile import read_yaml
 
@@ -95,18 +98,20 @@ class Lexicon:
         self.terms = {k.lower(): w for k, w in written.items()}
         self.names = list(self.terms)
         self.weights = [self.terms[n] for n in self.names]
-        self._automaton = ahocorasick.Automaton()
+        if not self.names:
+            raise ValueError("lexicon: no terms")
+        # automaton key -> (term index, prefix?, must check left boundary?, right boundary?); a key two terms
+        # share belongs to the later one
+        keys: dict[str, tuple[int, bool, bool, bool]] = {}
         for idx, phrase in enumerate(written):
             prefix = phrase.endswith("*")
             base = phrase.rstrip("*").strip()
             for spelling in _spellings(base):
                 for cased in _casings(spelling):
-                    # value: (term index, length, prefix?, must check left/right boundary?)
-                    self._automaton.add_word(cased, (idx, len(cased), prefix,
-                                                     _is_word(cased[0]), _is_word(cased[-1])))
-        if not self.names:
-            raise ValueError("lexicon: no terms")
-        self._automaton.make_automaton()
+                    keys[cased] = (idx, prefix, _is_word(cased[0]), _is_word(cased[-1]))
+        self._keys = list(keys)
+        self._info = list(keys.values())
+        self._automaton = ahocorasick_rs.AhoCorasick(self._keys, implementation=ahocorasick_rs.Implementation.DFA)
 
     @classmethod
     def load(cls, path: str | Path | None = None, extra: Mapping[str, float] | None = None) -> Lexicon:
@@ -115,34 +120,39 @@ class Lexicon:
         return cls(_merge(terms, check_terms(extra or {}, "prefilter.extra_terms")))
 
     @property
-    def automaton(self) -> ahocorasick.Automaton:
+    def automaton(self) -> ahocorasick_rs.AhoCorasick:
         """The raw automaton (for benchmarks against the engine itself)."""
         return self._automaton
 
+    def _raw(self, text: str) -> list[tuple[int, int, int]]:
+        """Every raw (not yet word-bounded) match as (key index, start, end), overlapping ones included, in
+        order of end offset (longest first at one end)."""
+        try:
+            return self._automaton.find_matches_as_indexes(text, overlapping=True)
+        except UnicodeEncodeError:
+            # a lone surrogate (no UTF-8 form): '?' in its place keeps every offset, is in no key and is no
+            # word character, as the surrogate is not
+            return self._automaton.find_matches_as_indexes(text.encode("utf-8", "replace").decode("utf-8"),
+                                                           overlapping=True)
+
+    def _bounded(self, text: str):
+        """The word-bounded matches of `text`, lazily, as (start, end, term index)."""
+        n, info = len(text), self._info
+        for key, start, end in self._raw(text):
+            idx, prefix, left, right = info[key]
+            if left and start > 0 and _is_word(text[start - 1]):
+                continue
+            if right and not prefix and end < n and _is_word(text[end]):
+                continue
+            yield start, end, idx
+
     def find(self, text: str) -> list[tuple[int, int, int]]:
         """Every word-bounded match as (start, end, term index), in order of end offset."""
-        n = len(text)
-        out = []
-        for end, (idx, length, prefix, left, right) in self._automaton.iter(text):
-            start = end - length + 1
-            if left and start > 0 and _is_word(text[start - 1]):
-                continue
-            if right and not prefix and end + 1 < n and _is_word(text[end + 1]):
-                continue
-            out.append((start, end + 1, idx))
-        return out
+        return list(self._bounded(text))
 
     def any_hit(self, text: str) -> bool:
-        """Whether `text` contains any term (stops at the first word-bounded match)."""
-        n = len(text)
-        for end, (_idx, length, prefix, left, right) in self._automaton.iter(text):
-            start = end - length + 1
-            if left and start > 0 and _is_word(text[start - 1]):
-                continue
-            if right and not prefix and end + 1 < n and _is_word(text[end + 1]):
-                continue
-            return True
-        return False
+        """Whether `text` contains any term (any word-bounded match)."""
+        return next(self._bounded(text), None) is not None
 
     def score(self, term_indices: set[int] | list[int]) -> float:
         """Noisy-OR of the weights of the distinct terms: 1 - prod(1 - w)."""

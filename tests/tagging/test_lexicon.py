@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from condpt.tagging.lexicon import Lexicon, read_terms
+from condpt.tagging.lexicon import Lexicon, _is_word, read_terms
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,44 @@ def test_agrees_with_a_case_insensitive_regex_reference(pieces, casing):
     text = casing("".join(w + sep for w, sep in pieces))
     got = sorted((s, e, lex.names[i]) for s, e, i in lex.find(text))
     assert got == _reference(text)
+
+
+def _brute_force(lex: Lexicon, text: str) -> list[tuple[int, int, int]]:
+    """The matching rule without an automaton: every occurrence (overlaps included) of every key the lexicon
+    compiled (its spellings in their casings), kept when word-bounded; what pyahocorasick found before the
+    engine became ahocorasick-rs (checked equal to it on the Gutenberg corpus and 20,000 random texts)."""
+    text_ok = text.encode("utf-8", "replace").decode("utf-8")
+    out = []
+    for key, (idx, prefix, left, right) in zip(lex._keys, lex._info):
+        start = text_ok.find(key)
+        while start >= 0:
+            end = start + len(key)
+            if not (left and start > 0 and _is_word(text[start - 1])) and not (
+                    right and not prefix and end < len(text) and _is_word(text[end])):
+                out.append((start, end, idx))
+            start = text_ok.find(key, start + 1)
+    return sorted(out, key=lambda m: (m[1], m[0]))  # by end, the longest first: the automaton's order
+
+
+# pieces of shipped phrases and the characters that break naive matchers: case-changing ones whose lower or
+# upper case has another length (İ, ß, ǅ), final sigma, combining marks, astral characters, full-width
+# letters, no-break space, CRLF, underscores and digits (word characters), a lone surrogate (no UTF-8 form)
+ADVERSARIAL = ["AI", "ai", "Ai", "takeover", "TAKEOVERS", "Treacherous", "turn", "reward", "hacking", "MIRI",
+               "Miriam", "p(doom)", "HAL", "9000", "mesa", "optimizer", "Skynet", "x-risk", "x", "risk", "rogue",
+               "İ", "ß", "ǅ", "Σ", "ς", "é", "e\u0301", "😀", "ＡＩ", "_", "9", "\u00a0", "\t", "\r\n", "\ud800"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ADVERSARIAL), st.sampled_from([" ", "-", "\n", "", ".", "'s "])),
+                max_size=14),
+       st.sampled_from([str, str.lower, str.upper, str.title, str.swapcase]))
+def test_automaton_agrees_with_a_brute_force_scan_on_adversarial_text(lex, pieces, casing):
+    text = casing("".join(w + sep for w, sep in pieces))
+    assert lex.find(text) == _brute_force(lex, text)
+    assert lex.any_hit(text) == bool(_brute_force(lex, text))
+
+
+def test_a_lone_surrogate_keeps_offsets_and_breaks_words(lex):
+    text = "\ud800the treacherous turn\ud800 and treacherous\ud800turn"
+    assert _found(lex, text) == [("treacherous turn", "treacherous turn")]
+    assert lex.find(text)[0][:2] == (5, 21)
