@@ -100,15 +100,15 @@ class Lexicon:
         self.weights = [self.terms[n] for n in self.names]
         if not self.names:
             raise ValueError("lexicon: no terms")
-        # automaton key -> (term index, prefix?, must check left boundary?, right boundary?); a key two terms
-        # share belongs to the later one
-        keys: dict[str, tuple[int, bool, bool, bool]] = {}
+        # automaton key -> (term index, must the character before be a non-word one?, and the one after?);
+        # a key two terms share belongs to the later one
+        keys: dict[str, tuple[int, bool, bool]] = {}
         for idx, phrase in enumerate(written):
             prefix = phrase.endswith("*")
             base = phrase.rstrip("*").strip()
             for spelling in _spellings(base):
                 for cased in _casings(spelling):
-                    keys[cased] = (idx, prefix, _is_word(cased[0]), _is_word(cased[-1]))
+                    keys[cased] = (idx, _is_word(cased[0]), _is_word(cased[-1]) and not prefix)
         self._keys = list(keys)
         self._info = list(keys.values())
         self._automaton = ahocorasick_rs.AhoCorasick(self._keys, implementation=ahocorasick_rs.Implementation.DFA)
@@ -139,11 +139,16 @@ class Lexicon:
         """The word-bounded matches of `text`, lazily, as (start, end, term index)."""
         n, info = len(text), self._info
         for key, start, end in self._raw(text):
-            idx, prefix, left, right = info[key]
-            if left and start > 0 and _is_word(text[start - 1]):
-                continue
-            if right and not prefix and end < n and _is_word(text[end]):
-                continue
+            idx, left, right = info[key]
+            # `_is_word` inlined: ordinary text has many raw matches inside words (an "ai" in "said")
+            if left and start:
+                c = text[start - 1]
+                if c.isalnum() or c == "_":
+                    continue
+            if right and end < n:
+                c = text[end]
+                if c.isalnum() or c == "_":
+                    continue
             yield start, end, idx
 
     def find(self, text: str) -> list[tuple[int, int, int]]:
