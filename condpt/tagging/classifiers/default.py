@@ -20,13 +20,13 @@ from condpt.tagging.classifiers.static import freq_path
 from condpt.tagging.classifiers.train import FORMAT_VERSION, train_classifier
 
 DATA_GLOB = "classifier_*.jsonl"
-# Training parameters of each shipped default beyond the kind's own defaults. The embedding default
-# requires an AI referent near a window before it can tag (see classifiers/referent.py).
+# Training parameters of each shipped default beyond the kind's own defaults. Every default requires an AI
+# referent (near a window; in the document for fastText) before it can tag (see classifiers/referent.py).
 DEFAULT_TRAIN_PARAMS: dict[str, dict] = {"embedding": {"referent": True}, "static": {"referent": True},
-                                         "fasttext": {}}
+                                         "fasttext": {"referent": True}}
 # Part of the cache key, with train.FORMAT_VERSION: bump when the default's training or features change
-# (2: the AI-referent penalty and referents.yaml).
-DEFAULT_VERSION = 2
+# (2: the AI-referent penalty and referents.yaml; 3: the fastText default gets the penalty too).
+DEFAULT_VERSION = 3
 
 
 def data_files() -> list[Path]:

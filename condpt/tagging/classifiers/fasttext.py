@@ -2,11 +2,20 @@
 
 Kept small on purpose: fastText's defaults (``bucket=2M, dim=100``) write a ~900 MB model; with
 ``bucket=200k, dim=32`` and word bigrams the model is ~26 MB and scores as well on short labelled sets.
+
+``referent=True`` (the shipped default is) gates on the AI-referent lexicon of the embedding and static
+scorers (``classifiers/referent.py``): a document that names no artificial agent scores 0. fastText reads a
+document as one bag of words, so the gate is per document, and it is a gate rather than their learned
+log-odds penalty: fastText, trained on ~30-word passages, is far more confident on 5 KB documents than on
+passages, so the penalty learned on passages (≈ 2 nats) left 47% of ordinary Gutenberg documents above
+the threshold (92% with no gate); three times it, 13%; the gate, 12%, with the best out-of-source F1
+(bench_classifier_quality.py; the figures are in docs/classifiers.md).
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import string
 import tempfile
@@ -20,6 +29,7 @@ import numpy as np
 MODEL_FILE = "model.bin"
 DEFAULT_PARAMS: dict = {"dim": 32, "bucket": 200_000, "wordNgrams": 2, "epoch": 25, "lr": 0.5,
                         "minn": 0, "maxn": 0, "minCount": 1, "loss": "softmax", "thread": 1, "seed": 0}
+HEAD_FILE = "head.json"  # what is not fastText's own: whether the AI-referent gate is on
 
 # One C-level pass over the UTF-8 bytes: ASCII upper case → lower case, ASCII punctuation and line breaks
 # (fastText's line separator) → spaces. ``str.lower().translate(...)`` was ~20× slower on real books (any
@@ -67,20 +77,23 @@ def _zeroed_allocations():
 
 
 class FastTextScorer:
-    """P(label 1) from a supervised fastText model."""
+    """P(label 1) from a supervised fastText model; 0 for a document naming no AI when `referent` is on."""
 
     kind = "fasttext"
 
     def __init__(self, model, name: str = "fasttext", threshold: float = 0.5,
-                 model_path: str | None = None) -> None:
+                 model_path: str | None = None, referent: bool = False) -> None:
         self.model = model
         self.model_path = model_path
         self.name = name
         self.threshold = threshold
+        self.referent = bool(referent)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[int], **params) -> FastTextScorer:
-        """Train on `texts` with binary `labels` (deterministic: one thread, fixed seed)."""
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], referent: bool = False,
+            **params) -> FastTextScorer:
+        """Train on `texts` with binary `labels` (deterministic: one thread, fixed seed); `referent`: score 0
+        documents that name no artificial agent."""
         import fasttext
 
         fasttext.FastText.eprint = lambda *a, **k: None  # silence its load-time warning
@@ -91,10 +104,11 @@ class FastTextScorer:
                 f.writelines(f"__label__{int(label)} {normalize(text)}\n" for text, label in zip(texts, labels))
             with _zeroed_allocations():
                 model = fasttext.train_supervised(input=path, verbose=0, **args)
-        fitted = cls(model)
+        fitted = cls(model)  # the fit check judges fastText alone, before the penalty
         if not fitted._fits(texts, labels):
             raise FastTextFitError(f"fastText fit with {args} does not separate its own {len(texts)} training rows "
                                    "(training AUROC < 0.9): the data or the parameters do not train")
+        fitted.referent = referent
         return fitted
 
     def _fits(self, texts: Sequence[str], labels: Sequence[int]) -> bool:
@@ -118,10 +132,17 @@ class FastTextScorer:
                 if lab == "__label__1":
                     p1 = float(p)
             out[i] = p1
-        return np.clip(out, 0.0, 1.0)
+        out = np.clip(out, 0.0, 1.0)
+        if self.referent:
+            from condpt.tagging.classifiers.referent import near_referent
+
+            out[~near_referent(texts, radius=0)] = 0.0
+        return out
 
     def save(self, directory: str | Path) -> None:
         self.model.save_model(str(Path(directory) / MODEL_FILE))
+        (Path(directory) / HEAD_FILE).write_text(json.dumps({"referent": self.referent}),
+                                                 encoding="utf-8")
 
     @classmethod
     def load(cls, directory: str | Path) -> FastTextScorer:
@@ -131,5 +152,7 @@ class FastTextScorer:
         path = Path(directory) / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: fastText model missing")
+        head = Path(directory) / HEAD_FILE  # absent in models saved before the referent gate
+        referent = bool(json.loads(head.read_text(encoding="utf-8")).get("referent")) if head.exists() else False
         return cls(fasttext.load_model(str(path)), name=f"fasttext:{Path(directory).name}",
-                   model_path=str(path))
+                   model_path=str(path), referent=referent)
