@@ -44,9 +44,9 @@ class RouteConfig(BaseModel):
     width: int = Field(64, ge=1, le=65536, description="hidden units added to each routed layer's MLP")
     layers: list[int] | None = Field(None, min_length=1, description="block indices to expand (negative: from "
                                                                        "the last block); null: every block")
-    other_tokens: Literal["detach", "train"] = Field(
-        "detach", description="on tokens not tagged bad the routed units still act but get no gradient (detach), "
-                              "or learn like every other unit (train)")
+    other_tokens: Literal["off", "train"] = Field(
+        "off", description="on tokens not tagged bad the routed units neither act nor learn (off), or act and "
+                           "learn like every other unit (train)")
 
     @model_validator(mode="after")
     def _distinct(self) -> RouteConfig:

@@ -7,8 +7,10 @@
 - **Route** (`Router`, `route_mask`): a forward hook on each expanded MLP adds the routed units' output to
   the MLP's and, on the tokens of documents tagged bad (the route mask, from the packed block's
   `tag_index`), lets only the routed units carry gradient: the MLP's own output enters as ``out.detach()``
-  there. On the other tokens `other_tokens` decides: ``detach`` (the routed units act but do not learn
-  from them) or ``train``. The masks act on activations, never on ``param.grad``, so the same code runs
+  there. On the other tokens `other_tokens` decides: ``off`` (the routed units neither act nor learn there,
+  so the ablated model computes on good tokens exactly what training optimised) or ``train`` (they act and
+  learn there too). A plain forward (no mask: held-out generation with `load_unablated`) runs the routed
+  units on every token. The masks act on activations, never on ``param.grad``, so the same code runs
   under DeepSpeed ZeRO-2 and ZeRO-3 (where a parameter's gradient is a partitioned flat buffer).
   The mask is per token and the MLP is per token, so it composes with document masking unchanged.
 - **Ablate** (`ablate`, `split_state_dict`): the routed units removed; what is left is the standard
@@ -132,10 +134,14 @@ class Router:
             raise ValueError(f"route mask of shape {tuple(self.mask.shape)} for activations of shape "
                              f"{tuple(output.shape)}")
         bad = self.mask.to(output.device).unsqueeze(-1)
-        output = torch.where(bad, output.detach(), output)
-        if self.other_tokens == "detach":
-            routed = torch.where(bad, routed, routed.detach())
-        return output + routed
+        if self.other_tokens == "off":
+            # The routed units act only where they learn. Acting on tokens they cannot learn from (the former
+            # `detach`) starts a tug-of-war: on shared features the MLP's own units (trained on good tokens
+            # only) and the routed units (bad tokens only) get persistent opposite gradients, Adam turns them
+            # into drift at full learning rate, both outputs grow ~100x cancelling each other and the model
+            # stalls at unigram loss (tests/test_route_learns.py).
+            return torch.where(bad, output.detach() + routed, output)
+        return torch.where(bad, output.detach(), output) + routed
 
     def config(self) -> dict[str, Any]:
         return {"layers": self.layers, "width": self.width, "other_tokens": self.other_tokens}

@@ -660,7 +660,10 @@ def _evaluate(loop: Loop) -> dict[str, Any]:
         for i, batch in enumerate(loop.eval_dl):
             if i >= loop.cfg.train.eval_batches:
                 break
-            losses = token_losses(model(**model_inputs(batch, loop.input_keys)).logits, batch["labels"])
+            router = router_of(loop.accelerator.unwrap_model(model)) if loop.route_index is not None else None
+            mask = route_mask(batch["tag_index"], loop.route_index) if router is not None else None
+            with route_tokens(router, mask):  # the function training optimises (routed units where routed)
+                losses = token_losses(model(**model_inputs(batch, loop.input_keys)).logits, batch["labels"])
             stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))
     model.train()
     stats = loop.accelerator.reduce(stats, "sum")

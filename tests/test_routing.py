@@ -130,7 +130,7 @@ def test_bad_tokens_train_only_the_routed_units_of_a_routed_block(arch):
     assert all(nonzero(p) for p in original_mlp_params(model, [0]).values())
 
 
-@pytest.mark.parametrize("other, routed_learn", [("detach", False), ("train", True)])
+@pytest.mark.parametrize("other, routed_learn", [("off", False), ("train", True)])
 def test_good_tokens_train_the_original_units_and_routed_ones_per_setting(other, routed_learn):
     model = model_for("llama").train()
     expand(model, RouteConfig(width=8, layers=[0, 2], other_tokens=other))
