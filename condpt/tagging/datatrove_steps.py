@@ -31,9 +31,6 @@ from typing import Any
 try:
     from datatrove.data import Document, DocumentsPipeline
     from datatrove.pipeline.base import PipelineStep
-    from datatrove.pipeline.filters.base_filter import BaseFilter
-    from datatrove.pipeline.writers.disk_base import DiskWriter
-    from datatrove.pipeline.writers.jsonl import JsonlWriter
     from datatrove.utils.batching import batched
 except ImportError as e:  # an optional extra: say which
     raise ImportError(f"condpt.tagging.datatrove_steps needs datatrove: pip install 'condpt[datatrove]' ({e})") from e
@@ -42,7 +39,9 @@ from condpt.corpus.read import Fields
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS
 from condpt.tagging.cascade import Cascade, TagConfig
 
-__all__ = ["AttributesWriter", "CondptReader", "CondptTagger", "LoggingDirError", "SetAside", "guard_logging_dir",
+# SetAside and AttributesWriter are defined on first use (module __getattr__)
+__all__ = ["AttributesWriter", "CondptReader", "CondptTagger", "LoggingDirError", "SetAside",  # noqa: F822
+           "guard_logging_dir",
            "limit_threads", "pipeline_settings"]
 
 # what the cascade decides, as `doc.metadata` keys (the tagged-row columns beyond id/text/source)
@@ -225,27 +224,7 @@ def _source(doc: Document) -> str:
     return s if isinstance(s, str) else ""
 
 
-class SetAside(BaseFilter):
-    """Drop documents whose condpt ``tag`` is one of `roles` (to `exclusion_writer` when given: the
-    set-aside output). A document `CondptTagger` did not tag is an error, not a silent keep."""
-
-    name = "🏷 condpt set-aside"
-
-    def __init__(self, roles: Iterable[str] = ("bad",), exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.roles = sorted(set(roles))
-        if not self.roles:
-            raise ValueError("SetAside needs at least one role (e.g. ['bad'])")
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        tag = doc.metadata.get("tag")
-        if tag is None:
-            raise ValueError(f"document {doc.id!r} has no condpt tag in its metadata: put CondptTagger before "
-                             "SetAside")
-        return (False, f"set_aside_{tag}") if tag in self.roles else True
-
-
-def _attributes(writer: DiskWriter, doc: Document) -> dict:
+def _attributes(writer: Any, doc: Document) -> dict:
     """`AttributesWriter`'s adapter: the attribute columns of one tagged document."""
     try:
         return {"id": doc.id, **{c: doc.metadata[c] for c in ATTRIBUTE_COLUMNS if c != "id"}}
@@ -254,17 +233,55 @@ def _attributes(writer: DiskWriter, doc: Document) -> dict:
                          "before AttributesWriter") from None
 
 
-class AttributesWriter(JsonlWriter):
-    """Dolma-style attributes, one JSON object per document: ``id``, ``score``, ``tag``, ``spans``,
-    ``stage`` (`condpt.tagging.attributes`), no text; ``${rank}.jsonl.gz`` by default, so a task's
-    attributes sit beside its data file, in the same order."""
+def __getattr__(name: str):
+    """`SetAside` and `AttributesWriter`, defined on first use: their bases' packages (datatrove's filters and
+    writers) import every filter and writer datatrove has, ~0.2 CPU-seconds that `condpt tag` and each of its
+    workers would pay at start-up for two classes they do not use (profiled: docs/benchmarks.md)."""
+    if name in ("SetAside", "AttributesWriter"):
+        _define_filter_and_writer()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    name = "🏷 condpt attributes"
 
-    def __init__(self, output_folder, output_filename: str | None = None, compression: str | None = "gzip",
-                 max_file_size: int = -1):
-        super().__init__(output_folder, output_filename=output_filename, compression=compression,
-                         adapter=_attributes, max_file_size=max_file_size)
+def _define_filter_and_writer() -> None:
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+    from datatrove.pipeline.writers.disk_base import DiskWriter
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
+
+    class SetAside(BaseFilter):
+        """Drop documents whose condpt ``tag`` is one of `roles` (to `exclusion_writer` when given: the
+        set-aside output). A document `CondptTagger` did not tag is an error, not a silent keep."""
+
+        name = "🏷 condpt set-aside"
+
+        def __init__(self, roles: Iterable[str] = ("bad",), exclusion_writer: DiskWriter | None = None):
+            super().__init__(exclusion_writer)
+            self.roles = sorted(set(roles))
+            if not self.roles:
+                raise ValueError("SetAside needs at least one role (e.g. ['bad'])")
+
+        def filter(self, doc: Document) -> bool | tuple[bool, str]:
+            tag = doc.metadata.get("tag")
+            if tag is None:
+                raise ValueError(f"document {doc.id!r} has no condpt tag in its metadata: put CondptTagger before "
+                                 "SetAside")
+            return (False, f"set_aside_{tag}") if tag in self.roles else True
+
+    class AttributesWriter(JsonlWriter):
+        """Dolma-style attributes, one JSON object per document: ``id``, ``score``, ``tag``, ``spans``,
+        ``stage`` (`condpt.tagging.attributes`), no text; ``${rank}.jsonl.gz`` by default, so a task's
+        attributes sit beside its data file, in the same order."""
+
+        name = "🏷 condpt attributes"
+
+        def __init__(self, output_folder, output_filename: str | None = None, compression: str | None = "gzip",
+                     max_file_size: int = -1):
+            super().__init__(output_folder, output_filename=output_filename, compression=compression,
+                             adapter=_attributes, max_file_size=max_file_size)
+
+    for cls in (SetAside, AttributesWriter):  # importable by name: pickled by reference for worker processes
+        cls.__qualname__ = cls.__name__
+        globals()[cls.__name__] = cls
 
 
 class LoggingDirError(ValueError):
