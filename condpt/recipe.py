@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from condpt.cache import cache_dir
+
 CONFIGS = Path(__file__).resolve().parent / "configs"
 # Where each kind of shipped config lives and its suffix.
 _KINDS = {"run": ("run", ".yaml"), "accelerate": ("accelerate", ".yaml"), "deepspeed": ("deepspeed", ".json")}
@@ -55,14 +57,6 @@ def config_path(value: str | Path, kind: str, base: Path | None = None) -> Path:
         return shipped_config(kind, str(value))
     path = Path(value).expanduser()
     return path if path.is_absolute() or base is None else (base / path).resolve()
-
-
-def cache_dir() -> Path:
-    """condpt's cache: `$CONDPT_CACHE`, else `$XDG_CACHE_HOME/condpt`, else `~/.cache/condpt`."""
-    if os.environ.get("CONDPT_CACHE"):
-        return Path(os.environ["CONDPT_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "condpt"
 
 
 def _prepare_environment() -> None:

@@ -43,7 +43,7 @@ def gguf_file() -> tuple[Path, str]:
 def smollm2_checkpoint(cache: str | Path | None = None) -> Path:
     """The checkpoint directory (model, tokenizer, generation config), built on first use under
     `cache` (default: condpt's cache directory)."""
-    from condpt.recipe import cache_dir
+    from condpt.cache import cache_dir
     from tokenizer_ext.resize import _temp_prefix, remove_stale_temporaries
 
     gguf, version = gguf_file()

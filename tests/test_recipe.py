@@ -66,14 +66,6 @@ def test_training_environment(tmp_path, monkeypatch):
         recipe._prepare_environment()
 
 
-def test_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.delenv("CONDPT_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert recipe.cache_dir() == tmp_path / "condpt"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert recipe.cache_dir() == Path.home() / ".cache" / "condpt"
-
-
 def test_checkout_entry_is_the_package_recipe(tmp_path):
     """`recipes/condpt.py` (for `accelerate launch` from a checkout) and `python -m condpt.recipe` agree."""
     tiny = REPO / "recipes" / "configs" / "tiny-cpu.yaml"

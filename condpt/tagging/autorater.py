@@ -72,14 +72,14 @@ class Autorater:
     """Scores texts with an LLM, consulting and filling the verdict cache."""
 
     def __init__(self, cfg: AutoraterConfig) -> None:
-        from condpt.tagging.classifiers.default import cache_root
+        from condpt.cache import cache_dir
 
         self.cfg = cfg
         self.name = f"autorater:{cfg.backend}:{cfg.model}"
         self.threshold = 0.5
         self.requests = 0  # HTTP requests sent, retries included (observable in tests and reports)
         self.unparsed = 0
-        self.cache = VerdictCache((cfg.cache_dir or cache_root() / "autorater") / "verdicts.sqlite")
+        self.cache = VerdictCache((cfg.cache_dir or cache_dir() / "autorater") / "verdicts.sqlite")
         self._salt = hashlib.sha256("\0".join(
             [cfg.backend, cfg.model, cfg.system or "", cfg.prompt, str(cfg.max_chars)]).encode()).hexdigest()
         self._lm = None

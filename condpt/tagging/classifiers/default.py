@@ -1,18 +1,18 @@
 """The shipped default scorers, trained on first use from labelled passages shipped in the package.
 
 No weights are committed: training takes seconds and is deterministic, and the result is cached under
-``$CONDPT_CACHE`` (else ``~/.cache/condpt``) keyed by the data's hash, the format version and the kind.
+condpt's cache directory (`condpt.cache.cache_dir`) keyed by the data's hash, the format version and the kind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+from condpt.cache import cache_dir
 from condpt.labelled import Labelled, read_labelled
 from condpt.tagging.classifiers.base import SCORER_FILE, Scorer, load_kind
 from condpt.tagging.classifiers.referent import referents_path
@@ -47,10 +47,6 @@ def shipped_data() -> Labelled:
     return data
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("CONDPT_CACHE") or Path.home() / ".cache" / "condpt")
-
-
 def cache_key(kind: str) -> str:
     h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0{DEFAULT_VERSION}\0".encode())
     extra = [referents_path()] if DEFAULT_TRAIN_PARAMS[kind].get("referent") else []
@@ -63,7 +59,7 @@ def cache_key(kind: str) -> str:
 
 def default_dir(kind: str = "embedding") -> Path:
     """Where the default scorer of `kind` is cached (holds ``scorer.json`` once trained)."""
-    return cache_root() / "scorers" / f"default-{kind}-{cache_key(kind)}"
+    return cache_dir() / "scorers" / f"default-{kind}-{cache_key(kind)}"
 
 
 def default_scorer(kind: str = "embedding") -> Scorer:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condpt.cache import cache_dir
 from condpt.tagging.classifiers.fasttext import normalize
 
 HEAD_FILE = "head.json"
@@ -49,11 +50,10 @@ def freq_path() -> Path:
 
 
 def table_path(encoder: str) -> Path:
-    from condpt.tagging.classifiers.default import cache_root  # imported here: default imports this module
     from condpt.tagging.classifiers.embedding import encoder_path
 
     key = hashlib.sha256(f"{encoder_path(encoder)}\0{TABLE_VERSION}".encode()).hexdigest()[:16]
-    return cache_root() / "static" / f"pieces-{key}.npy"
+    return cache_dir() / "static" / f"pieces-{key}.npy"
 
 
 def build_piece_table(encoder: str) -> np.ndarray:
