@@ -39,6 +39,20 @@ from condpt.yamlfile import read_yaml
 CALIBRATED = "calibrated"  # `band: calibrated` in an arm's policy: thresholds resolved at grid time
 
 
+def shipped_or_path(value: Any, field: str) -> Any:
+    """A grid's `recipe` or `accelerate_config` field (a pydantic "before" validator's body): a shipped config
+    name or a path to an existing file, as a Path; anything else is left to the field's type check."""
+    if isinstance(value, str | Path):
+        try:
+            path = config_path(value, "run" if field == "recipe" else "accelerate")
+        except FileNotFoundError as e:
+            raise ValueError(str(e)) from None
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        return path
+    return value
+
+
 class ArmConfig(BaseModel):
     """One data policy: `policy` is merged into the recipe's `data.policy` (`band: calibrated` is replaced
     by the band the grid's `calibration` resolves from the tagged world)."""
@@ -122,15 +136,7 @@ class GridConfig(BaseModel):
     @field_validator("recipe", "accelerate_config", mode="before")
     @classmethod
     def _shipped_or_path(cls, value: Any, info) -> Any:
-        if isinstance(value, str | Path):
-            try:
-                path = config_path(value, "run" if info.field_name == "recipe" else "accelerate")
-            except FileNotFoundError as e:
-                raise ValueError(str(e)) from None
-            if not path.is_file():
-                raise ValueError(f"{path}: no such file")
-            return path
-        return value
+        return shipped_or_path(value, info.field_name)
 
     @model_validator(mode="after")
     def _arms_fit(self) -> GridConfig:

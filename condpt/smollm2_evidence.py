@@ -36,8 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from condpt.experiment import ArmConfig, TaggerSettings, _resolve_inputs, policy_overrides
-from condpt.recipe import config_path
+from condpt.experiment import ArmConfig, TaggerSettings, _resolve_inputs, policy_overrides, shipped_or_path
 from condpt.world import WorldConfig
 from condpt.yamlfile import read_yaml
 
@@ -96,15 +95,7 @@ class EvidenceConfig(BaseModel):
     @field_validator("recipe", "accelerate_config", mode="before")
     @classmethod
     def _shipped_or_path(cls, value: Any, info) -> Any:
-        if isinstance(value, str | Path):
-            try:
-                path = config_path(value, "run" if info.field_name == "recipe" else "accelerate")
-            except FileNotFoundError as e:
-                raise ValueError(str(e)) from None
-            if not path.is_file():
-                raise ValueError(f"{path}: no such file")
-            return path
-        return value
+        return shipped_or_path(value, info.field_name)
 
     @model_validator(mode="after")
     def _arms_fit(self) -> EvidenceConfig:
