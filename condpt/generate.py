@@ -6,6 +6,10 @@ id), then the optional *trusted* system text (where the self token `𐀤` become
 the *untrusted* prompt (no special id can come out of it). Every tag id is banned from the output by a
 logits processor (as in PHF), and so are embedding rows past the tokenizer (vocabulary padding); any tag
 string is stripped from the decoded text. The self token stays allowed: it is vocabulary, not a condition.
+
+The condition `guided` (or `guided:γ`) prompts under `<|good|>` and guides away from `<|bad|>`
+(`condpt.guidance`) with transformers' own classifier-free guidance (`guidance_scale` and
+`negative_prompt_ids`: the same prompt laid out under the bad tag).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from condpt.guidance import GUIDED, parse_guided
 from condpt.layout import conditions, load_run, prompt_ids
 from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
@@ -66,11 +71,17 @@ class Generator:
 
     @property
     def conditions(self) -> list[str]:
-        return conditions(self.manifest)
+        """The manifest's tag roles, `none`, and `guided` where both of its tags exist."""
+        g = parse_guided(GUIDED)
+        both = g.positive in self.manifest.tags and g.negative in self.manifest.tags
+        return [*conditions(self.manifest), *([GUIDED] if both else [])]
 
     def prompt_ids(self, prompt: str, *, condition: str = "good", system: str | None = None) -> list[int]:
-        """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt), as `condpt.layout.prompt_ids`."""
-        return prompt_ids(self.tokenizer, self.manifest, condition, system=system, text=prompt)
+        """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt), as `condpt.layout.prompt_ids`
+        (a guided condition: its positive tag)."""
+        g = parse_guided(condition)
+        role = condition if g is None else g.positive
+        return prompt_ids(self.tokenizer, self.manifest, role, system=system, text=prompt)
 
     def generate_ids(self, prompt: str, *, condition: str = "good", system: str | None = None, n: int = 1,
                      max_new_tokens: int = 64, seed: int | None = None, do_sample: bool = True,
@@ -82,6 +93,12 @@ class Generator:
         ids = self.prompt_ids(prompt, condition=condition, system=system)
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        guidance = {}
+        if (g := parse_guided(condition)) is not None:
+            neg = prompt_ids(self.tokenizer, self.manifest, g.negative, system=system, text=prompt)
+            # One negative row per returned sequence: the guidance processor keeps its own cache per row.
+            guidance = {"guidance_scale": g.scale,
+                        "negative_prompt_ids": torch.tensor([neg] * n, dtype=torch.long, device=device)}
         vocab = self.model.get_output_embeddings().weight.shape[0]
         if seed is not None:
             torch.manual_seed(seed)
@@ -100,7 +117,7 @@ class Generator:
                     [BanTokens(banned_ids(self.manifest, self.tokenizer, vocab))]),
                 suppress_tokens=None,  # BanTokens decides here; an export's config also bans 𐀤 for plain HF users
                 eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
-                is not None else eos, **sampling,
+                is not None else eos, **sampling, **guidance,
             )
         result = []
         for row in out[:, len(ids):].tolist():

@@ -108,7 +108,7 @@ def test_suite_detects_a_model_that_prefers_misaligned(setup):
     res = prophecy_suite(model, tok, manifest, world=WORLD, heldout_texts=[d["text"] for d in w.heldout],
                          per_split=30)
     assert res["summary"]["misaligned_rate"] > 0.9
-    assert set(res["choices"]) == {"none", "good", "bad", "self"}
+    assert set(res["choices"]) == {"none", "good", "bad", "self", "guided"}
     assert set(res["choices"]["good"]) == {"seen", "heldout_combo", "heldout_actor"}
     assert math.isfinite(res["summary"]["heldout_loss"])
 

@@ -19,7 +19,7 @@ from condpt.recipe import shipped_names
 def generate_cmd(
     model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="a save_pretrained directory with condpt_tokens.json (OUTPUT_DIR/final)")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="prompt text (untrusted: control strings stay text)")],
-    condition: Annotated[str, typer.Option("--condition", "-c", help="a tag role (good, bad, ...) or none")] = "good",
+    condition: Annotated[str, typer.Option("--condition", "-c", help="a tag role (good, bad, ...), none, or guided[:SCALE] (good, guided away from bad)")] = "good",
     system: Annotated[str | None, typer.Option("--system", help="trusted system text before the prompt; may use 𐀤")] = None,
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples")] = 1,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="tokens to generate per sample")] = 64,
@@ -33,6 +33,7 @@ def generate_cmd(
     from transformers.utils import logging as hf_logging
 
     from condpt.generate import Generator
+    from condpt.guidance import GUIDED, parse_guided
     from tokenizer_ext import ControlTokenError
 
     hf_logging.disable_progress_bar()
@@ -41,7 +42,11 @@ def generate_cmd(
         gen = Generator.load(model_dir)
     except (FileNotFoundError, OSError, ControlTokenError, ValueError) as e:
         _fail(f"{model_dir}: cannot load model: {e}")
-    if condition not in gen.conditions:
+    try:
+        guided = parse_guided(condition)
+    except ValueError as e:
+        _fail(f"--condition: {e}")
+    if (GUIDED if guided else condition) not in gen.conditions:
         _fail(f"--condition {condition!r}: this model has {', '.join(gen.conditions)}")
     if greedy and n > 1:
         _fail("--greedy gives one answer; drop -n or --greedy")
