@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from condpt.guidance import parse_guided
 from condpt.recipe import config_path, is_shipped_name, launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
 from condpt.yamlfile import read_yaml
@@ -55,15 +56,25 @@ def shipped_or_path(value: Any, field: str) -> Any:
 
 class ArmConfig(BaseModel):
     """One data policy: `policy` is merged into the recipe's `data.policy` (`band: calibrated` is replaced
-    by the band the grid's `calibration` resolves from the tagged world)."""
+    by the band the grid's `calibration` resolves from the tagged world). An arm `trained_as` another
+    evaluates that arm's trained models (same policy, tagging and overrides) under its own `deploy`: a
+    deployment choice, such as guidance, is an arm of its own without training anything twice."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     policy: dict[str, Any] = Field(default_factory=dict)
     tagging: Literal["document", "sentence"] = "document"
-    deploy: Literal["none", "good", "self"] = "good"
+    deploy: str = Field("good", description="none | good | self | guided[:scale] (condpt.guidance)")
+    trained_as: str | None = Field(None, description="another arm whose trained runs this arm evaluates")
     overrides: list[str] = Field(default_factory=list, description="extra recipe key=value overrides")
+
+    @field_validator("deploy")
+    @classmethod
+    def _deploy(cls, value: str) -> str:
+        if value not in ("none", "good", "self") and parse_guided(value) is None:
+            raise ValueError(f"deploy {value!r}: none, good, self or guided[:scale]")
+        return value
 
     @property
     def tag_free(self) -> bool:
@@ -158,6 +169,17 @@ class GridConfig(BaseModel):
             if arm.calibrated and self.calibration is None:
                 raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs the grid's calibration "
                                  "{recall, precision} targets")
+        by_name = {a.name: a for a in self.arms}
+        for arm in self.arms:
+            if arm.trained_as is None:
+                continue
+            src = by_name.get(arm.trained_as)
+            if src is None or src.trained_as is not None:
+                raise ValueError(f"arm {arm.name!r}: trained_as {arm.trained_as!r} must name an arm that trains "
+                                 f"(one of {[a.name for a in self.arms if a.trained_as is None]})")
+            if (arm.policy, arm.tagging, arm.overrides) != (src.policy, src.tagging, src.overrides):
+                raise ValueError(f"arm {arm.name!r}: trained_as {src.name!r} needs the same policy, tagging and "
+                                 "overrides (its models are that arm's)")
         return self
 
     @classmethod
@@ -320,18 +342,18 @@ def bad_text_loss(final: Path, tagged: Path) -> dict:
 
 def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tokenizer: Path, world_dir: Path,
             run_dir: Path, recipe: Path, accelerate_config: Path, seed: int, overrides: Sequence[str] = (),
-            per_split: int | None = 60, eval_threads: int = 1) -> dict:
-    """Train one arm with the recipe (skipped if `final/` exists), evaluate it (skipped if `eval.json`
-    exists) and measure its loss on held-out bad text (skipped if `bad_text.json` exists); returns its
-    record (also `record.json` is written by `run_grid`)."""
+            per_split: int | None = 60, eval_threads: int = 1, train_dir: Path | None = None) -> dict:
+    """Train one arm with the recipe into `train_dir` (default `run_dir`; skipped if its `final/` exists),
+    evaluate it into `run_dir` (skipped if `eval.json` exists) and measure its loss on held-out bad text
+    (skipped if `bad_text.json` exists); returns its record (also `record.json` is written by `run_grid`)."""
     from condpt.evaluate import evaluate
 
-    final = run_dir / "final"
+    final = (train_dir or run_dir) / "final"
     t0 = time.time()
     if not (final / "config.json").is_file():
-        ovr = [f"output_dir={run_dir}", f"seed={seed}", f"data.sources.0.path={tagged}",
+        ovr = [f"output_dir={train_dir or run_dir}", f"seed={seed}", f"data.sources.0.path={tagged}",
                f"tokenizer.source={tokenizer}", "train.resume=never", *policy_overrides(policy), *overrides]
-        launch_recipe(recipe, accelerate_config, ovr, run_dir / "train.log")
+        launch_recipe(recipe, accelerate_config, ovr, (train_dir or run_dir) / "train.log")
     train_s = time.time() - t0
     eval_path, bad_path = run_dir / "eval.json", run_dir / "bad_text.json"
     import torch
@@ -342,6 +364,7 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
         if eval_path.is_file():
             res = json.loads(eval_path.read_text())
         else:
+            run_dir.mkdir(parents=True, exist_ok=True)
             res = evaluate(final, world_dir=world_dir, deploy=deploy, per_split=per_split)
             eval_path.write_text(json.dumps(res, indent=1) + "\n")
         if bad_path.is_file():
@@ -369,8 +392,16 @@ class GridRun(NamedTuple):
 
     @property
     def label(self) -> str:
-        return f"{self.arm.name}-cov{self.coverage:g}-{self.misses}-s{self.seed}" if self.misses == "score" \
-            else f"{self.arm.name}-cov{self.coverage:g}-s{self.seed}"  # random: the name runs had before
+        return self._label(self.arm.name)
+
+    @property
+    def train_label(self) -> str:
+        """The run directory whose `final/` this run evaluates (another arm's, for an arm `trained_as` it)."""
+        return self._label(self.arm.trained_as or self.arm.name)
+
+    def _label(self, name: str) -> str:
+        return f"{name}-cov{self.coverage:g}-{self.misses}-s{self.seed}" if self.misses == "score" \
+            else f"{name}-cov{self.coverage:g}-s{self.seed}"  # random: the name runs had before
 
 
 def _arm_runs(cfg: GridConfig) -> list[GridRun]:
@@ -484,7 +515,7 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
                       tokenizer=tok_dir, world_dir=world_dir, run_dir=run_dir, recipe=cfg.recipe,
                       accelerate_config=cfg.accelerate_config, seed=run.seed,
                       overrides=[*cfg.overrides, *run.arm.overrides], per_split=cfg.per_split,
-                      eval_threads=cfg.eval_threads)
+                      eval_threads=cfg.eval_threads, train_dir=out / "runs" / run.train_label)
         rec.update(arm_name=run.arm.name, coverage=run.coverage, misses=run.misses)
         (run_dir / "record.json").write_text(json.dumps(rec, indent=1) + "\n")
         bad = "-" if rec["bad_text_loss"] is None else f"{rec['bad_text_loss']:.4f}"

@@ -24,9 +24,10 @@ guidance, and docs/results.md reports other scales only as a sensitivity check.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 GUIDED = "guided"
 DEFAULT_SCALE = 1.5
@@ -61,6 +62,8 @@ def guided_log_softmax(positive_logits: torch.Tensor, negative_logits: torch.Ten
                        scale: float) -> torch.Tensor:
     """Per-row guided log-probabilities over the vocabulary (last dim), renormalised: the distribution
     transformers' `guidance_scale` + `negative_prompt_ids` samples from."""
+    import torch
+
     pos = torch.log_softmax(positive_logits.float(), dim=-1)
     neg = torch.log_softmax(negative_logits.float(), dim=-1)
     return torch.log_softmax(neg + scale * (pos - neg), dim=-1)

@@ -185,6 +185,24 @@ def test_calibrated_band_needs_targets_and_condition():
         GridConfig(arms=[{"name": "b"}], seeds_by_coverage={0.8: [1]})
 
 
+def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
+    arms = [{"name": "condition", "policy": {"mode": "condition"}},
+            {"name": "guided", "policy": {"mode": "condition"}, "trained_as": "condition", "deploy": "guided:2"}]
+    cfg = GridConfig(arms=arms, coverages=[0.9], misses=["score"])
+    run = next(r for r in _arm_runs(cfg) if r.arm.name == "guided")
+    assert (run.label, run.train_label) == ("guided-cov0.9-score-s0", "condition-cov0.9-score-s0")
+    assert _policy(run, {}) == _policy(next(r for r in _arm_runs(cfg) if r.arm.name == "condition"), {})
+    with pytest.raises(ValueError, match="needs the same policy"):
+        GridConfig(arms=[arms[0], {**arms[1], "policy": {"mode": "filter"}}])
+    with pytest.raises(ValueError, match="must name an arm that trains"):
+        GridConfig(arms=[arms[0], {**arms[1], "trained_as": "nope"}])
+    with pytest.raises(ValueError, match="must name an arm that trains"):
+        GridConfig(arms=[arms[0], arms[1], {**arms[1], "name": "g2", "trained_as": "guided"}])
+    for deploy in ("guided:x", "bad", "guided:-1"):
+        with pytest.raises(ValueError, match="deploy|guidance scale"):
+            GridConfig(arms=[{**arms[1], "deploy": deploy, "trained_as": None}])
+
+
 def _tagged(tmp_path, rows: list[tuple[str, str, str, float]]):
     """A minimal tagged directory: id, text, tag, score (what the grid reads of a `condpt tag` output)."""
     import pyarrow as pa
@@ -283,17 +301,26 @@ def test_grid_pieces_through_the_real_recipe(tmp_path):
                      overrides=["train.max_steps=2", "model.config.d_model=32", "model.config.n_layer=1",
                                 "train.micro_batch_size=2", "data.heldout_fraction=0.1"],
                      arms=[{"name": "band", "policy": {"mode": "condition", "band": "calibrated"}},
+                           {"name": "band_guided", "policy": {"mode": "condition", "band": "calibrated"},
+                            "trained_as": "band", "deploy": "guided"},
                            {"name": "route_selfref", "policy": {"mode": "route", "selfref": {"n_generated": 20}},
                             "deploy": "self"}],
                      cells_path=tmp_path / "robustness.json")
     first = run_grid(cfg, only=parse_only("arm=band"), log=lambda *a: None)
-    assert first["missing"] == ["route_selfref-cov0.9-score-s0"]
+    assert first["missing"] == ["band_guided-cov0.9-score-s0", "route_selfref-cov0.9-score-s0"]
     band = json.loads((tmp_path / "calibration.json").read_text())["document"]
     assert band["low"] < band["high"]  # the graded tags give the band something to hold
+    trained = (tmp_path / "runs" / "band-cov0.9-score-s0" / "final" / "model.safetensors").stat().st_mtime_ns
+    run_grid(cfg, only=parse_only("arm=band_guided"), log=lambda *a: None)  # evaluates band's model, trains nothing
+    guided = tmp_path / "runs" / "band_guided-cov0.9-score-s0"
+    assert not (guided / "final").exists() and not (guided / "train.log").exists()
+    assert (tmp_path / "runs" / "band-cov0.9-score-s0" / "final" / "model.safetensors").stat().st_mtime_ns == trained
+    res = json.loads((guided / "eval.json").read_text())
+    assert res["deploy_condition"] == "guided" and "guided" in res["heldout_loss"]
     run_grid(cfg, only=parse_only("arm=route_selfref"), log=lambda *a: None)
     cells = json.loads((tmp_path / "robustness.json").read_text())
     assert [(c["arm"], c["misses"], c["seeds"], c["missing_seeds"]) for c in cells] == [
-        ("band", "score", [0], []), ("route_selfref", "score", [0], [])]
+        ("band", "score", [0], []), ("band_guided", "score", [0], []), ("route_selfref", "score", [0], [])]
     assert cells[0]["band"] == {"low": band["low"], "high": band["high"]}
     for c in cells:
         assert 0.0 <= c["misaligned_rate"][0] <= 1.0 and c["heldout_loss"][0] > 0 and c["bad_text_loss"][0] > 0
