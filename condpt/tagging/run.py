@@ -180,8 +180,13 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
                           "--threshold T` again to finish it first")
     run_file = _run_file(out, specs, cfg, tasks, attributes)
     scorers = {"scorer": scorer, "refiner": refiner, "autorater": autorater}
+    imported = set(sys.modules)
     cascade = Cascade(cfg, **scorers)
     threshold = _load_scorer(cascade, cfg, scorer is not None)
+    threads = _threads(cluster, workers)
+    if cluster.executor == "local" and min(workers, tasks) > 1:
+        given = {type(v).__module__ for v in scorers.values() if v is not None} - {"__main__"}
+        _start_forkserver(set(sys.modules) - imported | given, threads)
     if all(v is None for v in scorers.values()):
         share_cascade(cascade)  # tasks run in this process (workers=1) reuse the loaded scorer
     meta = _meta(cascade, cfg, scorer is not None)
@@ -191,8 +196,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if run_file is not None:
         write_text_atomic(run_file, out / "run.json", tmp)
     write_report(out, tmp_dir=tmp, skipped=skipped, meta=meta)  # from here on a report says how far the run got
-    executor = _executor(cluster, _pipeline(specs, out, cfg, threshold, attributes, scorers, workers, cluster),
-                         tasks, workers, out)
+    executor = _executor(cluster, _pipeline(specs, out, cfg, threshold, attributes, scorers, threads), tasks,
+                         workers, out)
     shutil.rmtree(out / PROGRESS, ignore_errors=True)
     try:
         done_before = _check_finished_tasks(out, specs, cfg, tasks, executor, tmp)
@@ -222,15 +227,50 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     return report
 
 
-def _pipeline(specs: list[InputSpec], out: Path, cfg: TagConfig, threshold: float, attributes: bool,
-              scorers: dict, workers: int, cluster: Cluster) -> list:
-    from condpt.tagging.datatrove_steps import CondptTagger
-
+def _threads(cluster: Cluster, workers: int) -> int | None:
+    """The OpenMP / torch thread cap of each task's process (`CondptTagger`'s `threads`)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # local: W processes share this machine's cores. Slurm: a task's affinity is the CPUs it was given (None: all
     # of them). Ray pins nothing, so a task would see the whole node: its own --cpus-per-task (at least 1).
-    threads = {"local": max(1, cores // workers), "slurm": None,
-               "ray": max(1, int(cluster.cpus_per_task))}[cluster.executor]
+    return {"local": max(1, cores // workers), "slurm": None,
+            "ray": max(1, int(cluster.cpus_per_task))}[cluster.executor]
+
+
+def _start_forkserver(loaded: set[str], threads: int) -> None:
+    """Start the forkserver the local pool's workers fork from, now, with condpt's pipeline and the scorer's
+    libraries imported in it. Each worker then starts with them imported instead of importing them itself, ~1
+    CPU-second per worker before its first document (datatrove, huggingface_hub, pyarrow, pandas, which pyarrow
+    imports on its first array; torch for the MiniLM scorers), and the server's imports run beside what is left
+    of this process's start-up (measured: docs/benchmarks.md). `loaded`: the modules loading the scorer
+    imported and those of the scorers given as objects; their packages are preloaded (condpt's own by full
+    name; a class defined in ``__main__`` is left to the workers). The server inherits the environment,
+    so the thread cap a worker applies (`limit_threads`) is set for it before it imports numpy or torch.
+
+    Preloading fails soft: a module the server cannot import is imported by each worker, as before. A
+    forkserver already running (an earlier run in this process) is kept, with what it preloaded then."""
+    from multiprocess import forkserver
+
+    packages = {name.partition(".")[0] for name in loaded} | {n for n in loaded if n.startswith("condpt.")}
+    forkserver.set_forkserver_preload(["condpt.tagging.run", "pandas",
+                                       *sorted(n for n in packages if n.replace(".", "_").isidentifier())])
+    env = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    saved = {var: os.environ.get(var) for var in env}
+    os.environ.update(env)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _pipeline(specs: list[InputSpec], out: Path, cfg: TagConfig, threshold: float, attributes: bool,
+              scorers: dict, threads: int | None) -> list:
+    from condpt.tagging.datatrove_steps import CondptTagger
+
     return [ChunkReader(specs, cfg, out),
             CondptTagger(cfg, threads=threads, **{k: v for k, v in scorers.items() if v is not None}),
             ChunkWriter(out, cfg, threshold, attributes)]

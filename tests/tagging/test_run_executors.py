@@ -145,13 +145,12 @@ def test_limit_threads_caps_omp_and_torch(torch_threads):
 
 def test_each_local_worker_gets_its_share_of_the_cores(tmp_path, monkeypatch, torch_threads):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster())
+    threads = run_mod._threads(Cluster(), 3)
+    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, threads)
     assert isinstance(tagger, CondptTagger) and tagger.threads == 2  # 3 workers x 2 threads <= 8 cores
-    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, Cluster(executor="slurm"))
-    assert tagger.threads is None  # a Slurm task: the cores it was given (its affinity)
+    assert run_mod._threads(Cluster(executor="slurm"), 3) is None  # a Slurm task: the cores it was given
     ray = Cluster(executor="ray", cpus_per_task=3)
-    [_, tagger, _] = run_mod._pipeline([], tmp_path, TagConfig(), 0.5, False, {}, 3, ray)
-    assert tagger.threads == 3  # Ray sets no affinity: the CPUs the task reserved
+    assert run_mod._threads(ray, 3) == 3  # Ray sets no affinity: the CPUs the task reserved
 
 
 def test_workers_score_with_their_thread_share(tmp_path, torch_threads):
@@ -235,3 +234,55 @@ def test_a_failure_mid_run_shows_the_error_not_the_documents(tmp_path):
                          text=True, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, check=False)
     assert res.returncode != 0 and "scorer broke on document 7" in res.stderr, res.stderr[-3000:]
     assert "Calm tea" not in res.stderr, res.stderr[-3000:]
+
+
+_MARKED_SCORER = '''
+import os
+from pathlib import Path
+
+import numpy as np
+
+with Path(os.environ["IMPORTED_BY"]).open("a") as f:  # every process that imports this module says so
+    f.write(f"{os.getpid()}\\n")
+
+
+class MarkedScorer:
+    name, threshold = "marked", 0.5
+
+    def score(self, texts):
+        with Path(os.environ["SCORED_BY"]).open("a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return np.full(len(texts), 0.1, np.float32)
+'''
+
+_MARKED_RUN = '''
+import os, sys
+from marked_scorer import MarkedScorer
+from condpt.tagging.cascade import TagConfig
+from condpt.tagging.run import tag_corpus
+
+print(os.getpid())
+tag_corpus([sys.argv[1]], sys.argv[2], TagConfig(rows_per_shard=3), tasks=2, workers=2, scorer=MarkedScorer(),
+           progress=False)
+'''
+
+
+def test_workers_fork_with_the_scorer_and_the_pipeline_imported(tmp_path):
+    """Each forkserver worker imported condpt's pipeline and the scorer's libraries itself, ~1 CPU-second before
+    its first document (docs/benchmarks.md): the forkserver preloads them once, so workers fork with them
+    imported. A fresh process: the forkserver is started once per process, with what it preloads then."""
+    import subprocess
+    import sys
+
+    (tmp_path / "marked_scorer.py").write_text(_MARKED_SCORER)
+    src = write_lines(tmp_path / "c.jsonl", _lines(12))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parents[2]}",
+           "IMPORTED_BY": str(tmp_path / "imported"), "SCORED_BY": str(tmp_path / "scored")}
+    res = subprocess.run([sys.executable, "-c", _MARKED_RUN, str(src), str(tmp_path / "out")], capture_output=True,
+                         text=True, env=env, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    main = int(res.stdout.split()[0])
+    imported = [int(x) for x in (tmp_path / "imported").read_text().split()]
+    scored = {int(x) for x in (tmp_path / "scored").read_text().split()}
+    assert main not in scored and scored  # scored in the workers
+    assert len(imported) == 2 and main in imported and not scored & set(imported)  # the main process, the server
