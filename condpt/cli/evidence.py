@@ -51,7 +51,7 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE.json", dir_okay=False,
                                              help="File to write the full result JSON to")] = None,
     world: Annotated[Path | None, typer.Option(help="a `condpt world` directory: its scenarios and held-out texts")] = None,
-    deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self "
+    deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self | guided[:SCALE] "
                                           "(default: good if the model has that tag)")] = None,
     per_split: Annotated[int | None, typer.Option(help="at most this many scenarios per split (default: all)")] = None,
 ) -> None:
