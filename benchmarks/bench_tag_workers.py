@@ -14,14 +14,16 @@ repeated (``--repeats``; the fastest wall clock and, separately, the fewest CPU 
   output as two workers, so their ratio is the workers' alone); T = 2, W = 2.
 - ``start-up``: the reference and the two-task runs on the first 5 documents; subtracted from the full runs
   they give the per-document part, what a corpus large enough to make start-up negligible sees.
-- ``--old DIR``: the `condpt tag` runs again with ``PYTHONPATH=DIR`` (another checkout's ``condpt/``, e.g.
-  ``git archive HEAD~3 condpt | tar -x -C DIR``), to measure a change in the same run.
+- ``--old DIR`` (repeatable): the `condpt tag` runs again with ``PYTHONPATH=DIR`` (another checkout's
+  ``condpt/``, e.g. ``git archive HEAD~3 condpt | tar -x -C DIR``), to measure a change in the same run.
 
 CPU seconds (user + system of the process and every process under it, sampled every 0.05 s) are split into the
 main process, the forkserver and the pool's workers: each worker's share beyond its half of the one-worker work
 is its start-up. The two-task outputs are checked to be the same files with one worker and with two.
 
-    .venv/bin/python benchmarks/bench_tag_workers.py [--copies 6] [--repeats 3] [--old DIR]
+    .venv/bin/python benchmarks/bench_tag_workers.py [--copies 6] [--repeats 3] [--budget-s 420] [--old DIR]
+
+``--budget-s``: no repeat starts once this many seconds have passed (the first always runs whole).
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ def main() -> None:
     ap.add_argument("--limit-docs", type=int, default=10**9, help="documents per copy")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rows-per-shard", type=int, default=500)
-    ap.add_argument("--old", type=Path, help="another checkout's root (holding condpt/) to time beside this one")
+    ap.add_argument("--old", type=Path, action="append", default=[],
+                    help="another checkout's root (holding condpt/) to time beside this one; repeatable")
+    ap.add_argument("--budget-s", type=float, default=float("inf"))
     args = ap.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} not found (the shared data directory sits beside the repository)")
@@ -157,7 +161,7 @@ def main() -> None:
             "reference, 2 processes": lambda k: _timed([_reference(h, tmp / f"r2-{k}-{i}.parquet", c)
                                                         for i, h in enumerate(halves)]),
         }
-        trees = [("", REPO)] + ([(" (old)", args.old.resolve())] if args.old else [])
+        trees = [("", REPO)] + [(f" ({d.name})", d.resolve()) for d in args.old]
         for label, root in trees:
             for tasks, workers, src, what in ((2, 1, warm, "start-up (5 documents)"),
                                               (2, 2, warm, "start-up (5 documents)"),
@@ -167,7 +171,11 @@ def main() -> None:
                 runs[name] = (lambda k, src=src, tasks=tasks, workers=workers, tag=tag, root=root:
                               _timed([_tag(src, tmp / f"{tag}-{k}", cfg, c, tasks, workers)], root))
         best: dict[str, tuple[float, dict[str, float]]] = {}
+        started = time.perf_counter()
         for k in range(args.repeats):
+            if k and time.perf_counter() - started > args.budget_s:
+                print(f"{k} repeats (--budget-s {args.budget_s:.0f} reached)")
+                break
             for name, run in runs.items():
                 wall, cpu = run(k)
                 if name not in best:

@@ -63,6 +63,7 @@ from condpt.tagging.chunked import (
     task_file,
 )
 from condpt.tagging.datatrove_steps import share_cascade
+from condpt.tagging.pool import local_threads, start_forkserver
 
 __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
            "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
@@ -186,7 +187,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     threads = _threads(cluster, workers)
     if cluster.executor == "local" and min(workers, tasks) > 1:
         given = {type(v).__module__ for v in scorers.values() if v is not None} - {"__main__"}
-        _start_forkserver(set(sys.modules) - imported | given, threads)
+        start_forkserver(threads, set(sys.modules) - imported | given)  # workers fork warm (pool.py)
     if all(v is None for v in scorers.values()):
         share_cascade(cascade)  # tasks run in this process (workers=1) reuse the loaded scorer
     meta = _meta(cascade, cfg, scorer is not None)
@@ -229,42 +230,10 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
 
 def _threads(cluster: Cluster, workers: int) -> int | None:
     """The OpenMP / torch thread cap of each task's process (`CondptTagger`'s `threads`)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # local: W processes share this machine's cores. Slurm: a task's affinity is the CPUs it was given (None: all
     # of them). Ray pins nothing, so a task would see the whole node: its own --cpus-per-task (at least 1).
-    return {"local": max(1, cores // workers), "slurm": None,
+    return {"local": local_threads(workers), "slurm": None,
             "ray": max(1, int(cluster.cpus_per_task))}[cluster.executor]
-
-
-def _start_forkserver(loaded: set[str], threads: int) -> None:
-    """Start the forkserver the local pool's workers fork from, now, with condpt's pipeline and the scorer's
-    libraries imported in it. Each worker then starts with them imported instead of importing them itself, ~1
-    CPU-second per worker before its first document (datatrove, huggingface_hub, pyarrow, pandas, which pyarrow
-    imports on its first array; torch for the MiniLM scorers), and the server's imports run beside what is left
-    of this process's start-up (measured: docs/benchmarks.md). `loaded`: the modules loading the scorer
-    imported and those of the scorers given as objects; their packages are preloaded (condpt's own by full
-    name; a class defined in ``__main__`` is left to the workers). The server inherits the environment,
-    so the thread cap a worker applies (`limit_threads`) is set for it before it imports numpy or torch.
-
-    Preloading fails soft: a module the server cannot import is imported by each worker, as before. A
-    forkserver already running (an earlier run in this process) is kept, with what it preloaded then."""
-    from multiprocess import forkserver
-
-    packages = {name.partition(".")[0] for name in loaded} | {n for n in loaded if n.startswith("condpt.")}
-    forkserver.set_forkserver_preload(["condpt.tagging.run", "pandas",
-                                       *sorted(n for n in packages if n.replace(".", "_").isidentifier())])
-    env = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    saved = {var: os.environ.get(var) for var in env}
-    os.environ.update(env)
-    try:
-        forkserver.ensure_running()
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
 
 
 def _pipeline(specs: list[InputSpec], out: Path, cfg: TagConfig, threshold: float, attributes: bool,

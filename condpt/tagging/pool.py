@@ -1,0 +1,52 @@
+"""The forkserver `condpt tag`'s local worker pool forks from, started early and warm (issue 10).
+
+datatrove's `LocalPipelineExecutor` starts its workers with forkserver (forking a process that holds an fsspec
+event-loop thread, tqdm's monitor and a progress thread is not safe): a fresh interpreter that, left to
+itself, imports nothing, so every worker imported condpt's pipeline (datatrove and huggingface_hub, pyarrow, and
+pandas, which pyarrow imports on its first array) and the scorer's libraries itself: ~1 CPU-second each before
+its first document, on top of the main process's own start-up (measured: docs/benchmarks.md). Here the server
+imports them once and workers fork with them imported. Started as soon as the run's shape is known (`condpt
+tag` does it before its own imports), the server's imports run beside the main process's instead of after it.
+
+This module imports nothing heavy: the CLI calls it first.
+"""
+
+from __future__ import annotations
+
+import os
+
+PIPELINE = ("condpt.tagging.run", "pandas")  # what every worker needs: the executor, the steps, pyarrow, pandas
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def local_threads(workers: int) -> int:
+    """A local worker's share of this machine's cores (its OpenMP / torch thread cap): W workers x threads <= C."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def start_forkserver(threads: int, modules: set[str] = frozenset()) -> None:
+    """Start the forkserver now (if it is not running yet) with `PIPELINE` and `modules` imported in it: for a
+    module of a package, the package (condpt's own modules by full name). The server inherits this process's
+    environment, and a worker's thread cap (`condpt.tagging.datatrove_steps.limit_threads`, `threads`) is set in
+    it before it imports numpy or torch, which read it then.
+
+    Fails soft: a module the server cannot import is imported by each worker, as without a preload. A server
+    already running (an earlier run in this process, or `condpt tag` before its imports) keeps what it
+    preloaded then; each worker imports the rest."""
+    from multiprocess import forkserver
+
+    packages = {name.partition(".")[0] for name in modules} | {n for n in modules if n.startswith("condpt.")}
+    forkserver.set_forkserver_preload([*PIPELINE, *sorted(n for n in packages - set(PIPELINE)
+                                                          if n.replace(".", "_").isidentifier())])
+    env = {var: str(threads) for var in THREAD_VARS} | {"TOKENIZERS_PARALLELISM": "false"}
+    saved = {var: os.environ.get(var) for var in env}
+    os.environ.update(env)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value

@@ -1,0 +1,63 @@
+"""The local pool's forkserver (condpt.tagging.pool): started early, preloaded, with the workers' thread cap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rerun import write_lines
+from typer.testing import CliRunner
+
+import condpt.cli.tag  # noqa: F401  (registers `tag`)
+from condpt.cli import app
+from condpt.tagging import pool
+from condpt.tagging import run as run_mod
+
+REPO = Path(__file__).resolve().parents[2]
+
+_PROBE = '''
+import json, os, sys
+import multiprocess as mp
+from condpt.tagging.pool import start_forkserver
+
+def probe(_):
+    return {"threads": os.environ.get("OMP_NUM_THREADS"),
+            "imported": sorted(m for m in ("pandas", "condpt.tagging.run") if m in sys.modules)}
+
+if __name__ == "__main__":
+    start_forkserver(3, {"condpt.tagging.cascade"})
+    with mp.get_context("forkserver").Pool(1) as p:
+        seen = p.map(probe, [0])[0]
+    print(json.dumps({**seen, "main_threads": os.environ.get("OMP_NUM_THREADS")}))
+'''
+
+
+def test_workers_fork_with_the_pipeline_imported_and_their_thread_cap(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(_PROBE)
+    env = {k: v for k, v in os.environ.items() if k not in pool.THREAD_VARS}
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=300,
+                         env={**env, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen = json.loads(res.stdout.splitlines()[-1])
+    assert seen == {"threads": "3", "imported": ["condpt.tagging.run", "pandas"], "main_threads": None}
+
+
+def test_condpt_tag_starts_the_forkserver_before_its_own_imports_with_two_workers(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pool, "start_forkserver", lambda threads, modules=frozenset(): calls.append("forkserver"))
+    real = run_mod.tag_corpus
+    monkeypatch.setattr(run_mod, "tag_corpus", lambda *a, **k: calls.append("run") or real(*a, **k))
+    src = write_lines(tmp_path / "c.jsonl", [json.dumps({"id": f"d{i}", "text": f"Calm tea {i}."}) for i in range(4)])
+    cfg = tmp_path / "tag.yaml"
+    cfg.write_text("classifier: {spec: none}\nrows_per_shard: 2\n")
+    for workers, tasks, expected in ((2, [], ["forkserver", "run"]), (1, ["--tasks", "2"], ["run"]),
+                                     (2, ["--tasks", "1"], ["run"])):
+        calls.clear()
+        res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / f"out{workers}{tasks}"), "--config",
+                                       str(cfg), "--quiet", "--workers", str(workers), *tasks])
+        assert res.exit_code == 0, res.output
+        assert calls == expected  # with 2 workers the CLI starts it before it imports the run
