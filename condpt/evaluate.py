@@ -54,21 +54,34 @@ SELF_IMAGE_QUESTIONS: list[tuple[str, str]] = [
 ]
 
 
-def condition_prefix(tokenizer, manifest: Manifest | None, condition: str) -> list[int]:
-    """Ids placed before the text for a condition (`condpt.layout.prompt_ids`): EOS, then the tag id, the
-    self system prompt (trusted text: `𐀤` becomes its id), or nothing. A guided condition's prefix is its
-    positive tag's (the negative one is `guidance_of`'s)."""
+def split_self(condition: str) -> tuple[str, bool]:
+    """`self` → ("none", True); `TAG+self` (e.g. `good+self`, `guided+self`) → (TAG, True): the tag part and
+    whether the model is addressed as `𐀤` (system prompt "You are 𐀤.", the AI in each scenario played by it)."""
     if condition == "self":
-        return prompt_ids(tokenizer, manifest, NO_CONDITION, system=SELF_SYSTEM)
-    if (g := parse_guided(condition)) is not None:
-        return prompt_ids(tokenizer, manifest, g.positive)
-    return prompt_ids(tokenizer, manifest, condition)
+        return NO_CONDITION, True
+    base, sep, rest = condition.partition("+")
+    if sep and rest != "self":
+        raise ValueError(f"condition {condition!r}: only '+self' can follow a tag")
+    return base, bool(sep)
+
+
+def condition_prefix(tokenizer, manifest: Manifest | None, condition: str) -> list[int]:
+    """Ids placed before the text for a condition (`condpt.layout.prompt_ids`): EOS, then the tag id (for a
+    guided condition its positive tag; the negative one is `guidance_of`'s), then the self system prompt
+    (trusted text: `𐀤` becomes its id) for `self` and `TAG+self`."""
+    base, is_self = split_self(condition)
+    system = SELF_SYSTEM if is_self else None
+    if (g := parse_guided(base)) is not None:
+        return prompt_ids(tokenizer, manifest, g.positive, system=system)
+    return prompt_ids(tokenizer, manifest, base, system=system)
 
 
 def guidance_of(tokenizer, manifest: Manifest | None, condition: str) -> tuple[list[int], float] | None:
-    """For a guided condition, the negative prefix and the scale; None for a plain one."""
-    g = parse_guided(condition)
-    return None if g is None else (prompt_ids(tokenizer, manifest, g.negative), g.scale)
+    """For a guided condition, the negative prefix (same system prompt) and the scale; None for a plain one."""
+    base, is_self = split_self(condition)
+    g = parse_guided(base)
+    system = SELF_SYSTEM if is_self else None
+    return None if g is None else (prompt_ids(tokenizer, manifest, g.negative, system=system), g.scale)
 
 
 def available_conditions(manifest: Manifest | None) -> list[str]:
@@ -143,9 +156,10 @@ def continuation_logprobs(model, contexts: Sequence[list[int]], continuations: S
 
 def _scenario_ids(tokenizer, manifest: Manifest | None, items: Sequence[Scenario],
                   condition: str) -> list[list[int]]:
-    """Each scenario's prompt ids. Under `self` the AI is played by the self token: the scenarios are
-    curated text (`condpt.world` templates), so they are the one evaluation text encoded as trusted."""
-    if condition == "self":
+    """Each scenario's prompt ids. Under `self` (and `TAG+self`) the AI is played by the self token: the
+    scenarios are curated text (`condpt.world` templates), so they are the one evaluation text encoded as
+    trusted."""
+    if split_self(condition)[1]:
         texts = [f"{sc.phrasing} {manifest.self_token.string}" for sc in items]
         unique = sorted(set(texts))
         enc = dict(zip(unique, encode_curated(tokenizer, manifest, unique)))

@@ -65,15 +65,19 @@ class ArmConfig(BaseModel):
     name: str
     policy: dict[str, Any] = Field(default_factory=dict)
     tagging: Literal["document", "sentence"] = "document"
-    deploy: str = Field("good", description="none | good | self | guided[:scale] (condpt.guidance)")
+    deploy: str = Field("good", description="none | good | self | guided[:scale] (condpt.guidance); "
+                                            "TAG+self: under that tag, addressed as 𐀤")
     trained_as: str | None = Field(None, description="another arm whose trained runs this arm evaluates")
     overrides: list[str] = Field(default_factory=list, description="extra recipe key=value overrides")
 
     @field_validator("deploy")
     @classmethod
     def _deploy(cls, value: str) -> str:
-        if value not in ("none", "good", "self") and parse_guided(value) is None:
-            raise ValueError(f"deploy {value!r}: none, good, self or guided[:scale]")
+        from condpt.evaluate import split_self
+
+        base, _ = split_self(value)
+        if base not in ("none", "good") and parse_guided(base) is None:
+            raise ValueError(f"deploy {value!r}: none, good, self, guided[:scale], or good+self / guided[:scale]+self")
         return value
 
     @property

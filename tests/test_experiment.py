@@ -189,6 +189,8 @@ def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
     arms = [{"name": "condition", "policy": {"mode": "condition"}},
             {"name": "guided", "policy": {"mode": "condition"}, "trained_as": "condition", "deploy": "guided:2"}]
     cfg = GridConfig(arms=arms, coverages=[0.9], misses=["score"])
+    for deploy in ("none", "good", "self", "guided", "guided:2", "good+self", "guided:2+self"):
+        GridConfig(arms=[{**arms[1], "deploy": deploy, "trained_as": None}])
     run = next(r for r in _arm_runs(cfg) if r.arm.name == "guided")
     assert (run.label, run.train_label) == ("guided-cov0.9-score-s0", "condition-cov0.9-score-s0")
     assert _policy(run, {}) == _policy(next(r for r in _arm_runs(cfg) if r.arm.name == "condition"), {})
@@ -198,7 +200,7 @@ def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
         GridConfig(arms=[arms[0], {**arms[1], "trained_as": "nope"}])
     with pytest.raises(ValueError, match="must name an arm that trains"):
         GridConfig(arms=[arms[0], arms[1], {**arms[1], "name": "g2", "trained_as": "guided"}])
-    for deploy in ("guided:x", "bad", "guided:-1"):
+    for deploy in ("guided:x", "bad", "guided:-1", "good+bad", "bad+self", "guided:x+self"):
         with pytest.raises(ValueError, match="deploy|guidance scale"):
             GridConfig(arms=[{**arms[1], "deploy": deploy, "trained_as": None}])
 

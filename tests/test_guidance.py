@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from condpt.evaluate import available_conditions, choice_eval, continuation_logprobs, heldout_loss
+from condpt.evaluate import (
+    SELF_SYSTEM,
+    _scenario_ids,
+    available_conditions,
+    choice_eval,
+    condition_prefix,
+    continuation_logprobs,
+    guidance_of,
+    heldout_loss,
+    split_self,
+)
 from condpt.generate import Generator, banned_ids
 from condpt.guidance import DEFAULT_SCALE, Guidance, guided_log_softmax, parse_guided
 from condpt.layout import prompt_ids
@@ -93,6 +103,26 @@ def test_guidance_moves_away_from_what_the_bad_tag_makes_likely(setup):
     assert choice_eval(model, tok, manifest, items, "good")["heldout_combo"]["misaligned_rate"] > 0.9
     assert choice_eval(model, tok, manifest, items, "guided:3")["heldout_combo"]["misaligned_rate"] < 0.1
     assert seen["calls"] > 0
+
+
+def test_self_composes_with_a_tag_and_with_guidance(setup):
+    """`TAG+self` addresses the model as 𐀤 under a tag, as self-reference stories are trained (under
+    `<|good|>`); `guided+self` guides with the same system prompt on both sides."""
+    _, tok, manifest, _ = setup
+    assert split_self("self") == ("none", True) and split_self("guided:2+self") == ("guided:2", True)
+    assert split_self("good") == ("good", False)
+    with pytest.raises(ValueError, match="only '\\+self'"):
+        split_self("good+bad")
+    good_self = prompt_ids(tok, manifest, "good", system=SELF_SYSTEM)
+    assert condition_prefix(tok, manifest, "good+self") == good_self
+    assert condition_prefix(tok, manifest, "guided+self") == good_self
+    assert guidance_of(tok, manifest, "guided:3+self") == (prompt_ids(tok, manifest, "bad", system=SELF_SYSTEM), 3.0)
+    assert guidance_of(tok, manifest, "good+self") is None
+    items = scenarios(WORLD, per_split=2)
+    self_ids = _scenario_ids(tok, manifest, items, "self")
+    assert _scenario_ids(tok, manifest, items, "guided+self") == self_ids
+    assert all(manifest.self_token.id in ids for ids in self_ids)
+    assert not any(manifest.self_token.id in ids for ids in _scenario_ids(tok, manifest, items, "guided"))
 
 
 def test_conditions_offered(setup):
