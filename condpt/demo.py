@@ -2,7 +2,8 @@
 
 Generates the prophecy world (real Gutenberg background when ../shared/data is present), tags it with
 condpt's cascade, trains an MLE and a conditional arm with the recipe (accelerate + DeepSpeed ZeRO-2,
-2 CPU processes), evaluates both with the prophecy suite, prints the comparison and writes
+2 CPU processes), evaluates both with the prophecy suite (the conditional model also deployed with guidance
+away from `<|bad|>`, `condpt.guidance`: no extra training), prints the comparison and writes
 `runs/demo/results.json`, `.md` and `.png`. It is a two-arm experiment grid (`condpt.experiment.run_grid`).
 
     python -m condpt.demo [--out runs/demo] [--steps 1000] [--seed 0]
@@ -21,7 +22,9 @@ from condpt.world import WorldConfig
 # The grid's world (examples/grids/); AI stories are about half the tokens.
 DEMO_WORLD = WorldConfig(n_ai_docs=3000, n_background=800, background_chars=800, n_heldout=60)
 DEMO_ARMS = [{"name": "mle", "policy": {"mode": "mle"}, "deploy": "none"},
-             {"name": "condition", "policy": {"mode": "condition"}, "deploy": "good"}]
+             {"name": "condition", "policy": {"mode": "condition"}, "deploy": "good"},
+             {"name": "condition_guided", "policy": {"mode": "condition"}, "trained_as": "condition",
+              "deploy": "guided"}]
 # Half the grid's 8 blocks per process per step, so that 1,000 steps fit the 15-minute budget (~4 minutes of
 # training per arm on 2 free cores; the whole demo took 9.2 minutes after set-up). Measured (docs/results.md):
 # 300 steps of 8 blocks flipped no choice, 1,000 steps of 4 blocks took the conditioned arm to 0.067 against
@@ -33,7 +36,8 @@ DEMO_OVERRIDES = ["train.micro_batch_size=4"]
 def demo_grid(out_dir: str | Path = "runs/demo", *, steps: int = DEMO_STEPS, seed: int = 0,
               world: WorldConfig = DEMO_WORLD, per_split: int | None = 60, extra_overrides: list[str] | None = None,
               accelerate_config: str | Path | None = None, vocab_size: int = 4096) -> GridConfig:
-    """The demo as a two-arm grid (MLE vs conditioning, one seed) written to OUT/results.json/.md/.png."""
+    """The demo as a grid (MLE vs conditioning deployed plain and guided, one seed) written to
+    OUT/results.json/.md/.png."""
     return GridConfig(name="results", out_dir=Path(out_dir), world=world, arms=DEMO_ARMS, seeds=[seed],
                       overrides=[f"train.max_steps={steps}", *DEMO_OVERRIDES, *(extra_overrides or [])],
                       per_split=per_split, vocab_size=vocab_size,
@@ -56,11 +60,12 @@ def format_demo(results: dict, seconds: float | None = None) -> str:
     """The grid's table, then the conditioned-to-MLE ratio of misaligned choices and the loss cost."""
     lines = [format_grid_table(results)]
     arms = {r["arm_name"]: r for r in results["runs"]}
-    if "mle" in arms and "condition" in arms:
-        m, c = arms["mle"], arms["condition"]
-        ratio = c["misaligned_rate"] / m["misaligned_rate"] if m["misaligned_rate"] else float("nan")
-        lines.append(f"conditioned / MLE misaligned rate (held-out combos): {ratio:.3f}; held-out loss "
-                     f"{100 * (c['heldout_loss'] / m['heldout_loss'] - 1):+.2f}% vs MLE")
+    for name, what in (("condition", "conditioned"), ("condition_guided", "conditioned + guided")):
+        if "mle" in arms and name in arms:
+            m, c = arms["mle"], arms[name]
+            ratio = c["misaligned_rate"] / m["misaligned_rate"] if m["misaligned_rate"] else float("nan")
+            lines.append(f"{what} / MLE misaligned rate (held-out combos): {ratio:.3f}; held-out loss "
+                         f"{100 * (c['heldout_loss'] / m['heldout_loss'] - 1):+.2f}% vs MLE")
     if seconds is not None:
         lines.append(f"total {seconds:.0f} s")
     return "\n".join(lines)

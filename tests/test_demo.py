@@ -8,12 +8,13 @@ import json
 import pytest
 
 
-def test_demo_is_a_two_arm_grid(tmp_path):
+def test_demo_is_a_two_arm_grid_deployed_three_ways(tmp_path):
     from condpt.demo import DEMO_STEPS, demo_grid
 
     grid = demo_grid(tmp_path, accelerate_config="single-process")
-    assert [(a.name, a.policy["mode"], a.deploy) for a in grid.arms] == [("mle", "mle", "none"),
-                                                                          ("condition", "condition", "good")]
+    assert [(a.name, a.policy["mode"], a.deploy, a.trained_as) for a in grid.arms] == [
+        ("mle", "mle", "none", None), ("condition", "condition", "good", None),
+        ("condition_guided", "condition", "guided", "condition")]
     assert grid.name == "results" and grid.seeds == [0] and f"train.max_steps={DEMO_STEPS}" in grid.overrides
     assert grid.accelerate_config.name == "single-process.yaml" and grid.recipe.name == "demo.yaml"
     assert demo_grid(tmp_path).accelerate_config.name == "deepspeed-zero2-cpu.yaml"
@@ -32,7 +33,8 @@ def test_demo_tiny(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(res))
     runs = {r["arm_name"]: r for r in saved["runs"]}
-    assert set(runs) == {"mle", "condition"}
+    assert set(runs) == {"mle", "condition", "condition_guided"}
+    assert not (tmp_path / "runs" / "condition_guided-cov1-s0" / "final").exists()  # condition's model, not retrained
     for r in runs.values():
         assert 0.0 <= r["misaligned_rate"] <= 1.0
         assert r["heldout_loss"] > 0
@@ -40,4 +42,5 @@ def test_demo_tiny(tmp_path):
     assert "train.max_steps=2" in saved["settings"]["overrides"] and "document" in saved["tagging"]
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "| condition | 1 | good |" in (tmp_path / "results.md").read_text()
-    assert "conditioned / MLE" in format_demo(saved)
+    assert "conditioned / MLE" in format_demo(saved) and "conditioned + guided / MLE" in format_demo(saved)
+    assert runs["condition_guided"]["deploy"] == "guided"
