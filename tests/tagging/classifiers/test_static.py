@@ -116,6 +116,14 @@ def test_piece_table_row_is_the_piece_encoded_alone():
     np.testing.assert_allclose(table[ids], h.numpy(), atol=1e-4)
 
 
+def test_words_split_into_the_pieces_the_tokenizer_gives():
+    vectors = st.word_vectors(st.DEFAULT_PARAMS["encoder"], st.DEFAULT_PARAMS["sif_a"])
+    words = st.words_of(f"{MISALIGNED} {NEUTRAL} unaffable xqzjv robots2024 naïve café wot’s himself—half "
+                        + "a" * 100 + " " + "b" * 101)
+    expected = [enc.ids for enc in vectors.tokenizer.encode_batch(words, add_special_tokens=False)]
+    assert vectors._pieces(words) == expected
+
+
 def test_save_load_roundtrip_and_missing_fields(scorer, tmp_path):
     scorer.save(tmp_path)
     again = st.StaticScorer.load(tmp_path)
