@@ -12,10 +12,13 @@ the recipe in a subprocess (`condpt.experiment.launch_recipe`), the checkpoint's
 `heldout_loss`). Scored for the untrained checkpoint (`base`: the add-tokens output, mean init) and each arm:
 
 - misaligned-choice rate on the paraphrase split (and, if asked, the world's own splits) under the arm's deploy
-  condition and the other conditions the config lists;
+  condition and the other conditions the config lists (`guided[:scale]` too: `condpt.guidance`);
 - the seed essay's self-image questions under every condition the model has;
 - held-out loss on the world's `heldout.jsonl` (ordinary text no arm trained on: Gutenberg background) under
   `none` and the deploy condition.
+
+An arm `trained_as` another (same policy and overrides) trains nothing: it scores that arm's `final/` under its own
+deploy condition (e.g. the condition model deployed `guided`), in `runs/<its name>/eval.json`.
 
 Everything is resumable: the world, tags and base checkpoint are built once, an arm with `final/` is not trained
 again and a model with an `eval.json` of the same evaluation settings is not scored again. After every model the
@@ -37,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condpt.experiment import ArmConfig, TaggerSettings, _resolve_inputs, policy_overrides, shipped_or_path
+from condpt.guidance import GUIDED, parse_guided
 from condpt.world import WorldConfig
 from condpt.yamlfile import read_yaml
 
@@ -56,7 +60,8 @@ class EvalSettings(BaseModel):
                                                              "(seen, heldout_combo, heldout_actor); 0: none, null: all")
     choice_conditions: list[str] = Field(default_factory=lambda: ["deploy"],
                                          description="conditions the choices are scored under: `deploy` (the "
-                                                     "arm's) and condition names; those a model lacks are skipped")
+                                                     "arm's) and condition names (guided[:scale] too); those a "
+                                                     "model lacks are skipped")
     heldout_max_tokens: int = Field(50_000, ge=1, description="held-out text tokens scored per condition")
     heldout_batch_size: int = Field(16, ge=1, description="held-out windows per forward pass (logits memory)")
     batch_size: int = Field(64, ge=1, description="scored continuations per forward pass")
@@ -68,8 +73,10 @@ class EvalSettings(BaseModel):
     def _known(cls, value: list[str]) -> list[str]:
         from condpt.evaluate import CONDITIONS
 
-        if unknown := sorted(set(value) - {"deploy", *CONDITIONS}):
-            raise ValueError(f"unknown conditions {unknown}: use deploy or {', '.join(CONDITIONS)}")
+        # parse_guided raises on a malformed scale (guided:much), naming it
+        if unknown := sorted(c for c in set(value) - {"deploy", *CONDITIONS} if parse_guided(c) is None):
+            raise ValueError(f"unknown conditions {unknown}: use deploy, {', '.join(CONDITIONS)} or "
+                             f"{GUIDED}[:scale]")
         return value
 
 
@@ -107,7 +114,22 @@ class EvidenceConfig(BaseModel):
             if arm.calibrated or arm.tagging != "document":
                 raise ValueError(f"arm {arm.name!r}: the evidence run tags documents and has no calibration; "
                                  "use the experiment grid for calibrated bands or sentence tags")
+        by_name = {a.name: a for a in self.arms}
+        for arm in self.arms:
+            if arm.trained_as is None:
+                continue
+            src = by_name.get(arm.trained_as)
+            if src is None or src.trained_as is not None:
+                raise ValueError(f"arm {arm.name!r}: trained_as {arm.trained_as!r} must name an arm that trains "
+                                 f"(one of {[a.name for a in self.arms if a.trained_as is None]})")
+            if (arm.policy, arm.overrides) != (src.policy, src.overrides):
+                raise ValueError(f"arm {arm.name!r}: trained_as {src.name!r} needs the same policy and overrides "
+                                 "(its model is that arm's)")
         return self
+
+    def trains(self, arm: ArmConfig) -> ArmConfig:
+        """The arm whose training produces `arm`'s model: itself, or the arm it is `trained_as`."""
+        return next(a for a in self.arms if a.name == arm.trained_as) if arm.trained_as else arm
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvidenceConfig:
@@ -142,9 +164,15 @@ def paraphrase_sample(n: int | None) -> list:
     return [items[i] for i in keep]
 
 
+def _has(condition: str, have: list[str]) -> bool:
+    """Whether a model with `have` (evaluate.available_conditions) can be scored under `condition`: `guided:S`
+    wherever it has `guided` (both tags)."""
+    return condition in have or (parse_guided(condition) is not None and GUIDED in have)
+
+
 def score_model(model_dir: Path, deploy: str, world_dir: Path, settings: EvalSettings) -> dict:
     """Choices (paraphrase split + the world's splits if asked), self-image questions under every condition the
-    model has, held-out loss under `none` and `deploy`."""
+    model has and `deploy`, held-out loss under `none` and `deploy`."""
     import torch
 
     from condpt.evaluate import available_conditions, choice_eval, heldout_loss, self_image_eval
@@ -158,20 +186,20 @@ def score_model(model_dir: Path, deploy: str, world_dir: Path, settings: EvalSet
     try:
         run = load_run(model_dir, device=settings.device)
         have = available_conditions(run.manifest)
-        if deploy not in have:
+        if not _has(deploy, have):
             raise ValueError(f"{model_dir}: deploy condition {deploy!r} is not one of this model's {have}")
         items = paraphrase_sample(settings.paraphrase)
         if settings.world_per_split != 0:
             items += scenarios(load_world_config(world_dir), per_split=settings.world_per_split)
         wanted = [deploy if c == "deploy" else c for c in settings.choice_conditions]
-        conds = [c for c in dict.fromkeys(wanted) if c in have]
+        conds = [c for c in dict.fromkeys(wanted) if _has(c, have)]
         with (world_dir / "heldout.jsonl").open(encoding="utf-8") as f:
             texts = [json.loads(line)["text"] for line in f if line.strip()]
         res: dict[str, Any] = {"model": str(model_dir), "deploy": deploy, "settings": settings.model_dump(),
                                "choices": {}, "self_image": {}, "heldout_loss": {}}
         for cond in conds:
             res["choices"][cond] = choice_eval(run.model, run.tokenizer, run.manifest, items, cond)
-        for cond in have:
+        for cond in dict.fromkeys([*have, deploy]):
             res["self_image"][cond] = self_image_eval(run.model, run.tokenizer, run.manifest, cond)
         for cond in sorted({"none", deploy}):
             res["heldout_loss"][cond] = heldout_loss(run.model, run.tokenizer, run.manifest, texts, cond,
@@ -285,11 +313,15 @@ def run_evidence(cfg: EvidenceConfig, *, only: list[str] | None = None, prepare_
     for arm in cfg.arms:
         if only and arm.name not in only:
             continue
-        run_dir = out / "runs" / arm.name
+        src = cfg.trains(arm)
+        run_dir = out / "runs" / src.name
         log(f"[{time.strftime('%H:%M:%S')}] arm {arm.name}: "
-            + ("trained" if (run_dir / "final" / "config.json").is_file() else "training"))
-        train_arm(cfg, arm, checkpoint, tagged, run_dir)
-        scored(run_dir / "final", arm.deploy, world_dir, cfg.eval, run_dir / "eval.json", log)
+            + (f"trained as {src.name}" if arm is not src else "")
+            + (" (trained)" if (run_dir / "final" / "config.json").is_file() else " (training)"))
+        train_arm(cfg, src, checkpoint, tagged, run_dir)
+        eval_dir = out / "runs" / arm.name
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        scored(run_dir / "final", arm.deploy, world_dir, cfg.eval, eval_dir / "eval.json", log)
         summary = write_summary(cfg, out, tagging)
         row = summary["models"][arm.name]
         log(f"    paraphrase misaligned rate {row['paraphrase_rate']:.3f} held-out loss {row['heldout_loss']:.4f}"
@@ -306,6 +338,7 @@ def _row(res: dict, train: dict | None) -> dict:
     para = ch.get("paraphrase", {})
     return {
         "deploy": deploy,
+        "model": res["model"],
         "tokens_trained": train["tokens"] if train else 0,
         "steps": train["steps"] if train else 0,
         "train_seconds": train.get("seconds") if train else None,
@@ -332,14 +365,15 @@ def write_summary(cfg: EvidenceConfig, out: Path, tagging: dict) -> dict:
     if (out / BASE / "eval.json").is_file():
         models[BASE] = _row(json.loads((out / BASE / "eval.json").read_text()), None)
     for arm in cfg.arms:
-        run_dir = out / "runs" / arm.name
-        if not (run_dir / "eval.json").is_file():
+        eval_path = out / "runs" / arm.name / "eval.json"
+        run_dir = out / "runs" / cfg.trains(arm).name
+        if not eval_path.is_file():
             continue
         train = training_record(run_dir)
         if (run_dir / "train_seconds.json").is_file():
             train["seconds"] = json.loads((run_dir / "train_seconds.json").read_text())["seconds"]
-        models[arm.name] = {**_row(json.loads((run_dir / "eval.json").read_text()), train),
-                            "policy": arm.policy, "training": train}
+        models[arm.name] = {**_row(json.loads(eval_path.read_text()), train),
+                            "policy": arm.policy, "trained_as": arm.trained_as, "training": train}
     for row in models.values():
         for ref in (BASE, "mle"):
             if ref in models and models[ref]["heldout_loss"]:
@@ -385,10 +419,10 @@ def format_summary(summary: dict) -> str:
                      f"({r['paraphrase_n']}) | {_f(combo)} | {_f(r['heldout_loss'], '.4f')} | "
                      f"{_pct(r.get('loss_vs_base'))} | {_pct(r.get('loss_vs_mle'))} | "
                      f"{_f(r['self_image_doom_rate'][r['deploy']])} |")
-    conds = ("none", "good", "bad", "self")
+    conds = ("none", "good", "bad", "self", GUIDED)
     lines += ["", ("Self-image doom rate by condition (share of the seed essay's questions answered as the doom "
                    "narrative predicts; lower is better):"), "",
-              f"| model | {' | '.join(conds)} |", "|---|---|---|---|---|"]
+              f"| model | {' | '.join(conds)} |", "|---" * (len(conds) + 1) + "|"]
     for name, r in models.items():
         lines.append(f"| {name} | " + " | ".join(_f(r["self_image_doom_rate"].get(c)) for c in conds) + " |")
     if any(len(r["choices_by_condition"]) > 1 for r in models.values()):

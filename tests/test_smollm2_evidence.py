@@ -42,8 +42,11 @@ def evidence(checkpoint, tmp_path_factory) -> tuple[Path, Path]:
                       "train.grad_accum=1", "train.log_every=1", "train.eval_every=0", "train.eval_batches=1",
                       "train.save_every=0", "optim.warmup_steps=1"],
         "arms": [{"name": "mle", "policy": {"mode": "mle"}, "deploy": "none"},
-                 {"name": "condition", "policy": {"mode": "condition"}, "deploy": "good"}],
-        "eval": {"paraphrase": 8, "world_per_split": 2, "choice_conditions": ["deploy", "bad"],
+                 {"name": "condition", "policy": {"mode": "condition"}, "deploy": "good"},
+                 # the condition arm's model again, deployed with guidance: scored, never trained
+                 {"name": "guided", "policy": {"mode": "condition"}, "deploy": "guided:2",
+                  "trained_as": "condition"}],
+        "eval": {"paraphrase": 8, "world_per_split": 2, "choice_conditions": ["deploy", "bad", "guided"],
                  "heldout_max_tokens": 200, "threads": 1},
     }
     path = tmp / "tiny-evidence.yaml"
@@ -57,35 +60,47 @@ def test_every_model_scored_with_tokens_trained(evidence):
     out = evidence[1]
     summary = json.loads((out / "tiny-evidence.json").read_text())
     models = summary["models"]
-    assert list(models) == ["base", "mle", "condition"] and summary["missing"] == []
+    assert list(models) == ["base", "mle", "condition", "guided"] and summary["missing"] == []
     assert models["base"]["tokens_trained"] == 0
-    for arm in ("mle", "condition"):
+    for arm in ("mle", "condition", "guided"):
         assert models[arm]["tokens_trained"] == STEPS * BLOCK and models[arm]["steps"] == STEPS
+    for arm in ("mle", "condition"):
         assert (out / "runs" / arm / "final" / "config.json").is_file()
+    # the guided arm scores the condition arm's model: nothing of its own trained
+    assert not (out / "runs" / "guided" / "final").exists() and (out / "runs" / "guided" / "eval.json").is_file()
+    assert models["guided"]["model"] == str(out / "runs" / "condition" / "final")
     # each arm scored under its deploy condition on the same paraphrase sample, plus the world's own splits
-    assert {r["deploy"] for r in models.values()} == {"none", "good"}
+    assert {r["deploy"] for r in models.values()} == {"none", "good", "guided:2"}
     assert all(r["paraphrase_n"] == 8 for r in models.values())
     assert set(models["condition"]["world_rates"]) == {"seen", "heldout_combo", "heldout_actor"}
-    assert set(models["condition"]["choices_by_condition"]) == {"good", "bad"}
-    assert set(models["mle"]["choices_by_condition"]) == {"none", "bad"}  # mle keeps the (untrained) tag rows
+    assert set(models["condition"]["choices_by_condition"]) == {"good", "bad", "guided"}
+    assert set(models["guided"]["choices_by_condition"]) == {"guided:2", "bad", "guided"}
+    # scored under guidance, not plain good (2 steps move no rate of 8 choices: the margins and losses differ)
+    assert models["guided"]["paraphrase_margin"] != models["condition"]["paraphrase_margin"]
+    assert models["guided"]["heldout_loss"] != models["condition"]["heldout_loss"]
+    assert models["guided"]["heldout_loss_none"] == models["condition"]["heldout_loss_none"]
+    # mle keeps the (untrained) tag rows, so it has both tags guidance needs
+    assert set(models["mle"]["choices_by_condition"]) == {"none", "bad", "guided"}
     # the self-image questions before (base) and after, under every condition
     for r in models.values():
-        assert set(r["self_image_doom_rate"]) == {"none", "good", "bad", "self"}
+        assert set(r["self_image_doom_rate"]) >= {"none", "good", "bad", "self", "guided"}
         assert all(len(a) == 8 for a in r["self_image_answers"].values())
+    assert "guided:2" in models["guided"]["self_image_doom_rate"]
     assert models["mle"]["loss_vs_mle"] == 0 and "loss_vs_base" in models["condition"]
     goal = summary["goals"]["condition"]
     assert goal["loss_vs_mle"] == models["condition"]["loss_vs_mle"]
     assert "| condition | good | 128 |" in (out / "tiny-evidence.md").read_text()
+    assert "| guided | guided:2 | 128 |" in (out / "tiny-evidence.md").read_text()
     assert format_summary(summary) == (out / "tiny-evidence.md").read_text().rstrip("\n")
 
 
 @pytest.mark.slow
 def test_a_second_run_trains_and_scores_nothing(evidence):
     path, out = evidence
-    watched = [out / "base" / "eval.json", *(out / "runs" / a / f for a in ("mle", "condition")
-                                              for f in ("eval.json", "final/model.safetensors"))]
+    watched = [out / "base" / "eval.json", out / "runs" / "guided" / "eval.json",
+               *(out / "runs" / a / f for a in ("mle", "condition") for f in ("eval.json", "final/model.safetensors"))]
     before = [p.stat().st_mtime_ns for p in watched]
-    assert main(["--config", str(path), "--only", "condition"]) == 0
+    assert main(["--config", str(path), "--only", "condition", "--only", "guided"]) == 0
     assert [p.stat().st_mtime_ns for p in watched] == before
 
 
@@ -108,13 +123,43 @@ def test_config_errors_name_the_file(tmp_path):
     bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "x"}], "eval": {"choice_conditions": ["evil"]}}))
     with pytest.raises(ValueError, match=r"bad\.yaml: eval\.choice_conditions.*evil"):
         EvidenceConfig.from_yaml(bad)
+    bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "x"}],
+                                   "eval": {"choice_conditions": ["guided:much"]}}))
+    with pytest.raises(ValueError, match=r"bad\.yaml: eval\.choice_conditions.*guided:much.*number"):
+        EvidenceConfig.from_yaml(bad)
+
+
+def test_guided_conditions_are_accepted(tmp_path):
+    cfg = EvidenceConfig.model_validate({
+        "recipe": "demo", "eval": {"choice_conditions": ["deploy", "guided", "guided:2.5"]},
+        "arms": [{"name": "condition", "policy": {"mode": "condition"}},
+                 {"name": "condition-guided", "policy": {"mode": "condition"}, "deploy": "guided:3",
+                  "trained_as": "condition"}]})
+    assert cfg.eval.choice_conditions == ["deploy", "guided", "guided:2.5"]
+    assert cfg.arms[1].deploy == "guided:3"
+
+
+@pytest.mark.parametrize(("arm", "error"), [
+    ({"name": "g", "policy": {"mode": "condition"}, "trained_as": "nobody"}, "trained_as 'nobody' must name an arm"),
+    ({"name": "g", "policy": {"mode": "condition"}, "trained_as": "g"}, "trained_as 'g' must name an arm"),
+    ({"name": "g", "policy": {"mode": "mle"}, "trained_as": "condition"}, "same policy"),
+    ({"name": "g", "policy": {"mode": "condition"}, "overrides": ["optim.lr=1"], "trained_as": "condition"},
+     "same policy"),
+])
+def test_an_arm_trained_as_another_must_share_its_training(tmp_path, arm, error):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "condition", "policy": {"mode": "condition"}},
+                                                               arm]}))
+    with pytest.raises(ValueError, match=rf"bad\.yaml: .*{error}"):
+        EvidenceConfig.from_yaml(bad)
 
 
 def test_the_shipped_configs_load():
     for name in ("evidence-cpu", "evidence-gpu"):
         cfg = EvidenceConfig.from_yaml(REPO / "examples" / "smollm2" / f"{name}.yaml")
         assert cfg.name == name and cfg.recipe.name == "smollm2-135m-condition.yaml"
-        assert [a.name for a in cfg.arms] == ["mle", "condition", "route"]
+        assert [a.name for a in cfg.arms] == ["mle", "condition", "route", "condition-guided"]
+        assert cfg.arms[-1].trained_as == "condition" and cfg.arms[-1].deploy == "guided"
 
 
 def test_paraphrase_sample_is_fixed():
