@@ -50,7 +50,8 @@ def _timed(cmds: list[list[str]], pythonpath: Path = REPO) -> tuple[float, dict[
 
     env = {**BASE_ENV, "PYTHONPATH": str(pythonpath)}
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for cmd in cmds]
+    # run in `pythonpath`: ``python -c`` puts the working directory before PYTHONPATH on sys.path
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=pythonpath) for cmd in cmds]
     roots = {p.pid for p in procs}
     cpu: dict[int, tuple[str, float]] = {}
     while any(p.poll() is None for p in procs):
