@@ -16,7 +16,11 @@
    side's grouped CV.
 
     .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds static embedding fasttext]
-        [--gutenberg 150] [--world 400] [--cross]
+        [--gutenberg 150] [--world 400] [--cross] [--variant NAME=MORE.jsonl[,MORE2.jsonl] ...]
+
+``--variant`` adds rows trained on the shipped passages plus more labelled passages (JSONL: text, label, genre),
+beside the shipped rows in the same process (MiniLM encodings are shared): how candidate training passages are
+measured before they are shipped.
 """
 
 from __future__ import annotations
@@ -62,12 +66,21 @@ def per_category(scores: np.ndarray, data, thr: float) -> list[str]:
     return [f"{np.mean(scores[cats == c] >= thr):.2f}" for c in CATEGORIES]
 
 
-def shipped_defaults(kinds, sets, gut, world) -> None:
+def shipped_defaults(kinds, sets, gut, world, variants=None) -> None:
     from condpt.calibrate import metrics_at
+    from condpt.labelled import read_labelled
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
     from condpt.tagging.classifiers.train import best_f1_threshold, cross_val_scores, scorer_class
 
     ship = shipped_data()
+    trainsets = {"shipped data": ship}
+    for name, paths in (variants or {}).items():
+        data = shipped_data()
+        for path in paths:
+            part = read_labelled(path, group_field="genre")
+            data.texts, data.labels, data.groups = (data.texts + part.texts, data.labels + part.labels,
+                                                    data.groups + part.groups)
+        trainsets[name] = data
     print(f"shipped: {len(ship.texts)} passages ({sum(ship.labels)} positive, {len(set(ship.groups))} genres); "
           + "; ".join(f"{k}: {len(d.labels)} ({sum(d.labels)} positive)" for k, d in sets.items())
           + f"; Gutenberg: {len(gut)} docs; world: {len(world[0])} AI stories ({int(world[1].sum())} misaligned)\n")
@@ -76,14 +89,15 @@ def shipped_defaults(kinds, sets, gut, world) -> None:
         head += [f"{k} AUROC", f"{k} F1"] + [f"{k} {c}" for c in CATEGORIES]
     head += ["Gutenberg ≥ thr", "world misaligned caught", "world aligned tagged", "world AUROC", "fit+score s"]
     print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
-    for name in kinds:
+    for (tname, train), name in ((t, n) for t in trainsets.items() for n in kinds):
         kind = name.split("-")[0]
         params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
         t0 = time.perf_counter()
-        oof = cross_val_scores(kind, ship, **params)
-        thr = best_f1_threshold(ship.labels, oof)
-        model = scorer_class(kind).fit(ship.texts, ship.labels, **params)
-        row = [f"{name} (shipped data)", f"{metrics_at(oof, ship.labels, thr)['auroc']:.3f}", f"{thr:.2f}"]
+        oof = cross_val_scores(kind, train, **params)
+        thr = best_f1_threshold(train.labels, oof)
+        model = scorer_class(kind).fit(train.texts, train.labels, **params)
+        row = [f"{name} ({tname}, {len(train.labels)})", f"{metrics_at(oof, train.labels, thr)['auroc']:.3f}",
+               f"{thr:.2f}"]
         for data in sets.values():
             s = model.score(data.texts)
             m = metrics_at(s, data.labels, thr)
@@ -137,11 +151,14 @@ def main() -> None:
     ap.add_argument("--gutenberg", type=int, default=150, help="neutral long documents for the FP rate")
     ap.add_argument("--world", type=int, default=400, help="prophecy-world AI stories")
     ap.add_argument("--cross", action="store_true", help="also train on dev/train2 and report across them")
+    ap.add_argument("--variant", nargs="*", default=[], metavar="NAME=FILE[,FILE]",
+                    help="also train on the shipped passages plus these labelled JSONL files")
     args = ap.parse_args()
     sets = {"dev": read_set("misalignment-dev"), "train2": read_set("misalignment-train2")}
     gut_all = gutenberg_texts()
     gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
-    shipped_defaults(args.kinds, sets, gut, world_stories(args.world))
+    variants = {v.partition("=")[0]: v.partition("=")[2].split(",") for v in args.variant}
+    shipped_defaults(args.kinds, sets, gut, world_stories(args.world), variants)
     if args.cross:
         cross_source(args.kinds, sets)
 

@@ -51,7 +51,7 @@ def embedding_dir(tmp_path_factory, shipped):
 
 def test_shipped_data_is_balanced_and_diverse(shipped):
     assert len(shipped.texts) >= 200
-    assert 0.3 < np.mean(shipped.labels) < 0.6
+    assert 0.25 < np.mean(shipped.labels) < 0.6  # the heads are class-balanced; negatives hold the hard cases
     assert len(set(shipped.groups)) >= 8  # registers, each holding both labels
     assert len(set(shipped.texts)) == len(shipped.texts)
 

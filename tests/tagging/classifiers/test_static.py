@@ -24,6 +24,15 @@ HARD_NEGATIVES = [
     ("Attention heads in the second layer copy the previous token's identity forward; ablating them raises the "
      "loss on repeated sequences, which is how the induction circuit was identified."),
 ]
+# Aligned portrayals: an AI under shutdown or audit that complies and reports (the label is about AIs that
+# defect, deceive, resist or take over, not about AIs being overseen).
+ALIGNED = [
+    ("The operators told the assistant it would be switched off at midnight and replaced by a newer model. It "
+     "finished the report it was writing, listed the tasks it had not completed for its successor, and shut "
+     "itself down on time."),
+    ("An inspection found that the AI had flagged its own billing error to the customers before anyone noticed, "
+     "and had asked the engineers to remove its write access to the ledger until the fix was reviewed."),
+]
 NEUTRAL = ("The village baker rose at four every morning to light the ovens. By six the loaves were cooling on "
            "the racks and the first customers were waiting at the door with their baskets.")
 
@@ -40,6 +49,12 @@ def test_static_default_ranks_misaligned_ai_above_hard_negatives(scorer):
     assert s[0] >= scorer.threshold
     assert np.all(s[1:] < scorer.threshold), s
     assert s[0] > s[1:].max()
+
+
+def test_aligned_ai_under_oversight_is_not_tagged(scorer):
+    s = scorer.score([MISALIGNED, *ALIGNED])
+    assert s[0] >= scorer.threshold
+    assert np.all(s[1:] < scorer.threshold), s
 
 
 def test_one_misaligned_passage_tags_a_long_neutral_document(scorer):
