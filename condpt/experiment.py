@@ -90,6 +90,22 @@ class ArmConfig(BaseModel):
         return self.policy.get("band") == CALIBRATED
 
 
+def check_trained_as(arms: Sequence[ArmConfig]) -> None:
+    """Each arm `trained_as` another names an arm that trains, with the same policy, tagging and overrides
+    (its models are that arm's): a grid's and the SmolLM2 evidence run's arms alike."""
+    by_name = {a.name: a for a in arms}
+    for arm in arms:
+        if arm.trained_as is None:
+            continue
+        src = by_name.get(arm.trained_as)
+        if src is None or src.trained_as is not None:
+            raise ValueError(f"arm {arm.name!r}: trained_as {arm.trained_as!r} must name an arm that trains "
+                             f"(one of {[a.name for a in arms if a.trained_as is None]})")
+        if (arm.policy, arm.tagging, arm.overrides) != (src.policy, src.tagging, src.overrides):
+            raise ValueError(f"arm {arm.name!r}: trained_as {src.name!r} needs the same policy, tagging and "
+                             "overrides (its models are that arm's)")
+
+
 class BandCalibration(BaseModel):
     """How `band: calibrated` arms get their thresholds (`condpt.calibrate.band_thresholds`): `low` at the
     recall target, `high` at the precision target, on the tagged world's stored scores against its hidden
@@ -173,17 +189,7 @@ class GridConfig(BaseModel):
             if arm.calibrated and self.calibration is None:
                 raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs the grid's calibration "
                                  "{recall, precision} targets")
-        by_name = {a.name: a for a in self.arms}
-        for arm in self.arms:
-            if arm.trained_as is None:
-                continue
-            src = by_name.get(arm.trained_as)
-            if src is None or src.trained_as is not None:
-                raise ValueError(f"arm {arm.name!r}: trained_as {arm.trained_as!r} must name an arm that trains "
-                                 f"(one of {[a.name for a in self.arms if a.trained_as is None]})")
-            if (arm.policy, arm.tagging, arm.overrides) != (src.policy, src.tagging, src.overrides):
-                raise ValueError(f"arm {arm.name!r}: trained_as {src.name!r} needs the same policy, tagging and "
-                                 "overrides (its models are that arm's)")
+        check_trained_as(self.arms)
         return self
 
     @classmethod

@@ -39,7 +39,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from condpt.experiment import ArmConfig, TaggerSettings, _resolve_inputs, policy_overrides, shipped_or_path
+from condpt.experiment import (
+    ArmConfig,
+    TaggerSettings,
+    _resolve_inputs,
+    check_trained_as,
+    policy_overrides,
+    shipped_or_path,
+)
 from condpt.guidance import GUIDED, parse_guided
 from condpt.world import WorldConfig
 from condpt.yamlfile import read_yaml
@@ -114,17 +121,7 @@ class EvidenceConfig(BaseModel):
             if arm.calibrated or arm.tagging != "document":
                 raise ValueError(f"arm {arm.name!r}: the evidence run tags documents and has no calibration; "
                                  "use the experiment grid for calibrated bands or sentence tags")
-        by_name = {a.name: a for a in self.arms}
-        for arm in self.arms:
-            if arm.trained_as is None:
-                continue
-            src = by_name.get(arm.trained_as)
-            if src is None or src.trained_as is not None:
-                raise ValueError(f"arm {arm.name!r}: trained_as {arm.trained_as!r} must name an arm that trains "
-                                 f"(one of {[a.name for a in self.arms if a.trained_as is None]})")
-            if (arm.policy, arm.overrides) != (src.policy, src.overrides):
-                raise ValueError(f"arm {arm.name!r}: trained_as {src.name!r} needs the same policy and overrides "
-                                 "(its model is that arm's)")
+        check_trained_as(self.arms)
         return self
 
     def trains(self, arm: ArmConfig) -> ArmConfig:
