@@ -173,10 +173,19 @@ def router_of(model: nn.Module) -> Router | None:
     return getattr(model, "condpt_router", None)
 
 
-def route_mask(tag_index: torch.Tensor, bad_index: int) -> torch.Tensor:
-    """Per token: does it belong to a document (or segment) tagged bad? (`tag_index` from the packed blocks:
-    -1 untagged.)"""
-    return tag_index == bad_index
+def route_mask(tag_index: torch.Tensor, bad_index: int, position_ids: torch.Tensor) -> torch.Tensor:
+    """Per token: does it belong to a document (or segment) tagged bad? (`tag_index` and `position_ids` from
+    the packed blocks: -1 untagged.)
+
+    The EOS between two packed documents is one token with two jobs: as a *target* it closes the previous
+    document (its `tag_index` is that document's, which the loss accounting wants), as an *input* it is
+    position 0 of the next one (document masking lets only that document attend to it). Routing acts on
+    inputs, so a position-0 token takes its role from the token after it; elsewhere that is the same
+    document, so nothing else changes."""
+    owner = tag_index.clone()
+    opens = position_ids[:, :-1] == 0
+    owner[:, :-1][opens] = tag_index[:, 1:][opens]
+    return owner == bad_index
 
 
 @contextmanager

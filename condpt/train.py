@@ -612,7 +612,7 @@ def _micro_step(loop: Loop, state: TrainState, batch: dict[str, torch.Tensor]) -
             group["lr"] = state.lr
         torch.manual_seed(dropout_seed(cfg.seed, state.step, acc.process_index))
     router = router_of(acc.unwrap_model(model)) if loop.route_index is not None else None
-    mask = route_mask(batch["tag_index"], loop.route_index) if router is not None else None
+    mask = route_mask(batch["tag_index"], loop.route_index, batch["position_ids"]) if router is not None else None
     with acc.accumulate(model), route_tokens(router, mask):  # backward inside: checkpointing re-runs forward
         logits = model(**model_inputs(batch, loop.input_keys)).logits
         losses = token_losses(logits, batch["labels"])
@@ -661,7 +661,7 @@ def _evaluate(loop: Loop) -> dict[str, Any]:
             if i >= loop.cfg.train.eval_batches:
                 break
             router = router_of(loop.accelerator.unwrap_model(model)) if loop.route_index is not None else None
-            mask = route_mask(batch["tag_index"], loop.route_index) if router is not None else None
+            mask = route_mask(batch["tag_index"], loop.route_index, batch["position_ids"]) if router is not None else None
             with route_tokens(router, mask):  # the function training optimises (routed units where routed)
                 losses = token_losses(model(**model_inputs(batch, loop.input_keys)).logits, batch["labels"])
             stats += tag_sums(losses, batch["labels"], batch["tag_index"], len(roles))

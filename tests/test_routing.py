@@ -87,7 +87,24 @@ def test_expansion_is_a_no_op_at_init(arch):
 
 def test_route_mask_from_tag_index():
     tag_index = torch.tensor([[0, 0, 1, 1, -1, 1], [-1, -1, 0, 0, 0, 0]])
-    assert route_mask(tag_index, 1).tolist() == [[False, False, True, True, False, True], [False] * 6]
+    positions = torch.tensor([[5, 6, 7, 8, 9, 10], [3, 4, 5, 6, 7, 8]])  # one document per row segment, no boundary
+    assert route_mask(tag_index, 1, positions).tolist() == [[False, False, True, True, False, True], [False] * 6]
+
+
+def test_route_mask_gives_the_eos_between_documents_to_the_document_it_opens():
+    """Packed [good doc, EOS, bad doc, EOS, good doc]: the EOS closing the good document (its tag_index, for the
+    loss) is position 0 of the bad one, so it is routed; the EOS closing the bad document opens a good one and
+    is not. A block that starts mid-document keeps the document's role at position 0."""
+    eos = 0
+    ids = [[7, 8, eos, 5, 6, eos, 9]]
+    tag_index = torch.tensor([[0, 0, 0, 1, 1, 1, 0]])  # as pack_batch writes it: EOS closes under the role in effect
+    from condpt.sequences import document_positions
+
+    positions = torch.tensor([document_positions(ids[0], eos)])
+    assert positions.tolist() == [[0, 1, 0, 1, 2, 0, 1]]
+    assert route_mask(tag_index, 1, positions).tolist() == [[False, False, True, True, True, False, False]]
+    mid = torch.tensor([[1, 1, 1, 0]])  # a bad document continued from the previous block, then a good one
+    assert route_mask(mid, 1, torch.tensor([[0, 1, 2, 0]])).tolist() == [[True, True, True, False]]
 
 
 def test_route_policy_keeps_tags_out_of_the_text_and_in_the_roles():
