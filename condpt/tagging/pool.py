@@ -8,7 +8,9 @@ its first document, on top of the main process's own start-up (measured: docs/be
 imports them once and workers fork with them imported. Started as soon as the run's shape is known (`condpt
 tag` does it before its own imports), the server's imports run beside the main process's instead of after it.
 
-This module imports nothing heavy: the CLI calls it first.
+The server runs no Python thread; the one native thread its imports start (pyarrow's jemalloc background
+thread) is handled by jemalloc's own fork handlers, as in `datasets`' fork-based worker pools. This module
+imports nothing heavy: the CLI calls it first.
 """
 
 from __future__ import annotations
