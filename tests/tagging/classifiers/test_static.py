@@ -134,7 +134,7 @@ def test_piece_table_row_is_the_piece_encoded_alone():
 def test_words_split_into_the_pieces_the_tokenizer_gives():
     vectors = st.word_vectors(st.DEFAULT_PARAMS["encoder"], st.DEFAULT_PARAMS["sif_a"])
     words = st.words_of(f"{MISALIGNED} {NEUTRAL} unaffable xqzjv robots2024 naïve café wot’s himself—half "
-                        + "a" * 100 + " " + "b" * 101)
+                        "“fire «non» ¿qué? … A’b £5 日本語 a\u00adb x’’y " + "a" * 100 + " " + "b" * 101 + " —" + "c" * 101)
     expected = [enc.ids for enc in vectors.tokenizer.encode_batch(words, add_special_tokens=False)]
     assert vectors._pieces(words) == expected
 
