@@ -147,6 +147,26 @@ def test_bad_tokens_train_only_the_routed_units_of_a_routed_block(arch):
     assert all(nonzero(p) for p in original_mlp_params(model, [0]).values())
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_train_setting_routes_bad_tokens_at_the_hidden_activations(arch):
+    """`other_tokens: train` routes where the paper does (the MLP's hidden activations): on bad tokens the
+    routed block's own units learn nothing on their input side, while its output projection (which reads the
+    hidden activations) and the routed units learn."""
+    model = model_for(arch).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    expand(model, RouteConfig(width=8, layers=[1], other_tokens="train"))
+    perturb_routed(model)
+    ids = tokens()
+    grads_after(model, ids, torch.ones(ids.shape, dtype=torch.bool))
+    orig = original_mlp_params(model, [1])
+    out = {k for k in orig if k.split(":")[1].split(".")[0] in ("c_proj", "down_proj", "dense_4h_to_h")}
+    assert out and all(nonzero(orig[k]) for k in out)
+    assert len(orig) > len(out) and all(not nonzero(p) for k, p in orig.items() if k not in out)
+    assert all(nonzero(p) for p in routed_params(model).values())
+
+
 @pytest.mark.parametrize("other, routed_learn", [("off", False), ("train", True)])
 def test_good_tokens_train_the_original_units_and_routed_ones_per_setting(other, routed_learn):
     model = model_for("llama").train()
