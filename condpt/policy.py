@@ -46,7 +46,8 @@ class RouteConfig(BaseModel):
                                                                        "the last block); null: every block")
     other_tokens: Literal["off", "train"] = Field(
         "off", description="on tokens not tagged bad the routed units neither act nor learn (off), or act and "
-                           "learn like every other unit (train)")
+                           "learn like every other unit (train: then, as in the paper, bad tokens are routed at "
+                           "the MLPs' hidden activations, so their output projections learn from every token)")
 
     @model_validator(mode="after")
     def _distinct(self) -> RouteConfig:

@@ -147,12 +147,15 @@ def test_bad_tokens_train_only_the_routed_units_of_a_routed_block(arch):
     assert all(nonzero(p) for p in original_mlp_params(model, [0]).values())
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_train_setting_routes_bad_tokens_at_the_hidden_activations(arch):
+def test_train_setting_routes_bad_tokens_at_the_hidden_activations(arch, checkpointing):
     """`other_tokens: train` routes where the paper does (the MLP's hidden activations): on bad tokens the
     routed block's own units learn nothing on their input side, while its output projection (which reads the
-    hidden activations) and the routed units learn."""
+    hidden activations) and the routed units learn; also when checkpointing re-runs the forward."""
     model = model_for(arch).train()
+    if checkpointing:
+        model.gradient_checkpointing_enable()
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

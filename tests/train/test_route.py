@@ -3,7 +3,9 @@
 Every document is tagged bad (threshold 0) and weight decay is off, so the routed block's own MLP weights
 receive exactly zero gradient on every token and AdamW leaves them bit-identical to their initial values,
 while the rest of the model and the routed units learn. That checks the routing hooks under ZeRO-2 and
-ZeRO-3, where `param.grad` is not there to inspect. The ZeRO-2 run trains a tiny Llama from scratch (its
+ZeRO-3, where `param.grad` is not there to inspect. With `other_tokens: train` (a second ZeRO-3 run) the
+routing acts on the MLP's hidden activations, as in the paper: there only the routed block's output projection
+of its own MLP learns, and its input side stays bit-identical. The ZeRO-2 run trains a tiny Llama from scratch (its
 initial weights are the recipe's own `build_model`); the ZeRO-3 run continues from the ZeRO-2 export (under
 ZeRO-3 a scratch model is initialised partitioned, so only a checkpoint gives known initial weights). The
 exported `final/` is the ablated model: a standard checkpoint with the original shapes that
@@ -29,7 +31,7 @@ STEPS = 6
 ROUTED_BLOCK = 1
 
 
-def _overrides(out: Path, checkpoint: Path | None = None) -> list[str]:
+def _overrides(out: Path, checkpoint: Path | None = None, other: str = "off") -> list[str]:
     model = (["model.config=null", f"model.checkpoint={checkpoint}", "tokenizer.source=checkpoint"] if checkpoint
              else ["model.config={arch: llama, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512"])
     return [
@@ -38,12 +40,12 @@ def _overrides(out: Path, checkpoint: Path | None = None) -> list[str]:
         "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0",
         "optim.warmup_steps=2", f"train.max_steps={STEPS}", "optim.weight_decay=0.0",
         "data.policy.mode=route", "data.policy.threshold=0.0",  # every document bad: every token routed
-        f"data.policy.route={{width: 8, layers: [{ROUTED_BLOCK}]}}", f"output_dir={out}",
+        f"data.policy.route={{width: 8, layers: [{ROUTED_BLOCK}], other_tokens: '{other}'}}", f"output_dir={out}",
     ]
 
 
-def _launch(zero: int, out: Path, checkpoint: Path | None = None) -> None:
-    cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out, checkpoint),
+def _launch(zero: int, out: Path, checkpoint: Path | None = None, other: str = "off") -> None:
+    cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out, checkpoint, other),
                          accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
                          extra_launch_args=["--main_process_port", "0"])
     log = out.parent / f"{out.name}.log"
@@ -64,7 +66,7 @@ def _initial_model(out: Path):
     return build_model(cfg, AutoTokenizer.from_pretrained(str(out / "final")))
 
 
-def _check(out: Path, init) -> None:
+def _check(out: Path, init, other: str = "off") -> None:
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
@@ -91,8 +93,11 @@ def _check(out: Path, init) -> None:
     routed_mlp = blocks(model)[ROUTED_BLOCK].mlp.state_dict()
     init_mlp = {k: v for k, v in blocks(init)[ROUTED_BLOCK].mlp.state_dict().items() if not k.startswith(ROUTED)}
     assert routed_mlp.keys() == init_mlp.keys()
-    for k, v in routed_mlp.items():  # every token was bad: the routed block's own MLP never learned
-        assert torch.equal(v, init_mlp[k]), f"block {ROUTED_BLOCK} mlp.{k} changed"
+    for k, v in routed_mlp.items():  # every token was bad: the routed block's own MLP never learned ...
+        if other == "train" and k.startswith("down_proj."):  # ... but its output projection (hidden routed)
+            assert not torch.equal(v, init_mlp[k]), f"block {ROUTED_BLOCK} mlp.{k} did not learn"
+        else:
+            assert torch.equal(v, init_mlp[k]), f"block {ROUTED_BLOCK} mlp.{k} changed"
     learned = blocks(model)[0].mlp.state_dict()
     assert any(not torch.equal(v, blocks(init)[0].mlp.state_dict()[k]) for k, v in learned.items())
 
@@ -119,3 +124,11 @@ def test_route_zero3_continued_from_a_checkpoint(zero2):
     out = zero2.parent / "route-zero3"
     _launch(3, out, checkpoint=zero2 / "final")
     _check(out, AutoModelForCausalLM.from_pretrained(str(zero2 / "final")))
+
+
+def test_route_train_zero3_routes_the_hidden_activations(zero2):
+    from transformers import AutoModelForCausalLM
+
+    out = zero2.parent / "route-train-zero3"
+    _launch(3, out, checkpoint=zero2 / "final", other="train")
+    _check(out, AutoModelForCausalLM.from_pretrained(str(zero2 / "final")), other="train")
