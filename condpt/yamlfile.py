@@ -1,8 +1,9 @@
 """The one YAML reader of condpt: errors name the file and line; duplicate keys and non-UTF-8 files are refused.
 
 PyYAML alone lets the second of two `train:` mappings silently replace the first, reads `3e-4` as a string
-(YAML 1.1 wants a dot and a signed exponent), and fails on a non-UTF-8 file with a UnicodeDecodeError
-naming nothing. Every YAML file condpt reads (run configs, grids, tagging configs, lexicons, control-token
+(YAML 1.1 wants a dot and a signed exponent), reads `off`, `on`, `yes`, `no` as booleans (YAML 1.1 again:
+`other_tokens: off` became False and was refused as "not off"), and fails on a non-UTF-8 file with a
+UnicodeDecodeError naming nothing. Here, as in YAML 1.2, only `true` and `false` are booleans. Every YAML file condpt reads (run configs, grids, tagging configs, lexicons, control-token
 specs it validates) and every `key=value` override value goes through `load_yaml` here.
 """
 
@@ -57,6 +58,15 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+.0123456789"),
 )
+
+
+# YAML 1.2 booleans: only true/false (any case form PyYAML knows); `off`, `on`, `yes`, `no` stay strings.
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _where(e: yaml.YAMLError) -> str:

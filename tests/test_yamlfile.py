@@ -33,6 +33,16 @@ def test_yaml_12_floats(text, value):
     assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
 
 
+@pytest.mark.parametrize("text, value", [
+    ("true", True), ("False", False), ("TRUE", True), ("off", "off"), ("on", "on"), ("yes", "yes"),
+    ("No", "No"), ("y", "y"),
+])
+def test_yaml_12_booleans(text, value):
+    """Only true/false are booleans: `other_tokens: off` is the string a config means (YAML 1.1 made it False)."""
+    assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
+    assert load_yaml(f"route: {{other_tokens: {text}}}") == {"route": {"other_tokens": value}}
+
+
 LAUGHS = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
 
