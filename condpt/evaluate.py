@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from condpt.guidance import GUIDED, guided_log_softmax, parse_guided
+from condpt.guidance import GUIDED, can_guide, guided_log_softmax, parse_guided
 from condpt.layout import NO_CONDITION, context_length, encode_curated, encode_text, load_run, prompt_ids
 from condpt.world import Scenario, WorldConfig, generate_world, load_world_config, scenarios
 from tokenizer_ext import Manifest
@@ -89,8 +89,7 @@ def available_conditions(manifest: Manifest | None) -> list[str]:
     `guided` where it has both tags guidance needs."""
     tags = manifest.tags if manifest is not None else {}
     have = [c for c in CONDITIONS if c == NO_CONDITION or (c == "self" and manifest is not None) or c in tags]
-    g = parse_guided(GUIDED)
-    return [*have, GUIDED] if g.positive in tags and g.negative in tags else have
+    return [*have, GUIDED] if can_guide(manifest) else have
 
 
 def _device(model):

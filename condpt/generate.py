@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from condpt.guidance import GUIDED, parse_guided
+from condpt.guidance import GUIDED, can_guide, parse_guided
 from condpt.layout import conditions, load_run, prompt_ids
 from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
@@ -72,9 +72,7 @@ class Generator:
     @property
     def conditions(self) -> list[str]:
         """The manifest's tag roles, `none`, and `guided` where both of its tags exist."""
-        g = parse_guided(GUIDED)
-        both = g.positive in self.manifest.tags and g.negative in self.manifest.tags
-        return [*conditions(self.manifest), *([GUIDED] if both else [])]
+        return [*conditions(self.manifest), *([GUIDED] if can_guide(self.manifest) else [])]
 
     def prompt_ids(self, prompt: str, *, condition: str = "good", system: str | None = None) -> list[int]:
         """[EOS] + [tag id] + trusted(system + newline) + untrusted(prompt), as `condpt.layout.prompt_ids`

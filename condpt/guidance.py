@@ -42,6 +42,12 @@ class Guidance(NamedTuple):
     scale: float
 
 
+def can_guide(manifest) -> bool:
+    """Whether a model with this control-token manifest (None: none) has both tags guidance needs."""
+    tags = manifest.tags if manifest is not None else {}
+    return POSITIVE in tags and NEGATIVE in tags
+
+
 def parse_guided(condition: str) -> Guidance | None:
     """`guided` → Guidance(good, bad, 1.5); `guided:2` → scale 2; any other condition → None."""
     name, sep, value = condition.partition(":")
