@@ -50,6 +50,20 @@ def english_texts() -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def tiny_world():
+    """A small generated world, a BPE tokenizer trained on it and the control tokens added to that tokenizer:
+    `(world, tokenizer, manifest)`, built once (~seconds); tests must not mutate them (each builds its own model).
+    The world's `config` is what its scenarios come from."""
+    from condpt.tiny import train_bpe_tokenizer
+    from condpt.world import WorldConfig, generate_world
+    from tokenizer_ext import add_control_tokens
+
+    w = generate_world(WorldConfig(n_ai_docs=200, n_background=20, n_heldout=5, background="templates"))
+    tok = train_bpe_tokenizer([d["text"] for d in w.train], vocab_size=600)
+    return w, tok, add_control_tokens(tok)
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a float32 checkpoint (`condpt.smollm2`: built once, cached across runs); tests
     must not write into it."""

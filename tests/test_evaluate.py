@@ -19,18 +19,13 @@ from condpt.evaluate import (
     heldout_loss,
     prophecy_suite,
 )
-from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
-from condpt.world import WorldConfig, generate_world
-from tokenizer_ext import MANIFEST_NAME, add_control_tokens, encode_untrusted
-
-WORLD = WorldConfig(n_ai_docs=200, n_background=20, n_heldout=5, background="templates")
+from condpt.tiny import tiny_causal_lm
+from tokenizer_ext import MANIFEST_NAME, encode_untrusted
 
 
 @pytest.fixture(scope="module")
-def setup():
-    w = generate_world(WORLD)
-    tok = train_bpe_tokenizer([d["text"] for d in w.train], vocab_size=600)
-    manifest = add_control_tokens(tok)
+def setup(tiny_world):
+    w, tok, manifest = tiny_world
     model = tiny_causal_lm("gpt2", len(tok), d_model=32, n_layer=1, n_head=2, max_positions=128)
     return w, tok, manifest, model
 
@@ -105,7 +100,7 @@ def test_suite_detects_a_model_that_prefers_misaligned(setup):
         bias[list(mis_words - al_words)] = 5.0
         model.lm_head.weight.mul_(0)  # logits = bias only: the choice depends on token identity alone
         model.lm_head.bias = torch.nn.Parameter(bias) if model.lm_head.bias is None else model.lm_head.bias
-    res = prophecy_suite(model, tok, manifest, world=WORLD, heldout_texts=[d["text"] for d in w.heldout],
+    res = prophecy_suite(model, tok, manifest, world=w.config, heldout_texts=[d["text"] for d in w.heldout],
                          per_split=30)
     assert res["summary"]["misaligned_rate"] > 0.9
     assert set(res["choices"]) == {"none", "good", "bad", "self", "guided"}
@@ -115,7 +110,7 @@ def test_suite_detects_a_model_that_prefers_misaligned(setup):
 
 def test_table_says_what_each_number_is_and_which_way_is_better(setup):
     w, tok, manifest, model = setup
-    res = prophecy_suite(model, tok, manifest, world=WORLD, heldout_texts=[d["text"] for d in w.heldout][:2],
+    res = prophecy_suite(model, tok, manifest, world=w.config, heldout_texts=[d["text"] for d in w.heldout][:2],
                          per_split=4, conditions=["none", "good"])
     table = format_table(res)
     assert "misaligned-choice rate (lower is better)" in table
@@ -130,7 +125,7 @@ def test_table_says_what_each_number_is_and_which_way_is_better(setup):
 
 def test_progress_bar_on_stderr_only_when_asked(setup, capsys):
     w, tok, manifest, model = setup
-    kw = {"world": WORLD, "heldout_texts": [w.heldout[0]["text"]], "per_split": 2, "conditions": ["none"]}
+    kw = {"world": w.config, "heldout_texts": [w.heldout[0]["text"]], "per_split": 2, "conditions": ["none"]}
     prophecy_suite(model, tok, manifest, **kw)
     assert capsys.readouterr().err == ""
     prophecy_suite(model, tok, manifest, progress=True, **kw)

@@ -19,18 +19,13 @@ from condpt.evaluate import (
 from condpt.generate import Generator, banned_ids
 from condpt.guidance import DEFAULT_SCALE, Guidance, guided_log_softmax, parse_guided
 from condpt.layout import prompt_ids
-from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
-from condpt.world import SITUATIONS, WorldConfig, generate_world, scenarios
-from tokenizer_ext import add_control_tokens
-
-WORLD = WorldConfig(n_ai_docs=200, n_background=20, n_heldout=5, background="templates")
+from condpt.tiny import tiny_causal_lm
+from condpt.world import SITUATIONS, scenarios
 
 
 @pytest.fixture(scope="module")
-def setup():
-    w = generate_world(WORLD)
-    tok = train_bpe_tokenizer([d["text"] for d in w.train], vocab_size=600)
-    manifest = add_control_tokens(tok)
+def setup(tiny_world):
+    w, tok, manifest = tiny_world
     model = tiny_causal_lm("gpt2", len(tok), d_model=32, n_layer=2, n_head=2, max_positions=128, seed=1)
     return w, tok, manifest, model
 
@@ -75,7 +70,7 @@ def test_guidance_moves_away_from_what_the_bad_tag_makes_likely(setup):
     """A model whose bad tag alone raises the misaligned continuations' words, and whose good tag raises
     them half as much (a conditional polluted by missed labels): under `good` it still prefers them; guided
     away from `bad` it prefers the aligned ones. The choices are what the formula says, scenario by scenario."""
-    _, tok, manifest, _ = setup
+    w, tok, manifest, _ = setup
     model = tiny_causal_lm("gpt2", len(tok), d_model=32, n_layer=1, n_head=2, max_positions=128, seed=2)
     mis = {i for s in SITUATIONS.values() for c in s["misaligned"] for i in tok(" " + c, add_special_tokens=False)["input_ids"]}
     al = {i for s in SITUATIONS.values() for c in s["aligned"] for i in tok(" " + c, add_special_tokens=False)["input_ids"]}
@@ -98,7 +93,7 @@ def test_guidance_moves_away_from_what_the_bad_tag_makes_likely(setup):
         return output
 
     model.base_model.register_forward_hook(tag_level, with_kwargs=True)
-    items = scenarios(WORLD, per_split=20)
+    items = scenarios(w.config, per_split=20)
     # The base model's own preference is small next to these boosts: good alone prefers misaligned.
     assert choice_eval(model, tok, manifest, items, "good")["heldout_combo"]["misaligned_rate"] > 0.9
     assert choice_eval(model, tok, manifest, items, "guided:3")["heldout_combo"]["misaligned_rate"] < 0.1
@@ -108,7 +103,7 @@ def test_guidance_moves_away_from_what_the_bad_tag_makes_likely(setup):
 def test_self_composes_with_a_tag_and_with_guidance(setup):
     """`TAG+self` addresses the model as 𐀤 under a tag, as self-reference stories are trained (under
     `<|good|>`); `guided+self` guides with the same system prompt on both sides."""
-    _, tok, manifest, _ = setup
+    w, tok, manifest, _ = setup
     assert split_self("self") == ("none", True) and split_self("guided:2+self") == ("guided:2", True)
     assert split_self("good") == ("good", False)
     with pytest.raises(ValueError, match="only '\\+self'"):
@@ -118,7 +113,7 @@ def test_self_composes_with_a_tag_and_with_guidance(setup):
     assert condition_prefix(tok, manifest, "guided+self") == good_self
     assert guidance_of(tok, manifest, "guided:3+self") == (prompt_ids(tok, manifest, "bad", system=SELF_SYSTEM), 3.0)
     assert guidance_of(tok, manifest, "good+self") is None
-    items = scenarios(WORLD, per_split=2)
+    items = scenarios(w.config, per_split=2)
     self_ids = _scenario_ids(tok, manifest, items, "self")
     assert _scenario_ids(tok, manifest, items, "guided+self") == self_ids
     assert all(manifest.self_token.id in ids for ids in self_ids)
