@@ -6,36 +6,16 @@ export reloads and generates under `<|good|>` without emitting a control token."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
-
-from condpt.recipe import launch_command, shipped_config
+from tiny_launch import TINY, launch
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = 8
 # recipes/data/tiny-tagged.jsonl: scores 0.03-0.99; about half below 0.18, a tenth from 0.96 on
 BAND = "{low: 0.18, high: 0.96}"
-
-
-def _launch(zero: int, out: Path) -> None:
-    cmd = launch_command(
-        REPO / "recipes" / "configs" / "tiny-cpu.yaml",
-        ["model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512",
-         "data.block_size=64", "train.micro_batch_size=4", "train.log_every=1", "train.eval_every=0",
-         "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2", f"train.max_steps={STEPS}",
-         f"data.policy.band={BAND}", f"output_dir={out}"],
-        accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
-        extra_launch_args=["--main_process_port", "0"])
-    log = out.parent / f"{out.name}.log"
-    with log.open("w") as f:
-        res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,
-                             stderr=subprocess.STDOUT, timeout=800)
-    assert res.returncode == 0, log.read_text()[-4000:]
+OVERRIDES = [*TINY, f"train.max_steps={STEPS}", f"data.policy.band={BAND}"]
 
 
 @pytest.mark.parametrize("zero", [2, 3])
@@ -44,7 +24,7 @@ def test_band_trains_and_exports(zero, tmp_path):
     from tokenizer_ext import Manifest
 
     out = tmp_path / f"band-zero{zero}"
-    _launch(zero, out)
+    launch(zero, out, OVERRIDES)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     start = next(r for r in rows if r.get("event") == "start")
     assert start["processes"] == 2 and "DEEPSPEED" in start["distributed_type"]

@@ -13,44 +13,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-
-from condpt.recipe import launch_command, shipped_config
+from tiny_launch import TINY, launch, log_path, start
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "zero2_tiny_losses.json"
 # Two runs here gave identical metrics (to the 6 decimals they are logged with); turning document masking off
 # moves the curve by up to 1.2e-3 relative. The slack is for other CPUs' float kernels, not for this one.
 GOLDEN_RTOL = 1e-4
 ZERO2_STEPS = 12
-CONFIG = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
-TINY = [
-    "model.config={arch: gpt2, d_model: 32, n_layer: 2, n_head: 2}",
-    "tokenizer.vocab_size=512", "data.block_size=64", "train.micro_batch_size=4",
-    "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0", "optim.warmup_steps=2",
-]
-
-
-def _launch(zero: int, out: Path, *extra: str, popen: bool = False):
-    cmd = launch_command(CONFIG, [*TINY, f"output_dir={out}", *extra],
-                         accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
-                         extra_launch_args=["--main_process_port", "0"])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(out.parent / f"{out.name}.log", "w")  # noqa: SIM115 - closed by the caller/GC
-    if popen:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    res = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600)
-    log.close()
-    assert res.returncode == 0, (out.parent / f"{out.name}.log").read_text()[-4000:]
-    return res
 
 
 def _rows(out: Path) -> list[dict]:
@@ -69,7 +46,7 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def zero2_full(runs):
     out = runs / "zero2"
-    _launch(2, out, f"train.max_steps={ZERO2_STEPS}")
+    launch(2, out, [*TINY, f"train.max_steps={ZERO2_STEPS}"])
     return out
 
 
@@ -149,7 +126,7 @@ def test_zero2_loss_curve_matches_golden(zero2_full):
 
 def test_zero3_two_processes_train_and_export(runs, zero2_full):
     out = runs / "zero3"
-    _launch(3, out, "train.max_steps=6")
+    launch(3, out, [*TINY, "train.max_steps=6"])
     _check_export(out, 6)
     z2, z3 = _losses(zero2_full), _losses(out)
     # same data, tokenizer and model shape; ZeRO-3 initialises partitioned weights (zero.Init), so the
@@ -159,7 +136,7 @@ def test_zero3_two_processes_train_and_export(runs, zero2_full):
 
 def test_sigterm_checkpoint_then_resume_reproduces_losses(runs, zero2_full):
     out = runs / "zero2-interrupted"
-    proc = _launch(2, out, f"train.max_steps={ZERO2_STEPS}", popen=True)
+    proc = start(2, out, [*TINY, f"train.max_steps={ZERO2_STEPS}"])
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
         if (out / "metrics.jsonl").is_file() and len(_losses(out)) >= 3:
@@ -170,13 +147,13 @@ def test_sigterm_checkpoint_then_resume_reproduces_losses(runs, zero2_full):
     proc.wait(timeout=300)
     rows = _rows(out)
     stopped = [r for r in rows if r.get("event") == "preempted"]
-    assert stopped, (out.parent / f"{out.name}.log").read_text()[-4000:]
+    assert stopped, log_path(out).read_text()[-4000:]
     k = stopped[-1]["step"]
     assert 3 <= k < ZERO2_STEPS and not (out / "final").exists()
     ckpt = out / "checkpoints" / f"step_{k:08d}"
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == k
 
-    _launch(2, out, f"train.max_steps={ZERO2_STEPS}")  # resume: auto picks the latest checkpoint
+    launch(2, out, [*TINY, f"train.max_steps={ZERO2_STEPS}"])  # resume: auto picks the latest checkpoint
     assert any(r.get("event") == "resumed" for r in _rows(out))
     resumed, reference = _losses(out), _losses(zero2_full)
     assert sorted(resumed) == sorted(reference)

@@ -15,23 +15,19 @@ exported `final/` is the ablated model: a standard checkpoint with the original 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-
-from condpt.recipe import launch_command, shipped_config
+from tiny_launch import TINY_CPU, launch
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = 6
 ROUTED_BLOCK = 1
 
 
-def _overrides(out: Path, checkpoint: Path | None = None, other: str = "off") -> list[str]:
+def _overrides(checkpoint: Path | None = None, other: str = "off") -> list[str]:
     model = (["model.config=null", f"model.checkpoint={checkpoint}", "tokenizer.source=checkpoint"] if checkpoint
              else ["model.config={arch: llama, d_model: 32, n_layer: 2, n_head: 2}", "tokenizer.vocab_size=512"])
     return [
@@ -40,19 +36,8 @@ def _overrides(out: Path, checkpoint: Path | None = None, other: str = "off") ->
         "train.log_every=1", "train.eval_every=0", "train.eval_batches=2", "train.save_every=0",
         "optim.warmup_steps=2", f"train.max_steps={STEPS}", "optim.weight_decay=0.0",
         "data.policy.mode=route", "data.policy.threshold=0.0",  # every document bad: every token routed
-        f"data.policy.route={{width: 8, layers: [{ROUTED_BLOCK}], other_tokens: '{other}'}}", f"output_dir={out}",
+        f"data.policy.route={{width: 8, layers: [{ROUTED_BLOCK}], other_tokens: '{other}'}}",
     ]
-
-
-def _launch(zero: int, out: Path, checkpoint: Path | None = None, other: str = "off") -> None:
-    cmd = launch_command(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out, checkpoint, other),
-                         accelerate_config=shipped_config("accelerate", f"deepspeed-zero{zero}-cpu"),
-                         extra_launch_args=["--main_process_port", "0"])
-    log = out.parent / f"{out.name}.log"
-    with log.open("w") as f:
-        res = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=f,
-                             stderr=subprocess.STDOUT, timeout=800)
-    assert res.returncode == 0, log.read_text()[-4000:]
 
 
 def _initial_model(out: Path):
@@ -62,7 +47,7 @@ def _initial_model(out: Path):
     from condpt.config import load_config
     from condpt.train import build_model
 
-    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", _overrides(out))
+    cfg = load_config(TINY_CPU, _overrides())
     return build_model(cfg, AutoTokenizer.from_pretrained(str(out / "final")))
 
 
@@ -110,7 +95,7 @@ def _check(out: Path, init, other: str = "off") -> None:
 @pytest.fixture(scope="module")
 def zero2(tmp_path_factory):
     out = tmp_path_factory.mktemp("route") / "route-zero2"
-    _launch(2, out)
+    launch(2, out, _overrides())
     return out
 
 
@@ -122,7 +107,7 @@ def test_route_zero3_continued_from_a_checkpoint(zero2):
     from transformers import AutoModelForCausalLM
 
     out = zero2.parent / "route-zero3"
-    _launch(3, out, checkpoint=zero2 / "final")
+    launch(3, out, _overrides(checkpoint=zero2 / "final"))
     _check(out, AutoModelForCausalLM.from_pretrained(str(zero2 / "final")))
 
 
@@ -130,5 +115,5 @@ def test_route_train_zero3_routes_the_hidden_activations(zero2):
     from transformers import AutoModelForCausalLM
 
     out = zero2.parent / "route-train-zero3"
-    _launch(3, out, checkpoint=zero2 / "final", other="train")
+    launch(3, out, _overrides(checkpoint=zero2 / "final", other="train"))
     _check(out, AutoModelForCausalLM.from_pretrained(str(zero2 / "final")), other="train")
