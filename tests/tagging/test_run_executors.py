@@ -11,6 +11,7 @@ from pathlib import Path
 import dill
 import numpy as np
 import pytest
+from broken_scorer import BrokenScorer
 from rerun import output_files, write_lines
 from typer.testing import CliRunner
 
@@ -180,17 +181,6 @@ def test_one_worker_reuses_the_scorer_the_run_loaded(tmp_path, monkeypatch):
     assert loads == [str(tmp_path / "my-scorer")]  # by the run, for its threshold; the three tasks reuse it
 
 
-class BrokenScorer:
-    """Fails on the batch holding document 7."""
-
-    name, threshold = "broken", 0.5
-
-    def score(self, texts):
-        if any(t.startswith("Document 7.") for t in texts):
-            raise RuntimeError("scorer broke on document 7")
-        return np.full(len(texts), 0.1, np.float32)
-
-
 def test_a_task_that_fails_in_a_worker_fails_the_run_with_its_error(tmp_path):
     src = write_lines(tmp_path / "c.jsonl", _lines(12))
     with pytest.raises(RuntimeError, match="scorer broke on document 7"):
@@ -204,18 +194,10 @@ def test_a_task_that_fails_in_a_worker_fails_the_run_with_its_error(tmp_path):
 
 _BROKEN_CLI = '''
 import sys
-import numpy as np
 import condpt.tagging.classifiers as classifiers
+from broken_scorer import BrokenScorer
 
-class Broken:
-    name, threshold = "broken", 0.5
-
-    def score(self, texts):
-        if any(t.startswith("Document 7.") for t in texts):
-            raise RuntimeError("scorer broke on document 7")
-        return np.full(len(texts), 0.1, np.float32)
-
-classifiers.load_scorer = lambda spec: Broken()
+classifiers.load_scorer = lambda spec: BrokenScorer()
 from condpt.cli import main
 sys.argv = ["condpt", "tag", sys.argv[1], "--out", sys.argv[2], "--classifier", "broken", "--quiet"]
 main()
@@ -230,8 +212,9 @@ def test_a_failure_mid_run_shows_the_error_not_the_documents(tmp_path):
 
     src = write_lines(tmp_path / "c.jsonl", _lines(12))
     env = {k: v for k, v in os.environ.items() if k != "LOGURU_DIAGNOSE"}
+    here = Path(__file__).resolve().parent  # broken_scorer.py, then the repo
     res = subprocess.run([sys.executable, "-c", _BROKEN_CLI, str(src), str(tmp_path / "o")], capture_output=True,
-                         text=True, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, check=False)
+                         text=True, env={**env, "PYTHONPATH": f"{here}{os.pathsep}{here.parents[1]}"}, check=False)
     assert res.returncode != 0 and "scorer broke on document 7" in res.stderr, res.stderr[-3000:]
     assert "Calm tea" not in res.stderr, res.stderr[-3000:]
 
