@@ -6,6 +6,7 @@ never re-reads the data, and is the same however the run was split, killed or re
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections import Counter
@@ -290,15 +291,21 @@ on {{ r.expected.labelled }} labelled rows): this run is {{ r.expected.verdict }
 """
 
 
+@functools.cache
+def _template():
+    """The page's template, compiled once a process (a run writes its report when it starts and when it ends)."""
+    import jinja2
+
+    return jinja2.Environment(autoescape=True).from_string(_HTML)
+
+
 def render_html(report: dict, timings: list[dict] = ()) -> str:
     """The report as one self-contained HTML page; every text from the data is escaped (autoescape)."""
-    import jinja2
     import yaml
 
     from condpt.tagging.expected import warning
 
-    env = jinja2.Environment(autoescape=True)
-    return env.from_string(_HTML).render(
+    return _template().render(
         r=report, img=_plots(report), throughput=_throughput(list(timings)),
         config=yaml.safe_dump(report["config"], sort_keys=False, allow_unicode=True),
         warning=warning(report.get("expected") or {}) or "")

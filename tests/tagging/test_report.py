@@ -74,3 +74,19 @@ def test_empty_sections_are_left_out(tmp_path):
     for section in ("Lexicon top hits", "Quarantine reasons", "Skipped entries"):
         assert section not in html
     assert "Score histogram" in html and "Examples nearest the threshold" in html
+
+
+def test_the_template_is_compiled_once(tmp_path, monkeypatch):
+    """A run writes its report twice (when it starts and when it ends); the template is compiled for the first."""
+    import jinja2
+
+    from condpt.tagging import report as report_mod
+
+    report_mod._template.cache_clear()
+    compiled = []
+    real = jinja2.Environment.from_string
+    monkeypatch.setattr(jinja2.Environment, "from_string", lambda env, *a, **kw: compiled.append(1) or real(env, *a, **kw))
+    src = _write(tmp_path / "c.jsonl", [{"text": "Calm tea."}, {"text": "The robot waits."}])
+    tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
+    assert len(compiled) == 1
+    assert "Score histogram" in (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
