@@ -250,7 +250,9 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
     cfg = TagConfig(granularity=granularity, classifier={"spec": "none" if graded else tagger.classifier},
                     threshold=tagger.threshold)
     t0 = time.time()
-    if not (tagged / "report.json").is_file():
+    if (tagged / "report.json").is_file():
+        _check_reuse(tagged, cfg)
+    else:
         tag_corpus([world_dir / "train.jsonl"], tagged, cfg, scorer=LexiconDensity() if graded else None,
                    progress=False)
     tags: dict[str, str] = {}
@@ -262,6 +264,16 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
     report = {"granularity": granularity, "classifier": tagger.classifier, "seconds": round(time.time() - t0, 1),
               **tagging_agreement(labels, tags)}
     return tagged, report
+
+
+def _check_reuse(tagged: Path, cfg: Any) -> None:
+    """A tagged world is reused only if it was tagged by the classifier, at the threshold, the grid asks for:
+    a grid whose tagger changed must not train on the old tags (nor report them under the new tagger's name)."""
+    done = json.loads((tagged / "run.json").read_text(encoding="utf-8"))["config"]
+    spec, threshold = done["classifier"]["spec"], done["threshold"]
+    if (spec, threshold) != (cfg.classifier.spec, cfg.threshold):
+        raise ValueError(f"{tagged}: tagged by classifier {spec!r} at threshold {threshold}, the grid asks for "
+                         f"{cfg.classifier.spec!r} at {cfg.threshold}; remove {tagged} or use another out_dir")
 
 
 def prepare_tokenizer(world_dir: Path, out_dir: Path, vocab_size: int) -> Path:

@@ -129,6 +129,18 @@ def test_shared_world_tags_and_tokenizer(tmp_path):
     assert set(m.tags) == {"good", "bad"}
 
 
+def test_a_tagged_world_is_reused_only_by_the_tagger_that_made_it(tmp_path):
+    """A grid whose tagger changed (classifier or threshold) must not train on the old tags under the new
+    tagger's name: the tagged world is reused only when it was tagged as the grid now asks."""
+    world_dir = prepare_world(WorldConfig(n_ai_docs=60, n_background=10, n_heldout=5, background="templates"),
+                              tmp_path)
+    tagged, rep = tag_world(world_dir, tmp_path, "document", TaggerSettings(classifier="none"))
+    assert tag_world(world_dir, tmp_path, "document", TaggerSettings(classifier="none"))[1]["tp"] == rep["tp"]
+    for other in (TaggerSettings(classifier="fasttext-default"), TaggerSettings(classifier="none", threshold=0.2)):
+        with pytest.raises(ValueError, match=f"{tagged}: tagged by classifier 'none' at threshold None"):
+            tag_world(world_dir, tmp_path, "document", other)
+
+
 # ------------------------------------------------------------------ misses, calibrated bands, pieces
 
 
