@@ -51,20 +51,17 @@ def tag_cmd(
     if executor == "local" and workers > 1 and (tasks or workers) > 1:  # its imports beside ours (pool.py)
         from condpt.tagging.pool import local_threads, start_forkserver
 
-        start_forkserver(local_threads(workers))
+        options = {"config": config and str(config), "classifier": classifier, "text_field": text_field,
+                   "id_field": id_field}
+        start_forkserver(local_threads(workers), warm={"options": options})  # it loads the scorer too
     from pydantic import ValidationError
 
     from condpt.corpus import CorpusError, shown
-    from condpt.tagging.cascade import TagConfig
     from condpt.tagging.run import Cluster, TagRunError, tag_corpus
+    from condpt.tagging.warm import tag_config
 
     try:
-        cfg = TagConfig.from_yaml(config) if config else TagConfig()
-        if classifier is not None:
-            cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"spec": classifier})})
-        overrides = {k: v for k, v in (("text_field", text_field), ("id_field", id_field)) if v is not None}
-        if overrides:
-            cfg = TagConfig.model_validate({**cfg.model_dump(), **overrides})
+        cfg = tag_config(config, classifier, text_field, id_field)
         try:
             cluster = Cluster(executor=executor, partition=partition, time=time_limit, cpus_per_task=cpus_per_task,
                               gpus_per_task=gpus_per_task)

@@ -7,6 +7,8 @@ pandas, which pyarrow imports on its first array) and the scorer's libraries its
 its first document, on top of the main process's own start-up (measured: docs/benchmarks.md). Here the server
 imports them once and workers fork with them imported. Started as soon as the run's shape is known (`condpt
 tag` does it before its own imports), the server's imports run beside the main process's instead of after it.
+Last, the server loads the run's cascade (`condpt.tagging.warm`): workers inherit the scorer, lexicons and word
+tables instead of each loading them.
 
 The server runs no Python thread; the one native thread its imports start (pyarrow's jemalloc background
 thread) is handled by jemalloc's own fork handlers, as in `datasets`' fork-based worker pools. This module
@@ -15,9 +17,11 @@ imports nothing heavy: the CLI calls it first.
 
 from __future__ import annotations
 
+import json
 import os
 
 PIPELINE = ("condpt.tagging.run", "pandas")  # what every worker needs: the executor, the steps, pyarrow, pandas
+WARM = "condpt.tagging.warm"  # imported last: loads the run's cascade, then freezes the server's heap
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -27,21 +31,26 @@ def local_threads(workers: int) -> int:
     return max(1, cores // workers)
 
 
-def start_forkserver(threads: int, modules: set[str] = frozenset()) -> None:
+def start_forkserver(threads: int, modules: set[str] = frozenset(), warm: dict | None = None) -> None:
     """Start the forkserver now (if it is not running yet) with `PIPELINE` and `modules` imported in it: for a
     module of a package, the package (condpt's own modules by full name). The server inherits this process's
     environment, and a worker's thread cap (`condpt.tagging.datatrove_steps.limit_threads`, `threads`) is set in
-    it before it imports numpy or torch, which read it then.
+    it before it imports numpy or torch, which read it then. `warm`: the run's cascade, which the server loads
+    last, for the workers to inherit (`condpt.tagging.warm`: ``{"options": ...}`` as `condpt tag` takes them, or
+    ``{"config": ...}``).
 
-    Fails soft: a module the server cannot import is imported by each worker, as without a preload. A server
-    already running (an earlier run in this process, or `condpt tag` before its imports) keeps what it
-    preloaded then; each worker imports the rest."""
+    Fails soft: a module the server cannot import, or a cascade it cannot load, is loaded by each worker, as
+    without a preload. A server already running (an earlier run in this process, or `condpt tag` before its
+    imports) keeps what it preloaded then; each worker loads the rest."""
     from multiprocess import forkserver
 
+    from condpt.tagging.warm import WARM_VAR
+
     packages = {name.partition(".")[0] for name in modules} | {n for n in modules if n.startswith("condpt.")}
-    forkserver.set_forkserver_preload([*PIPELINE, *sorted(n for n in packages - set(PIPELINE)
-                                                          if n.replace(".", "_").isidentifier())])
-    env = {var: str(threads) for var in THREAD_VARS} | {"TOKENIZERS_PARALLELISM": "false"}
+    extra = sorted(n for n in packages - set(PIPELINE) if n.replace(".", "_").isidentifier())
+    forkserver.set_forkserver_preload([*PIPELINE, *extra, WARM])
+    env = ({var: str(threads) for var in THREAD_VARS} | {"TOKENIZERS_PARALLELISM": "false"}
+           | {WARM_VAR: json.dumps(warm or {})})
     saved = {var: os.environ.get(var) for var in env}
     os.environ.update(env)
     try:

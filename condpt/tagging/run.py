@@ -187,7 +187,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     threads = _threads(cluster, workers)
     if cluster.executor == "local" and min(workers, tasks) > 1:
         given = {type(v).__module__ for v in scorers.values() if v is not None} - {"__main__"}
-        start_forkserver(threads, set(sys.modules) - imported | given)  # workers fork warm (pool.py)
+        warm = {"config": cfg.model_dump(mode="json")} if all(v is None for v in scorers.values()) else None
+        start_forkserver(threads, set(sys.modules) - imported | given, warm)  # workers fork warm (pool.py)
     if all(v is None for v in scorers.values()):
         share_cascade(cascade)  # tasks run in this process (workers=1) reuse the loaded scorer
     meta = _meta(cascade, cfg, scorer is not None)
