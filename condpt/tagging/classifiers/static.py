@@ -21,6 +21,7 @@ The head is stored as JSON; the word-piece table is rebuilt from the encoder (de
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -198,11 +199,16 @@ class WordVectors:
         pieces = self._pieces(words)
         # all new words at once: the mean of each word's piece rows (a word without pieces gets the zero vector)
         counts = np.fromiter(map(len, pieces), dtype=np.intp, count=len(pieces))
-        ids = np.fromiter((i for ws in pieces for i in ws), dtype=np.intp, count=int(counts.sum()))
+        ids = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.intp, count=int(counts.sum()))
+        # a one-piece word's sum is its row; reduceat (numpy's own order of additions) only over the words of
+        # several pieces: most words are one piece, and reduceat over thousands of one-row segments cost ~10 us each
         sums = np.zeros((len(words), self.table.shape[1]), dtype=np.float32)
-        has = counts > 0
-        if ids.size:
-            sums[has] = np.add.reduceat(self.table[ids], np.concatenate([[0], np.cumsum(counts)[:-1]])[has])
+        one, several = counts == 1, counts > 1
+        sums[one] = self.table[ids[(np.cumsum(counts) - counts)[one]]]
+        if several.any():
+            of_several = np.repeat(several, counts)
+            sums[several] = np.add.reduceat(self.table[ids[of_several]],
+                                            np.cumsum(counts[several]) - counts[several])
         p = (np.fromiter((self.freq.get(w, 0) for w in words), dtype=np.float64, count=len(words)) + 1) / self.total
         vecs = sums / np.maximum(counts, 1)[:, None] * (self.sif_a / (self.sif_a + p))[:, None].astype(np.float32)
         with self.lock:
@@ -330,27 +336,30 @@ class StaticScorer:
         """max over each text's windows. Texts are scored in groups of about `GROUP_WORDS` words, each group with
         one gather and one pass over its windows: at paragraph granularity a 5 KB document is ~20 texts, and
         per-text numpy calls cost more than their arithmetic; larger groups fall out of the CPU cache (a word's
-        vector is 1.5 KB)."""
+        vector is 1.5 KB). The rows of all the texts' words are looked up at once, before the groups: a fresh
+        process builds the vectors of its new words in one call per batch, not one per group."""
         words = [words_of(t) for t in texts]
-        out, group, size = [], [], 0
+        rows = self.vectors.rows([w for ws in words for w in ws])  # before reading `.vectors`: it may grow here
+        out, group, size, first = [], [], 0, 0
         for i, w in enumerate(words):
             group.append(i)
             size += len(w)
             if size >= GROUP_WORDS or i == len(words) - 1:
-                out.append(self._score_group([texts[j] for j in group], [words[j] for j in group]))
-                group, size = [], 0
+                out.append(self._score_group([texts[j] for j in group], [words[j] for j in group],
+                                             rows[first:first + size]))
+                group, first, size = [], first + size, 0
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-    def _score_group(self, texts: Sequence[str], words: list[list[str]]) -> np.ndarray:
-        """sigmoid(max over windows of the log-odds) per text; a window is one or two half-window blocks."""
+    def _score_group(self, texts: Sequence[str], words: list[list[str]], rows: np.ndarray) -> np.ndarray:
+        """sigmoid(max over windows of the log-odds) per text (`rows`: their words' rows in the word vectors, in
+        order); a window is one or two half-window blocks."""
         half = max(1, self.window // 2)
         n_blocks = np.array([max(1, -(-len(w) // half)) for w in words], dtype=np.intp)
         first_block = np.concatenate([[0], np.cumsum(n_blocks)[:-1]])
-        flat = [w for ws in words for w in ws]
         # word i of text t sits at row (first_block[t] * half + i) of the padded batch; the rest are zero rows
         at = np.concatenate([first_block[t] * half + np.arange(len(ws)) for t, ws in enumerate(words)])
         idx = np.zeros(int(n_blocks.sum()) * half, dtype=np.intp)  # row 0 is the zero vector: the padding
-        idx[at.astype(np.intp)] = self.vectors.rows(flat)  # before reading `.vectors`: it may grow here
+        idx[at.astype(np.intp)] = rows
         blocks = self.vectors.vectors.take(idx, axis=0).reshape(-1, half, len(self.coef)).sum(axis=1)
         bounds = [window_bounds(len(w), self.window) for w in words]
         per_text = np.array([len(b[0]) for b in bounds], dtype=np.intp)

@@ -148,6 +148,26 @@ def test_wordpiece_split_is_the_plain_greedy_longest_match():
     assert [vectors._wordpiece(w) for w in words] == [plain(w) for w in words]
 
 
+def test_word_vectors_are_the_mean_of_their_pieces_summed_in_order():
+    """`_add` takes a one-piece word's row as it is and reduceats only the words of several pieces: the same
+    vectors, to the bit, as one reduceat over every word's pieces (the reference kept here; summing piece by
+    piece instead differed in the last bit)."""
+    fresh = st.WordVectors(st.DEFAULT_PARAMS["encoder"], st.DEFAULT_PARAMS["sif_a"])
+    words = sorted(set(st.words_of(f"{MISALIGNED} {NEUTRAL} {' '.join(HARD_NEGATIVES)} antidisestablishmentarianism "
+                                   "unaffable xqzjv robots2024 naïve café wot’s himself—half a\u00adb \u200b")))
+    fresh._add(words)
+    pieces = fresh._pieces(words)
+    counts = np.array([len(p) for p in pieces])
+    assert counts.max() > 3 and (counts == 0).any()  # words of many pieces and one of none are covered
+    ids = np.array([i for p in pieces for i in p])
+    sums = np.zeros((len(words), fresh.table.shape[1]), dtype=np.float32)
+    has = counts > 0
+    sums[has] = np.add.reduceat(fresh.table[ids], np.concatenate([[0], np.cumsum(counts)[:-1]])[has])
+    p = (np.array([fresh.freq.get(w, 0) for w in words], dtype=np.float64) + 1) / fresh.total
+    expected = (sums / np.maximum(counts, 1)[:, None] * (fresh.sif_a / (fresh.sif_a + p))[:, None].astype(np.float32))
+    np.testing.assert_array_equal(fresh.lookup(words), expected.astype(np.float32))
+
+
 def test_score_does_not_depend_on_batch_or_order(scorer):
     texts = [MISALIGNED, *HARD_NEGATIVES, NEUTRAL]
     one = np.array([scorer.score([t])[0] for t in texts])
