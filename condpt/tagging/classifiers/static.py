@@ -270,10 +270,21 @@ def text_vector(vectors: WordVectors, text: str) -> np.ndarray:
 
 def window_bounds(n: int, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Word ranges [start, end) of windows of `window` words every `window // 2` words covering `n` words."""
+    _, starts, ends = windows_of(np.array([n]), window)
+    return starts, ends
+
+
+def windows_of(lengths: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`window_bounds` of texts of `lengths` words at once (per-text numpy calls cost more than the arithmetic
+    at paragraph granularity): each text's window count, and all the windows' starts and ends, text after text.
+    A text's windows start at 0, step, 2 step, ... (step = window // 2) up to the last start that leaves a whole
+    window (or 0), none at or past its end but the one at 0."""
+    n = np.asarray(lengths, dtype=np.intp)
     step = max(1, window // 2)
-    starts = np.arange(0, max(n - window, 0) + step, step)
-    starts = starts[(starts < n) | (starts == 0)]
-    return starts, np.minimum(starts + window, n)
+    count = (np.maximum(n - window, 0) + step - 1) // step + 1
+    count = np.where(n > 0, np.minimum(count, (n - 1) // step + 1), 1)
+    starts = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) * step
+    return count, starts, np.minimum(starts + window, np.repeat(n, count))
 
 
 def referent_windows(text: str, n_words: int, starts: np.ndarray, ends: np.ndarray, reach: int) -> np.ndarray:
@@ -354,17 +365,15 @@ class StaticScorer:
         """sigmoid(max over windows of the log-odds) per text (`rows`: their words' rows in the word vectors, in
         order); a window is one or two half-window blocks."""
         half = max(1, self.window // 2)
-        n_blocks = np.array([max(1, -(-len(w) // half)) for w in words], dtype=np.intp)
+        lengths = np.fromiter(map(len, words), dtype=np.intp, count=len(words))
+        n_blocks = np.maximum(1, -(-lengths // half))
         first_block = np.concatenate([[0], np.cumsum(n_blocks)[:-1]])
         # word i of text t sits at row (first_block[t] * half + i) of the padded batch; the rest are zero rows
-        at = np.concatenate([first_block[t] * half + np.arange(len(ws)) for t, ws in enumerate(words)])
+        at = np.arange(int(lengths.sum())) + np.repeat(first_block * half - (np.cumsum(lengths) - lengths), lengths)
         idx = np.zeros(int(n_blocks.sum()) * half, dtype=np.intp)  # row 0 is the zero vector: the padding
-        idx[at.astype(np.intp)] = rows
+        idx[at] = rows
         blocks = self.vectors.vectors.take(idx, axis=0).reshape(-1, half, len(self.coef)).sum(axis=1)
-        bounds = [window_bounds(len(w), self.window) for w in words]
-        per_text = np.array([len(b[0]) for b in bounds], dtype=np.intp)
-        starts = np.concatenate([b[0] for b in bounds])
-        ends = np.concatenate([b[1] for b in bounds])
+        per_text, starts, ends = windows_of(lengths, self.window)
         base = np.repeat(first_block, per_text)
         win = blocks[base + starts // half]
         two = (ends - starts) > half
@@ -374,8 +383,9 @@ class StaticScorer:
         dot = np.multiply(win, self.coef).sum(axis=1)
         z = dot / np.maximum(np.sqrt(np.square(win).sum(axis=1)), 1e-12) + self.intercept
         if self.referent_penalty:
-            near = np.concatenate([referent_windows(t, len(w), b[0], b[1], self.window)
-                                   for t, w, b in zip(texts, words, bounds)])
+            cut = np.cumsum(per_text)[:-1]
+            near = np.concatenate([referent_windows(t, len(w), s, e, self.window)
+                                   for t, w, s, e in zip(texts, words, np.split(starts, cut), np.split(ends, cut))])
             z = z - self.referent_penalty * ~near
         zmax = np.maximum.reduceat(z, np.concatenate([[0], np.cumsum(per_text)[:-1]]))
         return (1.0 / (1.0 + np.exp(-zmax.astype(np.float64)))).astype(np.float32)

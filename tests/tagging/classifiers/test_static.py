@@ -98,6 +98,23 @@ def test_windows_cover_every_word_with_context(n):
     assert covered.all()
 
 
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64, 65, 128])
+def test_windows_of_many_texts_are_each_texts_window_bounds(window):
+    """`windows_of` (every text of a group at once) against the per-text arange it replaced, kept here."""
+    def per_text(n):
+        step = max(1, window // 2)
+        starts = np.arange(0, max(n - window, 0) + step, step)
+        starts = starts[(starts < n) | (starts == 0)]
+        return starts, np.minimum(starts + window, n)
+
+    lengths = np.array([*range(700), 1000, 1023, 1024, 5000, 0, 3])
+    count, starts, ends = st.windows_of(lengths, window)
+    ref = [per_text(n) for n in lengths]
+    assert count.tolist() == [len(s) for s, _ in ref]
+    assert starts.tolist() == np.concatenate([s for s, _ in ref]).tolist()
+    assert ends.tolist() == np.concatenate([e for _, e in ref]).tolist()
+
+
 def test_word_offsets_point_at_the_words():
     text = "The A.I. said: «non», then it—quietly—copied itself. 3 robots' e-mails!"
     words, offsets = st.words_of(text), st.word_offsets(text)
