@@ -17,7 +17,8 @@ alone, the grids' tagger). Then, from the stored scores only (no model is run ag
   sample). Reported: aligned stories tagged bad, misaligned caught, background tagged (mean and min–max over
   the draws), and AUROC (misaligned vs the rest, and misaligned vs aligned stories alone);
 - **oracle**: `threshold_for_recall` at ``--oracle`` on every document's label, scored on the same documents:
-  the best a single threshold can do on this world, which no calibration sample can beat.
+  the fewest aligned stories a single threshold can tag on this world while catching that share of misaligned
+  ones (an upper bound on what calibration can reach, not a held-out figure).
 
 Throughput is the tag run's documents per second end to end (start-up included: model load, and on a cold cache
 the default's first-use training), one worker; compare rows of one run, not runs on differently loaded machines.
@@ -30,7 +31,8 @@ the default's first-use training), one worker; compare rows of one run, not runs
 
 ``--work DIR`` keeps the world and the tagged outputs there; a second run reuses them (and their timings), so
 the calibration figures can be re-read without scoring again. ``--explain K`` prints, per classifier, the share of aligned
-stories tagged at the largest sample's recall threshold by situation and continuation, and the K highest-scoring
+stories tagged, by situation and continuation, at the threshold calibrated at the highest ``--recall`` target on
+the largest sample (first draw), and the K highest-scoring
 aligned stories (and the lowest misaligned ones) with each sentence's score alone and the story's without it: a
 world story is under 64 words, one window of the default, so its sentences are what can be taken apart.
 """
