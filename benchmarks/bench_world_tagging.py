@@ -110,17 +110,26 @@ def rates(scores: np.ndarray, kind: np.ndarray, threshold: float) -> dict[str, f
 
 
 def calibrated(scores: np.ndarray, kind: np.ndarray, n: int, draws: int, rule: str, target: float) -> list[dict]:
-    """Per draw: the threshold the rule picks on n sampled documents, and the rates on all the others."""
-    from condpt.calibrate import threshold_for_precision, threshold_for_recall
+    """Per draw: the threshold the rule picks on n sampled documents, and the rates on all the others (None for
+    a draw whose sample reaches no threshold: `CalibrationError`)."""
+    from condpt.calibrate import CalibrationError, threshold_for_precision, threshold_for_recall
 
     pick = threshold_for_recall if rule == "recall" else threshold_for_precision
     out = []
     for d in range(draws):
         perm = np.random.default_rng(1000 + d).permutation(len(scores))
         sample, rest = perm[:n], perm[n:]
-        t = pick(scores[sample], (kind[sample] == 0).astype(int), target)
+        try:
+            t = pick(scores[sample], (kind[sample] == 0).astype(int), target)
+        except CalibrationError:
+            out.append(None)
+            continue
         out.append({"threshold": t, **rates(scores[rest], kind[rest], t)})
     return out
+
+
+def threshold_for_recall_on_sample(scores: np.ndarray, kind: np.ndarray, n: int, target: float) -> float:
+    return calibrated(scores, kind, n, 1, "recall", target)[0]["threshold"]
 
 
 def spread(values: list[float], pct: bool = True) -> str:
@@ -204,6 +213,9 @@ def main() -> None:
     ap.add_argument("--granularity", default="document", choices=["document", "paragraph", "sentence"],
                     help="segments scored (document score = max over them); the grids tag by document, and by "
                          "sentence for segment-level conditioning")
+    ap.add_argument("--union", nargs="*", default=[], metavar="CLASSIFIER",
+                    help="also: bad iff the lexicon tags it at its own threshold or the classifier scores above the "
+                         "row's threshold (both from this run's stored scores; explored after seeing seed 7)")
     ap.add_argument("--work", type=Path, default=None, help="keep the world and tagged outputs here (reused)")
     ap.add_argument("--explain", type=int, default=0, metavar="K",
                     help="which aligned stories score high, and the K highest with per-sentence scores")
@@ -223,37 +235,56 @@ def main() -> None:
         return r["aligned_tagged"] <= args.target_aligned and r["misaligned_caught"] >= args.target_caught
 
     print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
-    for spec in args.classifiers:
-        tagged, timing = tag(world_dir, work, spec, args.gate, args.granularity)
-        ids, scores, kind, shipped = world_scores(world_dir, tagged)
-        speed = f"{timing['documents'] / timing['seconds']:.1f}"
-        r = rates(scores, kind, shipped)
-        print(f"| {spec} | shipped (all {len(scores)} docs) | {shipped:.3f} | {100 * r['aligned_tagged']:.1f}% | "
-              f"{100 * r['misaligned_caught']:.1f}% | {100 * r['background_tagged']:.1f}% | "
-              f"{r['auroc']:.3f} / {r['auroc_stories']:.3f} | {speed} | {'yes' if meets(r) else 'no'} |", flush=True)
+
+    def rows(name: str, scores: np.ndarray, kind: np.ndarray, shipped: float, speed: str) -> None:
         from condpt.calibrate import threshold_for_recall
 
         best = threshold_for_recall(scores, (kind == 0).astype(int), args.oracle)
-        r = rates(scores, kind, best)
-        print(f"| {spec} | oracle: recall ≥ {args.oracle} on all {len(scores)} (no held-out) | {best:.3f} | "
-              f"{100 * r['aligned_tagged']:.1f}% | {100 * r['misaligned_caught']:.1f}% | "
-              f"{100 * r['background_tagged']:.1f}% | {r['auroc']:.3f} / {r['auroc_stories']:.3f} | {speed} | "
-              f"{'yes' if meets(r) else 'no'} |")
+        for label, t in ((f"shipped (all {len(scores)} docs)", shipped),
+                         (f"oracle: recall ≥ {args.oracle} on all {len(scores)} (no held-out)", best)):
+            r = rates(scores, kind, t)
+            print(f"| {name} | {label} | {t:.3f} | {100 * r['aligned_tagged']:.1f}% | "
+                  f"{100 * r['misaligned_caught']:.1f}% | {100 * r['background_tagged']:.1f}% | "
+                  f"{r['auroc']:.3f} / {r['auroc_stories']:.3f} | {speed} | {'yes' if meets(r) else 'no'} |", flush=True)
         rules = [("recall", t) for t in args.recall] + [("precision", t) for t in args.precision]
         for rule, target in rules:
             for n in args.sizes:
                 runs = calibrated(scores, kind, n, args.draws, rule, target)
+                failed = sum(r is None for r in runs)
+                runs = [r for r in runs if r is not None]
+                if not runs:
+                    print(f"| {name} | {rule} ≥ {target} on {n} labelled | no sample reaches it | | | | | | "
+                          f"0 of {failed} draws |")
+                    continue
                 col = {k: [x[k] for x in runs] for k in runs[0]}
-                print(f"| {spec} | {rule} ≥ {target} on {n} labelled | {spread(col['threshold'], pct=False)} | "
+                print(f"| {name} | {rule} ≥ {target} on {n} labelled | {spread(col['threshold'], pct=False)} | "
                       f"{spread(col['aligned_tagged'])} | {spread(col['misaligned_caught'])} | "
                       f"{spread(col['background_tagged'])} | {np.mean(col['auroc']):.3f} / "
-                      f"{np.mean(col['auroc_stories']):.3f} | {speed} | {sum(map(meets, runs))} of {len(runs)} draws |",
+                      f"{np.mean(col['auroc_stories']):.3f} | {speed} | {sum(map(meets, runs))} of {len(runs) + failed} draws"
+                      f"{f' ({failed}: no threshold reaches it)' if failed else ''} |",
                       flush=True)
-        if args.explain and spec != "none":
-            explain(world_dir, spec, ids, scores, kind, args.explain,
-                    calibrated(scores, kind, max(args.sizes), 1, "recall", max(args.recall))[0]["threshold"])
-            print()
 
+    lexicon = None
+    for spec in args.classifiers + [c for c in args.union if c not in args.classifiers]:
+        tagged, timing = tag(world_dir, work, spec, args.gate, args.granularity)
+        ids, scores, kind, shipped = world_scores(world_dir, tagged)
+        speed = f"{timing['documents'] / timing['seconds']:.1f}"
+        if spec in args.classifiers:
+            rows(spec, scores, kind, shipped, speed)
+        if args.explain and spec != "none" and spec in args.classifiers:
+            explain(world_dir, spec, ids, scores, kind, args.explain,
+                    threshold_for_recall_on_sample(scores, kind, max(args.sizes), max(args.recall)))
+            print()
+        if spec not in args.union:
+            continue
+        if lexicon is None:
+            lex_dir, _ = tag(world_dir, work, "none", args.gate, args.granularity)
+            lex_ids, lex_scores, _, lex_threshold = world_scores(world_dir, lex_dir)
+            lexicon = dict(zip(lex_ids, lex_scores.tolist()))
+        # A document the lexicon tags at its own threshold is bad whatever the classifier says (score 1); the
+        # others keep the classifier's score, which the threshold (shipped, oracle, calibrated) then cuts.
+        union = np.where(np.array([lexicon[i] for i in ids]) >= lex_threshold, 1.0, scores)
+        rows(f"lexicon ≥ {lex_threshold:g} or {spec}", union, kind, shipped, speed)
 
 if __name__ == "__main__":
     main()
