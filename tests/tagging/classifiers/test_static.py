@@ -115,6 +115,29 @@ def test_windows_of_many_texts_are_each_texts_window_bounds(window):
     assert ends.tolist() == np.concatenate([e for _, e in ref]).tolist()
 
 
+def test_referent_windows_of_a_one_window_text_need_no_word_positions():
+    """A text of one window (most paragraphs) is near a referent iff it names one anywhere: the shortcut gives
+    what the word-position count (kept here as the reference) gives."""
+    def counted(text, n, starts, ends, reach):
+        from condpt.tagging.classifiers.referent import referent_lexicon
+
+        found = [s for s, _, _ in referent_lexicon().find(text)]
+        at = np.clip(np.searchsorted(st.word_offsets(text), found, side="right") - 1, 0, max(n - 1, 0))
+        hits = np.zeros(max(n, 1) + 1, dtype=np.int64)
+        np.add.at(hits, at + 1, 1)
+        hits = np.cumsum(hits)
+        return (hits[np.minimum(ends + reach, max(n, 1))] - hits[np.maximum(starts - reach, 0)]) > 0
+
+    texts = [MISALIGNED, NEUTRAL, *HARD_NEGATIVES, "the robot", "robot", "An AI.", "A robot " * 40, " ".join(
+        ["calm"] * 200 + ["robot"]), "xyz " * 63 + "robot"]
+    for text in texts:
+        n = len(st.words_of(text))
+        for window in (1, 8, 64, 128):
+            _, starts, ends = st.windows_of(np.array([n]), window)
+            got = st.referent_windows(text, n, starts, ends, window)
+            assert got.tolist() == counted(text, n, starts, ends, window).tolist(), (text[:30], window)
+
+
 def test_word_offsets_point_at_the_words():
     text = "The A.I. said: «non», then it—quietly—copied itself. 3 robots' e-mails!"
     words, offsets = st.words_of(text), st.word_offsets(text)
