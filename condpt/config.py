@@ -217,8 +217,9 @@ class RunConfig(_Strict):
             raise ValueError(f"tokenizer.source: {self.tokenizer.source} builds a new tokenizer whose ids do not "
                              "match model.checkpoint's embeddings (<|good|> would get the id of an ordinary token "
                              "of the checkpoint); use `checkpoint` or a tokenizer directory saved with it")
-        if self.train.stop_after is not None and self.train.stop_after > self.train.max_steps:
-            raise ValueError("train.stop_after must be <= train.max_steps")
+        if self.train.stop_after is not None and self.train.stop_after > self.total_steps:
+            raise ValueError(f"train.stop_after must be <= train.max_steps (+ data.policy.route.coherence.steps): "
+                             f"{self.total_steps}")
         tiny = self.model.config if self.model.config and "arch" in self.model.config else {}
         if tiny.get("max_positions") is not None and tiny["max_positions"] < self.data.block_size:
             raise ValueError(f"data.block_size: {self.data.block_size} exceeds model.config.max_positions "
@@ -226,6 +227,16 @@ class RunConfig(_Strict):
         if not any(src.weight > 0 for src in self.data.sources):
             raise ValueError("data.sources: every weight is 0, so there is nothing to train on")
         return self
+
+    @property
+    def coherence_steps(self) -> int:
+        """Optimizer steps after `train.max_steps`: the coherence fine-tune of an ablated route model (else 0)."""
+        route = self.data.policy.route
+        return route.coherence.steps if route is not None and route.coherence is not None else 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.train.max_steps + self.coherence_steps
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False, allow_unicode=True)

@@ -35,6 +35,17 @@ class Band(BaseModel):
         return self
 
 
+class Coherence(BaseModel):
+    """The paper's coherence fine-tune after ablation (Cloud et al. 2024: 40 steps at a tenth of the peak
+    learning rate on retain stories): after `train.max_steps`, `steps` more optimizer steps of the ablated model
+    (routed units zeroed) on the tokens of documents not tagged bad, at `optim.lr` × `lr_scale`, constant."""
+
+    model_config = STRICT
+
+    steps: int = Field(40, ge=1, description="optimizer steps after train.max_steps (the paper: 40)")
+    lr_scale: float = Field(0.1, gt=0.0, le=1.0, description="learning rate: optim.lr times this (the paper: 0.1)")
+
+
 class RouteConfig(BaseModel):
     """Gradient routing (`mode: route`, `condpt.routing`): the MLPs of `layers` gain `width` hidden units; on
     tokens of documents tagged bad only those units learn, and the export `final/` has them removed."""
@@ -48,6 +59,10 @@ class RouteConfig(BaseModel):
         "off", description="on tokens not tagged bad the routed units neither act nor learn (off), or act and "
                            "learn like every other unit (train: then, as in the paper, bad tokens are routed at "
                            "the MLPs' hidden activations, so their output projections learn from every token)")
+    coherence: Coherence | None = Field(
+        None, description="fine-tune the ablated model on good-tagged documents after the main steps (the paper "
+                          "always does: `coherence: {}` takes its 40 steps at lr x 0.1); null: none, final/ is "
+                          "the ablated model as training left it")
 
     @model_validator(mode="after")
     def _distinct(self) -> RouteConfig:

@@ -16,6 +16,10 @@
   The masks act on activations, never on ``param.grad``, so the same code runs under DeepSpeed ZeRO-2 and
   ZeRO-3 (where a parameter's gradient is a partitioned flat buffer).
   The mask is per token and the MLP is per token, so it composes with document masking unchanged.
+- **Coherence** (`Router.ablated`, `good_targets`): after the main steps the router can be switched to the
+  ablated state, in which the routed units' output is zeroed (they stay in the model, so nothing changes
+  shape under ZeRO-3): the model computes exactly what `ablate` leaves. The training loop then fine-tunes it
+  on the tokens of documents not tagged bad (the paper's coherence fine-tune; `condpt.train`).
 - **Ablate** (`ablate`, `split_state_dict`): the routed units removed; what is left is the standard
   Hugging Face model with its original shapes (`AutoModelForCausalLM` loads it). `save_routed` /
   `load_unablated` keep the routed units beside such a checkpoint for research.
@@ -130,6 +134,7 @@ class Router:
     width: int
     other_tokens: str
     mask: torch.Tensor | None = None
+    ablated: bool = False  # the routed units contribute nothing: the function of the ablated model
     handles: list[Any] = field(default_factory=list, repr=False)
 
     def _bad(self, activations: torch.Tensor) -> torch.Tensor:
@@ -140,6 +145,10 @@ class Router:
 
     def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         routed = getattr(module, ROUTED)(args[0])
+        if self.ablated:
+            # Zeroed, not skipped: the routed parameters still take part in forward and backward (with zero
+            # gradient), as in the main phase, so ZeRO sees no unused parameter. x + 0·y == x exactly.
+            return output + routed * 0
         if self.mask is None or self.other_tokens == "train":
             return output + routed
         # The routed units act only where they learn. Acting on tokens they cannot learn from (the former
@@ -160,7 +169,7 @@ class Router:
         1.99 vs plain training's 1.64 (GPT-2; tiny Llama, 3 seeds: +0.40 to +0.88), here 1.56 (Llama: +0.03
         to +0.12). The paper's L1 penalty on the hidden activations did not cure the output-level version
         (coefficients 1e-4 to 1: 1.95-2.41)."""
-        if self.mask is None:
+        if self.mask is None or self.ablated:
             return None
         h = args[0]
         return (torch.where(self._bad(h), h.detach(), h), *args[1:])
@@ -224,6 +233,13 @@ def route_tokens(router: Router | None, mask: torch.Tensor | None) -> Iterator[R
         yield router
     finally:
         router.mask = None
+
+
+def good_targets(labels: torch.Tensor, tag_index: torch.Tensor, bad_index: int) -> torch.Tensor:
+    """[B, T-1]: the target tokens the coherence fine-tune learns from: those with a label, of documents not
+    tagged bad (by the target's document, as `condpt.train.tag_sums` counts them). Documents the tagger
+    missed are among them: the paper fine-tunes on true retain data, condpt only has the tags."""
+    return (labels[:, 1:] != -100) & (tag_index[:, 1:] != bad_index)
 
 
 def is_routed_key(name: str) -> bool:

@@ -11,8 +11,10 @@ Everything a run needs is in one `RunConfig`; everything it writes is under `out
     metrics.jsonl          one line per logged step / evaluation / event
     final/                 `save_pretrained` model + tokenizer + condpt_tokens.json; its generation config bans
                            every control id, so a plain `generate` cannot set a condition (mode route: the
-                           ablated model, routed units removed)
-    final-unablated/       mode route only: final/ + the routed units (routed.safetensors, route.json)
+                           ablated model, routed units removed; after the coherence fine-tune if configured)
+    final-unablated/       mode route only: the model as the main steps left it, routed units included
+                           (routed.safetensors, route.json); written before any coherence fine-tune, which
+                           trains the ablated model only
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from condpt.config import RunConfig
-from condpt.routing import expand, route_mask, route_tokens, router_of, save_routed, split_state_dict
+from condpt.routing import (
+    expand,
+    good_targets,
+    route_mask,
+    route_tokens,
+    router_of,
+    save_routed,
+    split_state_dict,
+)
 
 CONTROL_SPEC_NAME = "control_tokens.yaml"
 
@@ -376,11 +386,13 @@ def _retie(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
     return state
 
 
-def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) -> Path:
+def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path, *, unablated: bool = True,
+            ablated: bool = True) -> Path:
     """OUTPUT_DIR/final: `save_pretrained` with the gathered state dict (every rank must call
     `get_state_dict`: under ZeRO-3 it gathers the shards) + tokenizer + manifest. Weights are stored as
     float32 so the export loads and runs anywhere, including on CPUs without fast 16-bit math; the generation
-    config bans every control id (`protect_plain_generation`)."""
+    config bans every control id (`protect_plain_generation`). A routed model writes final-unablated/
+    (`unablated`) and final/ (`ablated`): both at once, or final-unablated/ before a coherence fine-tune."""
     final = out / "final"
     state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
@@ -393,7 +405,8 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path) 
         # shapes); final-unablated/ adds them beside it. final/ goes last: its trainer_state.json marks the end.
         state, routed = split_state_dict(state)
         router = router_of(unwrapped)
-        for directory in ([out / "final-unablated"] if router is not None else []) + [final]:
+        directories = ([out / "final-unablated"] if router is not None and unablated else []) + ([final] if ablated else [])
+        for directory in directories:
             shutil.rmtree(directory, ignore_errors=True)
             # a copy each time: save_pretrained empties the dict it is given
             unwrapped.save_pretrained(str(directory), state_dict=dict(state), safe_serialization=True)
@@ -446,7 +459,7 @@ class Loop:
 
     @property
     def stop_at(self) -> int:
-        return self.cfg.train.stop_after or self.cfg.train.max_steps
+        return self.cfg.train.stop_after or self.cfg.total_steps
 
     @property
     def roles(self) -> list[str]:
@@ -602,12 +615,33 @@ def _micro_batches(loop: Loop, micro_done: int):
         micro_done = (epoch + 1) * loop.micro_per_epoch
 
 
+def learning_rate(cfg: RunConfig, step: int) -> float:
+    """The learning rate of optimizer step `step` (0-based): the schedule over `train.max_steps`, then the
+    coherence fine-tune's constant `optim.lr` × `lr_scale`. A pure function of the step, so resuming is exact."""
+    if step < cfg.train.max_steps:
+        return cfg.optim.lr_at(step, cfg.train.max_steps)
+    return cfg.optim.lr * cfg.data.policy.route.coherence.lr_scale
+
+
+def _trained_targets(loop: Loop, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+    """[B, T-1]: the target tokens the loss of step `step` averages: every labelled one, and in the coherence
+    fine-tune only those of documents not tagged bad."""
+    if step < loop.cfg.train.max_steps:
+        return batch["labels"][:, 1:] != -100
+    return good_targets(batch["labels"], batch["tag_index"], loop.route_index)
+
+
+def _phase(loop: Loop, step: int) -> dict[str, str]:
+    """Marks the metrics lines of the coherence fine-tune (steps after `train.max_steps`)."""
+    return {"phase": "coherence"} if step > loop.cfg.train.max_steps else {}
+
+
 def _micro_step(loop: Loop, state: TrainState, batch: dict[str, torch.Tensor]) -> bool:
     """Forward and backward on one micro-batch (the optimizer steps on the last of `grad_accum`); True when an
     optimizer step finished."""
     cfg, acc, model = loop.cfg, loop.accelerator, loop.model
     if state.micro_done % cfg.train.grad_accum == 0:
-        state.lr = cfg.optim.lr_at(state.step, cfg.train.max_steps)
+        state.lr = learning_rate(cfg, state.step)
         for group in loop.optimizer.param_groups:
             group["lr"] = state.lr
         torch.manual_seed(dropout_seed(cfg.seed, state.step, acc.process_index))
@@ -616,8 +650,8 @@ def _micro_step(loop: Loop, state: TrainState, batch: dict[str, torch.Tensor]) -
     with acc.accumulate(model), route_tokens(router, mask):  # backward inside: checkpointing re-runs forward
         logits = model(**model_inputs(batch, loop.input_keys)).logits
         losses = token_losses(logits, batch["labels"])
-        n_valid = (batch["labels"][:, 1:] != -100).sum()
-        acc.backward(losses.sum() / n_valid.clamp(min=1))
+        trained = _trained_targets(loop, batch, state.step)
+        acc.backward((losses * trained).sum() / trained.sum().clamp(min=1))
         if acc.sync_gradients and not loop.deepspeed and cfg.optim.grad_clip > 0:
             acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         loop.optimizer.step()
@@ -642,6 +676,7 @@ def _log_window(loop: Loop, state: TrainState, epoch: int) -> dict[str, Any]:
         "loss_by_tag": _by_tag(stats, loop.roles), "lr": state.lr, "tokens_per_s": round(tps, 1),
         "mfu": round(loop.flops_per_token * tps / (loop.peak_flops * acc.num_processes), 5),
         "tokens": state.step * t.grad_accum * t.micro_batch_size * acc.num_processes * cfg.data.block_size,
+        **_phase(loop, state.step),
     }
     loop.metrics.write(record)
     if t.report_to:
@@ -691,17 +726,61 @@ def _after_step(loop: Loop, state: TrainState, epoch: int, stop_flag: _StopFlag)
     """Log, evaluate and checkpoint as due after optimizer step `state.step`; the reason to end early, if any.
     Every rank takes part in the stop vote, every step, so all of them end at the same step."""
     t, step, stop_at = loop.cfg.train, state.step, loop.stop_at
-    if step % t.log_every == 0 or step == stop_at:
+    if step % t.log_every == 0 or step in (stop_at, t.max_steps):
         state.last = _log_window(loop, state, epoch)
     if loop.eval_dl is not None and t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
         loop.metrics.write({"step": step, "eval": _evaluate(loop)})
     stop = torch.tensor(0 if stop_flag.signal is None else 1, device=loop.accelerator.device)
-    reason = stop_reason(bool(loop.accelerator.reduce(stop, "sum") > 0), step, stop_at, t.max_steps)
+    reason = stop_reason(bool(loop.accelerator.reduce(stop, "sum") > 0), step, stop_at, loop.cfg.total_steps)
     if reason or (t.save_every and step % t.save_every == 0):
         path = _save_checkpoint(loop, step)
         if reason:
             loop.metrics.write({"step": step, "event": reason, "checkpoint": str(path)})
     return reason
+
+
+def _steps(loop: Loop, state: TrainState, stop_flag: _StopFlag, bar, until: int) -> str:
+    """Optimizer steps until step `until`; "done", or the reason the run ends early (with a checkpoint)."""
+    if state.step >= until:
+        return "done"
+    for epoch, batch in _micro_batches(loop, state.micro_done):
+        if not _micro_step(loop, state, batch):
+            continue
+        bar.update(1)
+        reason = _after_step(loop, state, epoch, stop_flag)
+        if state.last.get("step") == state.step:  # a metrics line was just written
+            bar.set_postfix(loss=f"{state.last['loss']:.3f}", tok_s=f"{state.last['tokens_per_s']:.0f}")
+        if reason:
+            return reason
+        if state.step >= until:
+            return "done"
+    raise AssertionError("unreachable: _micro_batches never ends")
+
+
+def _coherence(loop: Loop, state: TrainState, stop_flag: _StopFlag, bar) -> str:
+    """The paper's coherence fine-tune (`data.policy.route.coherence`), in the same engine: write
+    final-unablated/ (the model the main steps made), switch the router to the ablated state (routed units
+    zeroed, so the model computes what final/ will; no shape changes, which ZeRO-3 could not follow) and train
+    `coherence.steps` more steps on the tokens of documents not tagged bad (`_trained_targets`, `learning_rate`).
+    Resumable: a checkpoint of this phase has a step past `train.max_steps`, and the data, learning rate and
+    loss mask are functions of the step. The optimizer's moments carry over from the main steps (the paper
+    starts a fresh AdamW)."""
+    cfg, acc, out = loop.cfg, loop.accelerator, loop.out
+    max_steps = cfg.train.max_steps
+    if state.step == max_steps:
+        if loop.eval_dl is not None:  # the routed model as trained (route masks on), as without a coherence phase
+            loop.metrics.write({"step": max_steps, "eval": _evaluate(loop)})
+        _export(acc, loop.model, loop.tokenizer, loop.manifest, cfg, out, ablated=False)
+    elif not (out / "final-unablated" / "config.json").is_file():
+        raise FileNotFoundError(f"{out / 'final-unablated'}: missing, but the run resumes inside the coherence "
+                                f"fine-tune (step {state.step} > train.max_steps {max_steps}), whose routed units "
+                                "no longer hold what the main steps made; resume from a checkpoint at or before "
+                                f"step {max_steps} (train.resume) to write it again")
+    router_of(acc.unwrap_model(loop.model)).ablated = True
+    if state.step == max_steps and loop.eval_dl is not None:  # what ablation costs, before the fine-tune
+        loop.metrics.write({"step": max_steps, "phase": "coherence", "eval": _evaluate(loop)})
+    state.reset_window()
+    return _steps(loop, state, stop_flag, bar, loop.stop_at)
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
@@ -715,29 +794,21 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         return {"status": "done", "step": cfg.train.max_steps, "final": str(out / "final"), "skipped": True}
     loop, state = _set_up(cfg, accelerator, out)
 
-    status = "done"
-    bar = tqdm(total=cfg.train.max_steps, initial=state.step, disable=not accelerator.is_main_process,
+    bar = tqdm(total=cfg.total_steps, initial=state.step, disable=not accelerator.is_main_process,
                desc="condpt", dynamic_ncols=True)
     loop.model.train()
-    if state.step < loop.stop_at:
-        for epoch, batch in _micro_batches(loop, state.micro_done):
-            if not _micro_step(loop, state, batch):
-                continue
-            bar.update(1)
-            reason = _after_step(loop, state, epoch, stop_flag)
-            if state.last.get("step") == state.step:  # a metrics line was just written
-                bar.set_postfix(loss=f"{state.last['loss']:.3f}", tok_s=f"{state.last['tokens_per_s']:.0f}")
-            if reason or state.step >= loop.stop_at:
-                status = reason or status
-                break
+    status = _steps(loop, state, stop_flag, bar, min(loop.stop_at, cfg.train.max_steps))
+    if status == "done" and cfg.coherence_steps:
+        status = _coherence(loop, state, stop_flag, bar)
     bar.close()
 
     result: dict[str, Any] = {"status": status, "step": state.step, "last": state.last}
     if status == "done":
         if loop.eval_dl is not None:
             result["eval"] = _evaluate(loop)
-            loop.metrics.write({"step": state.step, "eval": result["eval"]})
-        result["final"] = str(_export(accelerator, loop.model, loop.tokenizer, loop.manifest, cfg, out))
+            loop.metrics.write({"step": state.step, "eval": result["eval"], **_phase(loop, state.step)})
+        result["final"] = str(_export(accelerator, loop.model, loop.tokenizer, loop.manifest, cfg, out,
+                                      unablated=not cfg.coherence_steps))
         loop.metrics.write({"step": state.step, "event": "done", "final": result["final"]})
     if cfg.train.report_to:
         accelerator.end_training()

@@ -299,3 +299,59 @@ def test_routing_holds_under_gradient_checkpointing(arch):
     grads_after(model, ids, torch.ones(ids.shape, dtype=torch.bool))
     assert all(p.grad is None or not nonzero(p) for p in original_mlp_params(model, [1]).values())
     assert all(nonzero(p) for p in routed_params(model).values())
+
+
+@pytest.mark.parametrize("other", ["off", "train"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ablated_state_computes_and_trains_exactly_the_exported_ablated_model(arch, other, tmp_path):
+    """The coherence fine-tune trains the expanded model in the ablated state: its logits (route mask or not)
+    and its gradients are exactly those of the standard model `ablate` exports, and the routed units take part
+    with zero gradient (under ZeRO no parameter may go unused)."""
+    from transformers import AutoModelForCausalLM
+
+    model = model_for(arch).eval()
+    router = expand(model, RouteConfig(width=8, layers=[0, 2], other_tokens=other))
+    perturb_routed(model)
+    ids = tokens()
+    bad = torch.zeros_like(ids, dtype=torch.bool)
+    bad[0, 3:9] = True
+    with route_tokens(router, bad):
+        routed_logits = model(input_ids=ids).logits
+    router.ablated = True
+    with route_tokens(router, bad):
+        masked = model(input_ids=ids).logits
+    unmasked = model(input_ids=ids).logits
+    grads_after(model, ids, bad)
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    base, _ = split_state_dict(model.state_dict())
+    model.save_pretrained(tmp_path / "a", state_dict=base)
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "a").eval()
+    want = exported(input_ids=ids).logits
+    assert not torch.equal(routed_logits, want)  # the routed units mattered
+    assert torch.equal(masked, want) and torch.equal(unmasked, want)
+    grads_after(exported, ids, None)
+    plain = {n: p.grad for n, p in exported.named_parameters()}
+    assert plain.keys() == {k for k in grads if f".{ROUTED}." not in k}
+    for k, g in plain.items():
+        torch.testing.assert_close(grads[k], g, rtol=1e-6, atol=1e-8)
+    routed_grads = [g for k, g in grads.items() if f".{ROUTED}." in k]
+    assert routed_grads and all(g is not None and not g.any() for g in routed_grads)
+
+
+def test_good_targets_are_labelled_targets_of_documents_not_tagged_bad():
+    from condpt.routing import good_targets
+
+    labels = torch.tensor([[5, 5, -100, 5, 5, 5]])
+    tag_index = torch.tensor([[0, 0, 1, 1, -1, 1]])  # targets 1..5: good, masked, bad, untagged, bad
+    assert good_targets(labels, tag_index, bad_index=1).tolist() == [[True, False, False, True, False]]
+
+
+def test_coherence_is_off_by_default_and_takes_the_papers_values_when_on():
+    from condpt.policy import Coherence
+
+    assert RouteConfig().coherence is None
+    on = RouteConfig(coherence={})
+    assert on.coherence == Coherence(steps=40, lr_scale=0.1)
+    for bad in ({"steps": 0}, {"lr_scale": 0.0}, {"lr_scale": 2.0}, {"steps": 4, "lr": 1e-5}):
+        with pytest.raises(ValidationError):
+            RouteConfig(coherence=bad)
