@@ -10,8 +10,9 @@ another one loads its own, as without this). Then the server's objects are froze
 (`gc.freeze`): a worker's collections neither walk nor copy-on-write the server's heap (Python's advice for
 forking servers).
 
-Fails soft: whatever goes wrong here leaves each worker to load the cascade itself. A built-in scorer that is not
-trained yet is not loaded here (the main process trains it on first use; two trainings would race).
+Fails soft: whatever goes wrong here leaves each worker to load the cascade itself. Only static and fastText
+scorers are loaded here (a torch model could start a CUDA context or a thread pool, neither of which survives a
+fork), and only once trained (the main process trains a built-in on first use; two trainings would race).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import gc
 import json
 import os
-import sys
 from pathlib import Path
 
 WARM_VAR = "CONDPT_FORKSERVER_WARM"
+FORK_SAFE_KINDS = ("static", "fasttext")  # scorers with no torch: the ones the server loads
 
 
 def tag_config(config: str | Path | None = None, classifier: str | None = None, text_field: str | None = None,
@@ -45,7 +46,6 @@ def warm_cascade(payload: dict) -> None:
     a `TagConfig` as plain data) and share it with the tagger steps of this process and its children."""
     from condpt.tagging.cascade import Cascade, TagConfig
     from condpt.tagging.datatrove_steps import share_cascade
-    from condpt.tagging.expected import BUILT_IN, scorer_dir
 
     if "options" in payload:
         cfg = tag_config(**payload["options"])
@@ -53,14 +53,22 @@ def warm_cascade(payload: dict) -> None:
         cfg = TagConfig.model_validate(payload["config"])
     cascade = Cascade(cfg)
     cascade.lexicon  # noqa: B018 (loads it)
-    spec = cfg.classifier.spec
-    if cascade.classifier_enabled and (spec not in BUILT_IN or scorer_dir(spec) is not None):
-        scorer = cascade.scorer
-        if "torch" not in sys.modules:
-            # a first call loads what the scorer loads lazily (the AI-referent lexicon, the static word table);
-            # not for a torch model: a child forked after torch's thread pool has run may hang
-            scorer.score(["An AI model wrote this sentence."])
+    if cascade.classifier_enabled and _fork_safe(cfg.classifier.spec):
+        # a first call loads what the scorer loads lazily (the AI-referent lexicon, the static word table)
+        cascade.scorer.score(["An AI model wrote this sentence."])
     share_cascade(cascade)
+
+
+def _fork_safe(spec: str) -> bool:
+    """Whether the server may load scorer `spec`: a trained static or fastText scorer (no torch: a CUDA context,
+    or a thread pool that has run, does not survive a fork). A built-in not trained yet is left to the main
+    process, which trains it on first use (two trainings would race)."""
+    from condpt.tagging.classifiers import BUILT_IN, read_scorer_json
+    from condpt.tagging.expected import scorer_dir
+
+    where = scorer_dir(spec)
+    kind = BUILT_IN.get(spec) if spec in BUILT_IN else where and read_scorer_json(where).get("kind")
+    return where is not None and kind in FORK_SAFE_KINDS
 
 
 def _warm_from_environment() -> None:

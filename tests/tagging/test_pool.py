@@ -108,3 +108,15 @@ def test_a_cascade_the_forkserver_cannot_load_is_left_to_the_workers(tmp_path, m
     finally:
         gc.unfreeze()
     assert datatrove_steps._CASCADES == {}
+
+
+def test_the_forkserver_loads_only_trained_scorers_without_torch(tmp_path):
+    """A torch model in the server could start a CUDA context or a thread pool, which a forked worker cannot use."""
+    from condpt.tagging import warm
+
+    for kind, expected in (("embedding", False), ("hf", False), ("fasttext", True), ("static", True)):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "scorer.json").write_text(json.dumps({"kind": kind}))
+        assert warm._fork_safe(str(tmp_path / kind)) is expected, kind
+    assert not warm._fork_safe(str(tmp_path / "nowhere"))  # not trained (or not there): left to the workers
+    assert not warm._fork_safe("default")  # the embedding default, trained or not
