@@ -757,24 +757,39 @@ def _steps(loop: Loop, state: TrainState, stop_flag: _StopFlag, bar, until: int)
     raise AssertionError("unreachable: _micro_batches never ends")
 
 
+def _fresh_moments(optimizer) -> None:
+    """Make AdamW start afresh (moments and step count zeroed in place): the main steps' momentum holds the
+    gradient of bad tokens, which would otherwise keep moving the ablated model for the first ~20 steps.
+    The torch optimizer is the innermost `.optimizer` (accelerate's wrapper, then DeepSpeed's ZeRO
+    optimizer, which steps it on its fp32 partitions: zeroing them in place works under ZeRO-2 and -3)."""
+    while hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                value.zero_()
+        if "step" in state and not torch.is_tensor(state["step"]):
+            state["step"] = 0
+
+
 def _coherence(loop: Loop, state: TrainState, stop_flag: _StopFlag, bar) -> str:
     """The paper's coherence fine-tune (`data.policy.route.coherence`), in the same engine: write
     final-unablated/ (the model the main steps made), switch the router to the ablated state (routed units
     zeroed, so the model computes what final/ will; no shape changes, which ZeRO-3 could not follow) and train
     `coherence.steps` more steps on the tokens of documents not tagged bad (`_trained_targets`, `learning_rate`).
-    Resumable: a checkpoint of this phase has a step past `train.max_steps`, and the data, learning rate and
-    loss mask are functions of the step. The optimizer's moments carry over from the main steps (the paper
-    starts a fresh AdamW)."""
+    AdamW starts afresh (`_fresh_moments`), as the paper's does. Resumable: a checkpoint of this phase has a
+    step past `train.max_steps`, and the data, learning rate and loss mask are functions of the step."""
     cfg, acc, out = loop.cfg, loop.accelerator, loop.out
     max_steps = cfg.train.max_steps
     if state.step == max_steps:
         if loop.eval_dl is not None:  # the routed model as trained (route masks on), as without a coherence phase
             loop.metrics.write({"step": max_steps, "eval": _evaluate(loop)})
         _export(acc, loop.model, loop.tokenizer, loop.manifest, cfg, out, ablated=False)
+        _fresh_moments(loop.optimizer)
     elif not (out / "final-unablated" / "config.json").is_file():
         raise FileNotFoundError(f"{out / 'final-unablated'}: missing, but the run resumes inside the coherence "
-                                f"fine-tune (step {state.step} > train.max_steps {max_steps}), whose routed units "
-                                "no longer hold what the main steps made; resume from a checkpoint at or before "
+                                f"fine-tune (step {state.step} > train.max_steps {max_steps}), whose model is no "
+                                "longer the one the main steps made; resume from a checkpoint at or before "
                                 f"step {max_steps} (train.resume) to write it again")
     router_of(acc.unwrap_model(loop.model)).ablated = True
     if state.step == max_steps and loop.eval_dl is not None:  # what ablation costs, before the fine-tune

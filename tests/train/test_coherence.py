@@ -85,3 +85,26 @@ def test_resuming_inside_the_phase_without_final_unablated_is_refused(tmp_path, 
     shutil.rmtree(out / "final-unablated")
     with pytest.raises(FileNotFoundError, match="final-unablated.*resumes inside the coherence"):
         train(cfg(out))
+
+
+def test_fresh_moments_make_adamw_start_afresh_through_wrappers():
+    """Zeroed in place through accelerate's and DeepSpeed's `.optimizer` wrappers: the next step is a fresh
+    AdamW's (a zero gradient then moves nothing)."""
+    from condpt.train import _fresh_moments
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([p], lr=0.1, weight_decay=0.0, foreach=True)
+    for _ in range(3):
+        p.grad = torch.tensor([1.0, -2.0, 3.0])
+        opt.step()
+    before = p.detach().clone()
+
+    class Wrapper:  # accelerate's / DeepSpeed's: the wrapped optimizer at `.optimizer`
+        def __init__(self, inner):
+            self.optimizer = inner
+
+    _fresh_moments(Wrapper(Wrapper(opt)))
+    p.grad = torch.zeros(3)
+    opt.step()
+    assert torch.equal(p.detach(), before)
+    assert float(opt.state[p]["step"]) == 1.0
