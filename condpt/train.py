@@ -500,11 +500,12 @@ def dropout_seed(seed: int, step: int, rank: int) -> int:
     return seed * 1_000_003 + step * 1009 + rank
 
 
-def stop_reason(preempted: bool, step: int, stop_at: int, max_steps: int) -> str | None:
-    """Why the loop ends early at this step (with a checkpoint), or None."""
+def stop_reason(preempted: bool, step: int, stop_at: int, last_step: int) -> str | None:
+    """Why the loop ends early at this step (with a checkpoint), or None. `last_step`: the run's last step
+    (`train.max_steps` + any coherence steps)."""
     if preempted:
         return "preempted"
-    return "stopped" if step == stop_at < max_steps else None
+    return "stopped" if step == stop_at < last_step else None
 
 
 def mean_loss(stats: torch.Tensor) -> float:
