@@ -422,12 +422,18 @@ def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path, 
 
 
 def _finished(out: Path, cfg: RunConfig) -> bool:
-    """This exact config already ran to the end in `out` (rerunning the command is then a no-op)."""
+    """This exact config already ran to the end in `out` (rerunning the command is then a no-op). The stored
+    config is read back through RunConfig, not compared as text: a setting added to condpt since (with its
+    default) must not make every finished run look unfinished and train again."""
+    import yaml
+    from pydantic import ValidationError
+
     final = out / "final"
     try:
         state = json.loads((final / "trainer_state.json").read_text())
-        return state["step"] == cfg.train.max_steps and (final / "run_config.yaml").read_text() == cfg.to_yaml()
-    except (OSError, ValueError, KeyError):
+        done = RunConfig.model_validate(yaml.safe_load((final / "run_config.yaml").read_text()))
+        return state["step"] == cfg.train.max_steps and done == cfg
+    except (OSError, ValueError, KeyError, TypeError, ValidationError, yaml.YAMLError):
         return False
 
 

@@ -101,6 +101,26 @@ def test_finished_run_is_recognised_only_for_the_same_config(tmp_path):
     assert not _finished(tmp_path, longer)
 
 
+def test_a_finished_run_stays_finished_when_condpt_adds_a_setting(tmp_path):
+    """A run finished by an older condpt (its run_config.yaml lacks a setting added since, here route.coherence)
+    is still finished for the same config: rerunning it must not train it again."""
+    import yaml
+
+    from condpt.config import load_config
+    from condpt.train import _finished
+
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml",
+                      [f"output_dir={tmp_path}", "data.policy.mode=route", "data.policy.route={}"])
+    older = yaml.safe_load(cfg.to_yaml())
+    del older["data"]["policy"]["route"]["coherence"]
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "run_config.yaml").write_text(yaml.safe_dump(older, sort_keys=False))
+    (tmp_path / "final" / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps}))
+    assert _finished(tmp_path, cfg)
+    (tmp_path / "final" / "run_config.yaml").write_text("seed: [not, a, seed]\n")
+    assert not _finished(tmp_path, cfg)
+
+
 def test_stop_reason():
     from condpt.train import stop_reason
 
