@@ -38,16 +38,6 @@ def weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(str(directory / "model.safetensors"))
 
 
-@pytest.fixture
-def restore_signals():
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 def test_coherence_steps_follow_the_main_steps_and_resume_inside_the_phase(tmp_path, restore_signals):
     from condpt.train import train
 

@@ -168,16 +168,6 @@ def test_micro_batches_resume_into_the_same_order():
         assert take(k, 12 - k) == full[k:]
 
 
-@pytest.fixture
-def restore_signals():
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 def test_single_process_stop_after_then_resume_matches_an_uninterrupted_run(tmp_path, restore_signals):
     """The loop without DeepSpeed (clip_grad_norm_, one process): `train.stop_after` checkpoints and stops,
     rerunning resumes and reproduces the uninterrupted losses; a finished run is not trained again."""
