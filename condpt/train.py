@@ -238,14 +238,26 @@ def _by_tag(stats: torch.Tensor, roles: list[str]) -> dict[str, float]:
 # data
 
 
+# Data settings that never reach the blocks: the routed units and the coherence fine-tune shape the model and
+# the steps (mode route itself, which leaves the tag ids out, is in the key), and document masking only chooses
+# whether the model is given the position ids every block carries (`_set_up`).
+_NOT_IN_BLOCKS: dict[str, Any] = {"document_masking": True, "policy": {"route": True}}
+
+
 def _data_key(cfg: RunConfig, tok_dir: Path) -> str:
+    """Names `prepare_data`'s cache by what decides the blocks: the data settings (less `_NOT_IN_BLOCKS`), the
+    seed, the packing processes (each cuts the stream at its own batch ends), the tokenizer's files, and the size
+    and time of every source file and of the stories file."""
     h = hashlib.sha256()
-    h.update(cfg.data.model_dump_json().encode())
-    h.update(str(cfg.seed).encode())
+    h.update(cfg.data.model_dump_json(exclude=_NOT_IN_BLOCKS).encode())
+    h.update(f"{cfg.seed}:{cfg.train.preprocess_num_proc}".encode())
     for f in sorted(tok_dir.iterdir()):
         h.update(f.name.encode() + f.read_bytes())
-    for src in cfg.data.sources:
-        p = Path(src.path)
+    inputs = [Path(src.path) for src in cfg.data.sources]
+    selfref = cfg.data.policy.selfref
+    if selfref is not None and selfref.stories_path is not None:
+        inputs.append(Path(selfref.stories_path))
+    for p in inputs:
         for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
             if f.is_file():
                 st = f.stat()
