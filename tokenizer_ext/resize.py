@@ -29,6 +29,7 @@ import torch
 
 from tokenizer_ext import pages, stream
 from tokenizer_ext.extend import add_control_tokens, backend_of
+from tokenizer_ext.procs import pid_alive
 from tokenizer_ext.sample_text import SAMPLE_TEXT
 from tokenizer_ext.spec import ControlTokenError, ControlTokens, Manifest
 from tokenizer_ext.stream import RowReader
@@ -350,16 +351,6 @@ def _temp_prefix(out_dir: Path, kind: str) -> str:
     return f".{out_dir.name}.{kind}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     """Remove the temporary directories that runs for `out_dir` on this host left behind when they were killed
     (their pid is dead); returns them. Directories of live processes and names not ours are left alone."""
@@ -368,7 +359,7 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     removed = []
     for path in out_dir.parent.iterdir():
         m = own.fullmatch(path.name)
-        if m and path.is_dir() and not path.is_symlink() and not _pid_alive(int(m[1])):
+        if m and path.is_dir() and not path.is_symlink() and not pid_alive(int(m[1])):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

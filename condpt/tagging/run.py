@@ -64,6 +64,7 @@ from condpt.tagging.chunked import (
 )
 from condpt.tagging.datatrove_steps import share_cascade
 from condpt.tagging.pool import local_threads, start_forkserver
+from tokenizer_ext.procs import pid_alive
 
 __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
            "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
@@ -326,21 +327,11 @@ def _die_with_parent(main: int) -> None:
             pass
 
     def watch() -> None:
-        while os.getppid() == parent and _alive(main):
+        while os.getppid() == parent and pid_alive(main):
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _connect_ray() -> None:
