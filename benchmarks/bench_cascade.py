@@ -120,7 +120,8 @@ def cross(args, sets) -> None:
 
 def speed(args) -> None:
     from _gutenberg import GUTENBERG
-    from bench_tag_e2e import REFERENCE, _timed
+    from _tag_bench import REFERENCE
+    from bench_tag_e2e import _timed
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tag_e2e import DATA, REFERENCE, REPO
+from _gutenberg import GUTENBERG, REPO
+from _tag_bench import REFERENCE
 from bench_tag_workers import _timed
 
 
@@ -45,11 +46,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--old", type=Path, action="append", default=[])
     args = ap.parse_args()
-    if not DATA.exists():
-        sys.exit(f"{DATA} not found (the shared data directory sits beside the repository)")
+    if not GUTENBERG.exists():
+        sys.exit(f"{GUTENBERG} not found (the shared data directory sits beside the repository)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        with DATA.open("rb") as f:
+        with GUTENBERG.open("rb") as f:
             lines = [line for _, line in zip(range(args.docs), f)]
         inp, warm = tmp / "docs.jsonl", tmp / "warm.jsonl"
         inp.write_bytes(b"".join(lines))

@@ -35,36 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "gutenberg-corpus.jsonl"
+from _gutenberg import REPO
+from _tag_bench import REFERENCE, add_input_args, tag_command, write_input
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "PYTHONPATH": str(REPO)}
-
-REFERENCE = '''
-import json, sys
-import pyarrow as pa, pyarrow.parquet as pq
-from condpt.tagging.classifiers import load_scorer
-
-scorer = load_scorer(sys.argv[3])
-lexicon = None
-if sys.argv[4] == "lexicon":
-    from condpt.tagging.lexicon import Lexicon
-    lexicon = Lexicon.load()
-ids, texts = [], []
-with open(sys.argv[1], "rb") as f:
-    for i, line in enumerate(f):
-        rec = json.loads(line)
-        ids.append(str(rec.get("id", i)))
-        texts.append(rec["text"])
-scores = []
-for i in range(0, len(texts), 256):
-    scores.extend(float(s) for s in scorer.score(texts[i: i + 256]))
-    if lexicon is not None:
-        hits = [lexicon.find(t) for t in texts[i: i + 256]]
-pq.write_table(pa.table({"id": ids, "text": texts, "score": pa.array(scores, pa.float32())}), sys.argv[2],
-               compression="zstd")
-'''
-
 
 def _timed(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the subprocess and every process under it: worker pools too, sampled
@@ -93,9 +68,7 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def _tag(inp: Path, out: Path, cfg: Path, classifier: str, tasks: int, workers: int) -> tuple[float, float]:
-    return _timed([sys.executable, "-c", "from condpt.cli import main; main()", "tag", str(inp), "--out", str(out),
-                   "--config", str(cfg), "--classifier", classifier, "--tasks", str(tasks), "--workers", str(workers),
-                   "--quiet"])
+    return _timed(tag_command(inp, out, cfg, classifier, tasks, workers))
 
 
 def _reference(inp: Path, out: Path, classifier: str, lexicon: bool = False) -> tuple[float, float]:
@@ -104,36 +77,14 @@ def _reference(inp: Path, out: Path, classifier: str, lexicon: bool = False) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--classifier", default="fasttext-default")
-    ap.add_argument("--limit-mb", type=float, default=1e9)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--rows-per-shard", type=int, default=500)
-    ap.add_argument("--copies", type=int, default=1)
-    ap.add_argument("--limit-docs", type=int, default=10**9)
+    add_input_args(ap, copies=1, repeats=1)
+    ap.add_argument("--limit-mb", type=float, default=1e9, help="MB of JSONL per copy")
     args = ap.parse_args()
-    if not DATA.exists():
-        sys.exit(f"{DATA} not found (the shared data directory sits beside the repository)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        inp = tmp / "gutenberg.jsonl"
-        size = docs = 0
-        with inp.open("wb") as dst:
-            for copy in range(args.copies):
-                with DATA.open("rb") as src:
-                    for i, line in enumerate(src):
-                        rec = json.loads(line)
-                        line = (json.dumps({"id": f"{rec['id']}-{copy}", "text": rec["text"]}) + "\n").encode()
-                        dst.write(line)
-                        size += len(line)
-                        docs += 1
-                        if size >= args.limit_mb * 1e6 * (copy + 1) or i + 1 >= args.limit_docs:
-                            break
-        cfg = tmp / "tag.yaml"
-        cfg.write_text(f"granularity: document\nrows_per_shard: {args.rows_per_shard}\n")
+        inp, warm, cfg, docs, size = write_input(tmp, args, args.limit_mb)
         print(f"input: {docs} documents, {size / 1e6:.1f} MB JSONL; granularity document; classifier "
               f"{args.classifier}; load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores")
-        warm = tmp / "warm.jsonl"
-        warm.write_bytes(b"".join(inp.open("rb").readlines()[:5]))
         _tag(warm, tmp / "warm", cfg, args.classifier, 1, 1)
         runs = {"reference, start-up (5 documents)": lambda k: _reference(warm, tmp / f"ref0-{k}.parquet",
                                                                             args.classifier),

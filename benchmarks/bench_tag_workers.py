@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tag_e2e import DATA, REFERENCE, REPO
+from _gutenberg import REPO
+from _tag_bench import REFERENCE, add_input_args, tag_command, write_input
 
 BASE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -90,30 +91,8 @@ def _role(p, roots: set[int]) -> str:
     return "workers"
 
 
-def _tag(inp: Path, out: Path, cfg: Path, classifier: str, tasks: int, workers: int) -> list[str]:
-    return [sys.executable, "-c", "from condpt.cli import main; main()", "tag", str(inp), "--out", str(out),
-            "--config", str(cfg), "--classifier", classifier, "--tasks", str(tasks), "--workers", str(workers),
-            "--quiet"]
-
-
 def _reference(inp: Path, out: Path, classifier: str) -> list[str]:
     return [sys.executable, "-c", REFERENCE, str(inp), str(out), classifier, "-"]
-
-
-def _write_input(path: Path, copies: int, limit_docs: int) -> tuple[int, int]:
-    size = docs = 0
-    with path.open("wb") as dst:
-        for copy in range(copies):
-            with DATA.open("rb") as src:
-                for i, line in enumerate(src):
-                    if i >= limit_docs:
-                        break
-                    rec = json.loads(line)
-                    line = (json.dumps({"id": f"{rec['id']}-{copy}", "text": rec["text"]}) + "\n").encode()
-                    dst.write(line)
-                    size += len(line)
-                    docs += 1
-    return docs, size
 
 
 def _halves(inp: Path, rows: int, dst: tuple[Path, Path]) -> None:
@@ -130,31 +109,19 @@ def _files(out: Path) -> dict[str, bytes]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--classifier", default="fasttext-default")
-    ap.add_argument("--copies", type=int, default=6)
-    ap.add_argument("--limit-docs", type=int, default=10**9, help="documents per copy")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--rows-per-shard", type=int, default=500)
+    add_input_args(ap, copies=6, repeats=3)
     ap.add_argument("--old", type=Path, action="append", default=[],
                     help="another checkout's root (holding condpt/) to time beside this one; repeatable")
     ap.add_argument("--budget-s", type=float, default=float("inf"))
     args = ap.parse_args()
-    if not DATA.exists():
-        sys.exit(f"{DATA} not found (the shared data directory sits beside the repository)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        inp = tmp / "in.jsonl"
-        docs, size = _write_input(inp, args.copies, args.limit_docs)
+        inp, warm, cfg, docs, size = write_input(tmp, args)
         halves = (tmp / "half0.jsonl", tmp / "half1.jsonl")
         _halves(inp, args.rows_per_shard, halves)
-        warm = tmp / "warm.jsonl"
-        with inp.open("rb") as f:
-            warm.write_bytes(b"".join(f.readline() for _ in range(5)))
-        cfg = tmp / "tag.yaml"
-        cfg.write_text(f"granularity: document\nrows_per_shard: {args.rows_per_shard}\n")
         print(f"input: {docs} documents, {size / 1e6:.1f} MB JSONL; granularity document; classifier "
               f"{args.classifier}; {os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}")
-        _timed([_tag(warm, tmp / "warm", cfg, args.classifier, 1, 1)])  # trains/caches the shipped scorer once
+        _timed([tag_command(warm, tmp / "warm", cfg, args.classifier, 1, 1)])  # trains/caches the shipped scorer once
         c = args.classifier
         runs = {
             "reference, start-up (5 documents)": lambda k: _timed([_reference(warm, tmp / f"r0-{k}.parquet", c)]),
@@ -170,7 +137,7 @@ def main() -> None:
                 name = f"condpt tag --tasks {tasks} --workers {workers}{label}" + (f", {what}" if what else "")
                 tag = f"t{tasks}w{workers}{label.strip(' ()')}{'s' if what else ''}"
                 runs[name] = (lambda k, src=src, tasks=tasks, workers=workers, tag=tag, root=root:
-                              _timed([_tag(src, tmp / f"{tag}-{k}", cfg, c, tasks, workers)], root))
+                              _timed([tag_command(src, tmp / f"{tag}-{k}", cfg, c, tasks, workers)], root))
         best: dict[str, tuple[float, dict[str, float]]] = {}
         started = time.perf_counter()
         for k in range(args.repeats):
