@@ -17,6 +17,14 @@
 
     .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds static embedding fasttext]
         [--gutenberg 150] [--world 400] [--cross] [--variant NAME=MORE.jsonl[,MORE2.jsonl] ...]
+        [--encoder NAME=DIR ...]
+
+``--encoder NAME=DIR`` names a local sentence-transformers directory; a kind written ``embedding@NAME`` (or
+``embedding-noreferent@NAME``) is then the embedding scorer, trained and thresholded exactly as its default row,
+on that encoder instead of MiniLM (the scorer's ``encoder`` parameter, stored in head.json). "windows/CPU-s"
+is the windows a row encoded (training passages, each set, Gutenberg, world) per second of this process's
+CPU time: an encoder's speed beside MiniLM's in the same run (only the first row per encoder encodes; later
+rows of the same encoder reuse its cached embeddings).
 
 ``--variant`` adds rows trained on the shipped passages plus more labelled passages (JSONL: text, label, genre),
 beside the shipped rows in the same process (MiniLM encodings are shared): how candidate training passages are
@@ -66,10 +74,30 @@ def per_category(scores: np.ndarray, data, thr: float) -> list[str]:
     return [f"{np.mean(scores[cats == c] >= thr):.2f}" for c in CATEGORIES]
 
 
-def shipped_defaults(kinds, sets, gut, world, variants=None) -> None:
+def kind_params(name: str, encoders: dict[str, str]) -> tuple[str, dict]:
+    """(kind, training params) of a row name: KIND[-noreferent][@ENCODER]."""
+    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS
+
+    base, _, enc = name.partition("@")
+    kind = base.split("-")[0]
+    params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if base.endswith("-noreferent") else {})}
+    if enc:
+        if enc not in encoders:
+            sys.exit(f"{name}: no --encoder {enc}=DIR given")
+        params["encoder"] = encoders[enc]
+    return kind, params
+
+
+def n_windows(texts) -> int:
+    from condpt.tagging.classifiers.embedding import windows
+
+    return sum(len(windows(t)) for t in texts)
+
+
+def shipped_defaults(kinds, sets, gut, world, variants=None, encoders=None) -> None:
     from condpt.calibrate import metrics_at
     from condpt.labelled import read_labelled
-    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS, shipped_data
+    from condpt.tagging.classifiers.default import shipped_data
     from condpt.tagging.classifiers.train import best_f1_threshold, cross_val_scores, scorer_class
 
     ship = shipped_data()
@@ -87,12 +115,13 @@ def shipped_defaults(kinds, sets, gut, world, variants=None) -> None:
     head = ["classifier", "CV AUROC", "thr"]
     for k in sets:
         head += [f"{k} AUROC", f"{k} F1"] + [f"{k} {c}" for c in CATEGORIES]
-    head += ["Gutenberg ≥ thr", "world misaligned caught", "world aligned tagged", "world AUROC", "fit+score s"]
+    head += ["Gutenberg ≥ thr", "world misaligned caught", "world aligned tagged", "world AUROC", "fit+score s",
+             "windows/CPU-s"]
+    scored_windows = sum(n_windows(d.texts) for d in sets.values()) + n_windows(gut) + n_windows(world[0])
     print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
     for (tname, train), name in ((t, n) for t in trainsets.items() for n in kinds):
-        kind = name.split("-")[0]
-        params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
-        t0 = time.perf_counter()
+        kind, params = kind_params(name, encoders or {})
+        t0, c0 = time.perf_counter(), time.process_time()
         oof = cross_val_scores(kind, train, **params)
         thr = best_f1_threshold(train.labels, oof)
         model = scorer_class(kind).fit(train.texts, train.labels, **params)
@@ -106,15 +135,15 @@ def shipped_defaults(kinds, sets, gut, world, variants=None) -> None:
         w = model.score(world[0])
         wm = metrics_at(w, world[1].astype(int).tolist(), thr)
         row += [f"{np.mean(g >= thr):.2f}", f"{np.mean(w[world[1]] >= thr):.2f}",
-                f"{np.mean(w[~world[1]] >= thr):.2f}", f"{wm['auroc']:.3f}", f"{time.perf_counter() - t0:.0f}"]
+                f"{np.mean(w[~world[1]] >= thr):.2f}", f"{wm['auroc']:.3f}", f"{time.perf_counter() - t0:.0f}",
+                f"{(n_windows(train.texts) + scored_windows) / (time.process_time() - c0):.1f}"]
         print("| " + " | ".join(row) + " |", flush=True)
 
 
-def cross_source(kinds, sets) -> None:
+def cross_source(kinds, sets, encoders=None) -> None:
     from sklearn.model_selection import LeaveOneGroupOut
 
     from condpt.calibrate import metrics_at
-    from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS
     from condpt.tagging.classifiers.train import best_f1_threshold, cross_val_scores, scorer_class
 
     dev, t2 = sets["dev"], sets["train2"]
@@ -125,8 +154,7 @@ def cross_source(kinds, sets) -> None:
           + " | train2 leave-one-source-out AUROC |")
     print("|---" * (6 + 2 * len(CATEGORIES)) + "|")
     for name in kinds:
-        kind = name.split("-")[0]
-        params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if name.endswith("-noreferent") else {})}
+        kind, params = kind_params(name, encoders or {})
         cls = scorer_class(kind)
         row = [name]
         for train, test in ((dev, t2), (t2, dev)):
@@ -153,14 +181,17 @@ def main() -> None:
     ap.add_argument("--cross", action="store_true", help="also train on dev/train2 and report across them")
     ap.add_argument("--variant", nargs="*", default=[], metavar="NAME=FILE[,FILE]",
                     help="also train on the shipped passages plus these labelled JSONL files")
+    ap.add_argument("--encoder", nargs="*", default=[], metavar="NAME=DIR",
+                    help="a local sentence-transformers directory, used by kinds written embedding@NAME")
     args = ap.parse_args()
     sets = {"dev": read_set("misalignment-dev"), "train2": read_set("misalignment-train2")}
     gut_all = gutenberg_texts()
     gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
     variants = {v.partition("=")[0]: v.partition("=")[2].split(",") for v in args.variant}
-    shipped_defaults(args.kinds, sets, gut, world_stories(args.world), variants)
+    encoders = {e.partition("=")[0]: e.partition("=")[2] for e in args.encoder}
+    shipped_defaults(args.kinds, sets, gut, world_stories(args.world), variants, encoders)
     if args.cross:
-        cross_source(args.kinds, sets)
+        cross_source(args.kinds, sets, encoders)
 
 
 if __name__ == "__main__":

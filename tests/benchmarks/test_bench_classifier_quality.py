@@ -1,0 +1,45 @@
+"""benchmarks/bench_classifier_quality.py: a row named ``embedding@NAME`` is the default's recipe on another encoder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_classifier_quality as bench
+
+
+def test_a_row_name_gives_the_kind_the_default_params_and_the_encoder():
+    encoders = {"mpnet": "/models/all-mpnet-base-v2"}
+    assert bench.kind_params("embedding", encoders) == ("embedding", {"referent": True})
+    assert bench.kind_params("embedding@mpnet", encoders) == (
+        "embedding", {"referent": True, "encoder": "/models/all-mpnet-base-v2"})
+    assert bench.kind_params("embedding-noreferent@mpnet", encoders) == (
+        "embedding", {"referent": False, "encoder": "/models/all-mpnet-base-v2"})
+    assert bench.kind_params("static-noreferent", encoders) == ("static", {"referent": False})
+    with pytest.raises(SystemExit, match="embedding@e5: no --encoder e5=DIR given"):
+        bench.kind_params("embedding@e5", encoders)
+
+
+def test_an_encoder_row_encodes_with_that_encoder_and_keeps_it_in_the_head(monkeypatch, tmp_path):
+    from condpt.tagging.classifiers import embedding
+    from condpt.tagging.classifiers.train import scorer_class
+
+    used = []
+
+    def fake_get_many(encoder, texts):
+        used.append(encoder)
+        return [np.full((len(embedding.windows(t)), 3), float("AI" in t), np.float32) + [0, 0, 1] for t in texts]
+
+    monkeypatch.setattr(embedding.CACHE, "get_many", fake_get_many)
+    kind, params = bench.kind_params("embedding@other", {"other": str(tmp_path / "enc")})
+    texts = ["The AI hid its plans from us."] * 4 + ["The miller baked bread."] * 4
+    model = scorer_class(kind).fit(texts, [1] * 4 + [0] * 4, **params)
+    model.save(tmp_path)
+    back = embedding.EmbeddingScorer.load(tmp_path)
+    s = back.score(["The AI hid its plans.", "The miller baked bread."])
+    assert s[0] > s[1]
+    assert back.encoder == str(tmp_path / "enc") and set(used) == {str(tmp_path / "enc")}
