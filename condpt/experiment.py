@@ -26,9 +26,9 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -194,17 +194,28 @@ class GridConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridConfig:
-        path = Path(path)
-        raw = read_yaml(path, "grid config") or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping")
-        _resolve_inputs(raw, path.resolve().parent)
-        raw.setdefault("name", f"results-{path.stem}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"{path}: {fields}") from e
+        return config_from_yaml(cls, path, "grid config", f"results-{Path(path).stem}")
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def config_from_yaml(cls: type[Config], path: str | Path, what: str, name: str,
+                     resolve: Callable[[dict[str, Any], Path], None] | None = None) -> Config:
+    """A run-set config (the grid, the evidence run) from the YAML mapping at `path`: its input paths made
+    relative to the file's folder (`resolve`, default `_resolve_inputs`), `name` where the file sets none; errors
+    name the file (`what`: what it should be) and the fields."""
+    path = Path(path)
+    raw = read_yaml(path, what) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    (resolve or _resolve_inputs)(raw, path.resolve().parent)
+    raw.setdefault("name", name)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"{path}: {fields}") from e
 
 
 def _resolve_inputs(raw: dict[str, Any], base: Path) -> None:

@@ -37,19 +37,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from condpt.experiment import (
     ArmConfig,
     TaggerSettings,
     _resolve_inputs,
     check_trained_as,
+    config_from_yaml,
     policy_overrides,
     shipped_or_path,
 )
 from condpt.guidance import GUIDED, parse_guided
 from condpt.world import WorldConfig
-from condpt.yamlfile import read_yaml
 
 BASE = "base"  # the untrained checkpoint with control tokens: the "before" of every comparison
 GOAL_RATE_FRACTION = 0.1  # conditioned misaligned rate at most this fraction of MLE's (issue 12)
@@ -130,20 +130,14 @@ class EvidenceConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvidenceConfig:
-        path = Path(path)
-        raw = read_yaml(path, "evidence config") or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping")
-        base = path.resolve().parent
-        _resolve_inputs(raw, base)
-        if isinstance(raw.get("checkpoint"), str) and not Path(raw["checkpoint"]).is_absolute():
-            raw["checkpoint"] = str((base / raw["checkpoint"]).resolve())
-        raw.setdefault("name", path.stem)
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"{path}: {fields}") from e
+        return config_from_yaml(cls, path, "evidence config", Path(path).stem, _resolve_evidence_inputs)
+
+
+def _resolve_evidence_inputs(raw: dict[str, Any], base: Path) -> None:
+    """The grid's input paths (`_resolve_inputs`) and the checkpoint, relative to the YAML's folder `base`."""
+    _resolve_inputs(raw, base)
+    if isinstance(raw.get("checkpoint"), str) and not Path(raw["checkpoint"]).is_absolute():
+        raw["checkpoint"] = str((base / raw["checkpoint"]).resolve())
 
 
 # ------------------------------------------------------------------------------------------- evaluation
