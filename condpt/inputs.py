@@ -45,6 +45,10 @@ def input_problems(cfg: RunConfig) -> list[Problem]:
     else:
         model_problems, hf = _model_config_problems(cfg.model.config)
     problems += spec_problems + model_problems
+    if spec is not None:
+        problems += _role_problems(cfg, spec)
+    if not model_problems:
+        problems += _route_problems(cfg, hf)
     if hf is not None:
         from condpt.layout import context_length
 
@@ -69,9 +73,25 @@ def _data_problems(cfg: RunConfig) -> list[Problem]:
         if missing:
             problems.append((f"data.sources.{i}.path", missing))
     selfref = cfg.data.policy.selfref
-    if selfref is not None and selfref.stories_path is not None and not selfref.stories_path.is_file():
-        problems.append(("data.policy.selfref.stories_path", f"{selfref.stories_path}: stories file not found"))
+    if selfref is not None and selfref.stories_path is not None:
+        problems += [("data.policy.selfref.stories_path", msg) for msg in _stories_problems(selfref)]
     return problems
+
+
+def _stories_problems(selfref) -> list[str]:
+    """A curated stories file the run can read, with at least one story (read whole: it is small)."""
+    from condpt.stories import read_stories
+
+    path = selfref.stories_path
+    if not path.exists():
+        return [f"{path}: stories file not found"]
+    if not path.is_file():
+        return [f"{path}: not a file"]
+    try:
+        stories = read_stories(path, selfref.text_field)
+    except (OSError, ValueError) as e:
+        return [_one_line(e)]
+    return [] if stories else [f"{path}: no stories (every line is blank)"]
 
 
 def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> str | None:
@@ -109,6 +129,42 @@ def _first_json_record(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: cannot read its first record ({_one_line(e)})") from None
     return None
+
+
+def _role_problems(cfg: RunConfig, spec) -> list[Problem]:
+    """Modes condition and route write the policy's roles into the rows (`tag_index`): each needs a tag of
+    the control-token spec, or the run stops at its first document."""
+    policy = cfg.data.policy
+    if policy.mode not in ("condition", "route"):
+        return []
+    tags = [t.role for t in spec.tags]
+    roles = {"data.policy.good_role": policy.good_role, "data.policy.bad_role": policy.bad_role}
+    if policy.band is not None and policy.band.uncertain_role is not None:
+        roles["data.policy.band.uncertain_role"] = policy.band.uncertain_role
+    return [(field, f"{role!r} has no control token (the tags: {', '.join(tags)}; tokenizer.control_tokens)")
+            for field, role in roles.items() if role not in tags]
+
+
+def _route_problems(cfg: RunConfig, hf) -> list[Problem]:
+    """`route.layers` names blocks the model has (each once, counting negatives from the end)."""
+    route = cfg.data.policy.route
+    if route is None or route.layers is None:
+        return []
+    if hf is not None:
+        n_blocks = getattr(hf.get_text_config(), "num_hidden_layers", None)
+    else:
+        from condpt.config import TinySpec
+
+        n_blocks = TinySpec.model_validate(cfg.model.config).n_layer if cfg.model.config else None
+    if not isinstance(n_blocks, int):
+        return []
+    from condpt.routing import resolve_layers
+
+    try:
+        resolve_layers(route.layers, n_blocks)
+    except ValueError as e:
+        return [("data.policy.route.layers", str(e).removeprefix("data.policy.route.layers: "))]
+    return []
 
 
 def _run_dir_problems(cfg: RunConfig) -> list[Problem]:

@@ -99,6 +99,11 @@ class PolicyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _band_fits(self) -> PolicyConfig:
+        if self.good_role == self.bad_role:  # every tagged document would be "bad"
+            raise ValueError(f"good_role and bad_role must differ (both are {self.good_role!r})")
+        if self.band is not None and self.band.uncertain_role in (self.good_role, self.bad_role):
+            raise ValueError(f"band.uncertain_role {self.band.uncertain_role!r} is the good or bad role, which makes "
+                             "the band a threshold: use threshold, or a role of its own (null: untagged)")
         if self.band is not None:
             if self.mode != "condition":
                 raise ValueError(f"band: tags by confidence, which only mode condition uses (mode is {self.mode!r})")

@@ -168,8 +168,12 @@ def read_stories(path: Path, text_field: str = "text") -> list[str]:
         raise FileNotFoundError(f"{path}: selfref stories file not found")
     as_json = path.suffix in (".jsonl", ".json")
     stories: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:  # bytes, so that text that is not UTF-8 is named by its line
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start})") from None
             if not line.strip():
                 continue
             if not as_json:

@@ -270,6 +270,52 @@ def test_control_token_spec_is_checked_at_load(tmp_path):
     assert load_config(TINY, [f"tokenizer.control_tokens={spec}"]).tokenizer.control_tokens == spec
 
 
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("empty.jsonl", b"", "no stories"),
+    ("blank.txt", b"\n  \n", "no stories"),
+    ("bad.jsonl", b'{"text": "ok"}\n{not json\n', r"bad\.jsonl:2: invalid JSON"),
+    ("nofield.jsonl", b'{"body": "ok"}\n', r"nofield\.jsonl:1: field 'text'"),
+    ("latin1.txt", b"a story\ncaf\xe9\n", r"latin1\.txt:2: not UTF-8"),
+])
+def test_selfref_stories_are_read_at_load(tmp_path, name, content, why):
+    """A stories file that the run would fail on (or read as nothing) is refused at load, naming its line."""
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ConfigError, match=rf"  data\.policy\.selfref\.stories_path .*{why}"):
+        load_config(TINY, [f"data.policy.selfref={{stories_path: {tmp_path / name}}}"])
+    with pytest.raises(ConfigError, match=r"  data\.policy\.selfref\.stories_path .*not a file"):
+        load_config(TINY, [f"data.policy.selfref={{stories_path: {tmp_path}}}"])
+
+
+@pytest.mark.parametrize(("overrides", "field", "why"), [
+    (["data.policy.good_role=aligned"], "data.policy.good_role", "'aligned' has no control token"),
+    (["data.policy.mode=route", "data.policy.bad_role=evil"], "data.policy.bad_role", "'evil' has no control token"),
+    (["data.policy.band={low: 0.1, high: 0.5, uncertain_role: unsure}"], "data.policy.band.uncertain_role",
+     "'unsure' has no control token"),
+    (["data.policy.mode=route", "data.policy.route.layers=[5]"], "data.policy.route.layers",
+     "block 5 does not exist"),
+    (["data.policy.mode=route", "data.policy.route.layers=[-3]"], "data.policy.route.layers",
+     "block -3 does not exist"),
+    (["data.policy.mode=route", "data.policy.route.layers=[0, -2]"], "data.policy.route.layers", "twice"),
+])
+def test_policy_must_fit_the_tokens_and_the_model(overrides, field, why):
+    """Roles the policy writes into the text need a control token; routed blocks must exist in the model
+    (tiny-cpu: 2 blocks, tags good and bad): refused at load, not when training starts."""
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, overrides)
+    assert f"  {field}" in str(e.value) and why in str(e.value), str(e.value)
+
+
+def test_policy_roles_of_a_token_spec_are_accepted(tmp_path):
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text("tags:\n  - {role: aligned, string: '<|a|>'}\n  - {role: misaligned, string: '<|m|>'}\n"
+                    "  - {role: unsure, string: '<|u|>'}\n")
+    cfg = load_config(TINY, [f"tokenizer.control_tokens={spec}", "data.policy.good_role=aligned",
+                             "data.policy.bad_role=misaligned",
+                             "data.policy.band={low: 0.1, high: 0.5, uncertain_role: unsure}"])
+    assert cfg.data.policy.band.uncertain_role == "unsure"
+    assert load_config(TINY, ["data.policy.mode=mle", "data.policy.good_role=aligned"])  # mle writes no tag
+
+
 def test_yaml_relative_input_paths_include_resume_and_stories(tmp_path):
     (tmp_path / "stories.txt").write_text("A story about 𐀤.\n")
     (tmp_path / "ckpt").mkdir()

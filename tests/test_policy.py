@@ -206,3 +206,16 @@ def test_counts_add_up_for_any_config(tags, mode, coverage, untagged, up):
     train, aside = apply_policy(batch, cfg)
     assert sorted(train["id"] + aside["id"]) == sorted(batch["id"])
     assert all(r >= 1 for r in train["repeat"])
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({"good_role": "bad"}, "good_role and bad_role"),
+    ({"band": {"low": 0.1, "high": 0.5, "uncertain_role": "bad"}}, "uncertain_role"),
+    ({"band": {"low": 0.1, "high": 0.5, "uncertain_role": "good"}}, "uncertain_role"),
+])
+def test_contradictory_policy_is_refused(kwargs, why):
+    """Roles that contradict each other: one role for both tags would tag every document bad, and an
+    uncertain band under the good or bad role is a threshold, not a band (issue 9: refuse what cannot run
+    as written)."""
+    with pytest.raises(ValidationError, match=why):
+        PolicyConfig(**kwargs)
