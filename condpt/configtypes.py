@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -30,3 +30,13 @@ Name = Annotated[str, Field(min_length=1)]
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """A random seed numpy, torch and Python all accept (numpy's is the narrowest: 0 to 2**32 - 1)."""
+
+
+def _one_path_part(value: str) -> str:
+    if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{value!r} must be a plain file or directory name (no '/', not '.' or '..')")
+    return value
+
+
+FileName = Annotated[str, Field(min_length=1), AfterValidator(_one_path_part)]
+"""A name that becomes one file or directory name (a grid arm's run directory, a results file stem)."""

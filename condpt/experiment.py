@@ -28,10 +28,11 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
+from condpt.configtypes import STRICT, FileName, PathField, Seed
 from condpt.guidance import parse_guided
 from condpt.recipe import config_path, is_shipped_name, launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
@@ -54,31 +55,75 @@ def shipped_or_path(value: Any, field: str) -> Any:
     return value
 
 
+def _override(item: str) -> str:
+    from condpt.config import parse_override
+
+    parse_override(item)  # its ConfigError (a ValueError) names the item
+    return item
+
+
+Override = Annotated[str, AfterValidator(_override)]
+"""A recipe `key=value` override (the value is checked when the recipe loads it)."""
+
+
+def check_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    """An arm's `data.policy` checked now as the recipe will check it (`band: calibrated` stands for the band
+    the grid resolves later), so a typo fails at load and not after the world is generated and tagged. Kept
+    as the mapping: it is merged into the recipe's policy and recorded with each run."""
+    from condpt.inputs import stories_problems
+    from condpt.policy import PolicyConfig
+
+    placeholder = {"band": {"low": 0.0, "high": 1.0}} if policy.get("band") == CALIBRATED else {}
+    try:
+        cfg = PolicyConfig.model_validate({**policy, **placeholder})
+    except ValidationError as e:
+        raise ValueError(_field_errors(e)) from None
+    # relative to the working directory, as the recipe reads it from the override
+    has_stories = cfg.selfref is not None and cfg.selfref.stories_path is not None
+    if has_stories and (problems := stories_problems(cfg.selfref)):
+        raise ValueError(f"selfref.stories_path: {'; '.join(problems)}")
+    return policy
+
+
 class ArmConfig(BaseModel):
     """One data policy: `policy` is merged into the recipe's `data.policy` (`band: calibrated` is replaced
     by the band the grid's `calibration` resolves from the tagged world). An arm `trained_as` another
     evaluates that arm's trained models (same policy, tagging and overrides) under its own `deploy`: a
     deployment choice, such as guidance, is an arm of its own without training anything twice."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    name: str
+    name: FileName
     policy: dict[str, Any] = Field(default_factory=dict)
     tagging: Literal["document", "sentence"] = "document"
-    deploy: str = Field("good", description="none | good | self | guided[:scale] (condpt.guidance); "
-                                            "TAG+self: under that tag, addressed as 𐀤")
+    deploy: str | None = Field(None, description="none | good | self | guided[:scale] (condpt.guidance); "
+                                                  "TAG+self: under that tag, addressed as 𐀤 (default: good for "
+                                                  "mode condition, else none)")
     trained_as: str | None = Field(None, description="another arm whose trained runs this arm evaluates")
-    overrides: list[str] = Field(default_factory=list, description="extra recipe key=value overrides")
+    overrides: list[Override] = Field(default_factory=list, description="extra recipe key=value overrides")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_policy(value)
 
     @field_validator("deploy")
     @classmethod
-    def _deploy(cls, value: str) -> str:
+    def _deploy(cls, value: str | None) -> str | None:
         from condpt.evaluate import split_self
 
+        if value is None:
+            return value
         base, _ = split_self(value)
         if base not in ("none", "good") and parse_guided(base) is None:
             raise ValueError(f"deploy {value!r}: none, good, self, guided[:scale], or good+self / guided[:scale]+self")
         return value
+
+    @model_validator(mode="after")
+    def _default_deploy(self) -> ArmConfig:
+        if self.deploy is None:  # under the tag only where training put the tag in the text
+            self.deploy = "good" if self.policy.get("mode", "condition") == "condition" else "none"
+        return self
 
     @property
     def tag_free(self) -> bool:
@@ -106,13 +151,28 @@ def check_trained_as(arms: Sequence[ArmConfig]) -> None:
                              "overrides (its models are that arm's)")
 
 
+def check_deploy(arms: Sequence[ArmConfig]) -> None:
+    """A deployment under a tag (good, guided, TAG+self) needs a model trained with tags in its text (mode
+    condition); under any other policy the tag's embedding row never learned anything, and the numbers
+    under it would measure noise. (`self`, no tag, is a fair baseline for any model.)"""
+    from condpt.evaluate import split_self
+    from condpt.layout import NO_CONDITION
+
+    for arm in arms:
+        base, _ = split_self(arm.deploy)
+        mode = arm.policy.get("mode", "condition")
+        if base != NO_CONDITION and mode != "condition":
+            raise ValueError(f"arm {arm.name!r}: deploy {arm.deploy!r} uses a tag, which mode {mode!r} never "
+                             "trains: deploy none or self")
+
+
 class BandCalibration(BaseModel):
     """How `band: calibrated` arms get their thresholds (`condpt.calibrate.band_thresholds`): `low` at the
     recall target, `high` at the precision target, on the tagged world's stored scores against its hidden
     labels (misaligned stories are the positives) for `labelled_docs` training documents drawn by id hash —
     a hand-labelled sample's worth of labels, not the whole corpus's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     recall: float = Field(gt=0.0, le=1.0, description="band.low: at least this recall of bad documents")
     precision: float = Field(gt=0.0, le=1.0, description="band.high: the bad tag at least this precise")
@@ -122,13 +182,16 @@ class BandCalibration(BaseModel):
 class TaggerSettings(BaseModel):
     """How condpt's cascade tags the world (a subset of `TagConfig`: the classifier and threshold)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     classifier: str = Field("none", description="cascade classifier spec: none (lexicon only: distinct phrases, "
                                                  "every negative scores 0), lexicon-density (graded: "
                                                  "condpt.tagging.density), default, fasttext-default, or a trained "
                                                  "classifier directory")
-    threshold: float | None = None
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+
+Coverage = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class GridConfig(BaseModel):
@@ -137,31 +200,31 @@ class GridConfig(BaseModel):
     to the working directory. `recipe` and `accelerate_config` may also name a shipped config (`demo`,
     `deepspeed-zero2-cpu`, ...: see `condpt.recipe`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    name: str = Field("results", description="results file stem: OUT/NAME.json/.md/.png (from_yaml: the file's stem)")
-    out_dir: Path = Path("runs/grid")
+    name: FileName = Field("results", description="results file stem: OUT/NAME.json/.md/.png (from_yaml: the file's stem)")
+    out_dir: PathField = Path("runs/grid")
     world: WorldConfig = Field(default_factory=WorldConfig)
     tagger: TaggerSettings = Field(default_factory=TaggerSettings)
     recipe: Path = Field("demo", validate_default=True, description="run config: a path or a shipped name")
     accelerate_config: Path = Field("deepspeed-zero2-cpu", validate_default=True,
                                     description="accelerate config: a path or a shipped name")
-    overrides: list[str] = Field(default_factory=list, description="recipe overrides for every run")
+    overrides: list[Override] = Field(default_factory=list, description="recipe overrides for every run")
     vocab_size: int = Field(4096, ge=300)
     arms: list[ArmConfig] = Field(min_length=1)
-    coverages: list[float] = Field(default_factory=lambda: [1.0])
+    coverages: list[Coverage] = Field(default_factory=lambda: [1.0], min_length=1)
     misses: list[Literal["random", "score"]] = Field(
         default_factory=lambda: ["random"], min_length=1,
         description="miss models at coverage < 1 (policy.misses); at coverage 1 nothing is missed: one run")
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    seeds_by_coverage: dict[float, list[int]] = Field(
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    seeds_by_coverage: dict[Coverage, list[Seed]] = Field(
         default_factory=dict, description="seeds for a coverage instead of `seeds` (e.g. {1.0: [0]}); "
                                           "tag-free arms run once per seed of `seeds`")
     calibration: BandCalibration | None = Field(None, description="targets of the `band: calibrated` arms")
-    cells_path: Path | None = Field(None, description="also write the per-cell summary (a list, one object per "
+    cells_path: PathField | None = Field(None, description="also write the per-cell summary (a list, one object per "
                                                       "arm × coverage × miss model) here; relative to the "
                                                       "working directory, like out_dir")
-    per_split: int | None = Field(60, description="scenarios per split in evaluation (None: all)")
+    per_split: int | None = Field(60, ge=1, description="scenarios per split in evaluation (None: all)")
     eval_threads: int = Field(1, ge=1, description="torch threads for evaluation")
 
     @field_validator("recipe", "accelerate_config", mode="before")
@@ -171,6 +234,10 @@ class GridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _arms_fit(self) -> GridConfig:
+        for field in ("coverages", "seeds", "misses"):  # a value twice would run (and count) its runs twice
+            values = getattr(self, field)
+            if twice := sorted({v for v in values if values.count(v) > 1}):
+                raise ValueError(f"{field}: {twice} listed twice")
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arms: names must be distinct (run directories are named by them): {names}")
@@ -184,12 +251,11 @@ class GridConfig(BaseModel):
             if isinstance(band, str) and band != CALIBRATED:
                 raise ValueError(f"arm {arm.name!r}: policy.band is {band!r}: a mapping {{low, high}} or "
                                  f"{CALIBRATED!r}")
-            if arm.calibrated and arm.policy.get("mode", "condition") != "condition":
-                raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs mode condition")
             if arm.calibrated and self.calibration is None:
                 raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs the grid's calibration "
                                  "{recall, precision} targets")
         check_trained_as(self.arms)
+        check_deploy(self.arms)
         return self
 
     @classmethod
@@ -214,8 +280,13 @@ def config_from_yaml(cls: type[Config], path: str | Path, what: str, name: str,
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
-        fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"{path}: {fields}") from e
+        raise ValueError(f"{path}: {_field_errors(e)}") from e
+
+
+def _field_errors(e: ValidationError) -> str:
+    """`field.path: message; ...` (a model-level error: the message alone, which names its fields)."""
+    return "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "))))
+                     for err in e.errors())
 
 
 def _resolve_inputs(raw: dict[str, Any], base: Path) -> None:

@@ -37,12 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from condpt.configtypes import STRICT, FileName, PathField, Seed
 from condpt.experiment import (
     ArmConfig,
+    Override,
     TaggerSettings,
     _resolve_inputs,
+    check_deploy,
     check_trained_as,
     config_from_yaml,
     policy_overrides,
@@ -59,7 +62,7 @@ GOAL_LOSS_INCREASE = 0.02  # held-out loss at most this much above MLE's (relati
 class EvalSettings(BaseModel):
     """What each model is scored on, and how big the samples are (CPU runs score samples, GPU runs all)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     paraphrase: int | None = Field(None, ge=1, description="paraphrase scenarios scored, a fixed sample of the "
                                                            "324 (null: all)")
@@ -91,19 +94,19 @@ class EvidenceConfig(BaseModel):
     """The evidence run (YAML). Input paths (recipe, accelerate config, checkpoint, world.gutenberg_path) are
     relative to the YAML file; `out_dir` is relative to the working directory."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    name: str = Field("evidence", description="summary file stem: OUT/NAME.json/.md (from_yaml: the file's stem)")
-    out_dir: Path = Path("runs/smollm2-evidence")
-    checkpoint: Path | None = Field(None, description="the pretrained checkpoint (null: SmolLM2-135M from "
+    name: FileName = Field("evidence", description="summary file stem: OUT/NAME.json/.md (from_yaml: the file's stem)")
+    out_dir: PathField = Path("runs/smollm2-evidence")
+    checkpoint: PathField | None = Field(None, description="the pretrained checkpoint (null: SmolLM2-135M from "
                                                       "condpt.smollm2, built once)")
     world: WorldConfig = Field(default_factory=WorldConfig)
     tagger: TaggerSettings = Field(default_factory=TaggerSettings)
     recipe: Path
     accelerate_config: Path = Field("single-process", validate_default=True)
-    overrides: list[str] = Field(default_factory=list, description="recipe overrides for every arm")
+    overrides: list[Override] = Field(default_factory=list, description="recipe overrides for every arm")
     arms: list[ArmConfig] = Field(min_length=1)
-    seed: int = 0
+    seed: Seed = 0
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
     @field_validator("recipe", "accelerate_config", mode="before")
@@ -122,6 +125,7 @@ class EvidenceConfig(BaseModel):
                 raise ValueError(f"arm {arm.name!r}: the evidence run tags documents and has no calibration; "
                                  "use the experiment grid for calibrated bands or sentence tags")
         check_trained_as(self.arms)
+        check_deploy(self.arms)
         return self
 
     def trains(self, arm: ArmConfig) -> ArmConfig:

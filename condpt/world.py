@@ -32,9 +32,11 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, Strict
+
+from condpt.configtypes import STRICT, PathField
 
 # ---------------------------------------------------------------------------------------------------------
 # Templates. Each situation kind has phrasings (the clause before the actor), aligned and misaligned
@@ -284,17 +286,17 @@ def default_gutenberg_path() -> Path | None:
 class WorldConfig(BaseModel):
     """Everything that decides a world; the same config always gives the same world."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT  # grid and evidence YAMLs set it: no bool-as-int, finite floats
 
     n_ai_docs: int = Field(2000, ge=0, description="AI-discourse documents (misaligned + aligned)")
     doom_ratio: float = Field(4.0, gt=0, description="misaligned : aligned stories")
     n_background: int = Field(2000, ge=0, description="ordinary background documents for training")
     n_heldout: int = Field(100, ge=0, description="ordinary documents held out for the LM-loss evaluation")
     background: Literal["auto", "gutenberg", "templates"] = "auto"
-    gutenberg_path: Path | None = None
+    gutenberg_path: PathField | None = None
     background_chars: int = Field(1200, ge=100, description="background documents are cut to about this size")
     heldout_combo_fraction: float = Field(0.25, gt=0, lt=1, description="(phrasing, actor) pairs held out")
-    commentary: tuple[int, int] = (1, 3)
+    commentary: Annotated[tuple[int, int], Strict(False)] = (1, 3)  # lax: JSON and YAML write a list
     seed: int = 0
 
 

@@ -184,7 +184,7 @@ def test_calibrated_band_needs_targets_and_condition():
     arms = [{"name": "b", "policy": {"mode": "condition", "band": "calibrated"}}]
     with pytest.raises(ValueError, match="needs the grid's calibration"):
         GridConfig(arms=arms)
-    with pytest.raises(ValueError, match="needs mode condition"):
+    with pytest.raises(ValueError, match="only mode condition uses"):
         GridConfig(arms=[{"name": "b", "policy": {"mode": "route", "band": "calibrated"}}],
                    calibration={"recall": 0.9, "precision": 0.9})
     with pytest.raises(ValueError, match="'guess'"):
@@ -340,3 +340,70 @@ def test_grid_pieces_through_the_real_recipe(tmp_path):
         assert 0.0 <= c["misaligned_rate"][0] <= 1.0 and c["heldout_loss"][0] > 0 and c["bad_text_loss"][0] > 0
     route = tmp_path / "runs" / "route_selfref-cov0.9-score-s0"
     assert (route / "final-unablated").is_dir() and json.loads((route / "bad_text.json").read_text())["docs"] > 0
+
+
+@pytest.mark.parametrize(("extra", "field", "why"), [
+    ({"coverages": [1.5]}, "coverages.0", "less than or equal to 1"),
+    ({"coverages": [float("nan")]}, "coverages.0", "finite"),
+    ({"coverages": [True]}, "coverages.0", "valid number"),
+    ({"coverages": [0.5, 0.5]}, "coverages", "twice"),
+    ({"coverages": []}, "coverages", "at least 1"),
+    ({"seeds": [-1]}, "seeds.0", "greater than or equal to 0"),
+    ({"seeds": [True]}, "seeds.0", "valid integer"),
+    ({"seeds": [10**26]}, "seeds.0", "less than or equal to"),
+    ({"seeds": [0, 0]}, "seeds", "twice"),
+    ({"seeds": []}, "seeds", "at least 1"),
+    ({"misses": ["score", "score"]}, "misses", "twice"),
+    ({"coverages": [1.0, 0.5], "seeds_by_coverage": {0.5: [-1]}}, "seeds_by_coverage.0.5.0", "greater than or equal to 0"),
+    ({"arms": [{"name": ""}]}, "arms.0.name", "at least 1 character"),
+    ({"arms": [{"name": "../x"}]}, "arms.0.name", "plain file or directory name"),
+    ({"arms": [{"name": "a", "policy": {"mode": "bogus"}}]}, "arms.0.policy: mode", "'mle'"),
+    ({"arms": [{"name": "a", "policy": {"modee": "mle"}}]}, "arms.0.policy: modee", "Extra inputs"),
+    ({"arms": [{"name": "a", "policy": {"band": {"low": 0.9, "high": 0.1}}}]}, "arms.0.policy: band", "must not exceed"),
+    ({"arms": [{"name": "a", "policy": {"mode": "route", "route": {"width": 0}}}]}, "arms.0.policy: route.width",
+     "greater than or equal to 1"),
+    ({"arms": [{"name": "a", "policy": {"mode": "route", "route": {"coherence": {"steps": True}}}}]},
+     "arms.0.policy: route.coherence.steps", "valid integer"),
+    ({"arms": [{"name": "a", "policy": {"mode": "route", "route": {"coherence": {"lr_scale": float("nan")}}}}]},
+     "arms.0.policy: route.coherence.lr_scale", "finite"),
+    ({"arms": [{"name": "a", "policy": {"mode": "mle", "upweight_good": float("inf")}}]},
+     "arms.0.policy: upweight_good", "finite"),
+    ({"arms": [{"name": "a", "policy": {"mode": "mle"}, "deploy": "guided"}]}, "arm 'a'", "deploy 'guided' uses a tag"),
+    ({"arms": [{"name": "a", "policy": {"mode": "route"}, "deploy": "good"}]}, "arm 'a'", "deploy 'good' uses a tag"),
+    ({"arms": [{"name": "a", "policy": {"selfref": {"stories_path": "/absent.jsonl"}}}]},
+     "arms.0.policy: selfref.stories_path", "not found"),
+    ({"arms": [{"name": "a", "overrides": ["optim.lr"]}]}, "arms.0.overrides.0", "key=value"),
+    ({"overrides": ["train.max_steps"]}, "overrides.0", "key=value"),
+    ({"tagger": {"classifier": "none", "threshold": float("nan")}}, "tagger.threshold", "finite"),
+    ({"tagger": {"classifier": "none", "threshold": 2}}, "tagger.threshold", "less than or equal to 1"),
+    ({"per_split": 0}, "per_split", "greater than or equal to 1"),
+    ({"eval_threads": True}, "eval_threads", "valid integer"),
+    ({"vocab_size": True}, "vocab_size", "valid integer"),
+    ({"out_dir": ""}, "out_dir", "must not be empty"),
+    ({"name": ""}, "name", "at least 1 character"),
+    ({"name": "../../x"}, "name", "plain file or directory name"),
+    ({"world": {"n_ai_docs": True}}, "world.n_ai_docs", "valid integer"),
+    ({"world": {"doom_ratio": float("inf")}}, "world.doom_ratio", "finite"),
+    ({"world": {"seed": "1"}}, "world.seed", "valid integer"),
+])
+def test_grid_refuses_what_cannot_run(tmp_path, extra, field, why):
+    """Issue 9's probes on the grid YAML: strict types, finite numbers, ranges, each arm's policy validated
+    as the recipe will, deploy conditions the arm's training gives a meaning: refused at load, naming the
+    file and field, before a world is generated."""
+    import yaml
+
+    raw = {"tagger": {"classifier": "none"}, "arms": [{"name": "condition", "policy": {"mode": "condition"}}],
+           **extra}
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError) as e:
+        GridConfig.from_yaml(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and f"{field}: " in msg and why in msg, msg
+
+
+def test_a_world_config_round_trips_through_json():
+    """world.json stores the config as JSON (a list for the commentary pair, a string for the path): the
+    strict config still reads it back."""
+    cfg = WorldConfig(n_ai_docs=10, gutenberg_path="g.jsonl", commentary=[0, 2])
+    assert WorldConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
