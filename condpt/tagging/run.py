@@ -84,7 +84,7 @@ class Cluster(BaseModel):
     `time`, `cpus_per_task`, `gpus_per_task`; `workers`, when given, caps how many array tasks run at once) or
     ``ray`` (the Ray cluster ``ray.init()`` finds; `cpus_per_task` may be a fraction)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # --cpus-per-task inf: refused, not int(inf)
     executor: Literal["local", "slurm", "ray"] = "local"
     partition: str | None = None
     time: str = "24:00:00"

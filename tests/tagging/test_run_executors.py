@@ -113,6 +113,17 @@ def test_without_ray_the_ray_executor_says_how_to_get_it(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "--executor ray needs Ray: pip install" in res.output, res.output
 
 
+@pytest.mark.parametrize(("executor", "cpus"), [("local", "inf"), ("ray", "inf"), ("local", "nan")])
+def test_a_non_finite_cpu_share_is_refused_before_anything_runs(tmp_path, executor, cpus):
+    """`--cpus-per-task inf` passed `gt=0` and ended in an OverflowError traceback (issue 9's probes: finite
+    floats everywhere a config takes one)."""
+    src = write_lines(tmp_path / "c.jsonl", _lines(3))
+    res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "o"), "--config", str(_cfg_file(tmp_path)),
+                                   "--executor", executor, "--cpus-per-task", cpus])
+    assert res.exit_code == 2 and "cpus_per_task: Input should be a finite number" in res.output, res.output
+    assert not (tmp_path / "o").exists()
+
+
 class ThreadsScorer:
     """Scores every text with the torch threads of the process that scores it, over 100."""
 
