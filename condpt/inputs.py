@@ -74,11 +74,11 @@ def _data_problems(cfg: RunConfig) -> list[Problem]:
             problems.append((f"data.sources.{i}.path", missing))
     selfref = cfg.data.policy.selfref
     if selfref is not None and selfref.stories_path is not None:
-        problems += [("data.policy.selfref.stories_path", msg) for msg in _stories_problems(selfref)]
+        problems += [("data.policy.selfref.stories_path", msg) for msg in stories_problems(selfref)]
     return problems
 
 
-def _stories_problems(selfref) -> list[str]:
+def stories_problems(selfref) -> list[str]:
     """A curated stories file the run can read, with at least one story (read whole: it is small)."""
     from condpt.stories import read_stories
 
