@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, Strict, ValidationError, model_validator
 
+from condpt.configtypes import STRICT, PathField
 from condpt.yamlfile import read_yaml
 
 # The cascade's order; `stages:` (retired) is accepted only when it spells exactly this.
@@ -34,21 +35,21 @@ def _check_band(v: tuple[float, float]) -> tuple[float, float]:
     return v
 
 
-Band = Annotated[tuple[float, float], AfterValidator(_check_band)]
+Band = Annotated[tuple[float, float], Strict(False), AfterValidator(_check_band)]  # lax: YAML writes a list
 
 
 class PrefilterConfig(BaseModel):
     """The lexicon pass (always runs: it is cheap, and its hits go to the output and the report)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    lexicon: Path | None = Field(None, description="lexicon YAML replacing the shipped one")
+    lexicon: PathField | None = Field(None, description="lexicon YAML replacing the shipped one")
     extra_terms: dict[str, float] = Field(default_factory=dict, description="phrase: weight, added/overriding")
     gate: bool = Field(False, description="only documents with a lexicon hit reach the classifier")
 
 
 class ClassifierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     spec: str = Field("default", description="'default', 'fasttext-default', a trained dir, an HF checkpoint, "
                                              "or 'none' (lexicon only)")
@@ -62,7 +63,7 @@ class ClassifierConfig(BaseModel):
 class RefineConfig(BaseModel):
     """Optional second scorer for the classifier's uncertain band."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     spec: str = Field("default", description="the second scorer (same forms as classifier.spec)")
     band: Band = Field((0.2, 0.8), description="classifier scores in [lo, hi] are re-scored")
@@ -73,7 +74,7 @@ class AutoraterConfig(BaseModel):
     """The LLM autorater: which scores it sees (`band`) and how to ask it (`condpt.tagging.autorater`).
     Lives in the tagging config under ``autorater:``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     band: Band = Field((0.3, 0.7), description="scores so far in [lo, hi] go to the autorater")
     backend: Literal["local", "http"] = "http"
@@ -88,7 +89,7 @@ class AutoraterConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0)
-    cache_dir: Path | None = Field(None, description="default: $CONDPT_CACHE/autorater")
+    cache_dir: PathField | None = Field(None, description="default: $CONDPT_CACHE/autorater")
 
     @model_validator(mode="before")
     @classmethod
@@ -116,7 +117,7 @@ STAGES_HELP = (
 class TagConfig(BaseModel):
     """Everything a `condpt tag` run depends on (input fields, cascade, thresholds, output sharding)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     text_field: str = "text"
     id_field: str = "id"

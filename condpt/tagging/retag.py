@@ -36,8 +36,12 @@ JOURNAL = "journal.json"
 def _read(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
-        return pq.read_table(f).to_pylist()
+    try:
+        with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
+            return pq.read_table(f).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise TagRunError(f"{shown(path)}: unreadable ({shown(e)}); the directory was damaged: tag again into a "
+                          "new --out") from None
 
 
 def _roll_forward(out: Path) -> None:
@@ -108,6 +112,21 @@ def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stag
     _roll_forward(out)
 
 
+def _check_parts(out: Path, markers: list[Path], chunks_total: int | None) -> None:
+    """Every chunk the report counts has its marker, and every part its chunk's marker: retag goes marker by
+    marker, so a part without one would be left out of the new report without a word."""
+    have = {m.stem for m in markers}
+    for sub in (DATA, SET_ASIDE, ATTRIBUTES):
+        for part in sorted((out / sub).glob("part-*.parquet")):
+            if part.stem not in have:
+                raise TagRunError(f"{shown(part.relative_to(out))} in {shown(out)} has no marker "
+                                  f"({MARKERS}/{part.stem}.json); the directory was changed by hand: tag again "
+                                  "into a new --out")
+    if chunks_total is not None and len(markers) != chunks_total:
+        raise TagRunError(f"{shown(out / MARKERS)}: {len(markers)} chunk markers, report.json counts {chunks_total} "
+                          "chunks; the directory was changed by hand: tag again into a new --out")
+
+
 def retag_dir(out: str | Path, threshold: float) -> dict:
     """Retag the finished `condpt tag` output `out` at `threshold` (see module docstring); returns the new
     report (also in report.json). A tagged fraction far from the scorer's cross-validation at this threshold
@@ -131,13 +150,15 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     if not report.get("complete") and not (out / RETAG).exists():
         raise TagRunError(f"{shown(out)}: the tag run is not complete (report.json: complete false); finish it "
                           "(run `condpt tag` again: it redoes the unfinished tasks) before retagging")
+    markers = sorted((out / MARKERS).glob("part-*.json"))
+    _check_parts(out, markers, report.get("chunks_total"))
     cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
     tmp = out / RETAG / "tmp"
     stage = out / RETAG / "stage"
     stage.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(exist_ok=True)
     _roll_forward(out)
-    for marker in sorted((out / MARKERS).glob("part-*.json")):
+    for marker in markers:
         _retag_chunk(out, marker, cfg, float(threshold), stage, tmp)
     run["config"] = cfg.model_dump(mode="json")
     write_text_atomic(json.dumps(run, sort_keys=True, indent=1), out / "run.json", tmp)

@@ -156,3 +156,38 @@ def test_calibrate_prints_the_fraction_of_another_corpus(tmp_path):
                                    "--plot", str(tmp_path / "pr.png")])
     assert res.exit_code == 0, res.output
     assert "corpus: threshold 0.600000 tags 0.4138 of the 29 documents" in res.output
+
+
+def _tagged(tmp_path: Path) -> Path:
+    src = _corpus(tmp_path / "c.jsonl")
+    tag_corpus([src], tmp_path / "out", TagConfig(rows_per_shard=8), scorer=GradedScorer(), progress=False)
+    return tmp_path / "out"
+
+
+def test_a_part_without_its_marker_is_refused_and_nothing_changes(tmp_path):
+    """A data part whose marker is gone (a half-copied or hand-edited directory) was skipped: retag exited 0
+    and reported 0 of its documents (issue 9: nothing lost silently)."""
+    out = _tagged(tmp_path)
+    (out / "markers" / "part-000001.json").unlink()
+    before = _files(out)
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2 and "data/part-000001.parquet" in res.output and "no marker" in res.output, res.output
+    assert _files(out) == before
+
+
+def test_an_unreadable_part_is_named(tmp_path):
+    out = _tagged(tmp_path)
+    part = out / "data" / "part-000002.parquet"
+    part.write_bytes(part.read_bytes()[:100])
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2 and "part-000002.parquet" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize(("content", "why"), [("threshold: true\n", "valid number"),
+                                              ("threshold: .nan\n", "finite number"),
+                                              ("threshold: .inf\n", "finite number")])
+def test_a_config_threshold_that_is_not_a_finite_number_is_refused(tmp_path, content, why):
+    out = _tagged(tmp_path)
+    (tmp_path / "t.yaml").write_text(content)
+    res = CliRunner().invoke(app, ["retag", str(out), "--config", str(tmp_path / "t.yaml")])
+    assert res.exit_code == 2 and "threshold" in res.output and why in res.output, res.output
