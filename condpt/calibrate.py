@@ -126,6 +126,7 @@ def _curve(scores: np.ndarray, labels: np.ndarray):
 
 def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
     """The lowest threshold (best recall) whose precision is >= `target`."""
+    check_target("target precision", target)
     p, _r, t = _curve(scores, labels)
     ok = np.flatnonzero(p >= target)
     if len(ok) == 0:
@@ -135,6 +136,7 @@ def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: floa
 
 def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
     """The highest threshold (best precision) whose recall is >= `target`."""
+    check_target("target recall", target)
     _p, r, t = _curve(scores, labels)
     ok = np.flatnonzero(r >= target)
     return float(t[ok[-1]])
@@ -191,17 +193,33 @@ def plot_pr(scores: np.ndarray, labels: np.ndarray, path: str | Path, threshold:
     return path
 
 
+def threshold_config(path: Path) -> dict:
+    """The YAML mapping `write_threshold` will update ({} if `path` does not exist yet); a file that is not
+    one is a `CalibrationError` naming it (checked before calibrating, so nothing is computed in vain)."""
+    if not path.exists():
+        return {}
+    from condpt.yamlfile import YamlError, read_yaml  # the one YAML reader: duplicate keys, non-UTF-8 refused
+
+    try:
+        data = read_yaml(path, "tagging config") or {}
+    except YamlError as e:
+        raise CalibrationError(str(e)) from None
+    if not isinstance(data, dict):
+        raise CalibrationError(f"{path}: expected a YAML mapping")
+    return data
+
+
+def check_target(what: str, target: float) -> None:
+    """A precision or recall target is a number in (0, 1] (nan, 2 or -1 would pick nothing, or anything)."""
+    if not 0.0 < target <= 1.0:
+        raise CalibrationError(f"{what} must be in (0, 1], got {target}")
+
+
 def write_threshold(path: str | Path, threshold: float) -> Path:
     """Set ``threshold`` in the YAML at `path` (created if missing; other keys kept) — the key both
     `TagConfig` and `PolicyConfig` read."""
     path = Path(path)
-    data = {}
-    if path.exists():
-        from condpt.yamlfile import read_yaml  # the one YAML reader: duplicate keys, non-UTF-8 refused
-
-        data = read_yaml(path, "tagging config") or {}
-        if not isinstance(data, dict):
-            raise CalibrationError(f"{path}: expected a YAML mapping")
+    data = threshold_config(path)
     data["threshold"] = float(threshold)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -125,3 +125,26 @@ def test_cli_calibrate_errors(tmp_path):
     lab.write_text('{"text": "text 0", "label": 2}\n')
     res = run(app, ["calibrate", str(d), "--labelled", str(lab), "--target-recall", "0.5"])
     assert res.exit_code == 2 and "lab.jsonl:1" in res.output and "'label'" in res.output
+
+
+@pytest.mark.parametrize("option", ["--target-precision", "--target-recall"])
+@pytest.mark.parametrize("value", ["nan", "inf", "2", "-0.5", "0"])
+def test_cli_calibrate_refuses_a_target_outside_0_1(tmp_path, option, value):
+    """`--target-recall nan` (or 2) ended in an IndexError traceback; `--target-precision -0.5` chose a
+    threshold (issue 9's probes: a clear error naming the option)."""
+    d = _tagged_dir(tmp_path, [0.1, 0.9], ["a", "b"])
+    lab = tmp_path / "lab.jsonl"
+    lab.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n')
+    res = CliRunner().invoke(app, ["calibrate", str(d), "--labelled", str(lab), option, value])
+    assert res.exit_code == 2 and f"{option} must be in (0, 1]" in res.output, res.output
+
+
+def test_cli_calibrate_out_that_is_not_a_config_is_refused_before_anything_is_written(tmp_path):
+    d = _tagged_dir(tmp_path, [0.1, 0.9])
+    bad = tmp_path / "dup.yaml"
+    for content in (b"threshold: 0.3\nthreshold: 0.2\n", b"- 1\n", b"# caf\xe9\n"):
+        bad.write_bytes(content)
+        res = CliRunner().invoke(app, ["calibrate", str(d), "--target-fraction", "0.5", "--out", str(bad)])
+        assert res.exit_code == 2 and str(bad) in res.output and "Traceback" not in res.output, res.output
+        assert "threshold" not in res.stdout, res.stdout  # refused before the threshold is computed
+        assert bad.read_bytes() == content

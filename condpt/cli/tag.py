@@ -148,6 +148,11 @@ def calibrate_cmd(
     if (target_precision is not None or target_recall is not None) and labelled is None:
         _fail("--target-precision / --target-recall need --labelled FILE.jsonl")
     try:
+        for option, value in (("--target-precision", target_precision), ("--target-recall", target_recall)):
+            if value is not None:
+                cal.check_target(option, value)
+        if out is not None:
+            cal.threshold_config(out)
         if target_fraction is not None:
             scores = np.asarray(cal.load_tagged(tagged_dir)["score"], dtype=np.float64)
             t = cal.threshold_for_fraction(scores, target_fraction)
