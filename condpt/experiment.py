@@ -276,7 +276,8 @@ def config_from_yaml(cls: type[Config], path: str | Path, what: str, name: str,
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping")
     (resolve or _resolve_inputs)(raw, path.resolve().parent)
-    raw.setdefault("name", name)
+    # a file name that is not UTF-8 still gives a name (its odd bytes as U+FFFD)
+    raw.setdefault("name", name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     try:
         return cls.model_validate(raw)
     except ValidationError as e:

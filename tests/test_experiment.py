@@ -407,3 +407,13 @@ def test_a_world_config_round_trips_through_json():
     strict config still reads it back."""
     cfg = WorldConfig(n_ai_docs=10, gutenberg_path="g.jsonl", commentary=[0, 2])
     assert WorldConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
+
+
+def test_a_grid_file_name_that_is_not_utf8_still_names_the_results(tmp_path):
+    """The default results stem comes from the file name; one that is not UTF-8 was refused with pydantic's
+    'unable to parse raw data as a unicode string' (issue 9's probes: non-UTF-8 paths)."""
+    import os
+
+    path = tmp_path / os.fsdecode(b"g\xff.yaml")
+    path.write_text("tagger: {classifier: none}\narms: [{name: a}]\n")
+    assert GridConfig.from_yaml(path).name == "results-g\ufffd"
