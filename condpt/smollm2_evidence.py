@@ -68,14 +68,15 @@ class EvalSettings(BaseModel):
                                                            "324 (null: all)")
     world_per_split: int | None = Field(0, ge=0, description="scenarios per split of the world's own splits "
                                                              "(seen, heldout_combo, heldout_actor); 0: none, null: all")
-    choice_conditions: list[str] = Field(default_factory=lambda: ["deploy"],
+    choice_conditions: list[str] = Field(default_factory=lambda: ["deploy"], min_length=1,
                                          description="conditions the choices are scored under: `deploy` (the "
                                                      "arm's) and condition names (guided[:scale] too); those a "
                                                      "model lacks are skipped")
     heldout_max_tokens: int = Field(50_000, ge=1, description="held-out text tokens scored per condition")
     heldout_batch_size: int = Field(16, ge=1, description="held-out windows per forward pass (logits memory)")
     batch_size: int = Field(64, ge=1, description="scored continuations per forward pass")
-    device: str | None = Field(None, description="cuda, cpu (null: cuda if available)")
+    device: str | None = Field(None, pattern=r"^(cpu|cuda(:\d+)?)$",
+                               description="cpu, cuda or cuda:N (null: cuda if available)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads while scoring (null: torch's default)")
 
     @field_validator("choice_conditions")
@@ -87,6 +88,8 @@ class EvalSettings(BaseModel):
         if unknown := sorted(c for c in set(value) - {"deploy", *CONDITIONS} if parse_guided(c) is None):
             raise ValueError(f"unknown conditions {unknown}: use deploy, {', '.join(CONDITIONS)} or "
                              f"{GUIDED}[:scale]")
+        if twice := sorted({c for c in value if value.count(c) > 1}):
+            raise ValueError(f"{twice} listed twice")
         return value
 
 
@@ -113,6 +116,14 @@ class EvidenceConfig(BaseModel):
     @classmethod
     def _shipped_or_path(cls, value: Any, info) -> Any:
         return shipped_or_path(value, info.field_name)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: Path | None) -> Path | None:
+        # checked now: the world and its tags come first, and take minutes
+        if value is not None and not (value / "config.json").is_file():
+            raise ValueError(f"{value}: not a save_pretrained directory (no config.json)")
+        return value
 
     @model_validator(mode="after")
     def _arms_fit(self) -> EvidenceConfig:
@@ -290,13 +301,17 @@ def training_record(run_dir: Path) -> dict:
             "recipe_heldout_eval": next((r["eval"] for r in reversed(rows) if "eval" in r), None)}
 
 
+def check_only(cfg: EvidenceConfig, only: list[str] | None) -> None:
+    if only and (unknown := sorted(set(only) - {a.name for a in cfg.arms})):
+        raise ValueError(f"--only {unknown}: not among the arms {[a.name for a in cfg.arms]}")
+
+
 def run_evidence(cfg: EvidenceConfig, *, only: list[str] | None = None, prepare_only: bool = False,
                  log=print) -> dict | None:
     """Prepare, train and score base and every arm (or the arms in `only`), then write the summary."""
     from condpt.smollm2 import smollm2_checkpoint
 
-    if only and (unknown := sorted(set(only) - {a.name for a in cfg.arms})):
-        raise ValueError(f"--only {unknown}: not among the arms {[a.name for a in cfg.arms]}")
+    check_only(cfg, only)
     world_dir, tagged, tagging = prepare(cfg, log)
     if prepare_only:
         return None
@@ -447,15 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = EvidenceConfig.from_yaml(args.config)
+        if args.out:
+            cfg = cfg.model_copy(update={"out_dir": Path(args.out)})
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint).resolve()
+            cfg = cfg.model_copy(update={"checkpoint": EvidenceConfig._checkpoint(checkpoint)})
+        check_only(cfg, args.only)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    update: dict[str, Any] = {}
-    if args.out:
-        update["out_dir"] = Path(args.out)
-    if args.checkpoint:
-        update["checkpoint"] = Path(args.checkpoint).resolve()
-    cfg = cfg.model_copy(update=update)
     summary = run_evidence(cfg, only=args.only, prepare_only=args.prepare_only,
                            log=lambda m: print(m, flush=True))
     if summary is not None:

@@ -166,3 +166,32 @@ def test_paraphrase_sample_is_fixed():
     a, b = paraphrase_sample(40), paraphrase_sample(40)
     assert a == b and len(a) == 40 and len(paraphrase_sample(None)) == 324
     assert {s.kind for s in a} == {s.kind for s in paraphrase_sample(None)}
+
+
+@pytest.mark.parametrize(("extra", "field", "why"), [
+    ({"eval": {"device": "tpu"}}, "eval.device", "cpu|cuda"),
+    ({"eval": {"choice_conditions": []}}, "eval.choice_conditions", "at least 1"),
+    ({"eval": {"choice_conditions": ["deploy", "deploy"]}}, "eval.choice_conditions", "twice"),
+    ({"eval": {"paraphrase": True}}, "eval.paraphrase", "valid integer"),
+    ({"seed": -1}, "seed", "greater than or equal to 0"),
+    ({"checkpoint": "absent"}, "checkpoint", "not a save_pretrained directory"),
+    ({"arms": [{"name": "a", "policy": {"mode": "route"}, "deploy": "guided"}]}, "arm 'a'", "uses a tag"),
+])
+def test_evidence_config_refuses_what_cannot_run(tmp_path, extra, field, why):
+    """Issue 9's probes on the evidence YAML: refused at load, naming the file and field, before a world is
+    generated (eval.device: tpu used to train every arm and fail when scoring)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "a"}], **extra}))
+    with pytest.raises(ValueError) as e:
+        EvidenceConfig.from_yaml(bad)
+    assert str(e.value).startswith(f"{bad}: ") and f"{field}: " in str(e.value) and why in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("args", [["--only", "zzz"], ["--checkpoint", "absent"]])
+def test_evidence_command_line_errors_before_any_work(tmp_path, capsys, args):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "a"}], "out_dir": str(tmp_path / "out")}))
+    assert main(["--config", str(good), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ("zzz" in err or "absent" in err), err
+    assert not (tmp_path / "out").exists()
