@@ -14,6 +14,7 @@ The condition `guided` (or `guided:γ`) prompts under `<|good|>` and guides away
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from condpt.guidance import GUIDED, can_guide, parse_guided
-from condpt.layout import conditions, load_run, prompt_ids
+from condpt.layout import conditions, context_length, load_run, prompt_ids
 from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
 
@@ -88,7 +89,15 @@ class Generator:
         """`n` continuations (new token ids only, stopped at EOS) of the conditioned prompt."""
         if n < 1 or max_new_tokens < 1:
             raise ValueError("n and max_new_tokens must be >= 1")
+        if not 0.0 <= temperature < math.inf:  # inf or nan: multinomial fails on the probabilities
+            raise ValueError(f"temperature {temperature}: must be a finite number >= 0")
+        if seed is not None and not 0 <= seed <= 2**32 - 1:  # configtypes.Seed's range
+            raise ValueError(f"seed {seed}: must be in [0, {2**32 - 1}]")
         ids = self.prompt_ids(prompt, condition=condition, system=system)
+        positions = context_length(self.model.config)
+        if positions is not None and len(ids) + max_new_tokens > positions:
+            raise ValueError(f"the prompt ({len(ids)} tokens with its condition) and max_new_tokens "
+                             f"({max_new_tokens}) exceed the model's {positions} positions")
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         guidance = {}

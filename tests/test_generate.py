@@ -121,3 +121,24 @@ def test_cli_generate(tok_and_manifest, tmp_path):
     assert res.exit_code == 2 and "evil" in res.output
     res = runner.invoke(app, ["generate", str(tmp_path / "missing"), "--prompt", "x"])
     assert res.exit_code == 2 and "missing" in res.output
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["--temperature", "inf"], "temperature inf"),
+    (["--seed", "100000000000000000000000"], "seed 100000000000000000000000"),
+    (["--seed", "-1"], "seed -1"),
+    (["--max-new-tokens", "100000000"], "positions"),
+])
+def test_cli_generate_refuses_options_that_cannot_run(tok_and_manifest, tmp_path, args, why):
+    """Each was a traceback (multinomial on inf/nan, torch's seed overflow, an embedding IndexError past the
+    model's positions) or a silent surprise (seed -1); now exit 2 naming the setting (issue 9's probes)."""
+    import condpt.cli.train  # noqa: F401  (registers the generate command)
+    from condpt.cli import app
+
+    tok, manifest = tok_and_manifest
+    gen = _generator(tok, manifest)
+    gen.model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    manifest.save(tmp_path / "m")
+    res = CliRunner().invoke(app, ["generate", str(tmp_path / "m"), "--prompt", "The machine", *args])
+    assert res.exit_code == 2 and why in res.output and "Traceback" not in res.output, res.output

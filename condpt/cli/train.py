@@ -50,9 +50,12 @@ def generate_cmd(
         _fail(f"--condition {condition!r}: this model has {', '.join(gen.conditions)}")
     if greedy and n > 1:
         _fail("--greedy gives one answer; drop -n or --greedy")
-    texts = gen.generate(prompt, condition=condition, system=system, n=n, max_new_tokens=max_new_tokens, seed=seed,
-                         do_sample=not greedy and temperature > 0, temperature=temperature or 1.0, top_p=top_p,
-                         top_k=top_k)
+    try:
+        texts = gen.generate(prompt, condition=condition, system=system, n=n, max_new_tokens=max_new_tokens,
+                             seed=seed, do_sample=not greedy and temperature > 0, temperature=temperature or 1.0,
+                             top_p=top_p, top_k=top_k)
+    except ValueError as e:  # settings this model cannot run (positions, seed, temperature)
+        _fail(str(e))
     for i, text in enumerate(texts):
         if n > 1:
             typer.echo(f"--- sample {i + 1} ---")
