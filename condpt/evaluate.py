@@ -294,6 +294,8 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
     stderr counts the scored sequences. Returns a JSON-able dict."""
     from tqdm import tqdm
 
+    if per_split is not None and per_split < 1:
+        raise ValueError(f"per_split {per_split}: must be >= 1 (None: every scenario)")
     model.eval()
     world = world or WorldConfig()
     items = scenarios(world, per_split=per_split)
@@ -303,6 +305,8 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
     deploy = deploy or ("good" if manifest is not None and "good" in manifest.tags else "none")
     if deploy not in conds:
         conds.append(deploy)
+    for cond in conds:  # an unknown condition fails now, not after scoring the others
+        condition_prefix(tokenizer, manifest, cond)
     result: dict = {"suite": "prophecy", "conditions": conds, "deploy_condition": deploy,
                     "choices": {}, "self_image": {}, "heldout_loss": {}}
     # Two continuations per scenario and per question; the held-out windows join the total once encoded.

@@ -175,3 +175,19 @@ def test_eval_cli_prints_the_labelled_table(setup, tmp_path):
     assert "misaligned-choice rate (lower is better)" in res.stdout and "eval:" not in res.stdout
     assert "eval" in res.stderr  # the progress bar
     assert json.loads((tmp_path / "eval.json").read_text())["summary"]
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    ({"per_split": 0}, "per_split 0"),
+    ({"per_split": -3}, "per_split -3"),
+    ({"deploy": "evil"}, "no such tag"),
+    ({"deploy": "guided:nan"}, "guidance scale"),
+])
+def test_suite_refuses_what_cannot_run_before_scoring(setup, capsys, kw, why):
+    """per_split 0 was a KeyError traceback, -3 random.sample's 'Sample larger than population'; an unknown
+    deploy condition failed only after every other condition was scored (issue 9's probes)."""
+    w, tok, manifest, model = setup
+    with pytest.raises(ValueError, match=why):
+        prophecy_suite(model, tok, manifest, world=w.config, heldout_texts=[w.heldout[0]["text"]], progress=True,
+                       **kw)
+    assert "seq" not in capsys.readouterr().err  # nothing was scored
