@@ -258,6 +258,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r}: empty key")
     try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a file name with bytes that are not UTF-8, decoded by Python as surrogates
+        shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ConfigError(f"override {key}: not UTF-8 text ({shown}); a run config (and the run_config.yaml a "
+                          "run saves) holds only UTF-8: rename or link the file") from None
+    try:
         value = load_yaml(raw, f"override {item!r}") if raw.strip() else ""
     except YamlError as e:
         raise ConfigError(str(e)) from None

@@ -305,6 +305,16 @@ def test_policy_must_fit_the_tokens_and_the_model(overrides, field, why):
     assert f"  {field}" in str(e.value) and why in str(e.value), str(e.value)
 
 
+def test_an_override_that_is_not_utf8_is_named(tmp_path):
+    """A non-UTF-8 file name given as an override: YAML's 'unacceptable character #xdcff' became an error
+    that says what is wrong and what to do (a run config, and the run_config.yaml a run saves, are UTF-8)."""
+    import os
+
+    stories = os.fsdecode(bytes(tmp_path) + b"/st\xff.txt")
+    with pytest.raises(ConfigError, match=r"not UTF-8 .*\\xff.*rename or link"):
+        load_config(TINY, [f"data.policy.selfref.stories_path={stories}"])
+
+
 def test_policy_roles_of_a_token_spec_are_accepted(tmp_path):
     spec = tmp_path / "tokens.yaml"
     spec.write_text("tags:\n  - {role: aligned, string: '<|a|>'}\n  - {role: misaligned, string: '<|m|>'}\n"
