@@ -397,6 +397,24 @@ def _format_errors(err: ValidationError, origin: str, where: _Origin) -> str:
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read a YAML run config, apply `key=value` overrides, validate, and check every input it names on disk
     (`condpt.inputs`). Raises `ConfigError` naming the file, the field and its line."""
+    cfg, origin, where = _read_config(path, overrides)
+    from condpt.inputs import input_problems
+
+    problems = input_problems(cfg)
+    if problems:
+        shown = [f"  {field}{where.of(tuple(int(p) if p.isdigit() else p for p in field.split('.')))}: {msg}"
+                 for field, msg in problems]
+        raise ConfigError("\n".join([f"invalid run config ({origin}): inputs that cannot be used:", *shown]))
+    return cfg
+
+
+def read_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """`load_config` without the inputs on disk: for a config whose inputs do not exist yet (an experiment
+    grid's recipe, checked before its world is generated and tagged)."""
+    return _read_config(path, overrides)[0]
+
+
+def _read_config(path: str | Path | None, overrides: list[str]) -> tuple[RunConfig, str, _Origin]:
     raw: dict[str, Any] = {}
     origin = "overrides"
     if path is not None:
@@ -419,14 +437,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         apply_override(raw, keys, value)
     where = _Origin(path, [keys for keys, _ in parsed])
     try:
-        cfg = RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw), origin, where
     except ValidationError as e:
         raise ConfigError(_format_errors(e, origin, where)) from None
-    from condpt.inputs import input_problems
-
-    problems = input_problems(cfg)
-    if problems:
-        shown = [f"  {field}{where.of(tuple(int(p) if p.isdigit() else p for p in field.split('.')))}: {msg}"
-                 for field, msg in problems]
-        raise ConfigError("\n".join([f"invalid run config ({origin}): inputs that cannot be used:", *shown]))
-    return cfg

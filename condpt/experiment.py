@@ -151,6 +151,17 @@ def check_trained_as(arms: Sequence[ArmConfig]) -> None:
                              "overrides (its models are that arm's)")
 
 
+def check_recipe(recipe: Path, overrides: list[str], arm: str) -> None:
+    """The recipe with an arm's overrides holds values the run accepts (types, ranges, keys), checked before
+    the world exists; its inputs (the tagged world, the tokenizer) are the grid's to make."""
+    from condpt.config import ConfigError, read_config
+
+    try:
+        read_config(recipe, overrides)
+    except ConfigError as e:
+        raise ValueError(f"arm {arm!r}: {e}") from None
+
+
 def check_deploy(arms: Sequence[ArmConfig]) -> None:
     """A deployment under a tag (good, guided, TAG+self) needs a model trained with tags in its text (mode
     condition); under any other policy the tag's embedding row never learned anything, and the numbers
@@ -256,6 +267,10 @@ class GridConfig(BaseModel):
                                  "{recall, precision} targets")
         check_trained_as(self.arms)
         check_deploy(self.arms)
+        for arm in self.arms:
+            band = {arm.tagging: {"low": 0.0, "high": 1.0}}  # a calibrated band stands in as in check_policy
+            check_recipe(self.recipe, [*policy_overrides(_policy(GridRun(arm, 1.0, "none", 0), band)),
+                                       *self.overrides, *arm.overrides], arm.name)
         return self
 
     @classmethod

@@ -56,8 +56,11 @@ def test_grid_input_paths_are_relative_to_the_grid_file(tmp_path, monkeypatch):
     exp = tmp_path / "exp"
     (exp / "cfg").mkdir(parents=True)
     (exp / "clf").mkdir()
-    for f in ("cfg/run.yaml", "acc.yaml", "gutenberg.jsonl"):
+    for f in ("acc.yaml", "gutenberg.jsonl"):
         (exp / f).write_text("{}\n")
+    from condpt.recipe import config_path
+
+    (exp / "cfg" / "run.yaml").write_bytes(config_path("demo", "run").read_bytes())  # the grid checks its values
     (exp / "g.yaml").write_text("recipe: cfg/run.yaml\naccelerate_config: acc.yaml\n"
                                 "world: {gutenberg_path: gutenberg.jsonl}\ntagger: {classifier: clf}\n"
                                 "arms: [{name: mle, policy: {mode: mle}}]\n")
@@ -374,6 +377,9 @@ def test_grid_pieces_through_the_real_recipe(tmp_path):
      "arms.0.policy: selfref.stories_path", "not found"),
     ({"arms": [{"name": "a", "overrides": ["optim.lr"]}]}, "arms.0.overrides.0", "key=value"),
     ({"overrides": ["train.max_steps"]}, "overrides.0", "key=value"),
+    ({"overrides": ["train.max_steps=true"]}, "train.max_steps (override)", "valid integer"),
+    ({"arms": [{"name": "a", "overrides": ["optim.lr=.inf"]}]}, "optim.lr (override)", "finite"),
+    ({"overrides": ["optim.lrr=1"]}, "optim.lrr (override)", "did you mean optim.lr"),
     ({"tagger": {"classifier": "none", "threshold": float("nan")}}, "tagger.threshold", "finite"),
     ({"tagger": {"classifier": "none", "threshold": 2}}, "tagger.threshold", "less than or equal to 1"),
     ({"per_split": 0}, "per_split", "greater than or equal to 1"),
