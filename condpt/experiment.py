@@ -201,6 +201,18 @@ class TaggerSettings(BaseModel):
                                                  "classifier directory")
     threshold: float | None = Field(None, ge=0.0, le=1.0)
 
+    @field_validator("classifier")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        """A name the cascade knows or a directory (checked now: tagging runs after the world is built)."""
+        from condpt.tagging.classifiers import BUILT_IN
+        from condpt.tagging.density import LexiconDensity
+
+        if value not in ("none", LexiconDensity.name, *BUILT_IN) and not Path(value).is_dir():
+            raise ValueError(f"{value!r}: no such directory, nor none, {LexiconDensity.name} or a built-in scorer "
+                             f"({', '.join(BUILT_IN)})")
+        return value
+
 
 Coverage = Annotated[float, Field(ge=0.0, le=1.0)]
 

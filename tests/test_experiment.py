@@ -380,6 +380,7 @@ def test_grid_pieces_through_the_real_recipe(tmp_path):
     ({"overrides": ["train.max_steps=true"]}, "train.max_steps (override)", "valid integer"),
     ({"arms": [{"name": "a", "overrides": ["optim.lr=.inf"]}]}, "optim.lr (override)", "finite"),
     ({"overrides": ["optim.lrr=1"]}, "optim.lrr (override)", "did you mean optim.lr"),
+    ({"tagger": {"classifier": "nosuch"}}, "tagger.classifier", "no such directory"),
     ({"tagger": {"classifier": "none", "threshold": float("nan")}}, "tagger.threshold", "finite"),
     ({"tagger": {"classifier": "none", "threshold": 2}}, "tagger.threshold", "less than or equal to 1"),
     ({"per_split": 0}, "per_split", "greater than or equal to 1"),
