@@ -101,6 +101,10 @@ class ModelConfig(_Strict):
                           "`condpt add-tokens --init`")
     gradient_checkpointing: bool = False
 
+    def tiny_spec(self) -> TinySpec | None:
+        """`config` read as a tiny-model spec, when it is one (an `arch` key; validated at load)."""
+        return TinySpec.model_validate(self.config) if self.config and "arch" in self.config else None
+
     @field_validator("config")
     @classmethod
     def _spec(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -152,10 +152,9 @@ def _route_problems(cfg: RunConfig, hf) -> list[Problem]:
         return []
     if hf is not None:
         n_blocks = getattr(hf.get_text_config(), "num_hidden_layers", None)
-    else:
-        from condpt.config import TinySpec
-
-        n_blocks = TinySpec.model_validate(cfg.model.config).n_layer if cfg.model.config else None
+    else:  # a tiny spec, or an HF config dict transformers refused (reported by _model_config_problems)
+        tiny = cfg.model.tiny_spec()
+        n_blocks = tiny.n_layer if tiny is not None else None
     if not isinstance(n_blocks, int):
         return []
     from condpt.routing import resolve_layers

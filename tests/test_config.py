@@ -305,6 +305,15 @@ def test_policy_must_fit_the_tokens_and_the_model(overrides, field, why):
     assert f"  {field}" in str(e.value) and why in str(e.value), str(e.value)
 
 
+def test_routed_layers_beside_a_model_config_transformers_refuses():
+    """route.layers is checked against the model's blocks; when `model.config` is an HF dict transformers cannot
+    build, there are no blocks to count and the model problem is what is reported, not a traceback."""
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, ["model.config={model_type: nosuch}", "data.policy.mode=route",
+                           "data.policy.route.layers=[0]"])
+    assert "  model.config" in str(e.value) and "nosuch" in str(e.value), str(e.value)
+
+
 def test_an_override_that_is_not_utf8_is_named(tmp_path):
     """A non-UTF-8 file name given as an override: YAML's 'unacceptable character #xdcff' became an error
     that says what is wrong and what to do (a run config, and the run_config.yaml a run saves, are UTF-8)."""
