@@ -109,6 +109,13 @@ class PolicyConfig(BaseModel):
                 raise ValueError(f"band: tags by confidence, which only mode condition uses (mode is {self.mode!r})")
             if self.threshold is not None:
                 raise ValueError("band and threshold both re-tag from the stored scores: set one of them")
+        # Settings another mode would silently ignore: the arm would look configured as it never trains.
+        if self.untagged_fraction > 0 and self.mode != "condition":
+            raise ValueError(f"untagged_fraction ({self.untagged_fraction}) leaves documents without a tag, which "
+                             f"only mode condition writes (mode is {self.mode!r}): remove it or use mode condition")
+        if self.granularity == "segment" and self.mode not in ("condition", "route"):
+            raise ValueError(f"granularity segment tags or routes spans, which only modes condition and route do "
+                             f"(mode is {self.mode!r}): remove it or use mode condition or route")
         if self.mode == "route" and self.route is None:
             self.route = RouteConfig()
         if self.route is not None and self.mode != "route":

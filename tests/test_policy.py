@@ -34,7 +34,8 @@ def roles_of(train: dict) -> list[list]:
 @pytest.mark.parametrize("mode", ["mle", "condition", "filter", "set_aside"])
 def test_every_document_lands_exactly_once(mode):
     batch = tagged_batch(300)
-    train, aside = apply_policy(batch, PolicyConfig(mode=mode, coverage=0.7, untagged_fraction=0.2, upweight_good=2.5))
+    untagged = 0.2 if mode == "condition" else 0.0
+    train, aside = apply_policy(batch, PolicyConfig(mode=mode, coverage=0.7, untagged_fraction=untagged, upweight_good=2.5))
     assert len(train["id"]) + len(aside["id"]) == 300
     assert sorted(train["id"] + aside["id"]) == sorted(batch["id"])
     assert all(len(v) == len(train["id"]) for v in train.values())
@@ -115,7 +116,7 @@ def test_policy_is_deterministic_and_seeded():
 
 def test_decisions_depend_on_the_id_not_the_batch_position():
     batch = tagged_batch(200)
-    cfg = PolicyConfig(untagged_fraction=0.4, coverage=0.5, mode="set_aside", upweight_good=1.5)
+    cfg = PolicyConfig(coverage=0.5, mode="set_aside", upweight_good=1.5)
     whole, aside = apply_policy(batch, cfg)
     half = {k: v[100:] for k, v in batch.items()}
     part, part_aside = apply_policy(half, cfg)
@@ -202,7 +203,8 @@ def test_stochastic_round_and_unit_hash():
 )
 def test_counts_add_up_for_any_config(tags, mode, coverage, untagged, up):
     batch = {"id": [f"d{i}" for i in range(len(tags))], "text": ["t"] * len(tags), "tag": tags}
-    cfg = PolicyConfig(mode=mode, coverage=coverage, untagged_fraction=untagged, upweight_good=up)
+    cfg = PolicyConfig(mode=mode, coverage=coverage, untagged_fraction=untagged if mode == "condition" else 0.0,
+                       upweight_good=up)
     train, aside = apply_policy(batch, cfg)
     assert sorted(train["id"] + aside["id"]) == sorted(batch["id"])
     assert all(r >= 1 for r in train["repeat"])
@@ -219,3 +221,22 @@ def test_contradictory_policy_is_refused(kwargs, why):
     as written)."""
     with pytest.raises(ValidationError, match=why):
         PolicyConfig(**kwargs)
+
+
+@pytest.mark.parametrize("mode", ["mle", "filter", "set_aside", "route"])
+@pytest.mark.parametrize(("field", "value"), [("untagged_fraction", 0.3), ("untagged_fraction", 1.0),
+                                               ("granularity", "segment")])
+def test_a_setting_the_mode_ignores_is_refused(mode, field, value):
+    """untagged_fraction only ever drops the tag of `mode: condition` documents (no other mode writes tags),
+    and granularity: segment only splits condition and route documents: elsewhere they were silently
+    ignored, so an arm looked configured as it never trained (issue 9 sweep 2)."""
+    if mode == "route" and field == "granularity":
+        PolicyConfig(mode=mode, granularity=value)  # route does route per segment
+        return
+    with pytest.raises(ValidationError, match=f"{field}.*\\(mode is {mode!r}\\)"):
+        PolicyConfig(mode=mode, **{field: value})
+
+
+@pytest.mark.parametrize("mode", ["mle", "filter", "set_aside", "route"])
+def test_defaults_of_mode_specific_settings_stay_accepted(mode):
+    PolicyConfig(mode=mode, untagged_fraction=0.0, granularity="document")
