@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from condpt.experiment import GridConfig, format_grid_table, run_grid
+from condpt.experiment import run_grid
+from condpt.experiment_config import GridConfig
+from condpt.experiment_results import format_grid_table
 from condpt.world import WorldConfig
 
 # The grid's world (examples/grids/); AI stories are about half the tokens.

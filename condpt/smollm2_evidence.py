@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from condpt.configtypes import STRICT, FileName, PathField, Seed
-from condpt.experiment import (
+from condpt.experiment_config import (
     ArmConfig,
     Override,
     TaggerSettings,
@@ -48,9 +48,9 @@ from condpt.experiment import (
     check_deploy,
     check_trained_as,
     config_from_yaml,
-    policy_overrides,
     shipped_or_path,
 )
+from condpt.experiment_plan import policy_overrides
 from condpt.guidance import GUIDED, parse_guided
 from condpt.world import WorldConfig
 

@@ -75,7 +75,7 @@ def test_wheel_carries_every_package_file(installed):
 
 def test_installed_package_finds_its_configs_not_a_checkout(installed, tmp_path):
     _, py, _, env = installed
-    code = ("import os, condpt, condpt.recipe as r; from condpt.experiment import GridConfig;"
+    code = ("import os, condpt, condpt.recipe as r; from condpt.experiment_config import GridConfig;"
             "g = GridConfig(arms=[{'name': 'mle'}]); r._prepare_environment();"
             "print(condpt.__file__); print(g.recipe); print(g.accelerate_config);"
             "print(os.environ['ACCELERATE_DEEPSPEED_CONFIG_FILE']); print(os.environ['TORCH_EXTENSIONS_DIR'])")

@@ -91,7 +91,10 @@ def experiment_cmd(
 ) -> None:
     """Run (or resume) an experiment grid: arms × coverage × miss model × seeds; writes
     results-GRID.json/.md/.png."""
-    from condpt.experiment import GridConfig, format_grid_table, parse_only, run_grid
+    from condpt.experiment import run_grid
+    from condpt.experiment_config import GridConfig
+    from condpt.experiment_plan import parse_only
+    from condpt.experiment_results import format_grid_table
 
     try:
         cfg = GridConfig.from_yaml(config)

@@ -58,7 +58,8 @@ def test_bad_settings_are_refused():
 def test_world_tagger_lexicon_density_is_graded(tmp_path):
     import pyarrow.parquet as pq
 
-    from condpt.experiment import TaggerSettings, prepare_world, tag_world
+    from condpt.experiment import prepare_world, tag_world
+    from condpt.experiment_config import TaggerSettings
     from condpt.world import WorldConfig
 
     world = WorldConfig(n_ai_docs=200, n_background=40, n_heldout=5, background="templates")

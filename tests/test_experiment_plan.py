@@ -1,0 +1,42 @@
+"""A grid's runs (`condpt.experiment_plan`): which runs, their labels and policies, `--only` selection."""
+
+from __future__ import annotations
+
+import pytest
+from experiment_grids import robust_grid, small_grid
+
+from condpt.experiment_plan import arm_runs, parse_only, policy_overrides, run_policy, selected
+
+
+def test_runs_skip_coverage_for_mle_and_overrides_are_yaml():
+    cfg = small_grid(coverages=[1.0, 0.9], seeds=[0, 1])
+    runs = [(r.arm.name, r.coverage, r.seed) for r in arm_runs(cfg)]
+    assert runs == [("mle", 1.0, 0), ("condition", 1.0, 0), ("condition", 0.9, 0),
+                    ("mle", 1.0, 1), ("condition", 1.0, 1), ("condition", 0.9, 1)]
+    assert policy_overrides({"mode": "condition", "coverage": 0.9, "selfref": {"n_generated": 5}}) == [
+        "data.policy.mode=\"condition\"", "data.policy.coverage=0.9", 'data.policy.selfref={"n_generated": 5}']
+
+
+
+def test_misses_dimension_runs_mle_once_per_seed_and_coverage_one_once():
+    labels = [r.label for r in arm_runs(robust_grid())]
+    assert labels[:8] == ["mle-cov1-s0", "route-cov1-s0", "route-cov0.9-s0", "route-cov0.9-score-s0",
+                          "band-cov1-s0", "band-cov0.9-s0", "band-cov0.9-score-s0", "mle-cov1-s1"]
+    assert len(labels) == len(set(labels)) == 3 + 2 * (1 + 2 * 3)  # mle per seed; 1.0 once; 0.9 × 2 × 3 seeds
+    assert {r.misses for r in arm_runs(robust_grid()) if r.coverage == 1.0} == {"none"}
+    run = next(r for r in arm_runs(robust_grid()) if r.label == "route-cov0.9-score-s2")
+    assert run_policy(run, {}) == {"mode": "route", "coverage": 0.9, "seed": 2, "misses": "score"}
+    random = next(r for r in arm_runs(robust_grid()) if r.label == "route-cov0.9-s2")
+    assert "misses" not in run_policy(random, {})  # the default: the policy (and run name) runs had before
+
+
+def test_only_selects_runs():
+    only = parse_only("arm=route,arm=band,seed=1,misses=score")
+    assert only == {"arm": {"route", "band"}, "seed": {"1"}, "misses": {"score"}}
+    picked = [r.label for r in arm_runs(robust_grid()) if selected(r, only)]
+    assert picked == ["route-cov0.9-score-s1", "band-cov0.9-score-s1"]
+    assert [r.label for r in arm_runs(robust_grid()) if selected(r, parse_only("coverage=1.0,arm=route"))] == \
+        ["route-cov1-s0"]
+    for bad in ("arm", "colour=red", "seed="):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_only(bad)
