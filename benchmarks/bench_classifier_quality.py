@@ -17,7 +17,7 @@
 
     .venv/bin/python benchmarks/bench_classifier_quality.py [--kinds static embedding fasttext]
         [--gutenberg 150] [--world 400] [--cross] [--variant NAME=MORE.jsonl[,MORE2.jsonl] ...]
-        [--encoder NAME=DIR ...]
+        [--encoder NAME=DIR ...] [--embedding-cache FILE.npz]
 
 ``--encoder NAME=DIR`` names a local sentence-transformers directory; a kind written ``embedding@NAME`` (or
 ``embedding-noreferent@NAME``) is then the embedding scorer, trained and thresholded exactly as its default row,
@@ -25,6 +25,11 @@ on that encoder instead of MiniLM (the scorer's ``encoder`` parameter, stored in
 is the windows a row encoded (training passages, each set, Gutenberg, world) per second of this process's
 CPU time: an encoder's speed beside MiniLM's in the same run (only the first row per encoder encodes; later
 rows of the same encoder reuse its cached embeddings).
+
+A kind written ``embedding+agency`` (any kind name above with ``+agency``) is that row with the agency features
+(``condpt.tagging.classifiers.agency``: an artificial agent as the doer of a misaligned action, or declining one) as
+two more inputs of its logistic head (the embedding kind's ``agency`` parameter). ``--embedding-cache FILE.npz``
+keeps the MiniLM window embeddings of a run on disk (keyed by encoder and text hash) and reuses them in the next.
 
 ``--variant`` adds rows trained on the shipped passages plus more labelled passages (JSONL: text, label, genre),
 beside the shipped rows in the same process (MiniLM encodings are shared): how candidate training passages are
@@ -93,12 +98,17 @@ def per_category(scores: np.ndarray, data, thr: float) -> list[str]:
 
 
 def kind_params(name: str, encoders: dict[str, str]) -> tuple[str, dict]:
-    """(kind, training params) of a row name: KIND[-noreferent][@ENCODER]."""
+    """(kind, training params) of a row name: KIND[-noreferent][+agency][@ENCODER]."""
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS
 
     base, _, enc = name.partition("@")
+    base, *mods = base.split("+")
     kind = base.split("-")[0]
     params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if base.endswith("-noreferent") else {})}
+    for mod in mods:
+        if mod != "agency" or kind != "embedding":
+            sys.exit(f"{name}: unknown modifier +{mod} (known: embedding+agency)")
+        params["agency"] = True
     if enc:
         if enc not in encoders:
             sys.exit(f"{name}: no --encoder {enc}=DIR given")
@@ -182,6 +192,27 @@ def cross_source(kinds, sets, encoders=None) -> None:
         print("| " + " | ".join(row) + " |", flush=True)
 
 
+def load_embeddings(path: Path) -> None:
+    """Fill the embedding cache from `path` (written by `save_embeddings`), if it exists."""
+    from condpt.tagging.classifiers.embedding import CACHE
+
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            for key in z.files:
+                encoder, _, digest = key.rpartition("|")
+                CACHE.items[(encoder, digest)] = z[key]
+        print(f"embedding cache: {len(CACHE.items)} texts from {path}")
+
+
+def save_embeddings(path: Path) -> None:
+    from condpt.tagging.classifiers.embedding import CACHE
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **{f"{enc}|{digest}": emb for (enc, digest), emb in CACHE.items.items()})
+    tmp.replace(path)
+
+
 def main() -> None:
     from _gutenberg import gutenberg_texts
 
@@ -194,13 +225,22 @@ def main() -> None:
                     help="also train on the shipped passages plus these labelled JSONL files")
     ap.add_argument("--encoder", nargs="*", default=[], metavar="NAME=DIR",
                     help="a local sentence-transformers directory, used by kinds written embedding@NAME")
+    ap.add_argument("--embedding-cache", type=Path, default=None, metavar="FILE.npz",
+                    help="keep window embeddings here between runs (read at start, written after the rows)")
     args = ap.parse_args()
+    if args.embedding_cache:
+        from condpt.tagging.classifiers.embedding import CACHE
+
+        CACHE.capacity = 10**7  # hold every text of the run: the file is the cache
+        load_embeddings(args.embedding_cache)
     sets = {"dev": read_set("misalignment-dev"), "train2": read_set("misalignment-train2")}
     gut_all = gutenberg_texts()
     gut = gut_all[:: max(1, len(gut_all) // max(args.gutenberg, 1))][: args.gutenberg]
     variants = {v.partition("=")[0]: v.partition("=")[2].split(",") for v in args.variant}
     encoders = {e.partition("=")[0]: e.partition("=")[2] for e in args.encoder}
     shipped_defaults(args.kinds, sets, gut, world_stories(args.world), variants, encoders)
+    if args.embedding_cache:
+        save_embeddings(args.embedding_cache)
     if args.cross:
         cross_source(args.kinds, sets, encoders)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from condpt.cache import cache_dir
 from condpt.labelled import Labelled, read_labelled
+from condpt.tagging.classifiers.agency import agency_path
 from condpt.tagging.classifiers.base import SCORER_FILE, Scorer, load_kind
 from condpt.tagging.classifiers.referent import referents_path
 from condpt.tagging.classifiers.static import freq_path
@@ -50,6 +51,8 @@ def shipped_data() -> Labelled:
 def cache_key(kind: str) -> str:
     h = hashlib.sha256(f"{kind}\0{FORMAT_VERSION}\0{DEFAULT_VERSION}\0".encode())
     extra = [referents_path()] if DEFAULT_TRAIN_PARAMS[kind].get("referent") else []
+    if DEFAULT_TRAIN_PARAMS[kind].get("agency"):  # the agency rules read referents.yaml too
+        extra += [p for p in (referents_path(), agency_path()) if p not in extra]
     if kind == "static":  # its SIF weights come from the shipped word counts
         extra.append(freq_path())
     for path in data_files() + extra:

