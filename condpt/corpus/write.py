@@ -8,16 +8,19 @@ byte-identical shards.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from condpt.corpus.read import CorpusError, shown
 from condpt.tagged import SPAN_TYPE, TAGGED_SCHEMA
 
-__all__ = ["QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "write_bytes_atomic", "write_parquet_atomic",
-           "write_text_atomic"]
+__all__ = ["QUARANTINE_SCHEMA", "SPAN_TYPE", "TAGGED_SCHEMA", "read_json_object", "write_bytes_atomic",
+           "write_parquet_atomic", "write_text_atomic"]
 
 QUARANTINE_SCHEMA = pa.schema([
     ("input", pa.string()),
@@ -57,3 +60,27 @@ def write_bytes_atomic(data: bytes, path: Path, tmp_dir: Path) -> None:
     tmp = _tmp_path(path, tmp_dir)
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def read_json_object(path: Path, keys: Iterable[str] = (), counts: Iterable[str] = ()) -> dict:
+    """The JSON object a run wrote beside its data (run.json, report.json, a marker, a journal) with `keys`
+    and `counts` (non-negative integers) present: anything else — unreadable, not UTF-8, not JSON, not an
+    object, a key missing — is a `CorpusError` naming the file (a hand-edited or truncated file was an
+    AttributeError or KeyError traceback, or a JSON message naming nothing)."""
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{shown(path)}: not UTF-8 text (byte {e.start})") from None
+    except ValueError as e:  # JSONDecodeError, RecursionError's cousin ValueError from a huge integer
+        raise CorpusError(f"{shown(path)}: not valid JSON ({shown(str(e))})") from None
+    except RecursionError:
+        raise CorpusError(f"{shown(path)}: not valid JSON (nested too deep)") from None
+    if not isinstance(data, dict):
+        raise CorpusError(f"{shown(path)}: not a JSON object (a {type(data).__name__})")
+    for key in (*keys, *counts):
+        if key not in data:
+            raise CorpusError(f"{shown(path)}: no {key!r}")
+    for key in counts:
+        if type(data[key]) is not int or data[key] < 0:
+            raise CorpusError(f"{shown(path)}: {key!r} is not a count ({shown(repr(data[key]))})")
+    return data

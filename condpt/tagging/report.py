@@ -20,6 +20,10 @@ SNIPPET = 300
 TOP_HITS = 30
 TOP_DOCS = 10
 EXCERPT = 600
+# What a marker holds (`chunk_stats` plus where the chunk came from); the counts are non-negative integers.
+MARKER_COUNTS = ("read", "written", "set_aside", "quarantined", "docs_with_hits", "segments", "bad_segments")
+MARKER_KEYS = ("chunk", "made_from", "threshold", "quarantine_reasons", "tags", "stages", "sources", "lexicon_hits",
+               "score_histogram", "near_threshold")
 
 
 def _snippet(text: str, spans: list[dict]) -> str:
@@ -87,6 +91,19 @@ def chunk_stats(rows: dict, is_aside: list[bool], quarantined: list[tuple[str, s
     }
 
 
+def read_marker(path: Path) -> dict:
+    """A chunk's marker, refused (a `CorpusError` naming it) if it is not one `condpt tag` wrote: keys
+    missing, counts that are not counts or do not add up (the report would assert, or count wrong)."""
+    from condpt.corpus import CorpusError, shown
+    from condpt.corpus.write import read_json_object
+
+    m = read_json_object(path, MARKER_KEYS, MARKER_COUNTS)
+    if m["read"] != m["written"] + m["set_aside"] + m["quarantined"]:
+        raise CorpusError(f"{shown(path)}: read {m['read']} != written {m['written']} + set_aside {m['set_aside']} "
+                          f"+ quarantined {m['quarantined']} (the counts do not add up)")
+    return m
+
+
 def _reason_kind(reason: str) -> str:
     """Group reasons for counting: 'malformed JSON: Expecting value at column 3' → 'malformed JSON'."""
     for prefix in ("malformed JSON", "unreadable JSON", "invalid UTF-8", "duplicate id", "not a JSON object"):
@@ -111,11 +128,12 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
     `error`: why the run stopped (the report then says how far it got). `skipped`: hidden entries of input
     directories that were not read. `meta`: ``classifier`` (what scored) and ``scorer`` (its cross-validation,
     `condpt.tagging.expected.scorer_meta`), from which ``expected`` compares the tagged fraction."""
+    from condpt.corpus.write import read_json_object
     from condpt.tagging.expected import compare
 
     meta = meta or {}
     out = Path(out)
-    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    run = read_json_object(out / "run.json", ("config", "inputs"))
     totals = {"read": 0, "written": 0, "set_aside": 0, "quarantined": 0}
     nested: dict = {"quarantine_reasons": {}, "tags": {}, "stages": {}, "sources": {}, "lexicon_hits": {}}
     hist = np.zeros(HIST_BINS, dtype=np.int64)
@@ -125,7 +143,7 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
     markers = sorted((out / "markers").glob("part-*.json"))
     threshold = None
     for path in markers:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = read_marker(path)
         for k in totals:
             totals[k] += m[k]
         for k, acc in nested.items():

@@ -24,10 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from condpt.corpus import TAGGED_SCHEMA, shown, write_parquet_atomic
-from condpt.corpus.write import write_text_atomic
+from condpt.corpus import TAGGED_SCHEMA, CorpusError, shown, write_parquet_atomic
+from condpt.corpus.write import read_json_object, write_text_atomic
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS, attributes_table
 from condpt.tagging.config import TagConfig
+from condpt.tagging.report import read_marker
 from condpt.tagging.run import ATTRIBUTES, DATA, FORMAT_VERSION, MARKERS, RETAG, SET_ASIDE, TagRunError
 
 JOURNAL = "journal.json"
@@ -44,12 +45,34 @@ def _read(path: Path) -> list[dict]:
                           "new --out") from None
 
 
+def _plan(journal: Path) -> dict:
+    """The journal's renames and removals, refused unless they are ones `_retag_chunk` writes: staged files
+    onto a chunk's parts and marker (the journal is followed blindly, so a foreign one could move or delete
+    anything under OUT, or outside it)."""
+    plan = read_json_object(journal, ("moves", "remove"))
+    parts = (DATA, SET_ASIDE, ATTRIBUTES, MARKERS)
+
+    def ours(path: object, under: tuple[str, ...]) -> bool:
+        p = Path(path) if isinstance(path, str) else None
+        return p is not None and len(p.parts) == len(under[0].split("/")) + 1 and "/".join(p.parts[:-1]) in under \
+            and p.name not in ("", ".", "..")
+
+    moves, remove = plan["moves"], plan["remove"]
+    if not (isinstance(moves, list) and isinstance(remove, list)
+            and all(isinstance(m, list) and len(m) == 2 and ours(m[0], (f"{RETAG}/stage",)) and ours(m[1], parts)
+                    for m in moves)
+            and all(ours(r, (DATA, SET_ASIDE)) for r in remove)):
+        raise TagRunError(f"{shown(journal)}: not a journal `condpt retag` wrote (its moves must take "
+                          f"{RETAG}/stage/ files onto {', '.join(parts)}/); remove the directory and tag again")
+    return plan
+
+
 def _roll_forward(out: Path) -> None:
     """Finish the renames of a chunk whose journal was written (its staged files are complete)."""
     journal = out / RETAG / JOURNAL
     if not journal.exists():
         return
-    plan = json.loads(journal.read_text(encoding="utf-8"))
+    plan = _plan(journal)
     for staged, target in plan["moves"]:
         if (out / staged).exists():
             os.replace(out / staged, out / target)
@@ -76,7 +99,7 @@ def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stag
     from condpt.calibrate import retag
 
     name = marker.stem
-    old = json.loads(marker.read_text(encoding="utf-8"))
+    old = read_marker(marker)
     rows = _read(out / DATA / f"{name}.parquet") + _read(out / SET_ASIDE / f"{name}.parquet")
     if len(rows) != old["written"] + old["set_aside"]:
         raise TagRunError(f"{shown(marker)}: says {old['written'] + old['set_aside']} tagged rows, the parts hold "
@@ -112,6 +135,13 @@ def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stag
     _roll_forward(out)
 
 
+def _damaged(read, path: Path):
+    try:
+        return read(path)
+    except (OSError, CorpusError) as e:
+        raise TagRunError(f"{shown(e)}; the directory was damaged: tag again into a new --out") from None
+
+
 def _check_parts(out: Path, markers: list[Path], chunks_total: int | None) -> None:
     """Every chunk the report counts has its marker, and every part its chunk's marker: retag goes marker by
     marker, so a part without one would be left out of the new report without a word."""
@@ -139,11 +169,13 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     out = Path(out)
     if not 0.0 <= threshold <= 1.0:
         raise TagRunError(f"--threshold {threshold}: must be in [0, 1]")
+    if not (out / "run.json").is_file():
+        raise TagRunError(f"{shown(out)}: not a `condpt tag` output (no run.json)")
     try:
-        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TagRunError(f"{shown(out)}: not a `condpt tag` output ({shown(e)})") from None
+        run = read_json_object(out / "run.json", ("config",))
+        report = read_json_object(out / "report.json")
+    except (OSError, CorpusError) as e:
+        raise TagRunError(f"{shown(e)}; the directory was damaged: tag again into a new --out") from None
     if run.get("format") != FORMAT_VERSION:
         raise TagRunError(f"{shown(out / 'run.json')}: format {run.get('format')}, this condpt writes "
                           f"{FORMAT_VERSION}; tag again")
@@ -152,7 +184,14 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
                           "(run `condpt tag` again: it redoes the unfinished tasks) before retagging")
     markers = sorted((out / MARKERS).glob("part-*.json"))
     _check_parts(out, markers, report.get("chunks_total"))
-    cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
+    try:
+        cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
+    except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        raise TagRunError(f"{shown(out / 'run.json')}: config: {shown(str(e))}") from None
+    for marker in markers:  # every one checked before the first chunk is rewritten
+        _damaged(read_marker, marker)
+    if (out / RETAG / JOURNAL).exists():
+        _damaged(_plan, out / RETAG / JOURNAL)
     tmp = out / RETAG / "tmp"
     stage = out / RETAG / "stage"
     stage.mkdir(parents=True, exist_ok=True)

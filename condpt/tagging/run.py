@@ -385,10 +385,12 @@ def _chunks_total(out: Path, tasks: int) -> int:
 
 def _task_read(out: Path, rank: int, tasks: int) -> int:
     """Records task `rank` read (from its chunks' markers)."""
+    from condpt.tagging.report import read_marker
+
     n = 0
     for path in (out / MARKERS).glob("part-*.json"):
         if int(path.stem.split("-")[1]) % tasks == rank:
-            n += json.loads(path.read_text(encoding="utf-8"))["read"]
+            n += read_marker(path)["read"]
     return n
 
 
@@ -458,7 +460,9 @@ def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, tasks: int, att
             raise TagRunError(f"{shown(out)}: holds finished tasks but no run.json saying what made them; use a "
                               "new --out directory (or delete this one)")
         return text
-    theirs = json.loads(path.read_text(encoding="utf-8"))
+    from condpt.corpus.write import read_json_object
+
+    theirs = read_json_object(path)  # not JSON, or not an object: an error naming it
     if theirs != json.loads(text):
         if {**theirs, "tasks": tasks} == json.loads(text):
             raise TagRunError(f"{shown(path)}: {shown(out)} was split into --tasks {theirs.get('tasks')}; re-run "

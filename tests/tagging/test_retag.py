@@ -191,3 +191,48 @@ def test_a_config_threshold_that_is_not_a_finite_number_is_refused(tmp_path, con
     (tmp_path / "t.yaml").write_text(content)
     res = CliRunner().invoke(app, ["retag", str(out), "--config", str(tmp_path / "t.yaml")])
     assert res.exit_code == 2 and "threshold" in res.output and why in res.output, res.output
+
+
+def _set_json(path: Path, edit) -> None:
+    if isinstance(edit, bytes):
+        path.write_bytes(edit)
+    else:
+        path.write_text(edit(json.loads(path.read_text())) if callable(edit) else edit)
+
+
+@pytest.mark.parametrize(("name", "edit", "why"), [
+    ("run.json", "[]", "not a JSON object"),
+    ("run.json", lambda r: json.dumps({k: v for k, v in r.items() if k != "config"}), "no 'config'"),
+    ("run.json", lambda r: json.dumps({**r, "config": {**r["config"], "granularity": "x"}}), "granularity"),
+    ("report.json", "[]", "not a JSON object"),
+    ("report.json", "{", "not valid JSON"),
+    ("markers/part-000001.json", "{", "not valid JSON"),
+    ("markers/part-000001.json", "{}", "no 'chunk'"),
+    ("markers/part-000001.json", lambda m: json.dumps({**m, "written": "3"}), "'written' is not a count"),
+    ("markers/part-000001.json", lambda m: json.dumps({**m, "read": -1}), "'read' is not a count"),
+    ("markers/part-000001.json", b"\xff\xfe{}", "not UTF-8"),
+    ("markers/part-000001.json", lambda m: json.dumps({**m, "read": m["read"] + 1}), "do not add up"),
+])
+def test_damaged_run_files_are_named_and_nothing_changes(tmp_path, name, edit, why):
+    """run.json, report.json or a marker that is not what `condpt tag` wrote (hand-edited, truncated, another
+    tool's): an AttributeError/KeyError traceback or a JSON message naming no file (issue 9 sweep 2)."""
+    out = _tagged(tmp_path)
+    _set_json(out / name, edit)
+    before = _files(out)
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2, res.output
+    assert name in res.output and why in res.output and "Traceback" not in res.output, res.output
+    assert _files(out) == before
+
+
+@pytest.mark.parametrize("journal", ["{", "[]", json.dumps({"moves": [["../../x", "run.json"]], "remove": []}),
+                                     json.dumps({"moves": [], "remove": ["run.json"]})])
+def test_a_journal_that_retag_did_not_write_is_refused(tmp_path, journal):
+    """The journal is rolled forward blindly: one that is not valid JSON failed naming no file, and one
+    naming files outside the stage and the chunk's parts moved or deleted them (run.json here)."""
+    out = _tagged(tmp_path)
+    (out / ".retag").mkdir()
+    (out / ".retag" / "journal.json").write_text(journal)
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2 and ".retag/journal.json" in res.output, res.output
+    assert "Traceback" not in res.output and (out / "run.json").is_file()

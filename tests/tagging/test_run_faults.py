@@ -314,3 +314,17 @@ def test_completions_without_a_run_file_are_refused(tmp_path):
     (tmp_path / "out" / "run.json").unlink()
     with pytest.raises(run_mod.TagRunError, match="finished tasks but no run.json"):
         tag_corpus([src], tmp_path / "out", CFG, progress=False)
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [("run.json", "{", "not valid JSON"),
+                                                      ("run.json", "[]", "not a JSON object"),
+                                                      ("markers/part-000000.json", "{}", "no 'chunk'"),
+                                                      ("markers/part-000000.json", '{"read": true}', "no 'chunk'")])
+def test_a_rerun_into_a_damaged_output_names_the_file(tmp_path, name, content, why):
+    """run.json or a marker hand-edited or truncated: the re-run failed with a JSON message naming no file
+    (run.json) or a KeyError traceback while summing the markers (issue 9 sweep 2)."""
+    src = write_lines(tmp_path / "c.jsonl", _lines(10))
+    tag_corpus([src], tmp_path / "out", CFG, progress=False)
+    (tmp_path / "out" / name).write_text(content)
+    res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet")
+    assert res.exit_code == 2 and name in res.output and why in res.output, res.output
