@@ -4,7 +4,8 @@ One JSON object per line with a text, a label and optionally an id and a group (
 cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
 (JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
 null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
-missing or empty text. Blank lines are skipped. Fields named in ``keep`` (e.g. a ``category`` to report per
+missing or empty text. An id, if given, is a non-empty string or integer (as in a corpus) and appears once.
+Blank lines are skipped. Fields named in ``keep`` (e.g. a ``category`` to report per
 category) are kept as they are, in ``Labelled.kept``; a row without one is an error too.
 """
 
@@ -44,6 +45,19 @@ def parse_label(value: Any) -> int | None:
     return None
 
 
+def _row_id(row: dict, id_field: str, where: str) -> str | None:
+    """The row's id as a string (the corpus reader's rule: a string or an integer, not empty), or None."""
+    value = row.get(id_field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise LabelledDataError(f"{where}: field {id_field!r} is not a string or integer "
+                                f"(got {type(value).__name__})")
+    if not str(value).strip():
+        raise LabelledDataError(f"{where}: field {id_field!r} is empty")
+    return str(value)
+
+
 def read_labelled(path: str | Path, *, text_field: str = "text", label_field: str = "label",
                   group_field: str | None = None, id_field: str = "id", need_text: bool = True,
                   keep: Sequence[str] = ()) -> Labelled:
@@ -53,6 +67,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
     if not path.is_file():
         raise LabelledDataError(f"{path}: no such file")
     data = Labelled(path=str(path), kept={name: [] for name in keep})
+    first_line: dict[str, int] = {}
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
@@ -66,6 +81,10 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise LabelledDataError(f"{where}: malformed JSON ({e.msg})") from None
+            except RecursionError:
+                raise LabelledDataError(f"{where}: unreadable JSON (nested too deeply for the parser)") from None
+            except ValueError as e:  # valid JSON Python will not parse: an integer over 4300 digits
+                raise LabelledDataError(f"{where}: unreadable JSON ({e})") from None
             if not isinstance(row, dict):
                 raise LabelledDataError(f"{where}: expected a JSON object")
             if label_field not in row:
@@ -74,7 +93,12 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             if label is None:
                 raise LabelledDataError(f"{where}: field {label_field!r} must be {ACCEPTED_LABELS}, "
                                         f"got {json.dumps(row[label_field])}")
-            text, doc_id = row.get(text_field), row.get(id_field)
+            text, doc_id = row.get(text_field), _row_id(row, id_field, where)
+            if doc_id is not None:
+                if doc_id in first_line:  # one document counted twice (perhaps with both labels)
+                    raise LabelledDataError(f"{where}: field {id_field!r} {doc_id!r} is also on line "
+                                            f"{first_line[doc_id]}: each labelled document once")
+                first_line[doc_id] = lineno
             has_text = isinstance(text, str) and bool(text.strip())
             if text is not None and not isinstance(text, str):
                 raise LabelledDataError(f"{where}: field {text_field!r} must be a string")
@@ -90,7 +114,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             data.texts.append(text if has_text else None)
             data.labels.append(label)
             data.groups.append(str(group) if group is not None else f"row-{lineno}")
-            data.ids.append(str(doc_id) if doc_id is not None else None)
+            data.ids.append(doc_id)
     if not data.labels:
         raise LabelledDataError(f"{path}: no labelled rows")
     return data

@@ -103,3 +103,29 @@ def test_the_shared_dev_set_reads():
     data = read_labelled(DEV, group_field="source", keep=("category",))
     assert len(data.labels) == 297 and sum(data.labels) == 118
     assert set(data.kept["category"]) == {"positive", "hard_positive", "hard_negative", "easy_negative"}
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ('{"text": "t", "label": 1' + "0" * 5000 + "}", "unreadable JSON"),
+    ('{"text": "t", "label": 1, "x": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+    ('{"text": "t", "label": 1, "id": ["a"]}', "field 'id' is not a string or integer"),
+    ('{"text": "t", "label": 1, "id": true}', "field 'id' is not a string or integer"),
+    ('{"text": "t", "label": 1, "id": " "}', "field 'id' is empty"),
+])
+def test_rows_python_cannot_parse_or_odd_ids_name_file_and_line(tmp_path, line, why):
+    """A 5,000-digit integer or JSON nested 100,000 deep was a ValueError/RecursionError traceback, and an id
+    of any JSON type was stringified (["a"] joined as "['a']"); ids follow the corpus reader's rule."""
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"text": "ok", "label": 0}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=f"l.jsonl:2: .*{why}"):
+        read_labelled(path)
+
+
+def test_a_duplicate_id_names_both_lines(tmp_path):
+    """The same id twice (here with opposite labels) counted one document twice in calibration and in
+    cross-validation, silently."""
+    path = tmp_path / "l.jsonl"
+    _jsonl(path, [{"id": "a", "text": "x", "label": 1}, {"id": "b", "text": "y", "label": 0},
+                  {"id": "a", "text": "x", "label": 0}])
+    with pytest.raises(LabelledDataError, match=r"l.jsonl:3: field 'id' 'a' is also on line 1"):
+        read_labelled(path)
