@@ -31,19 +31,54 @@ class CalibrationError(ValueError):
 
 
 def load_tagged(tagged_dir: str | Path, columns: tuple[str, ...] = ("id", "score")) -> dict[str, list]:
-    """Columns of every row under ``TAGGED_DIR/data`` (and ``set_aside``), in file order."""
+    """Columns of every row under ``TAGGED_DIR/data`` (and ``set_aside``), in file order; a `condpt tag`
+    output that is not finished, a shard that cannot be read or lacks a column, and a score that is not a
+    number in [0, 1] are a `CalibrationError` naming the file (and row)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from condpt.corpus import shown
+    from condpt.tagging.finished import unfinished
+
     root = Path(tagged_dir)
+    if why := unfinished(root):
+        raise CalibrationError(why)
     files = sorted((root / "data").glob("*.parquet")) + sorted((root / "set_aside").glob("*.parquet"))
     if not files:
         raise CalibrationError(f"{root}: no tagged Parquet shards under data/ (is this a `condpt tag` output?)")
     out: dict[str, list] = {c: [] for c in columns}
     for f in files:
-        t = pq.read_table(f, columns=list(columns))
+        try:
+            with open(f, "rb") as fh:  # opened by Python: pyarrow cannot open a path that is not UTF-8
+                t = pq.read_table(fh)
+        except (pa.ArrowException, OSError) as e:
+            raise CalibrationError(f"{shown(f)}: not a readable Parquet file ({shown(e)})") from None
+        for c in columns:
+            if c not in t.column_names:
+                raise CalibrationError(f"{shown(f)}: no column {c!r} (columns: {t.column_names})")
+        if "score" in columns:
+            _check_scores(f, t)
         for c in columns:
             out[c].extend(t.column(c).to_pylist())
     return out
+
+
+def _check_scores(path: Path, table) -> None:
+    """Every score a number in [0, 1] (a null or NaN score would calibrate to threshold nan)."""
+    import pyarrow as pa
+
+    from condpt.corpus import shown
+
+    column = table.column("score")
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        raise CalibrationError(f"{shown(path)}: column 'score' is {column.type}, not a number")
+    values = column.to_numpy().astype(np.float64)  # a null is NaN here
+    bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
+    if len(bad):
+        i = int(bad[0])
+        doc = table.column("id")[i].as_py() if "id" in table.column_names else None
+        raise CalibrationError(f"{shown(path)}: row {i + 1} (id {doc!r}) has score {column[i].as_py()}; a score "
+                               "is a number in [0, 1]")
 
 
 def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
@@ -127,6 +162,9 @@ def _curve(scores: np.ndarray, labels: np.ndarray):
 def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
     """The lowest threshold (best recall) whose precision is >= `target`."""
     check_target("target precision", target)
+    if not (np.asarray(labels) == 0).any():
+        raise CalibrationError("the labelled rows found hold no negative (label 0) example: every threshold is "
+                               "fully precise, so a precision target cannot choose one")
     p, _r, t = _curve(scores, labels)
     ok = np.flatnonzero(p >= target)
     if len(ok) == 0:

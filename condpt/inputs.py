@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from condpt.sequences import _source_files
+from condpt.tagging.finished import unfinished
 from condpt.yamlfile import YamlError, read_yaml
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ def _data_problems(cfg: RunConfig) -> list[Problem]:
     for i, src in enumerate(cfg.data.sources):
         try:
             fmt, files = _source_files(src.path)
-            missing = _missing_column(fmt, [Path(f) for f in files], src.columns)
+            missing = unfinished(src.path) if src.path.is_dir() else None
+            missing = missing or _missing_column(fmt, [Path(f) for f in files], src.columns)
         except (OSError, ValueError) as e:
             missing = str(e)
         if missing:

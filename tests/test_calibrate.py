@@ -148,3 +148,14 @@ def test_cli_calibrate_out_that_is_not_a_config_is_refused_before_anything_is_wr
         assert res.exit_code == 2 and str(bad) in res.output and "Traceback" not in res.output, res.output
         assert "threshold" not in res.stdout, res.stdout  # refused before the threshold is computed
         assert bad.read_bytes() == content
+
+
+def test_a_precision_target_without_labelled_negatives_is_refused():
+    """Only positives: precision is 1 at every threshold, so the lowest score was chosen (tagging the whole
+    corpus) with AUROC nan and exit 0. A recall target needs only positives and still works."""
+    scores, labels = np.array([0.2, 0.5, 0.9]), np.array([1, 1, 1])
+    with pytest.raises(cal.CalibrationError, match="no negative"):
+        cal.threshold_for_precision(scores, labels, 0.9)
+    with pytest.raises(cal.CalibrationError, match="no negative"):
+        cal.band_thresholds(scores, labels, recall=0.9, precision=0.9)
+    assert cal.threshold_for_recall(scores, labels, 2 / 3) == pytest.approx(0.5)

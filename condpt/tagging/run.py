@@ -63,6 +63,7 @@ from condpt.tagging.chunked import (
     task_file,
 )
 from condpt.tagging.datatrove_steps import share_cascade
+from condpt.tagging.finished import RETAG
 from condpt.tagging.pool import local_threads, start_forkserver
 from tokenizer_ext.procs import pid_alive
 
@@ -72,7 +73,6 @@ __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RET
 FORMAT_VERSION = 2  # 2: tasks/ and logs/ (datatrove), run.json records the task count
 LOGS = "logs"  # datatrove's logging_dir
 TIMING = "timing"  # wall-clock throughput per run: the one thing that differs between runs (not in report.json)
-RETAG = ".retag"  # `condpt retag`'s journal (condpt.tagging.retag): present only while a retag is unfinished
 
 
 class TagRunError(ValueError):
