@@ -31,13 +31,14 @@ running a model again.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from condpt.tagged import stored_score, stored_scores, tag_for
+from condpt.tagged import is_bad, stored_score, stored_scores, tag_for
 from condpt.tagging.config import STAGES, TagConfig, check_band_stages
 from condpt.tagging.segment import segment
 
@@ -161,6 +162,8 @@ def prefilter(texts: Sequence[str], seg: Segments, lex) -> None:
 
     for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
         found = lex.find(text)
+        if not found:  # most documents: the scores and hits `segment_batch` started them with (0, none)
+            continue
         starts = [s for s, _ in bounds]
         per_seg: list[set[int]] = [set() for _ in bounds]
         for start, _end, idx in found:
@@ -172,21 +175,28 @@ def prefilter(texts: Sequence[str], seg: Segments, lex) -> None:
 def classify(texts: Sequence[str], seg: Segments, scorer: Any, batch_size: int, gate: bool, who: str) -> None:
     """The classifier's score replaces the lexicon's for every segment of every document it sees (with
     `gate`: documents with a lexicon hit only)."""
-    todo, where = [], []
+    todo, where = [], []  # where: (document, its segments the scorer sees), documents with any such segment
     for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
         if gate and not seg.hits[i]:
             continue
-        for j, (s, e) in enumerate(bounds):
-            if text[s:e].strip():
-                todo.append(text[s:e])
-                where.append((i, j))
-    scores = _score_in_batches(scorer, todo, batch_size, who)
-    for i in {i for i, _ in where}:  # the classifier decides every segment of a document it sees
-        seg.scores[i] = [0.0] * len(seg.scores[i])
+        parts = [text[s:e] for s, e in bounds]
+        # a blank segment is not scored: `not part.isspace()` is `part.strip()` (the same white space) without a copy
+        seen = [j for j, part in enumerate(parts) if part and not part.isspace()]
+        if seen:
+            todo.extend(parts if len(seen) == len(parts) else [parts[j] for j in seen])
+            where.append((i, seen))
+    scores = _score_in_batches(scorer, todo, batch_size, who).tolist()
+    k = 0
+    for i, seen in where:  # the classifier decides every segment of a document it sees
+        if len(seen) == len(seg.bounds[i]):
+            seg.scores[i] = scores[k:k + len(seen)]
+        else:
+            seg.scores[i] = [0.0] * len(seg.bounds[i])
+            for j, sc in zip(seen, scores[k:k + len(seen)]):
+                seg.scores[i][j] = sc
+        k += len(seen)
         seg.stage[i] = "classifier"
         seg.classified[i] = True
-    for (i, j), s in zip(where, scores.tolist()):
-        seg.scores[i][j] = s
 
 
 def rescore_band(texts: Sequence[str], seg: Segments, band: tuple[float, float], rater: Any, batch_size: int,
@@ -222,13 +232,17 @@ def document_score(bounds: list[tuple[int, int]], scores: list[float], how: str)
 
 def decide(batch: Batch, seg: Segments, threshold: float, how: str, good: str, bad: str) -> Batch:
     """The tagged rows: the input columns plus `score`, `tag`, `spans`, `prefilter_hits`, `stage`."""
-    scores, tags, spans = [], [], []
-    for bounds, seg_scores in zip(seg.bounds, seg.scores):
-        seg32 = stored_scores(seg_scores)  # decide on the stored value, as a re-threshold will
+    # decide on the stored values, as a re-threshold will; every segment of the batch cast and tagged at once
+    flat32 = stored_scores(list(itertools.chain.from_iterable(seg.scores)))
+    # (compared as float64, as `tag_for` compares a Python float: a float32 array would round the threshold)
+    flat_tags = [bad if b else good for b in is_bad(np.asarray(flat32, dtype=np.float64), threshold).tolist()]
+    scores, tags, spans, k = [], [], [], 0
+    for bounds in seg.bounds:
+        seg32, seg_tags = flat32[k:k + len(bounds)], flat_tags[k:k + len(bounds)]
+        k += len(bounds)
         d = stored_score(document_score(bounds, seg32, how))
         scores.append(d)
         tags.append(tag_for(d, threshold, good, bad))
-        spans.append([{"start": s, "end": e, "score": sc, "tag": tag_for(sc, threshold, good, bad)}
-                      for (s, e), sc in zip(bounds, seg32)])
+        spans.append([{"start": s, "end": e, "score": sc, "tag": t} for (s, e), sc, t in zip(bounds, seg32, seg_tags)])
     return {**batch, "score": scores, "tag": tags, "spans": spans, "prefilter_hits": seg.hits,
             "stage": seg.stage}

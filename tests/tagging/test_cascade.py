@@ -254,3 +254,95 @@ def test_the_documented_configs_load():
     assert cfg.refine is not None and cfg.autorater.model == "my-model"
     rater_yaml = block("classifiers.md", "autorater:")
     assert TagConfig.model_validate(yaml.safe_load(rater_yaml)).autorater.backend == "http"
+
+
+# --- the per-segment stages against the code they replaced ------------------------------------------------
+
+def _old_prefilter(texts, seg, lex):
+    import bisect
+
+    for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
+        found = lex.find(text)
+        starts = [s for s, _ in bounds]
+        per_seg = [set() for _ in bounds]
+        for start, _end, idx in found:
+            per_seg[bisect.bisect_right(starts, start) - 1].add(idx)
+        seg.scores[i] = [lex.score(s) if s else 0.0 for s in per_seg]
+        seg.hits[i] = sorted({lex.names[idx] for _, _, idx in found})
+
+
+def _old_classify(texts, seg, scorer, batch_size, gate, who):
+    from condpt.tagging.cascade import _score_in_batches
+
+    todo, where = [], []
+    for i, (text, bounds) in enumerate(zip(texts, seg.bounds)):
+        if gate and not seg.hits[i]:
+            continue
+        for j, (s, e) in enumerate(bounds):
+            if text[s:e].strip():
+                todo.append(text[s:e])
+                where.append((i, j))
+    scores = _score_in_batches(scorer, todo, batch_size, who)
+    for i in {i for i, _ in where}:
+        seg.scores[i] = [0.0] * len(seg.scores[i])
+        seg.stage[i] = "classifier"
+        seg.classified[i] = True
+    for (i, j), s in zip(where, scores.tolist()):
+        seg.scores[i][j] = s
+
+
+def _old_decide(batch, seg, threshold, how, good, bad):
+    from condpt.tagged import stored_score, stored_scores, tag_for
+
+    scores, tags, spans = [], [], []
+    for bounds, seg_scores in zip(seg.bounds, seg.scores):
+        seg32 = stored_scores(seg_scores)
+        d = stored_score(document_score(bounds, seg32, how))
+        scores.append(d)
+        tags.append(tag_for(d, threshold, good, bad))
+        spans.append([{"start": s, "end": e, "score": sc, "tag": tag_for(sc, threshold, good, bad)}
+                      for (s, e), sc in zip(bounds, seg32)])
+    return {**batch, "score": scores, "tag": tags, "spans": spans, "prefilter_hits": seg.hits,
+            "stage": seg.stage}
+
+
+class RandomScorer:
+    """Scores spread over [0, 1] with values at and around the threshold, from the text (deterministic)."""
+
+    def score(self, texts):
+        import zlib
+
+        ladder = [0.0, 0.25, float(np.nextafter(np.float32(0.6), 0)), 0.6, 0.6000000001, float(np.float32(0.6)),
+                  0.9999, 1.0]
+        return np.array([ladder[zlib.crc32(t.encode("utf-8", "surrogatepass")) % len(ladder)] for t in texts],
+                        dtype=np.float64)
+
+
+@pytest.mark.parametrize("granularity", ["document", "paragraph", "sentence"])
+@pytest.mark.parametrize("gate", [False, True])
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_the_stages_decide_as_the_per_segment_code_they_replaced(granularity, gate, how):
+    """prefilter (documents without a hit left as segmentation started them), classify (blank segments skipped
+    without a stripped copy, scores placed per document) and decide (every segment cast and tagged at once):
+    the same rows, to the bit, as the per-segment code kept here as the reference."""
+    from condpt.tagging import cascade as c
+
+    rng = np.random.default_rng(0)
+    pieces = ["A calm day.", "The robot turned on us.", "skynet woke", "\n\n", "   \n\n \t\n", "maybe later. Or not.",
+              "It was a treacherous turn by the AI.", "é 𐀤 İ", "\u3000\n\n\u3000", ""]
+    if granularity != "sentence":  # Bling Fire's input is UTF-8, which a lone surrogate has none of
+        pieces.append("\ud800 odd")
+    texts = ["", "   ", "\n\n\n"] + ["".join(rng.choice(pieces, size=int(rng.integers(1, 12)))) for _ in range(80)]
+    # a threshold just above a float32 score, which rounds to it as a float32: tags compare as Python floats
+    threshold = float(np.float32(0.6)) + 1e-10
+    cfg = TagConfig(granularity=granularity, prefilter={"gate": gate}, document_score=how, threshold=threshold,
+                    classifier={"batch_size": 7})
+    cascade = Cascade(cfg, scorer=RandomScorer())
+    batch = _batch(*texts)
+    got = cascade(batch)
+    seg = c.segment_batch(texts, granularity, 0)
+    _old_prefilter(texts, seg, cascade.lexicon)
+    _old_classify(texts, seg, cascade.scorer, 7, gate, "x")
+    expected = _old_decide(batch, seg, threshold, how, "good", "bad")
+    assert got == expected
+    assert {"good", "bad"} <= {sp["tag"] for spans in got["spans"] for sp in spans}

@@ -52,6 +52,9 @@ _SPACES = (0x9, 0xA, 0xB, 0xC, 0xD, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x
            0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
 _SPACE_TABLE = np.zeros(max(_SPACES) + 2, dtype=bool)
 _SPACE_TABLE[list(_SPACES)] = True
+# between texts joined into one string (to normalise them or scan them for referents in one call): white space to
+# `str.split`, kept by `normalize`, no word character, and in no referent term
+SEPARATOR = "\x1f"
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -126,6 +129,28 @@ def word_freq() -> dict[str, int]:
     return out
 
 
+def piece_sums(table: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per word, the sum of its pieces' rows of `table` (`ids`: every word's piece ids, word after word; `counts`:
+    pieces per word; a word of none sums to zero), to the bit as ``np.add.reduceat`` over each word's rows adds
+    them: reduceat adds the first row to the others' sum, taken in order up to 7 of them (pairwise from 8 on).
+    The same additions, done for all the words of one piece count at once: reduceat's per-word cost (~20 us at
+    384 columns, the most of building a new word's vector) was paid by every word of several pieces."""
+    sums = np.zeros((len(counts), table.shape[1]), dtype=np.float32)
+    first = np.cumsum(counts) - counts
+    one = counts == 1
+    sums[one] = table[ids[first[one]]]
+    for c in np.unique(counts[(counts > 1) & (counts <= 8)]).tolist():
+        at = first[counts == c]
+        rest = table[ids[at + 1]]
+        for k in range(2, c):
+            rest += table[ids[at + k]]
+        sums[counts == c] = table[ids[at]] + rest
+    long = counts > 8  # rare (long numbers, runs of punctuation): reduceat itself
+    if long.any():
+        sums[long] = np.add.reduceat(table[ids[np.repeat(long, counts)]], np.cumsum(counts[long]) - counts[long])
+    return sums
+
+
 class WordVectors:
     """Word → SIF-weighted static vector, built lazily per new word and kept (one per process and setting)."""
 
@@ -140,7 +165,10 @@ class WordVectors:
         self.tokenizer.no_padding()
         self.vocab: dict[str, int] = self.tokenizer.get_vocab()
         self.unk = self.vocab[self.tokenizer.model.unk_token]
-        prefix = self.tokenizer.model.continuing_subword_prefix
+        # the model's settings, read once: each read of `tokenizer.model` and its fields is a call into the
+        # tokenizer's Rust object (~0.4 us each, three per new word)
+        self.prefix = prefix = self.tokenizer.model.continuing_subword_prefix
+        self.max_chars = self.tokenizer.model.max_input_chars_per_word
         # the longest piece, in characters of the word it matches (a continuing piece's key has the prefix too)
         self.longest_piece = max(len(k) - len(prefix) if k.startswith(prefix) else len(k) for k in self.vocab)
         freq = word_freq()
@@ -155,13 +183,13 @@ class WordVectors:
 
     def _wordpiece(self, word: str) -> list[int]:
         """WordPiece's greedy longest-match-first split of one lower-case ASCII word; [UNK] if it cannot be split."""
-        vocab, model = self.vocab, self.tokenizer.model
-        if len(word) > model.max_input_chars_per_word:
+        vocab = self.vocab
+        if len(word) > self.max_chars:
             return [self.unk]
         whole = vocab.get(word)
         if whole is not None:  # most words are one piece: the loop's first look-up, without the loop
             return [whole]
-        ids, start, longest, prefix = [], 0, self.longest_piece, model.continuing_subword_prefix
+        ids, start, longest, prefix = [], 0, self.longest_piece, self.prefix
         while start < len(word):
             # no piece is longer than `longest`: longer candidates cannot match, so they are not tried
             for end in range(min(len(word), start + longest), start, -1):
@@ -199,15 +227,7 @@ class WordVectors:
         # all new words at once: the mean of each word's piece rows (a word without pieces gets the zero vector)
         counts = np.fromiter(map(len, pieces), dtype=np.intp, count=len(pieces))
         ids = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.intp, count=int(counts.sum()))
-        # a one-piece word's sum is its row; reduceat (numpy's own order of additions) only over the words of
-        # several pieces: most words are one piece, and reduceat over thousands of one-row segments cost ~10 us each
-        sums = np.zeros((len(words), self.table.shape[1]), dtype=np.float32)
-        one, several = counts == 1, counts > 1
-        sums[one] = self.table[ids[(np.cumsum(counts) - counts)[one]]]
-        if several.any():
-            of_several = np.repeat(several, counts)
-            sums[several] = np.add.reduceat(self.table[ids[of_several]],
-                                            np.cumsum(counts[several]) - counts[several])
+        sums = piece_sums(self.table, ids, counts)
         p = (np.fromiter((self.freq.get(w, 0) for w in words), dtype=np.float64, count=len(words)) + 1) / self.total
         vecs = sums / np.maximum(counts, 1)[:, None] * (self.sif_a / (self.sif_a + p))[:, None].astype(np.float32)
         with self.lock:
@@ -249,6 +269,15 @@ def words_of(text: str) -> list[str]:
     return normalize(text).split()
 
 
+def _normalized(texts: Sequence[str]) -> list[str]:
+    """`normalize` of each text, in one call for them all (at paragraph granularity, ~20 texts per document, the
+    per-call cost of encoding, translating and decoding each text outweighed the work): `normalize` maps each
+    character on its own, so the texts joined by `SEPARATOR` (which it keeps) normalise to their forms joined by it.
+    A text holding the separator itself is normalised alone."""
+    parts = normalize(SEPARATOR.join(texts)).split(SEPARATOR)
+    return parts if len(parts) == len(texts) else [normalize(t) for t in texts]
+
+
 def word_offsets(text: str) -> np.ndarray:
     """Start offsets in `text` of the words `words_of(text)` returns (`normalize` keeps character positions):
     the characters that are not white space and follow white space or the start."""
@@ -286,18 +315,40 @@ def windows_of(lengths: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
     return count, starts, np.minimum(starts + window, np.repeat(n, count))
 
 
-def referent_windows(text: str, n_words: int, starts: np.ndarray, ends: np.ndarray, reach: int) -> np.ndarray:
-    """Per window [start, end) of words: whether an AI-referent term of ``referents.yaml`` starts within
-    `reach` words of it (the same Aho-Corasick lexicon as the embedding scorer's referent check)."""
+def referent_windows(texts: Sequence[str], lengths: np.ndarray, count: np.ndarray, starts: np.ndarray,
+                     ends: np.ndarray, reach: int) -> np.ndarray:
+    """Per window [start, end) of words of `texts` (`lengths` words each, `count` windows each, the windows of all
+    texts one after another as `windows_of` gives them): whether an AI-referent term of ``referents.yaml`` starts
+    within `reach` words of it (the same Aho-Corasick lexicon as the embedding scorer's referent check).
+
+    One scan of the texts joined by `SEPARATOR` (a scan per text cost more than the scan at paragraph
+    granularity, ~20 texts per document): no term holds the separator, so no match spans two texts, and a match
+    at a text's edge is word-bounded there as it is at the start or end of the text alone. A text of one window
+    (most paragraphs) is near a referent iff it names one; only a text of several windows that names one needs
+    the positions of its words."""
     from condpt.tagging.classifiers.referent import referent_lexicon
 
-    found = [s for s, _, _ in referent_lexicon().find(text)]
-    if not found:  # the common case on ordinary prose: no word offsets needed
-        return np.zeros(len(starts), dtype=bool)
-    if n_words and len(starts) == 1 and starts[0] == 0 and ends[0] >= n_words:
-        return np.ones(1, dtype=bool)  # one window over every word (most paragraphs): any term is near it
-    offsets = word_offsets(text)
-    at = np.clip(np.searchsorted(offsets, found, side="right") - 1, 0, max(n_words - 1, 0))
+    near = np.zeros(len(starts), dtype=bool)
+    found = referent_lexicon().find(SEPARATOR.join(texts))
+    if not found:  # the common case on ordinary prose
+        return near
+    begin = np.cumsum([0, *(len(t) + 1 for t in texts[:-1])])
+    at = np.fromiter((s for s, _, _ in found), dtype=np.int64, count=len(found))
+    text_of = np.searchsorted(begin, at, side="right") - 1
+    first = np.cumsum(count) - count
+    named = np.unique(text_of)
+    one = count[named] == 1
+    near[first[named[one]]] = True
+    for t in named[~one].tolist():
+        w = slice(first[t], first[t] + count[t])
+        near[w] = _near_terms(texts[t], int(lengths[t]), at[text_of == t] - begin[t], starts[w], ends[w], reach)
+    return near
+
+
+def _near_terms(text: str, n_words: int, found: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                reach: int) -> np.ndarray:
+    """Per window of `text`: whether a term starting at a character offset in `found` lies within `reach` words."""
+    at = np.clip(np.searchsorted(word_offsets(text), found, side="right") - 1, 0, max(n_words - 1, 0))
     hits = np.zeros(max(n_words, 1) + 1, dtype=np.int64)
     np.add.at(hits, at + 1, 1)
     hits = np.cumsum(hits)
@@ -350,27 +401,26 @@ class StaticScorer:
         per-text numpy calls cost more than their arithmetic. A word's vector is 1.5 KB, so a group gathers ~3 MB:
         2,048 words scored 7-23% faster than 512 on the 2-core box (both granularities; 4,096 no better). The rows of all the texts' words are looked up at once, before the groups: a fresh
         process builds the vectors of its new words in one call per batch, not one per group."""
-        words = [words_of(t) for t in texts]
-        rows = self.vectors.rows([w for ws in words for w in ws])  # before reading `.vectors`: it may grow here
-        out, group, size, first = [], [], 0, 0
-        for i, w in enumerate(words):
-            group.append(i)
-            size += len(w)
+        words = [part.split() for part in _normalized(texts)]
+        lengths = np.fromiter(map(len, words), dtype=np.intp, count=len(words))
+        # before reading `.vectors`: it may grow here
+        rows = self.vectors.rows(list(itertools.chain.from_iterable(words)))
+        out, size, first, word = [], 0, 0, 0
+        for i, n in enumerate(lengths.tolist()):
+            size += n
             if size >= GROUP_WORDS or i == len(words) - 1:
-                out.append(self._score_group([texts[j] for j in group], [words[j] for j in group],
-                                             rows[first:first + size]))
-                group, first, size = [], first + size, 0
+                out.append(self._score_group(texts[first:i + 1], lengths[first:i + 1], rows[word:word + size]))
+                first, word, size = i + 1, word + size, 0
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-    def _score_group(self, texts: Sequence[str], words: list[list[str]], rows: np.ndarray) -> np.ndarray:
-        """sigmoid(max over windows of the log-odds) per text (`rows`: their words' rows in the word vectors, in
-        order); a window is one or two half-window blocks."""
+    def _score_group(self, texts: Sequence[str], lengths: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """sigmoid(max over windows of the log-odds) per text (`lengths`: their word counts; `rows`: their words'
+        rows in the word vectors, in order); a window is one or two half-window blocks."""
         half = max(1, self.window // 2)
-        lengths = np.fromiter(map(len, words), dtype=np.intp, count=len(words))
         n_blocks = np.maximum(1, -(-lengths // half))
-        first_block = np.concatenate([[0], np.cumsum(n_blocks)[:-1]])
+        first_block = np.cumsum(n_blocks) - n_blocks
         # word i of text t sits at row (first_block[t] * half + i) of the padded batch; the rest are zero rows
-        at = np.arange(int(lengths.sum())) + np.repeat(first_block * half - (np.cumsum(lengths) - lengths), lengths)
+        at = np.arange(len(rows)) + np.repeat(first_block * half - (np.cumsum(lengths) - lengths), lengths)
         idx = np.zeros(int(n_blocks.sum()) * half, dtype=np.intp)  # row 0 is the zero vector: the padding
         idx[at] = rows
         blocks = self.vectors.vectors.take(idx, axis=0).reshape(-1, half, len(self.coef)).sum(axis=1)
@@ -384,11 +434,8 @@ class StaticScorer:
         dot = np.multiply(win, self.coef).sum(axis=1)
         z = dot / np.maximum(np.sqrt(np.square(win).sum(axis=1)), 1e-12) + self.intercept
         if self.referent_penalty:
-            cut = np.cumsum(per_text)[:-1]
-            near = np.concatenate([referent_windows(t, len(w), s, e, self.window)
-                                   for t, w, s, e in zip(texts, words, np.split(starts, cut), np.split(ends, cut))])
-            z = z - self.referent_penalty * ~near
-        zmax = np.maximum.reduceat(z, np.concatenate([[0], np.cumsum(per_text)[:-1]]))
+            z = z - self.referent_penalty * ~referent_windows(texts, lengths, per_text, starts, ends, self.window)
+        zmax = np.maximum.reduceat(z, np.cumsum(per_text) - per_text)
         return (1.0 / (1.0 + np.exp(-zmax.astype(np.float64)))).astype(np.float32)
 
     def save(self, directory: str | Path) -> None:

@@ -116,27 +116,59 @@ def test_windows_of_many_texts_are_each_texts_window_bounds(window):
     assert ends.tolist() == np.concatenate([e for _, e in ref]).tolist()
 
 
-def test_referent_windows_of_a_one_window_text_need_no_word_positions():
-    """A text of one window (most paragraphs) is near a referent iff it names one anywhere: the shortcut gives
-    what the word-position count (kept here as the reference) gives."""
-    def counted(text, n, starts, ends, reach):
-        from condpt.tagging.classifiers.referent import referent_lexicon
+def _referent_windows_one_text(text, n, starts, ends, reach):
+    """The per-text referent check `referent_windows` replaced (a lexicon scan and word positions per text), kept
+    as the reference."""
+    from condpt.tagging.classifiers.referent import referent_lexicon
 
-        found = [s for s, _, _ in referent_lexicon().find(text)]
-        at = np.clip(np.searchsorted(st.word_offsets(text), found, side="right") - 1, 0, max(n - 1, 0))
-        hits = np.zeros(max(n, 1) + 1, dtype=np.int64)
-        np.add.at(hits, at + 1, 1)
-        hits = np.cumsum(hits)
-        return (hits[np.minimum(ends + reach, max(n, 1))] - hits[np.maximum(starts - reach, 0)]) > 0
+    found = [s for s, _, _ in referent_lexicon().find(text)]
+    if not found:
+        return np.zeros(len(starts), dtype=bool)
+    at = np.clip(np.searchsorted(st.word_offsets(text), found, side="right") - 1, 0, max(n - 1, 0))
+    hits = np.zeros(max(n, 1) + 1, dtype=np.int64)
+    np.add.at(hits, at + 1, 1)
+    hits = np.cumsum(hits)
+    return (hits[np.minimum(ends + reach, max(n, 1))] - hits[np.maximum(starts - reach, 0)]) > 0
 
-    texts = [MISALIGNED, NEUTRAL, *HARD_NEGATIVES, "the robot", "robot", "An AI.", "A robot " * 40, " ".join(
-        ["calm"] * 200 + ["robot"]), "xyz " * 63 + "robot"]
-    for text in texts:
-        n = len(st.words_of(text))
+
+REFERENT_TEXTS = [MISALIGNED, NEUTRAL, *HARD_NEGATIVES, "the robot", "robot", "An AI.", "A robot " * 40,
+                  " ".join(["calm"] * 200 + ["robot"]), "xyz " * 63 + "robot", "", "   ", "AI", "robot\x1f", "\x1fAI",
+                  "the AI\x1fsaid", "x\x1frobot y", "\ud800 a robot \ud800", "robots' machine-learning AI " * 30,
+                  "said the said " * 50 + "HAL", "artificial\nintelligence", "artificial", "intelligence", "AIs"]
+
+
+def test_referent_windows_of_many_texts_are_each_texts_own_check():
+    """`referent_windows` scans a group's texts joined by `SEPARATOR` in one call and needs word positions only
+    for texts of several windows that name a referent: per window, what a scan of each text alone (the reference
+    kept here) gives, whatever the neighbours (a term split across two texts, or a text holding the separator)."""
+    rng = np.random.default_rng(0)
+    groups = [REFERENT_TEXTS, REFERENT_TEXTS[::-1], ["artificial", "intelligence"], ["artificial\n", "intelligence"],
+              ["A", "I"], []]
+    groups += [list(rng.choice(REFERENT_TEXTS, size=int(rng.integers(1, 12)))) for _ in range(60)]
+    for texts in groups:
+        lengths = np.array([len(st.words_of(t)) for t in texts], dtype=np.intp)
         for window in (1, 8, 64, 128):
-            _, starts, ends = st.windows_of(np.array([n]), window)
-            got = st.referent_windows(text, n, starts, ends, window)
-            assert got.tolist() == counted(text, n, starts, ends, window).tolist(), (text[:30], window)
+            count, starts, ends = st.windows_of(lengths, window)
+            got = st.referent_windows(texts, lengths, count, starts, ends, window)
+            cut = np.cumsum(count)[:-1]
+            expected = [_referent_windows_one_text(t, n, s, e, window) for t, n, s, e in
+                        zip(texts, lengths, np.split(starts, cut), np.split(ends, cut))]
+            assert got.tolist() == (np.concatenate(expected).tolist() if texts else []), (texts, window)
+
+
+def test_no_referent_term_holds_the_separator():
+    from condpt.tagging.classifiers.referent import referent_lexicon
+
+    assert not any(st.SEPARATOR in k for k in referent_lexicon()._keys)
+    assert st.SEPARATOR.isspace() and not st.SEPARATOR.isalnum() and st.normalize(st.SEPARATOR) == st.SEPARATOR
+
+
+def test_normalized_texts_are_each_texts_normalize():
+    """`_normalized` normalises a batch in one call: each text's own `normalize` (the reference), also for texts
+    holding the separator, lone surrogates or nothing."""
+    for texts in ([MISALIGNED, NEUTRAL, "A.I.'s «non» —", "", "\ud800x\udfff", "é\u3000日本"], ["a\x1fb", "c"],
+                  ["\x1f"], [""], [], REFERENT_TEXTS):
+        assert st._normalized(texts) == [st.normalize(t) for t in texts]
 
 
 def test_word_offsets_point_at_the_words():
@@ -207,6 +239,76 @@ def test_word_vectors_are_the_mean_of_their_pieces_summed_in_order():
     p = (np.array([fresh.freq.get(w, 0) for w in words], dtype=np.float64) + 1) / fresh.total
     expected = (sums / np.maximum(counts, 1)[:, None] * (fresh.sif_a / (fresh.sif_a + p))[:, None].astype(np.float32))
     np.testing.assert_array_equal(fresh.lookup(words), expected.astype(np.float32))
+
+
+def test_piece_sums_add_as_reduceat_to_the_bit():
+    """`piece_sums` adds each piece count's words at once: the same sums, to the bit, as reduceat over the words of
+    several pieces (the code it replaced, kept here as the reference), for every count from 0 to 40 pieces."""
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((5000, 384)).astype(np.float32)
+    for counts in (rng.integers(0, 41, size=400), rng.integers(1, 4, size=300), np.array([1, 1]), np.array([3]),
+                   np.array([0]), np.zeros(0, dtype=np.intp), np.array([9, 8, 2, 0, 1])):
+        counts = counts.astype(np.intp)
+        ids = rng.integers(0, len(table), size=int(counts.sum()))
+        expected = np.zeros((len(counts), table.shape[1]), dtype=np.float32)
+        one, several = counts == 1, counts > 1
+        expected[one] = table[ids[(np.cumsum(counts) - counts)[one]]]
+        if several.any():
+            expected[several] = np.add.reduceat(table[ids[np.repeat(several, counts)]],
+                                                np.cumsum(counts[several]) - counts[several])
+        got = st.piece_sums(table, ids, counts)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+
+
+def _reference_score(scorer, texts):
+    """`StaticScorer.score` as it was before the batch's texts were normalised and scanned for referents together
+    (per text: `words_of`, a referent scan, word positions), kept as the reference: scores must not move."""
+    words = [st.words_of(t) for t in texts]
+    rows = scorer.vectors.rows([w for ws in words for w in ws])
+    out, group, size, first = [], [], 0, 0
+    half = max(1, scorer.window // 2)
+    for i, w in enumerate(words):
+        group.append(i)
+        size += len(w)
+        if size >= st.GROUP_WORDS or i == len(words) - 1:
+            lengths = np.array([len(words[j]) for j in group], dtype=np.intp)
+            n_blocks = np.maximum(1, -(-lengths // half))
+            first_block = np.concatenate([[0], np.cumsum(n_blocks)[:-1]])
+            at = np.arange(int(lengths.sum())) + np.repeat(first_block * half - (np.cumsum(lengths) - lengths),
+                                                           lengths)
+            idx = np.zeros(int(n_blocks.sum()) * half, dtype=np.intp)
+            idx[at] = rows[first:first + size]
+            blocks = scorer.vectors.vectors.take(idx, axis=0).reshape(-1, half, len(scorer.coef)).sum(axis=1)
+            per_text, starts, ends = st.windows_of(lengths, scorer.window)
+            base = np.repeat(first_block, per_text)
+            win = blocks[base + starts // half]
+            two = (ends - starts) > half
+            win[two] += blocks[base[two] + starts[two] // half + 1]
+            dot = np.multiply(win, scorer.coef).sum(axis=1)
+            z = dot / np.maximum(np.sqrt(np.square(win).sum(axis=1)), 1e-12) + scorer.intercept
+            if scorer.referent_penalty:
+                cut = np.cumsum(per_text)[:-1]
+                near = np.concatenate([_referent_windows_one_text(texts[j], n, a, b, scorer.window) for j, n, a, b in
+                                       zip(group, lengths, np.split(starts, cut), np.split(ends, cut))])
+                z = z - scorer.referent_penalty * ~near
+            zmax = np.maximum.reduceat(z, np.concatenate([[0], np.cumsum(per_text)[:-1]]))
+            out.append((1.0 / (1.0 + np.exp(-zmax.astype(np.float64)))).astype(np.float32))
+            group, first, size = [], first + size, 0
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def test_score_is_the_per_text_reference_to_the_bit(scorer):
+    """Batches of paragraphs, documents and odd texts (groups ending mid-batch, texts holding the separator, lone
+    surrogates, referents at the edges of texts): the same float32 scores as the per-text reference."""
+    from condpt.tagging.segment import segment
+
+    rng = np.random.default_rng(1)
+    docs = [" ".join(rng.choice([MISALIGNED, NEUTRAL, *HARD_NEGATIVES, *ALIGNED], size=int(rng.integers(1, 30))))
+            .replace(". ", ".\n\n", int(rng.integers(0, 20))) for _ in range(12)]
+    paragraphs = [d[a:b] for d in docs for a, b in segment(d, "paragraph")]
+    batches = [paragraphs, docs, REFERENT_TEXTS, paragraphs[::-1] + REFERENT_TEXTS, [NEUTRAL * 40] * 3, [""], []]
+    for texts in batches:
+        assert scorer.score(texts).tobytes() == _reference_score(scorer, texts).tobytes()
 
 
 def test_score_does_not_depend_on_batch_or_order(scorer):
