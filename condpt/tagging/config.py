@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, Strict, ValidationError, model_validator
 
-from condpt.configtypes import STRICT, PathField
+from condpt.configtypes import STRICT, Name, PathField
 from condpt.yamlfile import read_yaml
 
 # The cascade's order; `stages:` (retired) is accepted only when it spells exactly this.
@@ -119,15 +119,15 @@ class TagConfig(BaseModel):
 
     model_config = STRICT
 
-    text_field: str = "text"
-    id_field: str = "id"
-    source_field: str | None = Field(None, description="record field naming the source; default: the record's `source` field, else the file name")
+    text_field: Name = "text"
+    id_field: Name = "id"
+    source_field: Name | None = Field(None, description="record field naming the source; default: the record's `source` field, else the file name")
     granularity: Literal["document", "paragraph", "sentence"] = "paragraph"
     min_segment_chars: int = Field(0, ge=0, description="merge shorter segments into the next one")
     document_score: Literal["max", "mean"] = "max"
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="bad iff score >= threshold")
-    good_role: str = "good"
-    bad_role: str = "bad"
+    good_role: Name = "good"
+    bad_role: Name = "bad"
     set_aside_roles: list[str] = Field(default_factory=list,
                                        description="documents with these tags go to set_aside/, not data/")
     prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
@@ -150,6 +150,11 @@ class TagConfig(BaseModel):
     def _consistent(self) -> TagConfig:
         if self.good_role == self.bad_role:
             raise ValueError("good_role and bad_role must differ")
+        fields = {"text_field": self.text_field, "id_field": self.id_field, "source_field": self.source_field}
+        for i, (a, x) in enumerate(fields.items()):  # one record field read as two things means neither
+            for b, y in list(fields.items())[i + 1:]:
+                if x is not None and x == y:
+                    raise ValueError(f"{a} and {b} must differ (both are {x!r})")
         unknown = set(self.set_aside_roles) - {self.good_role, self.bad_role}
         if unknown:
             raise ValueError(f"set_aside_roles: unknown roles {sorted(unknown)}")
