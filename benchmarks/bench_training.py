@@ -73,8 +73,10 @@ def interleaved(args) -> dict:
     from datasets import disable_progress_bars
 
     from condpt.config import load_config
+    from condpt.losses import tag_sums, token_losses
+    from condpt.model import build_model
     from condpt.sequences import build_datasets
-    from condpt.train import build_model, prepare_tokenizer, tag_sums, token_losses
+    from condpt.tokenizer import prepare_tokenizer
 
     disable_progress_bars()
     torch.set_num_threads(1)

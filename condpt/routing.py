@@ -237,7 +237,7 @@ def route_tokens(router: Router | None, mask: torch.Tensor | None) -> Iterator[R
 
 def good_targets(labels: torch.Tensor, tag_index: torch.Tensor, bad_index: int) -> torch.Tensor:
     """[B, T-1]: the target tokens the coherence fine-tune learns from: those with a label, of documents not
-    tagged bad (by the target's document, as `condpt.train.tag_sums` counts them). Documents the tagger
+    tagged bad (by the target's document, as `condpt.losses.tag_sums` counts them). Documents the tagger
     missed are among them: the paper fine-tunes on true retain data, condpt only has the tags."""
     return (labels[:, 1:] != -100) & (tag_index[:, 1:] != bad_index)
 

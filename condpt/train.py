@@ -15,11 +15,14 @@ Everything a run needs is in one `RunConfig`; everything it writes is under `out
     final-unablated/       mode route only: the model as the main steps left it, routed units included
                            (routed.safetensors, route.json); written before any coherence fine-tune, which
                            trains the ablated model only
+
+The pieces the loop calls have their own modules: the tokenizer (`condpt.tokenizer`), the cached blocks
+(`condpt.data_cache`), the model and its FLOPs (`condpt.model`), the losses by tag (`condpt.losses`) and what a
+finished run leaves in final/ (`condpt.export`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,259 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from condpt.config import RunConfig
-from condpt.routing import (
-    expand,
-    good_targets,
-    route_mask,
-    route_tokens,
-    router_of,
-    save_routed,
-    split_state_dict,
-)
-
-CONTROL_SPEC_NAME = "control_tokens.yaml"
-
-
-# --------------------------------------------------------------------------------------------------
-# tokenizer
-
-
-def _source_texts(cfg: RunConfig, limit: int) -> list[str]:
-    """Up to `limit` raw texts of the training sources, for training a tokenizer (not the model)."""
-    from condpt.sequences import load_source
-
-    texts: list[str] = []
-    for src in cfg.data.sources:
-        ds = load_source(src)
-        texts += [t or "" for t in ds.select(range(min(len(ds), limit - len(texts))))["text"]]
-    return texts
-
-
-def _base_tokenizer(cfg: RunConfig):
-    from transformers import AutoTokenizer
-
-    from condpt import tiny
-
-    src = cfg.tokenizer.source
-    if src == "checkpoint":
-        return AutoTokenizer.from_pretrained(str(cfg.model.checkpoint))
-    if src == "gpt2-bpe":
-        return tiny.gpt2_tokenizer()
-    if src == "train-bpe":
-        return tiny.train_bpe_tokenizer(_source_texts(cfg, cfg.tokenizer.train_docs), cfg.tokenizer.vocab_size)
-    if not Path(src).is_dir():
-        raise FileNotFoundError(f"tokenizer.source: {src} is neither a builtin (checkpoint, gpt2-bpe, train-bpe) "
-                                "nor a tokenizer directory")
-    return AutoTokenizer.from_pretrained(src)
-
-
-def prepare_tokenizer(cfg: RunConfig, directory: Path):
-    """Build the run's tokenizer once (control tokens added if missing) and save it to `directory`;
-    later calls, other ranks and resumed runs load the saved copy so every process sees the same ids."""
-    from transformers import AutoTokenizer
-
-    from tokenizer_ext import MANIFEST_NAME, ControlTokens, Manifest, add_control_tokens
-
-    if not (directory / MANIFEST_NAME).is_file():
-        tok = _base_tokenizer(cfg)
-        spec = ControlTokens.from_yaml(cfg.tokenizer.control_tokens) if cfg.tokenizer.control_tokens else ControlTokens()
-        manifest = add_control_tokens(tok, spec)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tok.save_pretrained(tmp)
-        manifest.save(tmp)
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)
-    tok = AutoTokenizer.from_pretrained(str(directory))
-    manifest = Manifest.load(directory)
-    manifest.check(tok)
-    return tok, manifest
-
-
-# --------------------------------------------------------------------------------------------------
-# model
-
-
-def _checkpoint_control_rows(cfg: RunConfig, model, tokenizer, manifest) -> None:
-    """Rows for the control tokens `model.checkpoint` lacks, as `condpt add-tokens` makes them (tokenizer_ext's
-    resize: the mean of the old rows, or with `model.token_init: text` the mean embedding of each description),
-    the vocabulary padded to `model.vocab_multiple`. A control id that lands in a spare (padding) row is
-    initialised too; a token the checkpoint's tokenizer already has (an add-tokens output, a condpt export)
-    keeps its trained row."""
-    from tokenizer_ext.resize import resize_model_for_tokens
-
-    if manifest is None:
-        raise ValueError("build_model: continued pretraining needs the control-token manifest")
-    known = _base_tokenizer(cfg).get_vocab()  # the checkpoint's tokenizer, before control tokens were added
-    rows = model.get_input_embeddings().weight.shape[0]
-    new_ids = sorted({i for s, i in zip(manifest.spec.strings(), manifest.control_ids, strict=True)
-                      if s not in known or i >= rows})
-    resize_model_for_tokens(model, tokenizer, manifest, init=cfg.model.token_init or "mean",
-                            pad_to_multiple_of=cfg.model.vocab_multiple, new_ids=new_ids)
-
-
-def build_model(cfg: RunConfig, tokenizer, manifest=None):
-    """A model from a config (scratch) or a checkpoint (continued pretraining), vocabulary fitted to the
-    tokenizer (with a checkpoint, rows for the control tokens of `manifest` it lacks: `_checkpoint_control_rows`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from condpt.layout import context_length
-    from condpt.tiny import tiny_config
-
-    m = cfg.model.vocab_multiple
-    vocab = int(math.ceil(len(tokenizer) / m) * m)
-    eos = tokenizer.eos_token_id
-    torch.manual_seed(cfg.seed)
-    if cfg.model.checkpoint is not None:
-        model = AutoModelForCausalLM.from_pretrained(str(cfg.model.checkpoint), dtype=torch.float32)
-        _checkpoint_control_rows(cfg, model, tokenizer, manifest)
-    else:
-        spec = dict(cfg.model.config)
-        if "arch" in spec:
-            arch = spec.pop("arch")
-            spec.setdefault("max_positions", cfg.data.block_size)
-            hf_config = tiny_config(arch, vocab, eos_token_id=eos, **spec)
-        else:
-            model_type = spec.pop("model_type")
-            spec.update(vocab_size=vocab, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id or eos)
-            hf_config = AutoConfig.for_model(model_type, **spec)
-        model = AutoModelForCausalLM.from_config(hf_config)
-    if cfg.data.policy.mode == "route":  # before wrapping: ZeRO-3 partitions what exists at prepare()
-        expand(model, cfg.data.policy.route)
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    max_pos = context_length(model.config)
-    if max_pos is not None and cfg.data.block_size > max_pos:
-        raise ValueError(f"data.block_size={cfg.data.block_size} exceeds the model's {max_pos} positions")
-    return model
-
-
-def _numel(p: torch.Tensor) -> int:
-    return int(getattr(p, "ds_numel", 0)) or p.numel()  # ZeRO-3 partitions parameters at construction
-
-
-def count_params(model) -> int:
-    return sum(_numel(p) for p in model.parameters())
-
-
-def flops_per_token(model, seq_len: int) -> float:
-    """Training FLOPs per token: 6·N (forward + backward matmuls, embedding lookups excluded, the LM head
-    counted once) + 12·layers·d_model·seq (attention scores), as in the PaLM/Chinchilla estimates."""
-    cfg = model.config
-    n = count_params(model)
-    tied = getattr(cfg, "tie_word_embeddings", False)
-    lookups = 0 if tied else _numel(model.get_input_embeddings().weight)  # untied: the input table is a lookup, the head is a matmul
-    for name, p in model.named_parameters():
-        if "wpe" in name or "position_embeddings" in name:
-            lookups += _numel(p)
-    layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
-    d = getattr(cfg, "hidden_size", None) or cfg.n_embd
-    return 6.0 * (n - lookups) + 12.0 * layers * d * seq_len
-
-
-def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
-    """Achieved FLOP/s of a square matmul in this process (the MFU denominator when none is configured)."""
-    n = 1024 if device.type == "cpu" else 4096
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    (a @ b).sum().item()  # warm-up
-    reps, t0 = 0, time.perf_counter()
-    while True:
-        c = a @ b
-        reps += 1
-        if device.type != "cpu":
-            torch.cuda.synchronize() if device.type == "cuda" else c.sum().item()
-        if time.perf_counter() - t0 > seconds:
-            break
-    return 2.0 * n**3 * reps / (time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------------------------------
-# losses
-
-
-def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-target-token cross-entropy, [B, T-1]; labels are aligned with inputs (HF convention), -100 = no loss."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    losses = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
-    )
-    return losses.view(shift_labels.shape)
-
-
-def tag_sums(losses: torch.Tensor, labels: torch.Tensor, tag_index: torch.Tensor, n_roles: int) -> torch.Tensor:
-    """[2, n_roles+1]: loss sums and token counts per tag of the *target* token (slot 0 = untagged)."""
-    valid = labels[:, 1:] != -100
-    idx = (tag_index[:, 1:].clamp(min=-1) + 1)[valid].long()
-    sums = torch.bincount(idx, weights=losses[valid].detach().double(), minlength=n_roles + 1)
-    counts = torch.bincount(idx, minlength=n_roles + 1).double()
-    return torch.stack([sums[: n_roles + 1], counts[: n_roles + 1]])
-
-
-def _by_tag(stats: torch.Tensor, roles: list[str]) -> dict[str, float]:
-    out = {}
-    for i, name in enumerate(["untagged", *roles]):
-        if stats[1, i] > 0:
-            out[name] = round(float(stats[0, i] / stats[1, i]), 6)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# data
-
-
-# Data settings that never reach the blocks: the routed units and the coherence fine-tune shape the model and
-# the steps (mode route itself, which leaves the tag ids out, is in the key), and document masking only chooses
-# whether the model is given the position ids every block carries (`_set_up`).
-_NOT_IN_BLOCKS: dict[str, Any] = {"document_masking": True, "policy": {"route": True}}
-
-
-def _data_key(cfg: RunConfig, tok_dir: Path) -> str:
-    """Names `prepare_data`'s cache by what decides the blocks: the data settings (less `_NOT_IN_BLOCKS`), the
-    seed, the packing processes (each cuts the stream at its own batch ends), the tokenizer's files, and the size
-    and time of every source file and of the stories file."""
-    h = hashlib.sha256()
-    h.update(cfg.data.model_dump_json(exclude=_NOT_IN_BLOCKS).encode())
-    h.update(f"{cfg.seed}:{cfg.train.preprocess_num_proc}".encode())
-    for f in sorted(tok_dir.iterdir()):
-        h.update(f.name.encode() + f.read_bytes())
-    inputs = [Path(src.path) for src in cfg.data.sources]
-    selfref = cfg.data.policy.selfref
-    if selfref is not None and selfref.stories_path is not None:
-        inputs.append(Path(selfref.stories_path))
-    for p in inputs:
-        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
-def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
-    """Train/held-out block datasets, built by the main process first and cached under OUTPUT_DIR/cache."""
-    from datasets import load_from_disk
-
-    from condpt.sequences import build_datasets
-
-    cache = out / "cache" / f"data-{_data_key(cfg, out / 'tokenizer')}"
-    with accelerator.main_process_first():
-        if not (cache / "done").is_file():
-            train, heldout = build_datasets(cfg.data, tokenizer, manifest, seed=cfg.seed,
-                                            num_proc=cfg.train.preprocess_num_proc)
-            train.save_to_disk(str(cache / "train"))
-            heldout.save_to_disk(str(cache / "heldout"))
-            (cache / "done").write_text("ok\n")
-        train = load_from_disk(str(cache / "train"))
-        heldout = load_from_disk(str(cache / "heldout"))
-    cols = ["input_ids", "labels", "tag_index", "position_ids"]
-    return train.select_columns(cols).with_format("torch"), heldout.select_columns(cols).with_format("torch")
-
+from condpt.data_cache import prepare_data
+from condpt.export import export, finished
+from condpt.losses import loss_by_tag, mean_loss, tag_sums, token_losses
+from condpt.model import build_model, count_params, flops_per_token, measure_matmul_peak
+from condpt.routing import good_targets, route_mask, route_tokens, router_of
+from condpt.tokenizer import prepare_tokenizer
 
 # --------------------------------------------------------------------------------------------------
 # checkpoints and metrics
@@ -327,7 +85,7 @@ class _StopFlag:
 
 
 # --------------------------------------------------------------------------------------------------
-# the loop
+# the accelerator, the optimizer and DeepSpeed's settings
 
 
 def _make_accelerator(cfg: RunConfig):
@@ -372,81 +130,6 @@ def _configure_deepspeed(accelerator, cfg: RunConfig) -> None:
         if key in ds:
             raise ValueError(f"the DeepSpeed config must not define `{key}`: condpt creates AdamW and sets the "
                              "learning rate itself (remove the section from the JSON)")
-
-
-def protect_plain_generation(model, tokenizer, manifest) -> list[int]:
-    """Ban, in the model's generation config (saved as generation_config.json), every control id (tags and the
-    self token) and every embedding row the tokenizer has no token for (vocabulary padding). A plain
-    `model.generate` then never emits a tag, which fed back as ids would set a condition nobody chose, nor the
-    self token, which only curated text may produce: a condition is set only on purpose, by its id in the
-    prompt. (`condpt.generate` bans the tags and padding rows itself and lets the self token through.)"""
-    from condpt.generate import banned_ids
-
-    banned = sorted(set(banned_ids(manifest, tokenizer, model.config.vocab_size)) | set(manifest.control_ids))
-    model.generation_config.suppress_tokens = banned
-    return banned
-
-
-def _retie(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
-    """`state` with every name of a parameter the model shares (tied embeddings) pointing at one tensor.
-    `save_pretrained` stores a tied matrix once only when its names alias one tensor, and a gathered state dict
-    holds a copy per name: ZeRO-2's (accelerate clones every tensor), the float32 cast of ZeRO-3's 16-bit one."""
-    first: dict[int, str] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        if name in state:
-            state[name] = state[first.setdefault(id(p), name)]
-    return state
-
-
-def _export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path, *, unablated: bool = True,
-            ablated: bool = True) -> Path:
-    """OUTPUT_DIR/final: `save_pretrained` with the gathered state dict (every rank must call
-    `get_state_dict`: under ZeRO-3 it gathers the shards) + tokenizer + manifest. Weights are stored as
-    float32 so the export loads and runs anywhere, including on CPUs without fast 16-bit math; the generation
-    config bans every control id (`protect_plain_generation`). A routed model writes final-unablated/
-    (`unablated`) and final/ (`ablated`): both at once, or final-unablated/ before a coherence fine-tune."""
-    final = out / "final"
-    state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        state = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-        unwrapped = accelerator.unwrap_model(model)
-        state = _retie(state, unwrapped)
-        unwrapped.config.dtype = torch.float32
-        protect_plain_generation(unwrapped, tokenizer, manifest)
-        # Gradient routing: final/ is the ablated model (the routed units' tensors left out: the original
-        # shapes); final-unablated/ adds them beside it. final/ goes last: its trainer_state.json marks the end.
-        state, routed = split_state_dict(state)
-        router = router_of(unwrapped)
-        directories = ([out / "final-unablated"] if router is not None and unablated else []) + ([final] if ablated else [])
-        for directory in directories:
-            shutil.rmtree(directory, ignore_errors=True)
-            # a copy each time: save_pretrained empties the dict it is given
-            unwrapped.save_pretrained(str(directory), state_dict=dict(state), safe_serialization=True)
-            if directory != final:
-                save_routed(directory, routed, router)
-            tokenizer.save_pretrained(str(directory))
-            manifest.save(directory)
-            (directory / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-            (directory / "trainer_state.json").write_text(
-                json.dumps({"step": cfg.train.max_steps, "seed": cfg.seed}) + "\n")
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _finished(out: Path, cfg: RunConfig) -> bool:
-    """This exact config already ran to the end in `out` (rerunning the command is then a no-op). The stored
-    config is read back through RunConfig, not compared as text: a setting added to condpt since (with its
-    default) must not make every finished run look unfinished and train again."""
-    import yaml
-    from pydantic import ValidationError
-
-    final = out / "final"
-    try:
-        state = json.loads((final / "trainer_state.json").read_text())
-        done = RunConfig.model_validate(yaml.safe_load((final / "run_config.yaml").read_text()))
-        return state["step"] == cfg.train.max_steps and done == cfg
-    except (OSError, ValueError, KeyError, TypeError, ValidationError, yaml.YAMLError):
-        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -524,10 +207,6 @@ def stop_reason(preempted: bool, step: int, stop_at: int, last_step: int) -> str
     if preempted:
         return "preempted"
     return "stopped" if step == stop_at < last_step else None
-
-
-def mean_loss(stats: torch.Tensor) -> float:
-    return float(stats[0].sum() / stats[1].sum().clamp(min=1))
 
 
 def _resume_point(resume: str, out: Path) -> Path | None:
@@ -692,7 +371,7 @@ def _log_window(loop: Loop, state: TrainState, epoch: int) -> dict[str, Any]:
     tps = float(blocks) * cfg.data.block_size / max(time.perf_counter() - state.window_t0, 1e-9)
     record = {
         "step": state.step, "epoch": epoch, "loss": round(mean_loss(stats), 6),
-        "loss_by_tag": _by_tag(stats, loop.roles), "lr": state.lr, "tokens_per_s": round(tps, 1),
+        "loss_by_tag": loss_by_tag(stats, loop.roles), "lr": state.lr, "tokens_per_s": round(tps, 1),
         "mfu": round(loop.flops_per_token * tps / (loop.peak_flops * acc.num_processes), 5),
         "tokens": state.step * t.grad_accum * t.micro_batch_size * acc.num_processes * cfg.data.block_size,
         **_phase(loop, state.step),
@@ -722,7 +401,7 @@ def _evaluate(loop: Loop) -> dict[str, Any]:
     model.train()
     stats = loop.accelerator.reduce(stats, "sum")
     total = mean_loss(stats)
-    return {"loss": round(total, 6), "ppl": round(math.exp(min(total, 50)), 4), "loss_by_tag": _by_tag(stats, roles)}
+    return {"loss": round(total, 6), "ppl": round(math.exp(min(total, 50)), 4), "loss_by_tag": loss_by_tag(stats, roles)}
 
 
 def _save_checkpoint(loop: Loop, step: int) -> Path:
@@ -803,7 +482,7 @@ def _coherence(loop: Loop, state: TrainState, stop_flag: _StopFlag, bar) -> str:
     if state.step == max_steps:
         if loop.eval_dl is not None:  # the routed model as trained (route masks on), as without a coherence phase
             loop.metrics.write({"step": max_steps, "eval": _evaluate(loop)})
-        _export(acc, loop.model, loop.tokenizer, loop.manifest, cfg, out, ablated=False)
+        export(acc, loop.model, loop.tokenizer, loop.manifest, cfg, out, ablated=False)
         _fresh_moments(loop.optimizer)
     elif not (out / "final-unablated" / "config.json").is_file():
         raise FileNotFoundError(f"{out / 'final-unablated'}: missing, but the run resumes inside the coherence "
@@ -824,7 +503,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     accelerator = _make_accelerator(cfg)  # first: it sets up the process group
     stop_flag = _StopFlag()
     out = Path(cfg.output_dir)
-    if cfg.train.resume == "auto" and _finished(out, cfg):
+    if cfg.train.resume == "auto" and finished(out, cfg):
         return {"status": "done", "step": cfg.train.max_steps, "final": str(out / "final"), "skipped": True}
     loop, state = _set_up(cfg, accelerator, out)
 
@@ -841,7 +520,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         if loop.eval_dl is not None:
             result["eval"] = _evaluate(loop)
             loop.metrics.write({"step": state.step, "eval": result["eval"], **_phase(loop, state.step)})
-        result["final"] = str(_export(accelerator, loop.model, loop.tokenizer, loop.manifest, cfg, out,
+        result["final"] = str(export(accelerator, loop.model, loop.tokenizer, loop.manifest, cfg, out,
                                       unablated=not cfg.coherence_steps))
         loop.metrics.write({"step": state.step, "event": "done", "final": result["final"]})
     if cfg.train.report_to:

@@ -52,7 +52,7 @@ def _initial_model(out: Path):
     from transformers import AutoTokenizer
 
     from condpt.config import load_config
-    from condpt.train import build_model
+    from condpt.model import build_model
 
     cfg = load_config(TINY_CPU, _overrides())
     return build_model(cfg, AutoTokenizer.from_pretrained(str(out / "final")))

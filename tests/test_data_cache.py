@@ -1,4 +1,4 @@
-"""The packed-data cache key (`condpt.train._data_key`): the same key exactly when the blocks are the same."""
+"""The packed-data cache key (`condpt.data_cache._data_key`): the same key exactly when the blocks are the same."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import pytest
 
 from condpt.config import RunConfig
+from condpt.data_cache import _data_key
 from condpt.sequences import build_datasets
-from condpt.train import _data_key
 
 
 def write_corpus(path, n=60):

@@ -5,15 +5,17 @@ even from a model that wants them; condpt's own `Generator` still bans the tags 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from condpt.export import protect_plain_generation
 from condpt.generate import Generator
 from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
-from condpt.train import protect_plain_generation
 from tokenizer_ext import add_control_tokens
 
+REPO = Path(__file__).resolve().parents[1]
 PADDED = 64  # rows past the tokenizer, as `model.vocab_multiple` leaves them
 
 
@@ -77,3 +79,37 @@ def test_generator_bans_the_tags_and_keeps_the_self_token_allowed(eager_model_di
     assert tag_ids.isdisjoint(samples) and all(i < len(tok) for i in samples)
     # the model wants the self token (one of the rows it prefers): condpt's Generator leaves it to the model
     assert manifest.self_token.id in samples
+
+
+def test_finished_run_is_recognised_only_for_the_same_config(tmp_path):
+    from condpt.config import load_config
+    from condpt.export import finished
+
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}"])
+    assert not finished(tmp_path, cfg)
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "run_config.yaml").write_text(cfg.to_yaml())
+    (tmp_path / "final" / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps}))
+    assert finished(tmp_path, cfg)
+    longer = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "train.max_steps=99"])
+    assert not finished(tmp_path, longer)
+
+
+def test_a_finished_run_stays_finished_when_condpt_adds_a_setting(tmp_path):
+    """A run finished by an older condpt (its run_config.yaml lacks a setting added since, here route.coherence)
+    is still finished for the same config: rerunning it must not train it again."""
+    import yaml
+
+    from condpt.config import load_config
+    from condpt.export import finished
+
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml",
+                      [f"output_dir={tmp_path}", "data.policy.mode=route", "data.policy.route={}"])
+    older = yaml.safe_load(cfg.to_yaml())
+    del older["data"]["policy"]["route"]["coherence"]
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "run_config.yaml").write_text(yaml.safe_dump(older, sort_keys=False))
+    (tmp_path / "final" / "trainer_state.json").write_text(json.dumps({"step": cfg.train.max_steps}))
+    assert finished(tmp_path, cfg)
+    (tmp_path / "final" / "run_config.yaml").write_text("seed: [not, a, seed]\n")
+    assert not finished(tmp_path, cfg)

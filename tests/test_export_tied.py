@@ -1,11 +1,11 @@
-"""`_export` writes a tied model's embedding once, as the model's own `save_pretrained` would, whichever way
+"""`export` writes a tied model's embedding once, as the model's own `save_pretrained` would, whichever way
 accelerate gathered the state dict; the reload has the same logits and is still tied; untied models keep
 both matrices; the routed export (`final/` ablated, `final-unablated/`) is held to the same.
 
 The gathers are accelerate's, in one process: `Accelerator.get_state_dict` with `get_state_dict` swapped for
 what its DeepSpeed branches return (ZeRO-2: `clone_tensors_for_torch_save`, a copy per name; ZeRO-3:
 DeepSpeed's consolidated 16-bit dict, a shared parameter one tensor under each name, then cast to float32 by
-the export). The 2-process runs in test_route.py check the same on real ZeRO-2/ZeRO-3 exports.
+the export). The 2-process runs in train/test_route.py check the same on real ZeRO-2/ZeRO-3 exports.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from condpt.tiny import tiny_causal_lm, train_bpe_tokenizer
 from tokenizer_ext import add_control_tokens
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GATHERS = ("plain", "zero2", "zero3")
 
 
@@ -62,11 +62,11 @@ def _model(arch: str, tied: bool, vocab: int, gather: str):
 
 def _export(tmp_path: Path, gather: str, model, tok, manifest) -> Path:
     from condpt.config import load_config
-    from condpt.train import _export
+    from condpt.export import export
 
     cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}"])
     acc = _accelerator(gather)
-    return _export(acc, acc.prepare(model), tok, manifest, cfg, tmp_path)
+    return export(acc, acc.prepare(model), tok, manifest, cfg, tmp_path)
 
 
 def _keys(directory: Path) -> set[str]:

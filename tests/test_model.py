@@ -1,7 +1,8 @@
-"""Continued pretraining of a checkpoint: `build_model` gives the control tokens their rows with tokenizer_ext's
-resize, as `condpt add-tokens` does (mean of the old rows, or `model.token_init: text`), never with transformers'
-`resize_token_embeddings` (whose mean_resizing *samples* rows around the mean); control ids that land in a
-checkpoint's spare (padding) rows are initialised too, and rows the checkpoint already has are kept."""
+"""The model a run trains (`condpt.model`): its FLOPs per token, and continued pretraining of a checkpoint:
+`build_model` gives the control tokens their rows with tokenizer_ext's resize, as `condpt add-tokens` does (mean
+of the old rows, or `model.token_init: text`), never with transformers' `resize_token_embeddings` (whose
+mean_resizing *samples* rows around the mean); control ids that land in a checkpoint's spare (padding) rows are
+initialised too, and rows the checkpoint already has are kept."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from condpt.model import flops_per_token
 from condpt.tiny import tiny_causal_lm
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,8 @@ def _checkpoint(path: Path, tok, rows: int | None = None, arch: str = "gpt2") ->
 
 def _build(tmp_path: Path, ckpt: Path, *overrides: str):
     from condpt.config import load_config
-    from condpt.train import build_model, prepare_tokenizer
+    from condpt.model import build_model
+    from condpt.tokenizer import prepare_tokenizer
 
     cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [
         f"output_dir={tmp_path / 'run'}", "model.config=null", f"model.checkpoint={ckpt}",
@@ -111,3 +114,34 @@ def test_token_init_is_refused_without_a_checkpoint(tmp_path):
 
     with pytest.raises(ConfigError, match="model.token_init"):
         load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "model.token_init=text"])
+
+
+def test_flops_per_token_is_6n_plus_attention():
+    model = tiny_causal_lm("gpt2", 1000, d_model=64, n_layer=2, n_head=4, max_positions=128)
+    n = sum(p.numel() for p in model.parameters()) - 128 * 64  # position table is a lookup
+    assert flops_per_token(model, 128) == pytest.approx(6 * n + 12 * 2 * 64 * 128)
+
+
+def test_continued_pretraining_adds_control_tokens_to_a_checkpoint(tmp_path, english_texts):
+    from condpt.config import load_config
+    from condpt.model import build_model
+    from condpt.tiny import train_bpe_tokenizer
+    from condpt.tokenizer import prepare_tokenizer
+
+    tok = train_bpe_tokenizer(english_texts, vocab_size=400)
+    base = tiny_causal_lm("gpt2", len(tok), d_model=32, n_layer=1, n_head=2, max_positions=64)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [
+        f"output_dir={tmp_path / 'run'}", "model.config=null", f"model.checkpoint={tmp_path / 'base'}",
+        "tokenizer.source=checkpoint", "data.block_size=64"])
+    tok2, manifest = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
+    assert len(tok2) == len(tok) + 3 and manifest.tag_id("good") >= len(tok)
+    model = build_model(cfg, tok2, manifest)
+    assert model.get_input_embeddings().weight.shape[0] == len(tok2)
+    # the old rows are the checkpoint's, untouched
+    old = base.get_input_embeddings().weight
+    assert torch.equal(model.get_input_embeddings().weight[: len(tok)], old)
+    # a second call reuses the saved tokenizer (same ids on every rank and on resume)
+    tok3, manifest3 = prepare_tokenizer(cfg, tmp_path / "run" / "tokenizer")
+    assert manifest3 == manifest and len(tok3) == len(tok2)
