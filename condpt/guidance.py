@@ -17,7 +17,7 @@ far more slowly than the good-conditional alone. The cost: two forward passes pe
 text that neither tag favours is unaffected only where the two conditionals agree (ordinary text: the
 held-out loss under guidance is reported beside the plain one).
 
-A condition is spelled `guided` (γ = `DEFAULT_SCALE`) or `guided:γ`. `DEFAULT_SCALE` is 1.5, the value
+A condition is spelled `guided` (γ = `DEFAULT_SCALE`) or `guided:γ`, 0 <= γ <= `MAX_SCALE`. `DEFAULT_SCALE` is 1.5, the value
 Sanchez et al. found best across their language tasks; it was fixed before condpt measured anything with
 guidance, and docs/results.md reports other scales only as a sensitivity check.
 """
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 GUIDED = "guided"
 DEFAULT_SCALE = 1.5
+# Past a few tens guidance already samples the argmax of the log-ratio; near 1e37 the scaled float32 logits
+# overflow and sampling fails. A larger scale is a typo, refused when the condition is parsed.
+MAX_SCALE = 1000.0
 POSITIVE, NEGATIVE = "good", "bad"  # the tag roles guidance moves towards and away from
 
 
@@ -59,8 +62,8 @@ def parse_guided(condition: str) -> Guidance | None:
         scale = float(value)
     except ValueError:
         raise ValueError(f"condition {condition!r}: the guidance scale after ':' must be a number") from None
-    if not (scale >= 0 and scale < float("inf")):
-        raise ValueError(f"condition {condition!r}: the guidance scale must be finite and >= 0")
+    if not 0 <= scale <= MAX_SCALE:  # also nan and inf
+        raise ValueError(f"condition {condition!r}: the guidance scale must be >= 0 and at most {MAX_SCALE:g}")
     return Guidance(POSITIVE, NEGATIVE, scale)
 
 

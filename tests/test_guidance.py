@@ -150,3 +150,12 @@ def test_generation_follows_the_guided_distribution(setup):
     assert plain != got  # guidance changed something on this model (else the test above proves nothing)
     samples = gen.generate_ids("The operators said", condition="guided", n=3, max_new_tokens=5, seed=0)
     assert len(samples) == 3
+
+
+@pytest.mark.parametrize("condition", ["guided:1e308", "guided:1e38", "guided:1001"])
+def test_a_scale_past_the_maximum_is_refused(condition):
+    """guided:1e308 is finite, so it passed, and then overflowed the float32 logits: a multinomial 'inf, nan
+    or element < 0' traceback from condpt generate after the model had loaded (issue 9 sweep 2)."""
+    with pytest.raises(ValueError, match=r"guidance scale must be .* at most 1000"):
+        parse_guided(condition)
+    assert parse_guided("guided:1000").scale == 1000
