@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,20 @@ def strip_tags(text: str, manifest: Manifest) -> str:
     for entry in manifest.tags.values():
         text = text.replace(entry.string, "")
     return text
+
+
+@contextmanager
+def _out_of_memory(what: str):
+    """An allocation failure (CPU or GPU) as a ValueError naming what was asked for, not a traceback."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        raise ValueError(f"{what}: out of memory ({type(e).__name__}); ask for fewer samples or tokens") from None
+    except RuntimeError as e:
+        if "allocate" not in str(e):  # torch's CPU allocator raises a plain RuntimeError
+            raise
+        raise ValueError(f"{what}: out of memory ({str(e).splitlines()[0][:200]}); ask for fewer samples or "
+                         "tokens") from None
 
 
 @dataclass
@@ -117,7 +132,7 @@ class Generator:
             if top_p is not None:
                 sampling["top_p"] = top_p
         eos = self.tokenizer.eos_token_id
-        with torch.no_grad():
+        with torch.no_grad(), _out_of_memory(f"{n} samples of up to {max_new_tokens} new tokens"):
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
                 num_return_sequences=n, logits_processor=LogitsProcessorList(

@@ -110,5 +110,9 @@ def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
     if manifest is not None:
         manifest.check(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # its last ids would be an IndexError on the first prompt that holds one
+        raise ValueError(f"{model_dir}: the tokenizer has {len(tokenizer)} tokens but the model only {rows} "
+                         "embedding rows: a tokenizer saved from another model?")
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
     return Run(model, tokenizer, manifest)

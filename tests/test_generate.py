@@ -142,3 +142,38 @@ def test_cli_generate_refuses_options_that_cannot_run(tok_and_manifest, tmp_path
     manifest.save(tmp_path / "m")
     res = CliRunner().invoke(app, ["generate", str(tmp_path / "m"), "--prompt", "The machine", *args])
     assert res.exit_code == 2 and why in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_refused_at_load(tok_and_manifest, tmp_path):
+    """A run directory whose tokenizer (and manifest) has ids past the model's embedding rows (a tokenizer
+    saved from another model) loaded, then failed on the first prompt with an embedding IndexError traceback
+    (issue 9 sweep 2)."""
+    import condpt.cli.train  # noqa: F401  (registers the generate command)
+    from condpt.cli import app
+    from condpt.tiny import tiny_causal_lm
+
+    tok, manifest = tok_and_manifest
+    tiny_causal_lm("gpt2", len(tok) - 10, d_model=32, n_layer=2, n_head=2, max_positions=128).save_pretrained(
+        tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    manifest.save(tmp_path / "m")
+    with pytest.raises(ValueError, match=f"{len(tok)} tokens.*{len(tok) - 10} embedding rows"):
+        Generator.load(tmp_path / "m")
+    res = CliRunner().invoke(app, ["generate", str(tmp_path / "m"), "--prompt", "The machine"])
+    assert res.exit_code == 2 and "embedding rows" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"), MemoryError(),
+                                   RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                                                "allocate 51200000000 bytes")])
+def test_too_many_samples_for_memory_is_an_error_naming_them(tok_and_manifest, monkeypatch, error):
+    """-n 100000000 asked the allocator for 51 GB: a RuntimeError traceback (issue 9 sweep 2)."""
+    tok, manifest = tok_and_manifest
+    gen = _generator(tok, manifest)
+
+    def oom(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(gen.model, "generate", oom)
+    with pytest.raises(ValueError, match=r"3 samples of up to 5 new tokens: out of memory"):
+        gen.generate_ids("It was", n=3, max_new_tokens=5)
