@@ -194,8 +194,8 @@ def test_word_offsets_are_the_word_starts_a_regex_finds_on_every_kind_of_white_s
 
 
 def test_wordpiece_split_is_the_plain_greedy_longest_match():
-    """`_wordpiece` skips look-ups that cannot match (whole words first; no candidate longer than the longest
-    piece): the same pieces as WordPiece's plain loop, which this test keeps as the reference."""
+    """`_wordpiece` (a look-up for a whole word, the tokenizer's WordPiece model for the rest): the same pieces as
+    WordPiece's plain greedy loop in Python, which this test keeps as the reference."""
     vectors = st.word_vectors(st.DEFAULT_PARAMS["encoder"], st.DEFAULT_PARAMS["sif_a"])
     vocab, model = vectors.vocab, vectors.tokenizer.model
 
