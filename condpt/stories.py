@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from condpt.configtypes import STRICT, Name, PathField
 
+# The templates make about 241,000 distinct stories; drawing distinct ones slows as they run out (100,000 take
+# ~5 s), and past them generation fails only after 50 draws per story: more is refused at load.
+MAX_GENERATED = 100_000
+
 
 class SelfRefConfig(BaseModel):
     """Which self-reference stories join the training data (as good-tagged, trusted documents)."""
@@ -24,7 +28,8 @@ class SelfRefConfig(BaseModel):
         None, description="curated stories: JSONL (one record per story, field `text_field`) or plain text, one per line"
     )
     text_field: Name = "text"
-    n_generated: int = Field(0, ge=0, description="number of stories generated from the built-in templates")
+    n_generated: int = Field(0, ge=0, le=MAX_GENERATED,
+                             description="number of stories generated from the built-in templates")
 
     @model_validator(mode="after")
     def _some_stories(self) -> SelfRefConfig:
@@ -183,6 +188,10 @@ def read_stories(path: Path, text_field: str = "text") -> list[str]:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            except RecursionError:
+                raise ValueError(f"{path}:{lineno}: nested too deeply for the JSON parser") from None
+            except ValueError as e:  # valid JSON Python will not parse: an integer over 4300 digits
+                raise ValueError(f"{path}:{lineno}: unreadable JSON ({e})") from None
             text = record if isinstance(record, str) else record.get(text_field) if isinstance(record, dict) else None
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{path}:{lineno}: field {text_field!r} is missing or not a non-empty string")

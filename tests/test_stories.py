@@ -71,3 +71,25 @@ def test_story_rows_are_trusted_good_documents_that_the_policy_keeps(tmp_path):
         assert aside["id"] == [] and train["trusted"] == [True] * 5 and train["repeat"] == [2] * 5
     train, _ = apply_policy(rows, PolicyConfig(mode="condition"))
     assert [s[0]["role"] for s in train["segments"]] == ["good"] * 5
+
+
+@pytest.mark.parametrize(("line", "why"), [('{"text": 1' + "0" * 5000 + "}", "unreadable JSON"),
+                                           ('{"text": "x", "y": ' + "[" * 100000 + "]" * 100000 + "}",
+                                            "nested too deeply")])
+def test_stories_python_cannot_parse_name_file_and_line(tmp_path, line, why):
+    """A 5,000-digit integer was Python's digit-limit message naming no file; JSON nested 100,000 deep a
+    RecursionError traceback (issue 9 sweep 2)."""
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "ok"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"s\.jsonl:2: .*{why}"):
+        read_stories(path)
+
+
+def test_more_generated_stories_than_the_templates_make_is_refused_at_load():
+    """n_generated: 1000000000 passed the config, then the run spent 50 billion draws finding the templates
+    make only ~241,000 distinct stories."""
+    from condpt.stories import MAX_GENERATED
+
+    with pytest.raises(ValidationError, match="n_generated"):
+        SelfRefConfig(n_generated=MAX_GENERATED + 1)
+    assert len(generate_stories(2000, seed=0)) == 2000
