@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import datasets
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,33 +87,56 @@ def pack_batch(
     `position_ids` restart at 0 at the start of each block and at each EOS, so the EOS that closes one
     document opens the next exactly as a prompt `[eos, tag, text]` does at generation and evaluation; given
     to the model they keep attention inside a document (see `DataConfig.document_masking`).
-    Pure over the batch, for `datasets.map(batched=True)`.
+    Pure over the batch, for `datasets.map(batched=True)`: encode, stream, cut.
     """
-    roles = tag_roles(manifest)
-    role_index = {r: i for i, r in enumerate(roles)}
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; packing needs one between documents")
-    trusted = batch.get("trusted") or [False] * len(batch["segments"])
+    rows = batch["segments"]
+    trusted = batch.get("trusted") or [False] * len(rows)
+    encoded = _encode_segments(rows, trusted, tokenizer, manifest)
+    stream = _document_stream(rows, encoded, manifest, eos, loss_on_tags=loss_on_tags, insert_tags=insert_tags)
+    return _cut_blocks(stream, manifest, eos, block_size, insert_tags=insert_tags)
 
-    # One batched encoder call per trust level over every segment of the batch.
+
+def _encode_segments(rows: list[list[dict]], trusted: list[bool], tokenizer: Any,
+                     manifest: Manifest) -> list[list[list[int]]]:
+    """Each row's segments as token ids, from one batched encoder call per trust level over the whole batch:
+    untrusted text through `encode_text`, trusted rows (self-reference stories) through `encode_curated`."""
     plain_texts: list[str] = []
     story_texts: list[str] = []
-    for segments, is_trusted in zip(batch["segments"], trusted):
+    for segments, is_trusted in zip(rows, trusted):
         (story_texts if is_trusted else plain_texts).extend(s["text"] for s in segments)
     plain_ids = iter(encode_text(tokenizer, manifest, plain_texts))
     story_ids = iter(encode_curated(tokenizer, manifest, story_texts))
+    return [[next(story_ids if is_trusted else plain_ids) for _ in segments]
+            for segments, is_trusted in zip(rows, trusted)]
 
+
+class _Stream(NamedTuple):
+    """A batch's documents end to end: token ids, labels, per-token role index (-1 untagged), and the positions
+    where an inserted tag starts."""
+
+    ids: list[int]
+    labels: list[int]
+    tag_index: list[int]
+    tag_at: set[int]
+
+
+def _document_stream(rows: list[list[dict]], encoded: list[list[list[int]]], manifest: Manifest, eos: int, *,
+                     loss_on_tags: bool, insert_tags: bool) -> _Stream:
+    """The documents concatenated: each tagged segment preceded by its tag id (unless `insert_tags` is off),
+    EOS after each non-empty document, every token indexed by the role in effect."""
+    roles = tag_roles(manifest)
+    role_index = {r: i for i, r in enumerate(roles)}
     ids: list[int] = []
     labels: list[int] = []
     tix: list[int] = []
     tag_at: set[int] = set()
-    for segments, is_trusted in zip(batch["segments"], trusted):
-        source = story_ids if is_trusted else plain_ids
+    for segments, segment_ids in zip(rows, encoded):
         start = len(ids)
         index = -1
-        for seg in segments:
-            seg_ids = next(source)
+        for seg, seg_ids in zip(segments, segment_ids):
             if not seg_ids:
                 continue  # an empty segment gets no tag (an empty document adds nothing, not even EOS)
             role = seg["role"]
@@ -136,7 +159,15 @@ def pack_batch(
             ids.append(eos)
             labels.append(eos)
             tix.append(index)  # EOS closes the document under the role in effect
+    return _Stream(ids, labels, tix, tag_at)
 
+
+def _cut_blocks(stream: _Stream, manifest: Manifest, eos: int, block_size: int, *,
+                insert_tags: bool) -> dict[str, list]:
+    """The stream cut into `block_size` blocks (the shorter tail dropped); a block that starts inside a tagged
+    segment carries that segment's tag first (label -100)."""
+    roles = tag_roles(manifest)
+    ids, labels, tix, tag_at = stream
     out: dict[str, list] = {"input_ids": [], "labels": [], "tag_index": [], "position_ids": []}
     pos, n = 0, len(ids)
     while True:

@@ -23,7 +23,7 @@ import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -481,10 +481,42 @@ def add_tokens_to_checkpoint(
     to measure the logits before (from `model_dir`) and after (from the new files), never twice at once: the peak
     is about one checkpoint. Other checkpoints (`pytorch_model.bin`, or tensor names that do not match the model's
     modules) are resized in memory with `resize_model_for_tokens` and saved with `save_pretrained`."""
-    from transformers import AutoModelForCausalLM
-
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     spec = spec or ControlTokens()
+    config = _check_request(model_dir, out_dir, init, pad_to_multiple_of, overwrite)
+    remove_stale_temporaries(out_dir)
+    shards = _check_weights(model_dir)
+    tokenizer = _load_tokenizer(model_dir)
+    _check_fits(model_dir, config, tokenizer)
+    keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None
+
+    # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
+    inputs = _kl_inputs(tokenizer, config, kl_texts or SAMPLE_TEXT, kl_max_tokens)
+    added = _add_to_tokenizer(tokenizer, spec, init)
+
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "tmp"), dir=out_dir.parent))
+    # the old logits wait in an unnamed file, not in memory (26 MB for GPT-2's vocabulary and 128 tokens)
+    with tempfile.TemporaryFile(dir=out_dir.parent) as spill:
+        try:
+            tokenizer.save_pretrained(tmp)
+            if keys is not None:
+                tokenizer = None  # the streamed rewrite needs it no more
+                _release_memory()
+            grown = _grow_and_compare(model_dir, tmp, config, shards, keys, added, inputs, spill, init=init,
+                                      pad_to_multiple_of=pad_to_multiple_of, tokenizer=tokenizer)
+            report = _report(model_dir, out_dir, config, spec, init, pad_to_multiple_of, added, grown,
+                             streamed=keys is not None)
+            added.manifest.save(tmp)
+            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            _replace_dir(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return report
+
+
+def _check_request(model_dir: Path, out_dir: Path, init: str, pad_to_multiple_of: int | None, overwrite: bool):
+    """Refuse, before anything is loaded, what add-tokens cannot do; the checkpoint's config."""
     if init not in ("mean", "text"):
         raise CheckpointError(f"unknown init {init!r}: use 'mean' or 'text'")
     if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
@@ -496,89 +528,103 @@ def add_tokens_to_checkpoint(
         raise CheckpointError(f"{out_dir}: output directory exists (pass --overwrite to replace it)")
     if not out_dir.parent.exists():
         raise CheckpointError(f"{out_dir.parent}: parent of the output directory does not exist")
-    remove_stale_temporaries(out_dir)
-    shards = _check_weights(model_dir)
-    tokenizer = _load_tokenizer(model_dir)
-    _check_fits(model_dir, config, tokenizer)
-    keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None
+    return config
 
-    # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
-    inputs = _kl_inputs(tokenizer, config, kl_texts or SAMPLE_TEXT, kl_max_tokens)
+
+class _Added(NamedTuple):
+    """What adding the control tokens did to the tokenizer: the manifest, the ids it did not have before, the
+    rows each new id starts from (`_sources`), and its length before and after."""
+
+    manifest: Manifest
+    new_ids: list[int]
+    sources: dict[int, list[int] | None]
+    len_before: int
+    len_after: int
+
+
+def _add_to_tokenizer(tokenizer, spec: ControlTokens, init: Init) -> _Added:
     len_before = len(tokenizer)
     known = set(tokenizer.get_vocab())
     manifest = add_control_tokens(tokenizer, spec)
     new_ids = [i for s, i in zip(spec.strings(), manifest.control_ids) if s not in known]
     sources = {i: src for i, src in _sources(tokenizer, manifest, init).items() if i in new_ids}
-    len_after = len(tokenizer)
-    del known
+    return _Added(manifest, new_ids, sources, len_before, len(tokenizer))
 
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "tmp"), dir=out_dir.parent))
-    # the old logits wait in an unnamed file, not in memory (26 MB for GPT-2's vocabulary and 128 tokens)
-    with tempfile.TemporaryFile(dir=out_dir.parent) as spill:
-        try:
-            tokenizer.save_pretrained(tmp)
-            if keys is not None:
-                del tokenizer
-                _release_memory()
-            model = _load_model(model_dir)
-            dtype = model.get_input_embeddings().weight.dtype
-            tied = _is_tied(model)
-            params_before = sum(p.numel() for p in model.parameters())
-            # a module's pages leave the resident set once it ran (tokenizer_ext/pages.py)
-            with pages.one_module_resident(model, [model_dir / name for name in shards or []]):
-                shapes = _spill(_token_chunks(_logits(model, inputs)), spill)
-            if keys is not None:
-                del model  # unmaps the checkpoint
-                _release_memory()
-                sizes = _grow_streamed(model_dir, tmp, config, keys, sources, len_after, pad_to_multiple_of, tied)
-                _release_memory()
-                model = AutoModelForCausalLM.from_pretrained(str(tmp), dtype="auto").eval()
-            else:
-                sizes = resize_model_for_tokens(model, tokenizer, manifest, init=init,
-                                                pad_to_multiple_of=pad_to_multiple_of, new_ids=new_ids)
-                model.save_pretrained(tmp)
-            # only the freshly loaded, never written model of the streamed path may drop its pages
-            files = [tmp / name for name in shards] if keys is not None else []
-            with pages.one_module_resident(model, files):
-                kl = kl_report(_unspill(spill, shapes), _token_chunks(_logits(model, inputs)))
-            params_after = sum(p.numel() for p in model.parameters())
-            del model
-            n_old = sizes["embedding_rows_before"]
-            k = len(set(sizes["initialised_ids"]))
-            report = {
-                "model_dir": str(model_dir),
-                "out_dir": str(out_dir),
-                "model_type": config.model_type,
-                "dtype": str(dtype).removeprefix("torch."),
-                "init": init,
-                "rewrite": "streamed" if keys is not None else "in_memory",
-                "tokens": {
-                    **{t.string: {"role": t.role, "id": manifest.tag_id(t.role)} for t in spec.tags},
-                    spec.self_token: {"role": "self", "id": manifest.self_token.id},
-                },
-                "control_ids": manifest.control_ids,
-                "new_token_ids": new_ids,
-                "tokenizer_len_before": len_before,
-                "tokenizer_len_after": len_after,
-                "pad_to_multiple_of": pad_to_multiple_of,
-                **sizes,
-                "params_before": params_before,
-                "params_after": params_after,
-                "kl_old_new": {**kl, "mean_init_bound": math.log1p(k / n_old) if init == "mean" else None},
-                "target_mean_kl": TARGET_MEAN_KL,
-                "kl_within_target": kl["mean"] <= TARGET_MEAN_KL,
-            }
-            report["initialised_ids"] = len(sizes["initialised_ids"])  # the count; the list can be long
-            manifest.save(tmp)
-            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "old"), dir=out_dir.parent))
-                out_dir.rename(old / "x")
-                tmp.rename(out_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+def _grow_and_compare(model_dir: Path, tmp: Path, config, shards: list[str] | None, keys: dict[str, str] | None,
+                      added: _Added, inputs: torch.Tensor, spill, *, init: Init, pad_to_multiple_of: int | None,
+                      tokenizer) -> dict:
+    """Write the grown weights and config into `tmp` and measure the change: the logits on `inputs` before (spilled
+    to `spill`) and after, as `kl_report`. With `keys` (the checkpoint's vocabulary tensors) the files are rewritten
+    file to file and the model is loaded only to measure, never twice at once; without, the model is resized in
+    memory (`resize_model_for_tokens`, which needs `tokenizer`) and saved. Returns the sizes, the dtype, the
+    parameter counts and the KL."""
+    from transformers import AutoModelForCausalLM
+
+    model = _load_model(model_dir)
+    dtype = model.get_input_embeddings().weight.dtype
+    tied = _is_tied(model)
+    params_before = sum(p.numel() for p in model.parameters())
+    # a module's pages leave the resident set once it ran (tokenizer_ext/pages.py)
+    with pages.one_module_resident(model, [model_dir / name for name in shards or []]):
+        shapes = _spill(_token_chunks(_logits(model, inputs)), spill)
+    if keys is not None:
+        del model  # unmaps the checkpoint
+        _release_memory()
+        sizes = _grow_streamed(model_dir, tmp, config, keys, added.sources, added.len_after, pad_to_multiple_of, tied)
+        _release_memory()
+        model = AutoModelForCausalLM.from_pretrained(str(tmp), dtype="auto").eval()
+    else:
+        sizes = resize_model_for_tokens(model, tokenizer, added.manifest, init=init,
+                                        pad_to_multiple_of=pad_to_multiple_of, new_ids=added.new_ids)
+        model.save_pretrained(tmp)
+    # only the freshly loaded, never written model of the streamed path may drop its pages
+    files = [tmp / name for name in shards] if keys is not None else []
+    with pages.one_module_resident(model, files):
+        kl = kl_report(_unspill(spill, shapes), _token_chunks(_logits(model, inputs)))
+    params_after = sum(p.numel() for p in model.parameters())
+    return {"dtype": dtype, "sizes": sizes, "params_before": params_before, "params_after": params_after, "kl": kl}
+
+
+def _report(model_dir: Path, out_dir: Path, config, spec: ControlTokens, init: Init, pad_to_multiple_of: int | None,
+            added: _Added, grown: dict, *, streamed: bool) -> dict:
+    """add_tokens_report.json: what was added, how the checkpoint grew, and what it cost (KL on ordinary text)."""
+    manifest, sizes, kl = added.manifest, grown["sizes"], grown["kl"]
+    n_old = sizes["embedding_rows_before"]
+    k = len(set(sizes["initialised_ids"]))
+    report = {
+        "model_dir": str(model_dir),
+        "out_dir": str(out_dir),
+        "model_type": config.model_type,
+        "dtype": str(grown["dtype"]).removeprefix("torch."),
+        "init": init,
+        "rewrite": "streamed" if streamed else "in_memory",
+        "tokens": {
+            **{t.string: {"role": t.role, "id": manifest.tag_id(t.role)} for t in spec.tags},
+            spec.self_token: {"role": "self", "id": manifest.self_token.id},
+        },
+        "control_ids": manifest.control_ids,
+        "new_token_ids": added.new_ids,
+        "tokenizer_len_before": added.len_before,
+        "tokenizer_len_after": added.len_after,
+        "pad_to_multiple_of": pad_to_multiple_of,
+        **sizes,
+        "params_before": grown["params_before"],
+        "params_after": grown["params_after"],
+        "kl_old_new": {**kl, "mean_init_bound": math.log1p(k / n_old) if init == "mean" else None},
+        "target_mean_kl": TARGET_MEAN_KL,
+        "kl_within_target": kl["mean"] <= TARGET_MEAN_KL,
+    }
+    report["initialised_ids"] = len(sizes["initialised_ids"])  # the count; the list can be long
     return report
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """`tmp` becomes `out_dir`; an existing `out_dir` is moved aside first and removed only after."""
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "old"), dir=out_dir.parent))
+        out_dir.rename(old / "x")
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
