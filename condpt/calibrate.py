@@ -244,7 +244,35 @@ def threshold_config(path: Path) -> dict:
         raise CalibrationError(str(e)) from None
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: expected a YAML mapping")
+    _as_config(path, {**data, "threshold": 0.5})  # what it will be once written, any threshold
     return data
+
+
+def _as_config(path: Path, data: dict):
+    """`data` as the tag config or the policy config it is (the two that read `threshold`); anything else
+    (a run recipe, a typo) is a `CalibrationError` naming the file and both configs' complaints."""
+    from pydantic import ValidationError
+
+    from condpt.policy import PolicyConfig
+    from condpt.tagging.config import TagConfig, describe
+
+    errors = []
+    for kind in (TagConfig, PolicyConfig):
+        try:
+            return kind.model_validate(data)
+        except ValidationError as e:
+            errors.append(describe(e))
+    raise CalibrationError(f"{path}: neither a tag config ({errors[0]}) nor a policy config ({errors[1]}); "
+                           "`threshold` is read only there (a run recipe's is data.policy.threshold)")
+
+
+def read_threshold(path: Path) -> float | None:
+    """The `threshold` of a tag or policy config file (as `write_threshold` writes it), checked as that
+    config checks it; None if it has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"{path}: config file not found" if not path.exists() else f"{path}: not a file")
+    return _as_config(path, threshold_config(path)).threshold
 
 
 def check_target(what: str, target: float) -> None:

@@ -159,3 +159,23 @@ def test_a_precision_target_without_labelled_negatives_is_refused():
     with pytest.raises(cal.CalibrationError, match="no negative"):
         cal.band_thresholds(scores, labels, recall=0.9, precision=0.9)
     assert cal.threshold_for_recall(scores, labels, 2 / 3) == pytest.approx(0.5)
+
+
+def test_out_must_be_a_config_that_reads_threshold_and_retag_reads_either_kind(tmp_path):
+    """calibrate --out wrote a top-level `threshold` into any mapping, a run recipe included (which then failed
+    to load: 'threshold: Extra inputs'), and retag --config refused the policy config calibrate had just
+    written ('mode: Extra inputs are not permitted'): both now take exactly a tag or a policy config."""
+    d = _tagged_dir(tmp_path, [i / 10 for i in range(10)])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("output_dir: runs/x\ndata: {policy: {mode: condition}}\n")
+    before = recipe.read_bytes()
+    res = CliRunner().invoke(app, ["calibrate", str(d), "--target-fraction", "0.3", "--out", str(recipe)])
+    assert res.exit_code == 2 and "recipe.yaml" in res.output and "policy config" in res.output, res.output
+    assert recipe.read_bytes() == before
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("mode: condition\ngranularity: segment\n")
+    res = CliRunner().invoke(app, ["calibrate", str(d), "--target-fraction", "0.3", "--out", str(policy)])
+    assert res.exit_code == 0, res.output
+    assert cal.read_threshold(policy) == pytest.approx(0.7)
+    with pytest.raises(cal.CalibrationError, match="not found"):
+        cal.read_threshold(tmp_path / "nope.yaml")

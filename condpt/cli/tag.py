@@ -93,8 +93,8 @@ def _counts(report: dict) -> str:
 def retag_cmd(
     tagged_dir: Path = typer.Argument(..., metavar="TAGGED_DIR", help="Output directory of `condpt tag`."),
     threshold: float | None = typer.Option(None, "--threshold", help="The new threshold (bad iff score >= it)."),
-    config: Path | None = typer.Option(None, "--config", help="A YAML whose `threshold` key is used (as "
-                                                              "`condpt calibrate --out` writes it)."),
+    config: Path | None = typer.Option(None, "--config", help="A tag or policy config YAML whose `threshold` key "
+                                                              "is used (as `condpt calibrate --out` writes it)."),
 ) -> None:
     """Apply another threshold to TAGGED_DIR from its stored scores (no model is run): tags, span tags,
     set-aside placement, markers, run.json and the report are rewritten."""
@@ -106,9 +106,9 @@ def retag_cmd(
         _fail("give exactly one of --threshold, --config")
     try:
         if config is not None:
-            from condpt.tagging.config import TagConfig
+            from condpt.calibrate import read_threshold
 
-            threshold = TagConfig.from_yaml(config).threshold
+            threshold = read_threshold(config)
             if threshold is None:
                 _fail(f"{shown(config)}: no `threshold` key (set it with `condpt calibrate ... --out {shown(config)}`)")
         report = retag_dir(tagged_dir, threshold)
@@ -130,7 +130,7 @@ def calibrate_cmd(
                                                 help="Highest threshold whose recall on --labelled is at least this."),
     label_field: str = typer.Option("label", "--label-field", help="Field of --labelled that holds the 0/1 label."),
     out: Path | None = typer.Option(None, "--out", metavar="FILE.yaml", dir_okay=False,
-                                     help="File: a YAML (tag/policy config) whose `threshold` key is set; "
+                                     help="File: a tag or policy config YAML whose `threshold` key is set; "
                                           "created if missing, other keys kept."),
     plot: Path | None = typer.Option(None, "--plot", help="PR-curve PNG (default: TAGGED_DIR/pr_curve.png)."),
     corpus_dir: Path | None = typer.Option(None, "--corpus", metavar="TAGGED_CORPUS",
