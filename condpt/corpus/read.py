@@ -392,10 +392,14 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
 def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
     """A JSONL file none of whose first `SNIFF_RECORDS` JSON objects holds the text field is misconfigured
     (e.g. ``--text-field body`` misspelt), not a file of bad records: refuse it rather than quarantine it all.
-    A field missing from some records only quarantines those records."""
+    A field missing from some records only quarantines those records. A file whose lines hold no JSON object
+    and that opens with ``[`` is one JSON array, not JSON Lines: refused too."""
     first = None
     seen = 0
+    opening = None  # the first non-blank line's first character
     for line, payload in _iter_jsonl(spec):
+        if opening is None:
+            opening = bytes(payload[:64]).decode("utf-8-sig", "replace").lstrip()[:1] or None
         if isinstance(payload, LongLine):
             continue
         try:
@@ -410,6 +414,9 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
         seen += 1
         if seen >= SNIFF_RECORDS:
             break
+    if first is None and seen == 0 and opening == "[":  # no object at all: the whole file is one JSON array
+        raise CorpusError(f"{spec.label}: holds a JSON array, not JSON Lines (one JSON object per line); write one "
+                          "object per line (e.g. `jq -c '.[]'`)")
     if first is not None:
         line, keys = first
         raise CorpusError(f"{spec.label}: line {line}: no field {fields.text!r} (fields: {shown(', '.join(keys))}), "

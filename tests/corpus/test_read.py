@@ -181,3 +181,23 @@ def test_chunks_are_deterministic_and_bounded(tmp_path):
     assert [c.index for c in a] == list(range(7))
     by_bytes = list(iter_chunks(specs, Fields(), rows=1000, nbytes=200))
     assert all(c.nbytes < 200 + 30 for c in by_bytes) and sum(len(c.records) for c in by_bytes) == 50
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_a_json_array_file_is_an_input_error_not_a_quarantine(tmp_path, indent):
+    """A `.json` file holding one JSON array (what many tools write) was read as JSON Lines: exit 0, every line
+    quarantined (82 'records' from 20 documents), nothing written (issue 9 sweep 2)."""
+    from condpt.corpus import check_inputs
+
+    path = tmp_path / "arr.json"
+    path.write_text(json.dumps([{"id": f"x{i}", "text": "hello"} for i in range(20)], indent=indent))
+    with pytest.raises(CorpusError, match=r"arr\.json: .*JSON array.*not JSON Lines"):
+        check_inputs(expand_inputs([path]), Fields())
+
+
+def test_a_file_whose_first_lines_are_all_bad_is_still_quarantined_when_objects_follow(tmp_path):
+    from condpt.corpus import check_inputs
+
+    path = tmp_path / "c.jsonl"
+    path.write_text("{broken\n[1, 2]\n" + json.dumps({"text": "fine"}) + "\n")
+    check_inputs(expand_inputs([path]), Fields())
