@@ -38,7 +38,7 @@ class _Strict(BaseModel):
 
 TinyArch = Literal["gpt2", "llama", "gpt_neox", "qwen2"]
 TINY_ARCHS = typing.get_args(TinyArch)
-# Set from the tokenizer by `condpt.train.build_model`: a value in model.config would be silently replaced.
+# Set from the tokenizer by `condpt.model.build_model`: a value in model.config would be silently replaced.
 FROM_TOKENIZER = ("vocab_size", "eos_token_id", "bos_token_id")
 
 
