@@ -132,18 +132,21 @@ def piece_sums(table: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> np.nda
     """Per word, the sum of its pieces' rows of `table` (`ids`: every word's piece ids, word after word; `counts`:
     pieces per word; a word of none sums to zero), to the bit as ``np.add.reduceat`` over each word's rows adds
     them: reduceat adds the first row to the others' sum, taken in order up to 7 of them (pairwise from 8 on).
-    The same additions, done for all the words of one piece count at once: reduceat's per-word cost (~20 us at
-    384 columns, the most of building a new word's vector) was paid by every word of several pieces."""
+    The same additions, done piece by piece for all the words at once: reduceat's per-word cost (~20 us at 384
+    columns, the most of building a new word's vector) was paid by every word of several pieces."""
     sums = np.zeros((len(counts), table.shape[1]), dtype=np.float32)
     first = np.cumsum(counts) - counts
     one = counts == 1
     sums[one] = table[ids[first[one]]]
-    for c in np.unique(counts[(counts > 1) & (counts <= 8)]).tolist():
-        at = first[counts == c]
+    several = np.flatnonzero((counts > 1) & (counts <= 8))
+    if len(several):
+        order = several[np.argsort(-counts[several], kind="stable")]  # most pieces first
+        c, at = counts[order], first[order]
         rest = table[ids[at + 1]]
-        for k in range(2, c):
-            rest += table[ids[at + k]]
-        sums[counts == c] = table[ids[at]] + rest
+        for k in range(2, int(c[0])):
+            n = int(np.count_nonzero(c > k))  # the words with a (k+1)-th piece: the first n of the order
+            rest[:n] += table[ids[at[:n] + k]]
+        sums[order] = table[ids[at]] + rest
     long = counts > 8  # rare (long numbers, runs of punctuation): reduceat itself
     if long.any():
         sums[long] = np.add.reduceat(table[ids[np.repeat(long, counts)]], np.cumsum(counts[long]) - counts[long])
