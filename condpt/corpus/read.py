@@ -393,7 +393,8 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
     """A JSONL file none of whose first `SNIFF_RECORDS` JSON objects holds the text field is misconfigured
     (e.g. ``--text-field body`` misspelt), not a file of bad records: refuse it rather than quarantine it all.
     A field missing from some records only quarantines those records. A file whose lines hold no JSON object
-    and that opens with ``[`` is one JSON array, not JSON Lines: refused too."""
+    and which as a whole is a JSON array of objects is not JSON Lines: refused too (lines that merely open
+    with ``[`` are bad records, quarantined)."""
     first = None
     seen = 0
     opening = None  # the first non-blank line's first character
@@ -414,7 +415,7 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
         seen += 1
         if seen >= SNIFF_RECORDS:
             break
-    if first is None and seen == 0 and opening == "[":  # no object at all: the whole file is one JSON array
+    if first is None and seen == 0 and opening == "[" and _is_json_array_of_objects(spec):
         raise CorpusError(f"{spec.label}: holds a JSON array, not JSON Lines (one JSON object per line); write one "
                           "object per line (e.g. `jq -c '.[]'`)")
     if first is not None:
@@ -422,6 +423,20 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
         raise CorpusError(f"{spec.label}: line {line}: no field {fields.text!r} (fields: {shown(', '.join(keys))}), "
                           f"nor in any of the first {seen} records; name the text field with --text-field "
                           "(or text_field in the tag config)")
+
+
+def _is_json_array_of_objects(spec: InputSpec, limit: int = 256 * 1024 * 1024) -> bool:
+    """Whether the whole file (up to `limit` bytes; a larger one is left to the record reader) is one JSON
+    array holding a JSON object: records written as an array instead of one per line."""
+    with _open_binary(spec) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return False
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(value, list) and any(isinstance(v, dict) for v in value)
 
 
 def _fingerprint(path: Path) -> tuple[int, int] | None:

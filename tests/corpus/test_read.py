@@ -201,3 +201,5 @@ def test_a_file_whose_first_lines_are_all_bad_is_still_quarantined_when_objects_
     path = tmp_path / "c.jsonl"
     path.write_text("{broken\n[1, 2]\n" + json.dumps({"text": "fine"}) + "\n")
     check_inputs(expand_inputs([path]), Fields())
+    path.write_text("[]\n[1, {}]\n")  # lines that open with '[': bad records (quarantined), not an array file
+    check_inputs(expand_inputs([path]), Fields())
