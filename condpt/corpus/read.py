@@ -311,10 +311,20 @@ def _iter_jsonl(spec: InputSpec) -> Iterator[tuple[int, bytes]]:
         raise _unreadable(spec, line_no, e) from e
 
 
+def _named_fields(fields: Fields) -> list[tuple[str, str]]:
+    """(field, how to name it) of an id field a config named away from the default: a record may lack `id`
+    (an id is generated), but a field named on purpose that no record holds is a typo, which would silently
+    do the same. (A `source_field` no record holds names each source after its file, as documented.)"""
+    return [(fields.id, "--id-field (or id_field in the tag config)")] if fields.id != Fields.id else []
+
+
 def _columns(spec: InputSpec, names: list[str], fields: Fields) -> list[str]:
     if fields.text not in names:
         raise CorpusError(f"{spec.label}: no column {fields.text!r} (columns: {shown(', '.join(names))}); "
                           "name the text column with --text-field (or text_field in the tag config)")
+    for name, option in _named_fields(fields):
+        if name not in names:
+            raise CorpusError(f"{spec.label}: no field {name!r} (columns: {shown(', '.join(names))}); check {option}")
     return list(dict.fromkeys(c for c in (fields.text, fields.id, fields.source or DEFAULT_SOURCE_FIELD)
                               if c and c in names))
 
@@ -398,6 +408,8 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
     first = None
     seen = 0
     opening = None  # the first non-blank line's first character
+    named = _named_fields(fields)
+    has_text = False
     for line, payload in _iter_jsonl(spec):
         if opening is None:
             opening = bytes(payload[:64]).decode("utf-8-sig", "replace").lstrip()[:1] or None
@@ -410,11 +422,18 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
         if not isinstance(obj, dict):
             continue
         if fields.text in obj:
-            return
+            named = [nm for nm in named if nm[0] not in obj]
+            if not named:
+                return
+            has_text = True
         first = first or (line, sorted(map(str, obj))[:10])
         seen += 1
         if seen >= SNIFF_RECORDS:
             break
+    if has_text:  # the text field is there; an id or source field named on purpose is in none of the records
+        name, option = named[0]
+        raise CorpusError(f"{spec.label}: no field {name!r} in any of the first {seen} records (fields of line "
+                          f"{first[0]}: {shown(', '.join(first[1]))}); check {option}")
     if first is None and seen == 0 and opening == "[" and _is_json_array_of_objects(spec):
         raise CorpusError(f"{spec.label}: holds a JSON array, not JSON Lines (one JSON object per line); write one "
                           "object per line (e.g. `jq -c '.[]'`)")

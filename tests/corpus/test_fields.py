@@ -70,3 +70,20 @@ def test_tag_takes_text_and_id_fields(tmp_path):
     assert [(r["line"], r["id"], r["reason"]) for r in quarantined] == [(3, "u3", "field 'body' is not a string (got int)")]
     res = CliRunner().invoke(app, ["tag", str(p), "--out", str(tmp_path / "o2"), "--config", str(cfg), "--quiet"])
     assert res.exit_code == 2 and "c.jsonl: line 1: no field 'text'" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize(("fields", "why"), [(Fields(id="doc_id"), "no field 'doc_id'")])
+def test_a_named_id_field_no_record_holds_is_an_error(tmp_path, fmt, fields, why):
+    """--id-field doc_id (misspelt; the records say docid) tagged every record under a generated id, exit 0,
+    silently (issue 9 sweep 2). The default `id` may be absent, as before."""
+    rows = [{"docid": f"d{i}", "text": f"text {i}"} for i in range(3)]
+    path = tmp_path / f"c.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(CorpusError, match=rf"c\.{fmt}: .*{why}"):
+        check_inputs(expand_inputs([path]), fields)
+    check_inputs(expand_inputs([path]), Fields())  # no `id`, no `source`: generated ids, the file's name
+    check_inputs(expand_inputs([path]), Fields(id="docid"))
