@@ -421,8 +421,8 @@ def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
             continue
         if not isinstance(obj, dict):
             continue
+        named = [nm for nm in named if nm[0] not in obj]
         if fields.text in obj:
-            named = [nm for nm in named if nm[0] not in obj]
             if not named:
                 return
             has_text = True
