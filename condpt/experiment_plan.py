@@ -61,8 +61,19 @@ def parse_only(spec: str) -> dict[str, set[str]]:
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in ONLY_KEYS or not value.strip():
             raise ValueError(f"--only {spec!r}: {part!r} is not KEY=VALUE with KEY one of {', '.join(ONLY_KEYS)}")
+        if key.strip() == "coverage" and not _is_coverage(value):
+            raise ValueError(f"--only {spec!r}: coverage {value.strip()!r} is not a number in (0, 1]")
         only.setdefault(key.strip(), set()).add(value.strip())
+    if not only:  # an empty --only must not mean "everything": a whole grid is hours of training
+        raise ValueError(f"--only {spec!r} names no run: give KEY=VALUE pairs ({', '.join(ONLY_KEYS)})")
     return only
+
+
+def _is_coverage(value: str) -> bool:
+    try:
+        return 0 < float(value) <= 1
+    except ValueError:
+        return False
 
 
 def selected(run: GridRun, only: dict[str, set[str]] | None) -> bool:

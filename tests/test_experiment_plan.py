@@ -40,3 +40,17 @@ def test_only_selects_runs():
     for bad in ("arm", "colour=red", "seed="):
         with pytest.raises(ValueError, match="KEY=VALUE"):
             parse_only(bad)
+
+
+@pytest.mark.parametrize("spec", ["", ",", " , "])
+def test_only_that_names_nothing_is_refused(spec):
+    """`--only ""` once ran the whole grid (hours) as if no --only had been given."""
+    with pytest.raises(ValueError, match="names no run"):
+        parse_only(spec)
+
+
+@pytest.mark.parametrize("spec", ["coverage=x", "coverage=nan", "seed=1,coverage=0.9%"])
+def test_only_coverage_must_be_a_number(spec):
+    """A coverage that is not a number was a bare float() error naming neither --only nor the value."""
+    with pytest.raises(ValueError, match=r"--only .*coverage"):
+        parse_only(spec)

@@ -103,7 +103,7 @@ def experiment_cmd(
     if out_dir:
         cfg = cfg.model_copy(update={"out_dir": out_dir})
     try:
-        results = run_grid(cfg, only=parse_only(only) if only else None)
+        results = run_grid(cfg, only=parse_only(only) if only is not None else None)
     except ValueError as e:
         _fail(str(e))
     except RuntimeError as e:
