@@ -173,6 +173,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
         raise TagRunError(f"--tasks {tasks}: must be at least 1")
     if cluster.executor == "slurm" and not cluster.partition:
         raise TagRunError("--executor slurm needs --partition")
+    if cluster.executor == "ray":
+        _ray()  # before OUT is touched: a run that cannot start must leave no report behind
     skipped: list[str] = []
     specs = expand_inputs(inputs, skipped)
     check_inputs(specs, fields_of(cfg))  # a bad input found half way would leave half a run behind
@@ -334,12 +336,18 @@ def _die_with_parent(main: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _connect_ray() -> None:
-    """Join the Ray cluster (``RAY_ADDRESS``, else a local one); Ray is not a condpt dependency (docs/tagging.md)."""
+def _ray():
+    """The `ray` module; Ray is not a condpt dependency (docs/tagging.md)."""
     try:
         import ray
     except ImportError:
         raise TagRunError("--executor ray needs Ray: pip install 'ray>=2.9' (not a condpt dependency)") from None
+    return ray
+
+
+def _connect_ray() -> None:
+    """Join the Ray cluster (``RAY_ADDRESS``, else a local one)."""
+    ray = _ray()
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
 

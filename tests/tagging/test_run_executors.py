@@ -111,6 +111,8 @@ def test_without_ray_the_ray_executor_says_how_to_get_it(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["tag", str(src), "--out", str(tmp_path / "o"), "--config", str(_cfg_file(tmp_path)),
                                    "--executor", "ray", "--cpus-per-task", "0.5"])
     assert res.exit_code == 2 and "--executor ray needs Ray: pip install" in res.output, res.output
+    # refused before OUT is touched: no report.json (incomplete), report.html or run.json left behind
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(("executor", "cpus"), [("local", "inf"), ("ray", "inf"), ("local", "nan")])
