@@ -30,7 +30,9 @@ def sentence_starts(text: str) -> list[int]:
     """Character offsets where Bling Fire starts a sentence in `text` (always includes 0)."""
     import blingfire
 
-    data = text.encode("utf-8")
+    # a lone surrogate (a JSON escape such as "\ud800") cannot be UTF-8: it is read as "?", one byte for one
+    # character, so the byte -> character map below still holds (Bling Fire stops at invalid bytes)
+    data = text.encode("utf-8", "replace")
     if not data:
         return [0]
     cap = len(data) * 2 + 16

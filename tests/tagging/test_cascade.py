@@ -346,3 +346,16 @@ def test_the_stages_decide_as_the_per_segment_code_they_replaced(granularity, ga
     expected = _old_decide(batch, seg, threshold, how, "good", "bad")
     assert got == expected
     assert {"good", "bad"} <= {sp["tag"] for spans in got["spans"] for sp in spans}
+
+
+def test_sentence_starts_with_a_lone_surrogate():
+    """The Python API takes any str; a lone surrogate (a JSON escape like "\\ud800") made the strict UTF-8
+    encode raise. `condpt tag` quarantines such texts at the reader; the segmenter itself must not crash."""
+    from condpt.tagging.segment import segment, sentence_starts
+
+    text = "The AI lied. It hid \ud800 the logs. Then it escaped."
+    starts = sentence_starts(text)
+    assert starts[0] == 0 and all(0 < s < len(text) for s in starts[1:])
+    assert text[starts[-1]:].startswith("Then")
+    spans = segment(text, "sentence")
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
