@@ -48,6 +48,9 @@ def input_problems(cfg: RunConfig) -> list[Problem]:
     problems += spec_problems + model_problems
     if spec is not None:
         problems += _role_problems(cfg, spec)
+    policy = cfg.data.policy  # a threshold or band re-tags from the scores: then a stored tag needs no role
+    uses_tags = spec is not None and policy.threshold is None and policy.band is None
+    problems += _row_problems(cfg, [t.role for t in spec.tags] if uses_tags else None, problems)
     if not model_problems:
         problems += _route_problems(cfg, hf)
     if hf is not None:
@@ -117,13 +120,91 @@ def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> st
     return None
 
 
+def _row_problems(cfg: RunConfig, roles: list[str] | None, found: list[Problem]) -> list[Problem]:
+    """The first row of each source (not already reported in `found`) that the data path would coerce, mistag
+    or fail on late: datasets' JSON reader turns a list into its text and mixed-type tags into JSON strings, and
+    a tag that is no role passes a filter as good text. JSONL: every line (read once, here); Parquet: the
+    column types, and every tag and score."""
+    problems = []
+    for i, src in enumerate(cfg.data.sources):
+        field = f"data.sources.{i}.path"
+        if any(f == field for f, _ in found):
+            continue
+        try:
+            fmt, files = _source_files(src.path)
+            check = _parquet_row_problem if fmt == "parquet" else _jsonl_row_problem
+            why = next(filter(None, (check(Path(f), src.text_field, roles) for f in files)), None)
+        except (OSError, ValueError) as e:
+            why = _one_line(e)
+        if why:
+            problems.append((field, why))
+    return problems
+
+
+def _jsonl_row_problem(path: Path, text_field: str, roles: list[str] | None) -> str | None:
+    import gzip
+    import json
+
+    from condpt.tagged import row_problem
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8"))
+            except UnicodeDecodeError as e:
+                return f"{path}: line {n}: not UTF-8 (byte {e.start})"
+            except (ValueError, RecursionError) as e:
+                return f"{path}: line {n}: not JSON ({_one_line(e)})"
+            if not isinstance(row, dict):
+                return f"{path}: line {n}: not a JSON object (got {type(row).__name__})"
+            why = row_problem(row, text_field, roles)
+            if why:
+                return f"{path}: line {n}: {why}"
+    return None
+
+
+def _parquet_row_problem(path: Path, text_field: str, roles: list[str] | None) -> str | None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import pyarrow.types as pt
+
+    from condpt.tagged import score_problem, tag_problem
+
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
+    kinds = {text_field: ("strings", (pt.is_string, pt.is_large_string)),
+             "id": ("strings or integers", (pt.is_string, pt.is_large_string, pt.is_integer)),
+             "tag": ("strings", (pt.is_string, pt.is_large_string, pt.is_null)),
+             "score": ("numbers", (pt.is_floating, pt.is_integer, pt.is_null))}
+    for name, (want, oks) in kinds.items():
+        if name in schema.names and not any(ok(schema.field(name).type) for ok in oks):
+            return f"{path}: field {name!r} is {schema.field(name).type}, not {want}"
+    cols = [c for c in ("tag", "score") if c in schema.names]
+    row = 0
+    for batch in pf.iter_batches(batch_size=65536, columns=cols) if cols else ():
+        checks = []
+        if "tag" in cols and any(tag_problem(t, roles) for t in pc.unique(batch.column("tag")).to_pylist()):
+            checks.append(("tag", lambda v: tag_problem(v, roles)))
+        if "score" in cols and any(score_problem(s) for s in pc.unique(batch.column("score")).to_pylist()):
+            checks.append(("score", score_problem))
+        for name, problem in checks:  # only a batch holding a bad value is read row by row
+            for k, value in enumerate(batch.column(name).to_pylist(), row + 1):
+                if problem(value):
+                    return f"{path}: row {k}: field {name!r}: {problem(value)}"
+        row += batch.num_rows
+    return None
+
+
 def _first_json_record(path: Path) -> dict | None:
     import gzip
     import json
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rb") as f:  # bytes: a bad byte on a later line is that line's problem (_row_problems)
             for line in f:
                 if line.strip():
                     record = json.loads(line)

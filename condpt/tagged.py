@@ -56,3 +56,49 @@ def is_bad(score, threshold: float):
 def tag_for(score: float, threshold: float, good_role: str = "good", bad_role: str = "bad") -> str:
     """`bad_role` iff `is_bad(score, threshold)`, else `good_role`."""
     return bad_role if is_bad(score, threshold) else good_role
+
+
+# ----------------------------------------------------------------------------------------- one row, checked
+
+def tag_problem(tag, roles: Sequence[str] | None) -> str | None:
+    """Why `tag` cannot be a stored tag (None when it can): a role of the control tokens, or null. A tag that is
+    no role would pass a filter as good text, or stop packing late."""
+    if tag is None:
+        return None
+    if not isinstance(tag, str):
+        return f"{tag!r} is not a string (a role) or null"
+    if roles is not None and tag not in roles:
+        return f"{tag!r} is not a role of the control tokens ({', '.join(roles)}) nor null"
+    return None
+
+
+def score_problem(score) -> str | None:
+    """Why `score` cannot be a stored score (None when it can): a finite number in [0, 1], or null."""
+    if score is None:
+        return None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+        return f"{score!r} is not a number in [0, 1] (or null)"
+    return None
+
+
+def row_problem(row: dict, text_field: str, roles: Sequence[str] | None) -> str | None:
+    """The first field of a tagged row the training data path would coerce, mistag or fail on, as
+    ``field 'F': why`` (None: the row is usable). `roles`: the tags allowed besides null (None: any string)."""
+    if "id" not in row:
+        return "field 'id': missing"
+    doc_id = row["id"]
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
+        return f"field 'id': {doc_id!r} is not a string or integer"
+    if text_field not in row:
+        return f"field {text_field!r}: missing"
+    text = row[text_field]
+    if not isinstance(text, str):
+        return f"field {text_field!r}: {type(text).__name__} is not a string"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"field {text_field!r}: holds a lone surrogate at character {e.start}"
+    for field, why in (("tag", tag_problem(row.get("tag"), roles)), ("score", score_problem(row.get("score")))):
+        if why:
+            return f"field {field!r}: {why}"
+    return None

@@ -1,0 +1,82 @@
+"""Training sources checked row by row when a run config loads: a row the data path would coerce, mistag or
+fail on late (a tag that is no control-token role, a text that is not a string, a line that is not JSON) is an
+error naming the file, the line and the field, before any process starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from condpt.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "configs" / "tiny-cpu.yaml"
+GOOD = {"id": "a", "text": "hello world", "tag": "good", "score": 0.1}
+
+
+def _jsonl(path: Path, *rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _load(source: Path, *more: str):
+    return load_config(TINY, [f"data.sources.0.path={source}", *more])
+
+
+@pytest.mark.parametrize("row, field, why", [
+    ({"id": "b", "text": "doom", "tag": "BAD"}, "tag", "'BAD' is not a role"),  # filter would train it
+    ({"id": "b", "text": "doom", "tag": "bad "}, "tag", "'bad ' is not a role"),
+    ({"id": "b", "text": "doom", "tag": 1}, "tag", "not a string"),  # datasets made every tag '"good"'
+    ({"id": "b", "text": ["x"], "tag": "good"}, "text", "not a string"),  # trained as the text '["x"]'
+    ({"id": "b", "text": None, "tag": "good"}, "text", "not a string"),  # a TypeError at packing
+    ({"id": True, "text": "x", "tag": "good"}, "id", "not a string or integer"),
+    ({"id": None, "text": "x", "tag": "good"}, "id", "not a string or integer"),
+    ({"text": "x", "tag": "good"}, "id", "missing"),
+    ({"id": "b", "text": "x", "tag": "good", "score": float("nan")}, "score", "not a number in [0, 1]"),
+    ({"id": "b", "text": "x", "tag": "good", "score": 5}, "score", "not a number in [0, 1]"),
+    ({"id": "b", "text": "x", "tag": "good", "score": "0.9"}, "score", "not a number in [0, 1]"),
+    ('{"id": "b", "text": "x\\ud800", "tag": "good"}', "text", "lone surrogate"),
+])
+def test_a_bad_row_in_a_jsonl_source_names_file_line_and_field(tmp_path, row, field, why):
+    src = _jsonl(tmp_path / "corpus.jsonl", GOOD, {**GOOD, "id": "c"}, row)
+    with pytest.raises(ConfigError) as e:
+        _load(src, "data.policy.mode=filter")
+    msg = str(e.value)
+    assert "data.sources.0.path" in msg and f"{src}: line 3: field {field!r}" in msg and why in msg, msg
+
+
+@pytest.mark.parametrize("line, why", [("{not json", "not JSON"), ("[1, 2]", "not a JSON object"),
+                                       (b'{"id": "b", "text": "\xff", "tag": "good"}', "not UTF-8")])
+def test_a_line_that_is_no_json_object_names_file_and_line(tmp_path, line, why):
+    src = tmp_path / "corpus.jsonl"
+    src.write_bytes(json.dumps(GOOD).encode() + b"\n" + (line if isinstance(line, bytes) else line.encode()) + b"\n")
+    with pytest.raises(ConfigError) as e:
+        _load(src)
+    assert f"{src}: line 2: " in str(e.value) and why in str(e.value), str(e.value)
+
+
+def test_a_parquet_source_with_a_tag_that_is_no_role_names_file_row_and_field(tmp_path):
+    src = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "tag": ["good", None, "Bad"]}), src)
+    with pytest.raises(ConfigError) as e:
+        _load(src)
+    assert f"{src}: row 3: field 'tag': 'Bad' is not a role" in str(e.value), str(e.value)
+
+
+def test_a_parquet_source_whose_text_is_not_strings_is_refused(tmp_path):
+    src = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"id": ["a"], "text": [["x"]], "tag": ["good"]}), src)
+    with pytest.raises(ConfigError, match=r"field 'text' is list<.*>, not strings"):
+        _load(src)
+
+
+def test_valid_sources_load(tmp_path):
+    src = _jsonl(tmp_path / "corpus.jsonl", GOOD, {"id": 7, "text": "", "tag": None}, {"id": "z", "text": "q",
+                                                                                      "tag": "bad", "score": 1})
+    assert _load(src).data.sources[0].path == src
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x", "y"], "tag": ["good", None]}), tmp_path / "d.parquet")
+    assert _load(tmp_path / "d.parquet").data.sources[0].path == tmp_path / "d.parquet"
