@@ -187,6 +187,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     imported = set(sys.modules)
     cascade = Cascade(cfg, **scorers)
     threshold = _load_scorer(cascade, cfg, scorer is not None)
+    _ = cascade.lexicon, cascade.refiner  # loaded lazily, a bad one failed in the first task: OUT half written
     threads = _threads(cluster, workers)
     if cluster.executor == "local" and min(workers, tasks) > 1:
         given = {type(v).__module__ for v in scorers.values() if v is not None} - {"__main__"}
