@@ -339,6 +339,45 @@ def _parquet_file(spec: InputSpec, f: io.BufferedIOBase):
         raise CorpusError(f"{spec.label}: not a readable Parquet file ({shown(e)})") from e
 
 
+class NotUtf8(bytes):
+    """A Parquet/datasets string that is not UTF-8 (writers that skip the check make them), kept as its bytes for
+    `parse_record` to quarantine: Arrow fails the whole batch on it, which would end the run at one record."""
+
+
+def _utf8_or_bytes(value: bytes | None) -> str | NotUtf8 | None:
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return NotUtf8(value)
+
+
+def _bad_byte(value: NotUtf8) -> int:
+    try:
+        bytes(value).decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start
+    return -1
+
+
+def _batch_rows(batch) -> list[dict]:
+    """A record batch as dicts; a batch holding a string that is not UTF-8 is read again with each such string
+    as `NotUtf8`."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    import pyarrow as pa
+
+    cols = {}
+    for name, col in zip(batch.schema.names, batch.columns):
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            raw = col.cast(pa.binary() if pa.types.is_string(col.type) else pa.large_binary())
+            cols[name] = [_utf8_or_bytes(v) for v in raw.to_pylist()]
+        else:
+            cols[name] = col.to_pylist()
+    return [dict(zip(cols, values)) for values in zip(*cols.values())]
+
+
 def _iter_parquet(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]:
     with open(spec.path, "rb") as f:
         pf = _parquet_file(spec, f)
@@ -346,7 +385,7 @@ def _iter_parquet(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]]
         row = 0
         try:
             for batch in pf.iter_batches(batch_size=1024, columns=cols):
-                for rec in batch.to_pylist():
+                for rec in _batch_rows(batch):
                     row += 1
                     yield row, rec
         except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid: a damaged page
@@ -383,9 +422,15 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
     decompressed to the end, since only the end of a stream tells a truncated file from a whole one (cheap
     next to tagging it)."""
     for spec in specs:
-        if spec.format == "parquet":
+        if spec.format == "parquet":  # read to the end too: a damaged data page hides behind a whole footer
             with open(spec.path, "rb") as f:
-                _columns(spec, _parquet_file(spec, f).schema_arrow.names, fields)
+                pf = _parquet_file(spec, f)
+                row = 0
+                try:
+                    for batch in pf.iter_batches(batch_size=65536, columns=_columns(spec, pf.schema_arrow.names, fields)):
+                        row += batch.num_rows
+                except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid
+                    raise _unreadable(spec, row, e) from e
         elif spec.format == "datasets":
             for part in _dataset_parts(spec):
                 _columns(spec, part.column_names, fields)
@@ -503,12 +548,17 @@ def iter_chunks(specs: list[InputSpec], fields: Fields, rows: int, nbytes: int) 
         yield chunk
 
 
+def _escaped(value: Any) -> str:
+    """A row value JSON cannot hold, as text: a string that is not UTF-8 with its bad bytes as ``\\xNN``."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, NotUtf8) else repr(value)
+
+
 def raw_bytes(payload: Any) -> bytes:
     """The record as bytes, for the quarantine (JSONL: the line itself; rows: their JSON)."""
     if isinstance(payload, bytes):
         return payload
     try:
-        return json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass")
+        return json.dumps(payload, ensure_ascii=False, default=_escaped).encode("utf-8", "surrogatepass")
     except (ValueError, RecursionError):  # an integer over Python's digit limit, deep nesting
         return repr(payload).encode("utf-8", "backslashreplace")
 
@@ -549,6 +599,8 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
     else:
         obj = payload
     raw_id = obj.get(fields.id)
+    if isinstance(raw_id, NotUtf8):
+        return bad(f"field {fields.id!r} is not valid UTF-8 (byte {_bad_byte(raw_id)})")
     if raw_id is None:
         doc_id = None
     elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
@@ -562,6 +614,8 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
     if fields.text not in obj or obj[fields.text] is None:
         return bad(f"missing field {fields.text!r}", doc_id)
     text = obj[fields.text]
+    if isinstance(text, NotUtf8):
+        return bad(f"field {fields.text!r} is not valid UTF-8 (byte {_bad_byte(text)})", doc_id)
     if not isinstance(text, str):
         return bad(f"field {fields.text!r} is not a string (got {type(text).__name__})", doc_id)
     if not text.strip():
