@@ -51,9 +51,11 @@ from condpt.tagging.chunked import (
     ATTRIBUTES,
     DATA,
     MARKERS,
+    PARTS,
     PROGRESS,
     QUARANTINE,
     SET_ASIDE,
+    TASKS,
     TMP,
     ChunkReader,
     ChunkWriter,
@@ -468,6 +470,11 @@ def _run_file(out: Path, specs: list[InputSpec], cfg: TagConfig, tasks: int, att
         if (out / LOGS / "completions").is_dir() and any((out / LOGS / "completions").iterdir()):
             raise TagRunError(f"{shown(out)}: holds finished tasks but no run.json saying what made them; use a "
                               "new --out directory (or delete this one)")
+        # run.json is written before any part: parts without it are someone else's, which the tasks would delete
+        held = [d for d in (*PARTS, ATTRIBUTES, MARKERS, TASKS) if (out / d).is_dir() and any((out / d).iterdir())]
+        if held:
+            raise TagRunError(f"{shown(out)}: holds {held[0]}/ but no run.json saying what made it; use a new --out "
+                              "directory (or delete this one)")
         return text
     from condpt.corpus.write import read_json_object
 
