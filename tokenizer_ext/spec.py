@@ -181,7 +181,13 @@ class Manifest(BaseModel):
         for entry in [*self.tags.values(), self.self_token]:
             tok = decoder.get(entry.id)
             if tok is None or tok.content != entry.string or not tok.special:
+                if tok is not None:
+                    there = f"{'the special' if tok.special else 'the added'} token {tok.content!r}"
+                elif 0 <= entry.id < len(tokenizer):
+                    there = f"the ordinary token {tokenizer.convert_ids_to_tokens(entry.id)!r}"
+                else:
+                    there = f"no token with that id (it has {len(tokenizer)})"
                 raise ControlTokenError(
                     f"manifest says {entry.string!r} is special id {entry.id}, but the tokenizer has "
-                    f"{tok!r} there; was the manifest copied from another tokenizer?"
+                    f"{there} there; was the manifest copied from another tokenizer?"
                 )

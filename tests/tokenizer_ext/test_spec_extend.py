@@ -159,3 +159,17 @@ def test_manifest_errors(tmp_path, extended):
     with pytest.raises(KeyError, match="good"):
         man.tag_id("ugly")
     assert man.role_of(man.tag_id("bad")) == "bad" and man.role_of(5) is None
+
+
+def test_foreign_manifest_error_names_what_the_tokenizer_has_at_that_id(fresh_gpt2_tok, extended):
+    """A manifest from another checkpoint (its tag id an ordinary token here, or past the vocabulary) is
+    refused naming what this tokenizer holds at that id, not a Python `None`."""
+    _, man = extended["gpt2"]
+    ordinary = man.model_copy(update={"tags": {**man.tags, "good": man.tags["good"].model_copy(update={"id": 1024})}})
+    with pytest.raises(ControlTokenError) as e:
+        ordinary.check(fresh_gpt2_tok)
+    assert "None" not in str(e.value)
+    assert f"the ordinary token {fresh_gpt2_tok.convert_ids_to_tokens(1024)!r}" in str(e.value)
+    beyond = man.model_copy(update={"tags": {**man.tags, "good": man.tags["good"].model_copy(update={"id": 60000})}})
+    with pytest.raises(ControlTokenError, match="no token with that id"):
+        beyond.check(fresh_gpt2_tok)
