@@ -26,10 +26,11 @@ def train_classifier_cmd(
 ) -> None:
     """Train a scorer on LABELLED.jsonl, report grouped cross-validated metrics, write it to --out."""
     from condpt.labelled import LabelledDataError, read_labelled
+    from condpt.tagging.classifiers import KINDS
     from condpt.tagging.classifiers.train import train_classifier
 
-    if kind not in ("fasttext", "embedding"):
-        _fail(f"--kind {kind!r}: expected fasttext or embedding")
+    if kind not in KINDS:
+        _fail(f"--kind {kind!r}: expected {' or '.join(KINDS)}")
     try:
         data = read_labelled(labelled, text_field=text_field, label_field=label_field,
                              group_field=group_field or None)
