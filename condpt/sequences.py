@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import datasets
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from condpt.configtypes import STRICT, Name, PathField
 from condpt.layout import condition_ids, encode_curated, encode_text
@@ -35,6 +35,13 @@ class SourceConfig(BaseModel):
     path: PathField
     weight: float = Field(1.0, ge=0.0, description="times each document is seen (0.5: half, chosen by hash)")
     text_field: Name = "text"
+
+    @model_validator(mode="after")
+    def _text_is_its_own_column(self) -> SourceConfig:
+        if self.text_field in _DOC_COLUMNS and self.text_field != "text":  # read as text, it would be lost as itself
+            raise ValueError(f"text_field {self.text_field!r} is the source's {self.text_field!r} column; name the "
+                             "column that holds the text")
+        return self
 
     @property
     def columns(self) -> tuple[str, ...]:
