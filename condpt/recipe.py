@@ -59,6 +59,19 @@ def config_path(value: str | Path, kind: str, base: Path | None = None) -> Path:
     return path if path.is_absolute() or base is None else (base / path).resolve()
 
 
+def run_config_path(value: str | Path) -> Path:
+    """The run config of `condpt train --config` / `condpt.recipe --config`: a path, or the name of a shipped
+    run config where no file has that name (`--config demo`). A path that does not exist is an error that says
+    what the package ships: the examples under recipes/ exist only in a source checkout."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return path
+    if is_shipped_name(value):
+        return shipped_config("run", str(value))
+    raise FileNotFoundError(f"config file {path} does not exist (shipped run configs, named without a path: "
+                            f"{', '.join(shipped_names('run'))}; recipes/ is in a source checkout only)")
+
+
 def _prepare_environment() -> None:
     """Before DeepSpeed is imported in a training process: where it compiles its ops, which DeepSpeed config
     accelerate hands over."""
@@ -94,7 +107,7 @@ def launch_command(config: str | Path, overrides: Sequence[str] = (), *,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="condpt.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="run config YAML (e.g. recipes/configs/tiny-cpu.yaml)")
+    parser.add_argument("--config", help="run config YAML, or a shipped one's name (e.g. demo)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. output_dir=DIR")
     args = parser.parse_args(argv)
@@ -103,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rank0 = os.environ.get("RANK", "0") == "0"
     try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
+        cfg = load_config(None if args.config is None else run_config_path(args.config), args.overrides)
+    except (ConfigError, FileNotFoundError) as e:
         if rank0:
             print(f"error: {e}", file=sys.stderr)
         return 2

@@ -99,6 +99,37 @@ def test_condpt_train_names_the_shipped_accelerate_configs(tmp_path, monkeypatch
                                        accelerate_config=CONFIGS / "accelerate" / "single-process.yaml")]
 
 
+def test_a_shipped_run_config_is_named_by_its_name(tmp_path, monkeypatch, capsys):
+    """From a wheel there is no recipes/ to point --config at: `--config demo` is the shipped run config
+    (docs/recipe.md names it so), for `condpt train` and `python -m condpt.recipe`; a file of that name in the
+    working directory wins, and a path that does not exist says what is shipped instead."""
+    from typer.testing import CliRunner
+
+    from condpt.cli import register_commands
+
+    launched = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: launched.append(cmd) or 0)
+    monkeypatch.chdir(tmp_path)
+    data = f"data.sources.0.path={REPO / 'recipes' / 'data' / 'tiny-tagged.jsonl'}"
+
+    def train(*args: str):
+        return CliRunner().invoke(register_commands(), ["train", *args])
+
+    res = train("--config", "demo", "--accelerate-config", "single-process", data)
+    assert res.exit_code == 0, res.output
+    assert launched[0][launched[0].index("--config", launched[0].index("-m")) + 1] == str(shipped_config("run", "demo"))
+    assert recipe.main(["--config", "demo", data, "--dry-run"]) == 0
+    assert "n_layer: 3" in capsys.readouterr().out
+    res = train("--config", "recipes/configs/tiny-cpu.yaml")
+    assert res.exit_code == 2 and len(launched) == 1
+    assert "does not exist (shipped run configs, named without a path: demo;" in res.output
+    assert "source checkout" in res.output
+    res = train("--config", "demoo")
+    assert res.exit_code == 2 and "no shipped run config 'demoo'" in res.output
+    (tmp_path / "demo").write_text("output_dir: mine\n")
+    assert recipe.run_config_path("demo") == Path("demo")
+
+
 def test_the_launcher_process_keeps_deepspeeds_notice_off_stdout():
     """The launcher imports DeepSpeed, which prints 'Setting accelerator to CPU' on stdout unless condpt's
     filter is installed first; the launch command's own process must install it."""

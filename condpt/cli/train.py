@@ -66,7 +66,8 @@ def generate_cmd(
              options_metavar="[OPTIONS] [key=value ...]")
 def train_cmd(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Option("--config", help="run config YAML")],
+    config: Annotated[Path, typer.Option("--config", help="run config YAML: a path or a shipped name "
+                                                       f"({', '.join(shipped_names('run'))})")],
     accelerate_config: Annotated[Path | None, typer.Option(
         "--accelerate-config", help="accelerate config: a YAML path or a shipped name "
                                     f"({', '.join(shipped_names('accelerate'))})")] = None,
@@ -75,10 +76,12 @@ def train_cmd(
     """`accelerate launch [--config_file A] -m condpt.recipe --config C [key=value ...]`; extra
     arguments are config overrides."""
     from condpt.config import ConfigError, load_config
+    from condpt.recipe import run_config_path
 
     try:
+        config = run_config_path(config)
         load_config(config, list(ctx.args))  # fail fast here, before any process starts
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:
         _fail(str(e))
     from condpt.recipe import config_path, launch_command
 
