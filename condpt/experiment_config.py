@@ -38,10 +38,18 @@ def shipped_or_path(value: Any, field: str) -> Any:
     return value
 
 
+# What a grid (or the evidence run) sets for each run: an override of it would make every run the same one.
+PER_RUN = ("output_dir", "seed", "data.sources", "tokenizer.source", "train.resume", "data.policy")
+
+
 def _override(item: str) -> str:
     from condpt.config import parse_override
 
     parse_override(item)  # its ConfigError (a ValueError) names the item
+    key = item.partition("=")[0].strip()
+    if any(key == k or key.startswith(k + ".") for k in PER_RUN):
+        raise ValueError(f"override {key!r}: the grid sets it for each run ({', '.join(PER_RUN)}); an arm's "
+                         "policy goes in its `policy`")
     return item
 
 
