@@ -48,6 +48,8 @@ def tag_cmd(
     # datatrove logs a failed task with loguru, whose tracebacks print every variable's value by default: the
     # documents of the batch, on the terminal. Set before loguru is first imported; workers inherit it.
     os.environ.setdefault("LOGURU_DIAGNOSE", "NO")
+    if quiet:  # the libraries' bars too (transformers' "Loading weights"): read when they are first imported
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if executor == "local" and workers > 1 and (tasks or workers) > 1:  # its imports beside ours (pool.py)
         from condpt.tagging.pool import local_threads, start_forkserver
 

@@ -236,6 +236,17 @@ def test_default_classifier_works_out_of_the_box(tmp_path):
     assert report["written"] == 6 and report["stages"] == {"classifier": 6}
 
 
+@pytest.mark.slow
+def test_quiet_shows_no_progress_bar_at_all(tmp_path):
+    """--quiet: neither condpt's bar nor transformers' "Loading weights" bar as the default classifier loads
+    MiniLM (it showed, under --quiet, in the parent and in every worker)."""
+    src = _corpus(tmp_path / "c.jsonl", n=6, bad_lines=False)
+    res = subprocess.run([sys.executable, "-c", "from condpt.cli import main; main()", "tag", str(src), "--out",
+                          str(tmp_path / "o"), "--quiet"], capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "Loading weights" not in res.stderr and "it/s" not in res.stderr, res.stderr
+
+
 _LINES = [b'{"text": "fine text"}', b'{"id": "x", "text": "HAL 9000 again"}', b'{"text": ""}', b"\xff\xfe",
           b'{"text": 1}', b"[]", b"{", b'{"text": "\\ud800"}', b'{"id": 5, "text": "int id"}', b"   ",
           b'{"text": "caf\xc3\xa9 \xf0\x90\x80\xa4"}', b'{"id": null, "text": "null id"}']
