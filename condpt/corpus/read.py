@@ -409,10 +409,10 @@ def _iter_datasets(spec: InputSpec, fields: Fields) -> Iterator[tuple[int, dict]
     row = 0
     for part in parts:
         cols = _columns(spec, part.column_names, fields)
-        for batch in part.select_columns(cols).iter(batch_size=1024):
-            for i in range(len(batch[cols[0]])):
+        for batch in part.select_columns(cols).with_format("arrow").iter(batch_size=1024):
+            for rec in _batch_rows(batch):
                 row += 1
-                yield row, {c: batch[c][i] for c in cols}
+                yield row, rec
 
 
 def check_inputs(specs: list[InputSpec], fields: Fields) -> None:

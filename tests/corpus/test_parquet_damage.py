@@ -1,4 +1,4 @@
-"""Damaged Parquet inputs: a data page that does not decode is an error naming the file before anything is
+"""Damaged Parquet (and datasets) inputs: a data page that does not decode is an error naming the file before anything is
 written (its footer reads, so only reading it tells); a string that is not UTF-8 is a quarantined record, as in
 JSONL, not the end of the run."""
 
@@ -44,3 +44,14 @@ def test_a_string_that_is_not_utf8_is_a_quarantined_record(tmp_path):
     assert [type(r).__name__ for r in out] == ["Document", "Quarantined", "Document"]
     assert out[1].line == 2 and out[1].reason == "field 'text' is not valid UTF-8 (byte 1)" and out[1].id == "y"
     assert out[1].raw == rb'{"text": "a\\xed\\xa0\\x80b", "id": "y"}'  # the JSON of the row, bad bytes escaped
+
+
+def test_a_datasets_string_that_is_not_utf8_is_a_quarantined_record(tmp_path):
+    import datasets
+
+    texts = pa.array([b"fine", b"a\xed\xa0\x80b"], pa.binary()).cast(pa.string(), safe=False)
+    datasets.Dataset(pa.table({"text": texts, "id": ["x", "y"]})).save_to_disk(str(tmp_path / "ds"))
+    specs = expand_inputs([tmp_path / "ds"])
+    out = [parse_record(specs[k], k, line, payload, Fields()) for k, line, payload in iter_records(specs, Fields())]
+    assert [type(r).__name__ for r in out] == ["Document", "Quarantined"]
+    assert out[1].reason == "field 'text' is not valid UTF-8 (byte 1)" and out[1].id == "y"
