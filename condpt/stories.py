@@ -171,12 +171,12 @@ def read_stories(path: Path, text_field: str = "text") -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: selfref stories file not found")
-    as_json = path.suffix in (".jsonl", ".json")
+    as_json = path.suffix.lower() in (".jsonl", ".json")
     stories: list[str] = []
     with path.open("rb") as f:  # bytes, so that text that is not UTF-8 is named by its line
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is no text
             except UnicodeDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start})") from None
             if not line.strip():
@@ -195,6 +195,11 @@ def read_stories(path: Path, text_field: str = "text") -> list[str]:
             text = record if isinstance(record, str) else record.get(text_field) if isinstance(record, dict) else None
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{path}:{lineno}: field {text_field!r} is missing or not a non-empty string")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"{path}:{lineno}: field {text_field!r} holds a lone surrogate at character "
+                                 f"{e.start}") from None
             stories.append(text)
     return stories
 
