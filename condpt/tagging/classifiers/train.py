@@ -44,9 +44,14 @@ def cross_val_scores(kind: str, data: Labelled, n_splits: int = 5, **params) -> 
     labels = np.asarray(data.labels)
     oof = np.zeros(len(texts), dtype=np.float32)
     for train_idx, test_idx in GroupKFold(n_splits=k).split(texts, labels, data.groups):
-        if len(set(labels[train_idx].tolist())) < 2:  # a fold without both classes cannot be fitted
-            oof[test_idx] = float(labels[train_idx].mean())
-            continue
+        if len(set(labels[train_idx].tolist())) < 2:  # scored by a constant, it chose threshold 0: all tagged
+            held = sorted({str(g) for g in np.asarray(data.groups, dtype=object)[test_idx]})
+            raise LabelledDataError(
+                f"{data.path or 'labelled data'}: grouped cross-validation: holding out "
+                f"{', '.join(map(repr, held[:5]))}{' ...' if len(held) > 5 else ''} leaves training rows of one "
+                f"class only (label {int(labels[train_idx][0])}), so the figures and threshold would be "
+                "meaningless; group by a field that mixes the classes (--group-field), use fewer folds "
+                "(--folds) or skip cross-validation (--no-cv)")
         model = cls.fit(list(texts[train_idx]), labels[train_idx].tolist(), **params)
         oof[test_idx] = model.score(list(texts[test_idx]))
     return oof
@@ -60,7 +65,6 @@ def train_classifier(data: Labelled, out: str | Path, kind: str = "fasttext", n_
                                 "training needs both 0 and 1")
     cls = scorer_class(kind)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     meta: dict = {"kind": kind, "format_version": FORMAT_VERSION, "params": params,
                   "n_train": len(data.texts), "n_positive": int(sum(data.labels)),
                   "n_groups": len(set(data.groups)), "threshold": 0.5}
@@ -74,6 +78,7 @@ def train_classifier(data: Labelled, out: str | Path, kind: str = "fasttext", n_
                       "at_threshold": metrics_at(oof, data.labels, threshold),
                       "seconds": round(time.perf_counter() - t0, 2)}
     model = cls.fit(data.texts, data.labels, **params)
+    out.mkdir(parents=True, exist_ok=True)
     model.save(out)
     (out / SCORER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta

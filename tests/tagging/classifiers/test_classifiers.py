@@ -109,6 +109,18 @@ def test_grouped_cv_never_tests_on_a_training_group(monkeypatch):
     assert set().union(*(te for _, te in seen)) == set(data.texts)
 
 
+def test_grouped_cv_refuses_groups_that_hold_a_whole_class(tmp_path):
+    """Labels confounded with the groups (every positive in one source, as in a file of 'ai' and 'background'
+    rows): holding that source out trains on negatives only. That fold used to be scored with a constant, the
+    chosen threshold came out 0.0 and the saved classifier tagged every document bad, with no word of warning."""
+    data = Labelled(texts=[f"t{i}" for i in range(12)], labels=[1, 0] * 3 + [0] * 6,
+                    groups=["ai"] * 6 + ["background"] * 6, path=str(tmp_path / "dev.jsonl"))
+    with pytest.raises(LabelledDataError, match=r"dev\.jsonl: grouped cross-validation: holding out 'ai'.*"
+                                                r"--group-field.*--no-cv"):
+        train_classifier(data, tmp_path / "out", kind="fasttext")
+    assert not (tmp_path / "out").exists()
+
+
 def test_training_needs_both_classes(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text('{"body": "a", "y": 1}\n{"body": "b", "y": true}\n', encoding="utf-8")
