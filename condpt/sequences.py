@@ -230,22 +230,39 @@ def is_heldout(doc_id: str, fraction: float) -> bool:
     return unit_hash(_HELDOUT_SALT, doc_id) < fraction
 
 
+_SOURCE_FORMATS = (("parquet", (".parquet",)), ("json", (".jsonl", ".json", ".jsonl.gz", ".json.gz")))
+
+
+def _format_of(name: str) -> str | None:
+    return next((fmt for fmt, suffixes in _SOURCE_FORMATS if name.lower().endswith(suffixes)), None)
+
+
 def _source_files(path: Path) -> tuple[str, list[str]]:
     if path.is_dir():
         root = path / "data" if (path / "data").is_dir() else path
-        for fmt, patterns in (("parquet", ["*.parquet"]), ("json", ["*.jsonl", "*.json", "*.jsonl.gz"])):
-            files = sorted(str(p) for pat in patterns for p in root.glob(pat))
-            if files:
-                return fmt, files
-        raise ValueError(f"{path}: no .parquet or .jsonl files (expected a `condpt tag` output directory)")
+        by_format: dict[str, list[str]] = {}
+        unread = []  # refused, never skipped: a file a source leaves out is training data lost without a word
+        for p in sorted(root.iterdir()):
+            fmt = _format_of(p.name) if p.is_file() else None
+            if fmt is not None:
+                by_format.setdefault(fmt, []).append(str(p))
+            elif not p.name.startswith((".", "_")):  # .DS_Store, _SUCCESS
+                unread.append(p.name)
+        if unread:
+            raise ValueError(f"{root}: holds {', '.join(unread[:5])}, which a data source cannot read (.parquet, "
+                             ".jsonl or .json, optionally .gz); move them out")
+        if len(by_format) > 1:
+            raise ValueError(f"{root}: mixes Parquet ({by_format['parquet'][0]}) and JSONL ({by_format['json'][0]}) "
+                             "files; give each format a source of its own")
+        if not by_format:
+            raise ValueError(f"{path}: no .parquet or .jsonl files (expected a `condpt tag` output directory)")
+        return next(iter(by_format.items()))
     if not path.exists():
         raise FileNotFoundError(f"{path}: data source not found")
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return "parquet", [str(path)]
-    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
-        return "json", [str(path)]
-    raise ValueError(f"{path}: unknown data source format (use a tagged parquet dir, .parquet or .jsonl)")
+    fmt = _format_of(path.name)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown data source format (use a tagged parquet dir, .parquet or .jsonl)")
+    return fmt, [str(path)]
 
 
 def load_source(src: SourceConfig) -> datasets.Dataset:
