@@ -30,9 +30,9 @@ A kind written ``embedding+rbf``, ``embedding+mlp`` or ``embedding+knn`` (also `
 non-linear head in place of its logistic one (``benchmarks/_nonlinear_heads.py``: an RBF kernel, a one-hidden-layer
 MLP, or the linear head plus a nearest-prototype term), everything else unchanged; the head's hyperparameters are
 the setting of a small grid with the best grouped-CV AUROC on the training passages (printed after the table), and
-the threshold is that setting's best-F1 out-of-fold cut. "score ms/doc" is the CPU time of scoring the Gutenberg
-documents a second time, encodings cached (the head, windows and referent scan; MiniLM's own cost is in
-"windows/CPU-s" of the first embedding row).
+the threshold is that setting's best-F1 out-of-fold cut (``static+rbf:gamma=4,C=64`` names one setting instead of
+the grid). "score ms/doc" is the CPU time of scoring the Gutenberg documents a second time, encodings cached (the
+head, windows and referent scan; MiniLM's own cost is in "windows/CPU-s" of the first embedding row).
 
 A kind written ``embedding+agency`` (any kind name above with ``+agency``) is that row with the agency features
 (``condpt.tagging.classifiers.agency``: an artificial agent as the doer of a misaligned action, or declining one) as
@@ -106,8 +106,8 @@ def per_category(scores: np.ndarray, data, thr: float) -> list[str]:
 
 
 def kind_params(name: str, encoders: dict[str, str]) -> tuple[str, dict]:
-    """(kind, training params) of a row name: KIND[-noreferent][+agency][+rbf|+mlp|+knn][@ENCODER]."""
-    from _nonlinear_heads import GRIDS
+    """(kind, training params) of a row name: KIND[-noreferent][+agency][+rbf|+mlp|+knn[:SETTING]][@ENCODER]."""
+    from _nonlinear_heads import GRIDS, parse_setting
 
     from condpt.tagging.classifiers.default import DEFAULT_TRAIN_PARAMS
 
@@ -116,8 +116,14 @@ def kind_params(name: str, encoders: dict[str, str]) -> tuple[str, dict]:
     kind = base.split("-")[0]
     params = {**DEFAULT_TRAIN_PARAMS[kind], **({"referent": False} if base.endswith("-noreferent") else {})}
     for mod in mods:
-        if mod in GRIDS and kind in ("embedding", "static") and not {"head", "agency"} & set(params):
-            params["head"] = mod
+        family, _, setting = mod.partition(":")
+        if family in GRIDS and kind in ("embedding", "static") and not {"head", "agency"} & set(params):
+            params["head"] = family
+            if setting:
+                try:
+                    params["grid"] = [parse_setting(setting)]
+                except ValueError as e:
+                    sys.exit(f"{name}: {e}")
             continue
         if mod != "agency" or kind != "embedding" or "head" in params:
             sys.exit(f"{name}: unknown modifier +{mod} (known: embedding+agency, embedding|static+"
@@ -170,7 +176,8 @@ def shipped_defaults(kinds, sets, gut, world, variants=None, encoders=None) -> N
         label = f"{name} ({tname}, {len(train.labels)})"
         if "head" in params:
             hp, oof, tried = select(kind, train, **params)
-            model = head_class(kind).fit(train.texts, train.labels, head_params=hp, **params)
+            fit_params = {k: v for k, v in params.items() if k != "grid"}
+            model = head_class(kind).fit(train.texts, train.labels, head_params=hp, **fit_params)
             label = f"{name} ({tname}, {len(train.labels)}; " + ", ".join(f"{k} {v:g}" for k, v in hp.items()) + ")"
             grids += [f"| {name} ({tname}) | " + ", ".join(f"{k} {v:g}" for k, v in h.items())
                       + f" | {auc:.3f} | {f1:.3f} |" for h, auc, f1 in tried]

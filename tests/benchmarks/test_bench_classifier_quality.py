@@ -71,6 +71,10 @@ def test_the_embedding_cache_file_round_trips(monkeypatch, tmp_path):
 def test_a_head_row_names_its_non_linear_head_and_only_one():
     assert bench.kind_params("embedding+rbf", {}) == ("embedding", {"referent": True, "head": "rbf"})
     assert bench.kind_params("static-noreferent+knn", {}) == ("static", {"referent": False, "head": "knn"})
+    assert bench.kind_params("static+rbf:gamma=4,C=64", {}) == (
+        "static", {"referent": True, "head": "rbf", "grid": [{"gamma": 4.0, "C": 64.0}]})
+    with pytest.raises(SystemExit, match="expected NAME=VALUE"):
+        bench.kind_params("static+rbf:gamma4", {})
     for name in ("embedding+rbf+mlp", "embedding+agency+mlp", "embedding+mlp+agency", "fasttext+rbf", "static+svm"):
         with pytest.raises(SystemExit, match="unknown modifier"):
             bench.kind_params(name, {})
