@@ -104,3 +104,16 @@ def test_user_config_trains_from_an_installed_wheel(installed, tmp_path):
     final = user / "out" / "final"
     assert (final / "config.json").is_file() and (final / "condpt_tokens.json").is_file()
     assert not (REPO / "out").exists()
+
+
+def test_a_wheel_user_starts_from_the_shipped_run_config(installed, tmp_path):
+    """README and docs/recipe.md quote `--config recipes/configs/...`, which exists only in a clone: from a wheel
+    the shipped `demo` is named by its name, and the clone's path is refused saying what is shipped."""
+    *_, bin_dir, env = installed
+    shutil.copy2(REPO / "recipes" / "data" / "tiny-tagged.jsonl", tmp_path / "tagged.jsonl")
+    dry = _run([bin_dir / "condpt", "train", "--config", "demo", "data.sources.0.path=tagged.jsonl", "--dry-run"],
+               tmp_path, env)
+    assert "n_layer: 3" in dry.stdout
+    res = subprocess.run([str(bin_dir / "condpt"), "train", "--config", "recipes/configs/tiny-cpu.yaml"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 2 and "shipped run configs, named without a path: demo" in res.stderr, res.stderr
