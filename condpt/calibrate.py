@@ -15,7 +15,6 @@ data, else by exact text (tag the labelled file itself: ``condpt tag dev.jsonl -
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -109,13 +108,30 @@ def read_labelled(path: str | Path, label_field: str = "label", text_field: str 
 
 
 def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int]:
-    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data."""
+    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data.
+
+    Each tagged document is counted once: a text labelled twice (joined by text) is refused, as is a row
+    joined by id whose own text is not that document's (ids from another corpus would label other documents)."""
+    from collections import Counter
+
     tagged = load_tagged(tagged_dir, ("id", "text", "score"))
     by_id = dict(zip(tagged["id"], tagged["score"]))
     use_id = any(i is not None and i in by_id for i in rows.ids)
     lookup = by_id if use_id else dict(zip(tagged["text"], tagged["score"]))
+    keys = rows.ids if use_id else rows.texts
+    if not use_id:
+        twice = [(k, n) for k, n in Counter(k for k in keys if k in lookup).items() if n > 1]
+        if twice:
+            raise CalibrationError(f"{rows.path}: the text {twice[0][0][:80]!r} is labelled {twice[0][1]} times "
+                                   "(joined by text, each labelled document once)")
+    else:
+        text_of = dict(zip(tagged["id"], tagged["text"]))
+        for key, text in zip(keys, rows.texts):
+            if key in lookup and text is not None and text != text_of[key]:
+                raise CalibrationError(f"{rows.path}: id {key!r}: its text differs from the tagged document "
+                                       f"{key!r} in {tagged_dir} (labelled ids from another corpus?)")
     scores, labels = [], []
-    for key, label in zip(rows.ids if use_id else rows.texts, rows.labels):
+    for key, label in zip(keys, rows.labels):
         if key in lookup:
             scores.append(lookup[key])
             labels.append(label)
@@ -143,7 +159,7 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
         "precision": float(precision_score(labels, pred, zero_division=0)),
         "recall": float(recall_score(labels, pred, zero_division=0)),
         "f1": float(f1_score(labels, pred, zero_division=0)),
-        "auroc": float(roc_auc_score(labels, scores)) if both else math.nan,
+        "auroc": float(roc_auc_score(labels, scores)) if both else None,  # undefined for one class
         "tagged_fraction": tagged_fraction(scores, threshold),
         "n": len(labels),
         "positives": int(labels.sum()),

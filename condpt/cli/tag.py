@@ -173,7 +173,7 @@ def calibrate_cmd(
             result = cal.metrics_at(s, y, t)
             print(f"threshold {t:.6f} on {result['n']} labelled rows ({result['positives']} positive): "
                   f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  "
-                  f"F1 {result['f1']:.3f}  AUROC {result['auroc']:.3f}")
+                  f"F1 {result['f1']:.3f}  AUROC {'n/a' if result['auroc'] is None else format(result['auroc'], '.3f')}")
             png = cal.plot_pr(s, y, plot or Path(tagged_dir) / "pr_curve.png", t)
             print(f"PR curve -> {png}")
         corpus_dir = corpus_dir or tagged_dir

@@ -1,0 +1,57 @@
+"""`condpt calibrate --labelled`: the join of labelled rows to tagged rows counts each tagged document once
+and never attaches a label to another document; the printed JSON line is strict JSON (issue 9's probes)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+import condpt.cli.tag  # noqa: F401  (registers `calibrate`)
+from condpt.cli import app
+from condpt.corpus import TAGGED_SCHEMA
+
+TEXTS = [f"t{i}" for i in range(8)]
+SCORES = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
+
+
+def _tagged(tmp_path):
+    n = len(TEXTS)
+    rows = {"id": [f"id{i}" for i in range(n)], "text": TEXTS, "source": ["s"] * n, "score": SCORES,
+            "tag": ["good"] * n,
+            "spans": [[{"start": 0, "end": len(t), "score": s, "tag": "good"}] for t, s in zip(TEXTS, SCORES)],
+            "prefilter_hits": [[] for _ in range(n)], "stage": ["classifier"] * n}
+    (tmp_path / "tagged" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pydict(rows, schema=TAGGED_SCHEMA), tmp_path / "tagged" / "data" / "part-0.parquet")
+    return tmp_path / "tagged"
+
+
+def _calibrate(tmp_path, rows, target=("--target-precision", "0.5")):
+    lab = tmp_path / "lab.jsonl"
+    lab.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return CliRunner().invoke(app, ["calibrate", str(_tagged(tmp_path)), "--labelled", str(lab), *target])
+
+
+def test_one_text_labelled_twice_is_refused(tmp_path):
+    """Joined by text, "t7" labelled 1 and 0 was counted as two documents (n 4 of 3); an id labelled twice
+    was already refused."""
+    res = _calibrate(tmp_path, [{"text": "t7", "label": 1}, {"text": "t7", "label": 0}, {"text": "t0", "label": 0}])
+    assert res.exit_code == 2 and "'t7'" in res.output and "labelled 2 times" in res.output, res.output
+
+
+def test_a_labelled_id_whose_text_is_another_documents_is_refused(tmp_path):
+    """Ids from another corpus ("id7" there is "t0" here) silently gave each label to another document."""
+    res = _calibrate(tmp_path, [{"id": "id7", "text": "t0", "label": 1}, {"id": "id0", "text": "t0", "label": 0}])
+    assert res.exit_code == 2 and "'id7'" in res.output and "text differs" in res.output, res.output
+
+
+def test_the_json_line_is_strict_json_when_one_class_is_labelled(tmp_path):
+    """AUROC is undefined with one class: it was printed as NaN, which no strict JSON parser reads."""
+    res = _calibrate(tmp_path, [{"text": "t7", "label": 1}, {"text": "t6", "label": 1}], ("--target-recall", "0.5"))
+    assert res.exit_code == 0, res.output
+    line = res.stdout.strip().splitlines()[-1]
+    out = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert out["auroc"] is None and out["recall"] == 0.5
+    assert "AUROC n/a" in res.output
