@@ -506,6 +506,8 @@ def add_tokens_to_checkpoint(
                                       pad_to_multiple_of=pad_to_multiple_of, tokenizer=tokenizer)
             report = _report(model_dir, out_dir, config, spec, init, pad_to_multiple_of, added, grown,
                              streamed=keys is not None)
+            _ban_in_generation_config(tmp, config, sorted({*added.manifest.control_ids, *range(
+                added.len_after, grown["sizes"]["embedding_rows_after"])}))
             added.manifest.save(tmp)
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             _replace_dir(tmp, out_dir)
@@ -513,6 +515,19 @@ def add_tokens_to_checkpoint(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return report
+
+
+def _ban_in_generation_config(tmp: Path, config, banned: list[int]) -> None:
+    """`suppress_tokens` in the saved generation config: the control ids and the padding rows, so a plain
+    `model.generate` emits none of them and a condition is set only on purpose, by its id in the prompt."""
+    from transformers import GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(tmp)
+    except OSError:  # the checkpoint had none
+        gen = GenerationConfig.from_model_config(config)
+    gen.suppress_tokens = sorted({*(gen.suppress_tokens or []), *banned})
+    gen.save_pretrained(tmp)
 
 
 def _check_request(model_dir: Path, out_dir: Path, init: str, pad_to_multiple_of: int | None, overwrite: bool):

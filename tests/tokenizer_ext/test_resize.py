@@ -156,6 +156,17 @@ def small_ckpt(tmp_path_factory, sp_training_texts):
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "src", tok, "gpt2", tie=True)
 
 
+def test_generation_config_bans_control_ids_and_padding_rows(tmp_path, small_ckpt):
+    """A plain `model.generate` on add-tokens' output never emits a tag (fed back as ids, it would set a
+    condition nobody chose), the self token or a padding row, as condpt's own export (`condpt.export`) bans
+    them: add-tokens copied the checkpoint's generation config, which banned nothing."""
+    report = add_tokens_to_checkpoint(small_ckpt, tmp_path / "out")
+    banned = sorted({*report["control_ids"], *range(report["tokenizer_len_after"], report["embedding_rows_after"])})
+    assert len(banned) > 3
+    assert json.loads((tmp_path / "out" / "generation_config.json").read_text())["suppress_tokens"] == banned
+    assert _reload(tmp_path / "out").generation_config.suppress_tokens == banned
+
+
 def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if p.name.startswith(".")]
 
