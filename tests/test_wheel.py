@@ -52,7 +52,10 @@ def installed(tmp_path_factory):
         shutil.copytree(REPO / pkg, src / pkg, ignore=ignore)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TORCH_EXTENSIONS_DIR")}
     env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", CONDPT_CACHE=str(tmp / "cache"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", src], tmp, env)
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", src],
+                 tmp, env)
+    # a user building or installing it sees no deprecation notice (setuptools: `project.license` as a table)
+    assert "BuildBackendWarning" not in built.stdout + built.stderr, built.stdout + built.stderr
     (wheel,) = (tmp / "dist").glob("condpt-*.whl")
 
     venv = tmp / "venv"
