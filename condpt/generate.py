@@ -27,6 +27,8 @@ from condpt.guidance import GUIDED, can_guide, parse_guided
 from condpt.layout import conditions, context_length, load_run, prompt_ids
 from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
+MIN_TEMPERATURE = 1e-4
+
 
 class BanTokens(LogitsProcessor):
     """Sets the logits of the given ids to -inf at every step, so sampling, greedy and beam search can never
@@ -49,8 +51,11 @@ def banned_ids(manifest: Manifest, tokenizer, vocab_size: int) -> list[int]:
 
 def strip_tags(text: str, manifest: Manifest) -> str:
     """Remove every control tag string from decoded text."""
-    for entry in manifest.tags.values():
-        text = text.replace(entry.string, "")
+    stripped = None
+    while stripped != text:  # removing one can join its neighbours into another: '<|go' '<|bad|>' 'od|>'
+        stripped = text
+        for entry in manifest.tags.values():
+            text = text.replace(entry.string, "")
     return text
 
 
@@ -106,6 +111,9 @@ class Generator:
             raise ValueError("n and max_new_tokens must be >= 1")
         if not 0.0 <= temperature < math.inf:  # inf or nan: multinomial fails on the probabilities
             raise ValueError(f"temperature {temperature}: must be a finite number >= 0")
+        if do_sample and temperature < MIN_TEMPERATURE:  # logits / 1e-45 are inf: multinomial fails
+            raise ValueError(f"temperature {temperature}: sampling needs at least {MIN_TEMPERATURE} (a lower one "
+                             "samples as greedy does and can overflow the logits); use 0 for greedy")
         if seed is not None and not 0 <= seed <= 2**32 - 1:  # configtypes.Seed's range
             raise ValueError(f"seed {seed}: must be in [0, {2**32 - 1}]")
         ids = self.prompt_ids(prompt, condition=condition, system=system)

@@ -94,6 +94,28 @@ class Run:
     manifest: Manifest | None
 
 
+def _check_files(model_dir: Path) -> None:
+    """config.json a JSON object and every safetensors file readable, else a ValueError naming the file
+    (transformers raised a TypeError or a SafetensorError traceback that named neither)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        config = json.loads((model_dir / "config.json").read_bytes())
+    except ValueError as e:  # malformed JSON, not UTF-8
+        raise ValueError(f"{model_dir / 'config.json'}: not JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{model_dir / 'config.json'}: not a JSON object (a model config)")
+    for path in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):  # reads the header; a truncated file fails here
+                pass
+        except SafetensorError as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e}): damaged or copied incompletely") \
+                from None
+
+
 def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
     """Load a `save_pretrained` directory (float32, eval mode, on `device`; default: cuda if available).
     The manifest, when present, must describe the tokenizer."""
@@ -105,6 +127,7 @@ def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
         raise FileNotFoundError(f"{model_dir}: not a model directory")
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json (expected a save_pretrained directory)")
+    _check_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     manifest = Manifest.load(model_dir) if (model_dir / MANIFEST_NAME).is_file() else None
     if manifest is not None:
