@@ -589,7 +589,7 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
         try:
             obj = json.loads(s)
         except json.JSONDecodeError as e:
-            return bad(f"malformed JSON: {e.msg} at column {e.colno}")
+            return bad(f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")  # json's own may end in "at"
         except RecursionError:
             return bad("unreadable JSON: nested too deeply for the parser")
         except ValueError as e:  # valid JSON Python will not parse: an integer over 4300 digits
