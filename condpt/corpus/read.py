@@ -437,11 +437,28 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
         else:
             try:
                 with _open_binary(spec) as f:
-                    while f.read(1 << 20) and spec.compression:
+                    head = f.read(1 << 20)
+                    while head and spec.compression and f.read(1 << 20):
                         pass
             except _read_errors() as e:
                 raise _unreadable(spec, 0, e) from e
+            if spec.compression is None:
+                _refuse_misnamed(spec, head)
             _sniff_text_field(spec, fields)
+
+
+# The magic bytes of each compression a JSONL input may have (a JSON text never starts with them).
+_MAGIC = {b"\x1f\x8b": ("gzip", ".gz"), b"BZh": ("bz2", ".bz2"), b"\xfd7zXZ\x00": ("xz", ".xz"),
+          b"\x28\xb5\x2f\xfd": ("zstd", ".zst")}
+
+
+def _refuse_misnamed(spec: InputSpec, head: bytes) -> None:
+    """A compressed file named as plain JSONL: refused with the name to give it (its lines would be quarantined
+    one by one as invalid UTF-8, its records never read)."""
+    for magic, (kind, suffix) in _MAGIC.items():
+        if head.startswith(magic):
+            raise CorpusError(f"{spec.label}: {kind}-compressed; name it {shown(spec.path.name)}{suffix} (or "
+                              "decompress it)")
 
 
 def _sniff_text_field(spec: InputSpec, fields: Fields) -> None:
