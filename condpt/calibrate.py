@@ -251,6 +251,7 @@ def threshold_config(path: Path) -> dict:
     """The YAML mapping `write_threshold` will update ({} if `path` does not exist yet); a file that is not
     one is a `CalibrationError` naming it (checked before calibrating, so nothing is computed in vain)."""
     if not path.exists():
+        check_creatable(path)
         return {}
     from condpt.yamlfile import YamlError, read_yaml  # the one YAML reader: duplicate keys, non-UTF-8 refused
 
@@ -262,6 +263,24 @@ def threshold_config(path: Path) -> dict:
         raise CalibrationError(f"{path}: expected a YAML mapping")
     _as_config(path, {**data, "threshold": 0.5})  # what it will be once written, any threshold
     return data
+
+
+def check_creatable(path: Path) -> None:
+    """`path` can be created: its nearest existing ancestor is a directory (checked before calibrating: the
+    mkdir failed with a traceback after the results were printed)."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CalibrationError(f"{path}: cannot be created: {parent} is not a directory")
+            return
+
+
+def check_plot(path: Path) -> None:
+    """The PR curve's path ends in .png (matplotlib refused another suffix with a traceback and wrote DIR.png
+    for a directory) and can be created."""
+    if Path(path).suffix.lower() != ".png" or Path(path).is_dir():
+        raise CalibrationError(f"--plot {path}: the PR curve is a PNG file: give a path that ends in .png")
+    check_creatable(path)
 
 
 def _as_config(path: Path, data: dict):

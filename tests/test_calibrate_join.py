@@ -55,3 +55,23 @@ def test_the_json_line_is_strict_json_when_one_class_is_labelled(tmp_path):
     out = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert out["auroc"] is None and out["recall"] == 0.5
     assert "AUROC n/a" in res.output
+
+
+def test_a_plot_or_out_path_that_cannot_be_written_is_refused_before_calibrating(tmp_path):
+    """`--plot p.txt` was a matplotlib ValueError traceback, `--plot DIR` wrote DIR.png and printed DIR, and a
+    --plot or --out under a file was a FileExistsError traceback (after --out's threshold was printed)."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    rows = [{"text": f"t{i}", "label": int(i >= 4)} for i in range(8)]
+    for option, path, why in [("--plot", tmp_path / "p.txt", "ends in .png"),
+                              ("--plot", tmp_path / "adir", "ends in .png"),
+                              ("--plot", tmp_path / "afile" / "p.png", "is not a directory"),
+                              ("--out", tmp_path / "afile" / "t.yaml", "is not a directory")]:
+        lab = tmp_path / "lab.jsonl"
+        lab.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        tagged = tmp_path / "tagged" if (tmp_path / "tagged").exists() else _tagged(tmp_path)
+        res = CliRunner().invoke(app, ["calibrate", str(tagged), "--labelled", str(lab), "--target-recall", "0.5",
+                                       option, str(path)])
+        assert res.exit_code == 2 and why in res.output and "threshold 0" not in res.output, (option, path,
+                                                                                             res.output)
+    assert not (tmp_path / "adir.png").exists()

@@ -155,6 +155,8 @@ def calibrate_cmd(
                 cal.check_target(option, value)
         if out is not None:
             cal.threshold_config(out)
+        if plot is not None:
+            cal.check_plot(plot)
         if target_fraction is not None:
             scores = np.asarray(cal.load_tagged(tagged_dir)["score"], dtype=np.float64)
             t = cal.threshold_for_fraction(scores, target_fraction)
