@@ -239,7 +239,10 @@ def _format_of(name: str) -> str | None:
 
 def _source_files(path: Path) -> tuple[str, list[str]]:
     if path.is_dir():
-        root = path / "data" if (path / "data").is_dir() else path
+        root = path / "data" if (path / "data").is_dir() or (path / "run.json").is_file() else path
+        if not root.is_dir():
+            raise ValueError(f"{path}: a `condpt tag` output without data/: it wrote no document (all set aside or "
+                             "quarantined; see its report.json)")
         by_format: dict[str, list[str]] = {}
         unread = []  # refused, never skipped: a file a source leaves out is training data lost without a word
         for p in sorted(root.iterdir()):

@@ -72,3 +72,13 @@ def test_a_tag_output_directory_reads_its_data_parts(tmp_path):
     assert _source_files(tmp_path) == ("parquet", [str(tmp_path / "data" / "part-000000.parquet")])
     _write(tmp_path / "data" / ".DS_Store", "x")  # hidden entries are no data
     assert _source_files(tmp_path) == ("parquet", [str(tmp_path / "data" / "part-000000.parquet")])
+
+
+def test_a_tag_output_that_wrote_no_data_says_so(tmp_path):
+    from condpt.sequences import _source_files
+
+    (tmp_path / "set_aside").mkdir()
+    _write(tmp_path / "run.json", "{}")
+    _write(tmp_path / "report.json", "{}")
+    with pytest.raises(ValueError, match="a `condpt tag` output without data/"):
+        _source_files(tmp_path)
