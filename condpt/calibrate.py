@@ -9,8 +9,8 @@
 - `metrics_at`, `plot_pr`, `write_threshold` (into a YAML a tag or policy config reads), and `retag`
   (pure over a batch of tagged rows: tags recomputed from stored scores).
 
-The labelled set is joined to the tagged rows by ``id`` when the labelled rows carry ids found in the tagged
-data, else by exact text (tag the labelled file itself: ``condpt tag dev.jsonl --out dev_tagged``).
+Each labelled row is joined to the tagged rows by its ``id`` where the tagged data has it, else by its exact
+text (tag the labelled file itself: ``condpt tag dev.jsonl --out dev_tagged``); each document counts once.
 """
 
 from __future__ import annotations
@@ -110,35 +110,34 @@ def read_labelled(path: str | Path, label_field: str = "label", text_field: str 
 def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int]:
     """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data.
 
-    Each tagged document is counted once: a text labelled twice (joined by text) is refused, as is a row
-    joined by id whose own text is not that document's (ids from another corpus would label other documents)."""
-    from collections import Counter
-
+    A row is joined by its id where that id is in the tagged data, else by its exact text. Each tagged
+    document is counted once: one reached by two rows (a text labelled twice, or its id and its text) is
+    refused, as is a row joined by id whose own text is not that document's (ids from another corpus would
+    label other documents)."""
     tagged = load_tagged(tagged_dir, ("id", "text", "score"))
-    by_id = dict(zip(tagged["id"], tagged["score"]))
-    use_id = any(i is not None and i in by_id for i in rows.ids)
-    lookup = by_id if use_id else dict(zip(tagged["text"], tagged["score"]))
-    keys = rows.ids if use_id else rows.texts
-    if not use_id:
-        twice = [(k, n) for k, n in Counter(k for k in keys if k in lookup).items() if n > 1]
-        if twice:
-            raise CalibrationError(f"{rows.path}: the text {twice[0][0][:80]!r} is labelled {twice[0][1]} times "
-                                   "(joined by text, each labelled document once)")
-    else:
-        text_of = dict(zip(tagged["id"], tagged["text"]))
-        for key, text in zip(keys, rows.texts):
-            if key in lookup and text is not None and text != text_of[key]:
-                raise CalibrationError(f"{rows.path}: id {key!r}: its text differs from the tagged document "
-                                       f"{key!r} in {tagged_dir} (labelled ids from another corpus?)")
-    scores, labels = [], []
-    for key, label in zip(keys, rows.labels):
-        if key in lookup:
-            scores.append(lookup[key])
-            labels.append(label)
-    if not scores:
-        raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by "
-                               f"{'id' if use_id else 'text'}); tag the labelled file itself first")
-    return np.asarray(scores, np.float64), np.asarray(labels, np.int64), len(rows.labels) - len(scores)
+    by_id = {doc: i for i, doc in enumerate(tagged["id"])}
+    by_text = {text: i for i, text in enumerate(tagged["text"])}
+    found: dict[int, int] = {}  # tagged row -> labelled row
+    for k, (doc, text) in enumerate(zip(rows.ids, rows.texts)):
+        if doc is not None and doc in by_id:
+            i = by_id[doc]
+            if text is not None and text != tagged["text"][i]:
+                raise CalibrationError(f"{rows.path}: id {doc!r}: its text differs from the tagged document "
+                                       f"{doc!r} in {tagged_dir} (labelled ids from another corpus?)")
+        elif text is not None and text in by_text:
+            i = by_text[text]
+        else:
+            continue
+        if i in found:
+            raise CalibrationError(f"{rows.path}: the tagged document {tagged['id'][i]!r} (text "
+                                   f"{tagged['text'][i][:80]!r}) is labelled 2 times (each labelled document once)")
+        found[i] = k
+    if not found:
+        raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by id, else by "
+                               "text); tag the labelled file itself first")
+    scores = np.asarray([tagged["score"][i] for i in found], np.float64)
+    labels = np.asarray([rows.labels[k] for k in found.values()], np.int64)
+    return scores, labels, len(rows.labels) - len(found)
 
 
 def tagged_fraction(scores: np.ndarray, threshold: float) -> float:

@@ -75,3 +75,16 @@ def test_a_plot_or_out_path_that_cannot_be_written_is_refused_before_calibrating
         assert res.exit_code == 2 and why in res.output and "threshold 0" not in res.output, (option, path,
                                                                                              res.output)
     assert not (tmp_path / "adir.png").exists()
+
+
+def test_rows_with_and_without_ids_are_each_joined(tmp_path):
+    """With some rows joined by id, the rows that carry only a text were left out as "not found" although
+    their text is in the tagged data; a document reached both by its id and by its text counts once."""
+    res = _calibrate(tmp_path, [{"id": "id7", "label": 1}, {"id": "id0", "label": 0}, {"text": "t6", "label": 1},
+                                {"text": "t1", "label": 0}], ("--target-recall", "1.0"))
+    assert res.exit_code == 0 and "not found" not in res.output, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["n"] == 4
+    (tmp_path / "again").mkdir()
+    res = _calibrate(tmp_path / "again", [{"id": "id7", "label": 1}, {"text": "t7", "label": 1},
+                                          {"text": "t0", "label": 0}])
+    assert res.exit_code == 2 and "labelled 2 times" in res.output, res.output
