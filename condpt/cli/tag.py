@@ -51,7 +51,10 @@ def tag_cmd(
     if quiet:  # the libraries' bars too (transformers' "Loading weights"): read when they are first imported
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if executor == "local" and workers > 1 and (tasks or workers) > 1:  # its imports beside ours (pool.py)
-        from condpt.tagging.pool import local_threads, start_forkserver
+        from condpt.tagging.pool import local_threads, local_workers_error, start_forkserver
+
+        if why := local_workers_error(workers):
+            _fail(why)
 
         options = {"config": config and str(config), "classifier": classifier, "text_field": text_field,
                    "id_field": id_field}

@@ -25,10 +25,24 @@ WARM = "condpt.tagging.warm"  # imported last: loads the run's cascade, then fre
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def local_threads(workers: int) -> int:
     """A local worker's share of this machine's cores (its OpenMP / torch thread cap): W workers x threads <= C."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    return max(1, _cores() // workers)
+
+
+def local_workers_error(workers: int) -> str | None:
+    """Why `workers` local processes cannot be started, or None. Each local worker is a process (and `--tasks`
+    defaults to `--workers`): more than the cores only compete for them, and an absurd count (100,000) started
+    processes until the machine gave out."""
+    cores = _cores()
+    if workers <= cores:
+        return None
+    return (f"--workers {workers}: this machine has {cores} CPU cores and each local worker is a process; give at "
+            f"most {cores} (--tasks N splits the input finer without more processes)")
 
 
 def start_forkserver(threads: int, modules: set[str] = frozenset(), warm: dict | None = None) -> None:

@@ -66,7 +66,7 @@ from condpt.tagging.chunked import (
 )
 from condpt.tagging.datatrove_steps import share_cascade
 from condpt.tagging.finished import RETAG
-from condpt.tagging.pool import local_threads, start_forkserver
+from condpt.tagging.pool import local_threads, local_workers_error, start_forkserver
 from tokenizer_ext.procs import pid_alive
 
 __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
@@ -170,6 +170,8 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     cluster = cluster or Cluster()
     if workers < 1:
         raise TagRunError(f"--workers {workers}: must be at least 1")
+    if cluster.executor == "local" and (why := local_workers_error(workers)):
+        raise TagRunError(why)
     tasks = workers if tasks is None else tasks
     if tasks < 1:
         raise TagRunError(f"--tasks {tasks}: must be at least 1")
