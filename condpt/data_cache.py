@@ -36,8 +36,21 @@ def _data_key(cfg: RunConfig, tok_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
+class TooLittleData(ValueError):
+    """The sources give no full optimizer step: one line for the user (`condpt.recipe`), not a traceback per rank."""
+
+
+def too_little(cfg: RunConfig, blocks: int, processes: int) -> TooLittleData:
+    t = cfg.train
+    sources = ", ".join(str(src.path) for src in cfg.data.sources)
+    return TooLittleData(f"too little training data: {sources} gave {blocks} training blocks of {cfg.data.block_size} "
+                         f"tokens; one optimizer step needs {processes * t.micro_batch_size * t.grad_accum} "
+                         f"({processes} processes × micro_batch_size {t.micro_batch_size} × grad_accum {t.grad_accum})")
+
+
 def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
-    """Train/held-out block datasets, built by the main process first and cached under OUTPUT_DIR/cache."""
+    """Train/held-out block datasets, built by the main process first and cached under OUTPUT_DIR/cache.
+    No training block at all: `TooLittleData` in every process (an empty dataset cannot be saved and loaded)."""
     from datasets import load_from_disk
 
     from condpt.sequences import build_datasets
@@ -47,10 +60,16 @@ def prepare_data(cfg: RunConfig, tokenizer, manifest, accelerator, out: Path):
         if not (cache / "done").is_file():
             train, heldout = build_datasets(cfg.data, tokenizer, manifest, seed=cfg.seed,
                                             num_proc=cfg.train.preprocess_num_proc)
-            train.save_to_disk(str(cache / "train"))
-            heldout.save_to_disk(str(cache / "heldout"))
+            # an empty dataset is saved as 0 shards, which load_from_disk cannot read (IndexError): not saved
+            if len(train):  # no train/ in a finished cache: the sources gave no block
+                train.save_to_disk(str(cache / "train"))
+            if len(heldout):
+                heldout.save_to_disk(str(cache / "heldout"))
+            cache.mkdir(parents=True, exist_ok=True)
             (cache / "done").write_text("ok\n")
+        if not (cache / "train").is_dir():
+            raise too_little(cfg, 0, accelerator.num_processes)
         train = load_from_disk(str(cache / "train"))
-        heldout = load_from_disk(str(cache / "heldout"))
+        heldout = load_from_disk(str(cache / "heldout")) if (cache / "heldout").is_dir() else train.select([])
     cols = ["input_ids", "labels", "tag_index", "position_ids"]
     return train.select_columns(cols).with_format("torch"), heldout.select_columns(cols).with_format("torch")

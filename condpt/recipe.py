@@ -134,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
     warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
+    from condpt.data_cache import TooLittleData
     from condpt.train import train
 
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except TooLittleData as e:  # raised alike in every rank: one line, not a traceback per process
+        if rank0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
     if rank0:
         where = result.get("final") or f"checkpoint at step {result['step']}"
         note = " (already finished with this config; nothing to do)" if result.get("skipped") else ""

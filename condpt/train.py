@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from condpt.config import RunConfig
-from condpt.data_cache import prepare_data
+from condpt.data_cache import prepare_data, too_little
 from condpt.export import export, finished
 from condpt.losses import loss_by_tag, mean_loss, tag_sums, token_losses
 from condpt.model import build_model, count_params, flops_per_token, measure_matmul_peak
@@ -238,9 +238,7 @@ def _prepare(cfg: RunConfig, accelerator, model, train_ds, heldout_ds):
         (model, optimizer, train_dl), eval_dl = accelerator.prepare(model, optimizer, train_dl), None
     micro_per_epoch = (len(train_dl) // t.grad_accum) * t.grad_accum
     if micro_per_epoch == 0:
-        raise ValueError(f"too little training data: {len(train_ds)} blocks give no full optimizer step with "
-                         f"{accelerator.num_processes} processes × micro_batch_size {t.micro_batch_size} × "
-                         f"grad_accum {t.grad_accum}")
+        raise too_little(cfg, len(train_ds), accelerator.num_processes)
     return model, optimizer, train_dl, eval_dl, micro_per_epoch
 
 

@@ -145,3 +145,19 @@ def test_the_launcher_process_keeps_deepspeeds_notice_off_stdout():
     if "Setting accelerator" not in bare.stdout:
         pytest.skip("DeepSpeed prints no CPU notice here (an accelerator was found)")
     assert "Setting accelerator" not in ours.stdout
+
+
+@pytest.mark.parametrize("repeat", [1, 30])  # no block at all (an IndexError in datasets), a few blocks
+def test_too_little_training_data_is_one_line_naming_the_source(tmp_path, capsys, repeat):
+    """A tag output that wrote almost nothing: a ValueError traceback in each rank became one line naming the
+    source and the counts, exit 2."""
+    src = tmp_path / "few.jsonl"
+    text = "One short document about the lighthouse. " * repeat
+    src.write_text(json.dumps({"id": "a", "text": text, "tag": "good"}) + "\n", encoding="utf-8")
+    rc = recipe.main(["--config", "demo", f"data.sources.0.path={src}", f"output_dir={tmp_path / 'run'}",
+                      "data.heldout_fraction=0"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    line = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert "too little training data" in line and str(src) in line and "blocks" in line, err
+    assert "Traceback" not in err
