@@ -606,6 +606,9 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
         try:
             obj = json.loads(s)
         except json.JSONDecodeError as e:
+            if e.msg == "Extra data" and "\r" in s[:e.pos]:  # records split by bare CRs: one "line" to a reader
+                return bad(f"malformed JSON: a second record at column {e.colno} after a CR: the file uses CR-only "
+                           "line endings (old Mac); JSONL lines end in LF (\\n) or CRLF: convert the file")
             return bad(f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}")  # json's own may end in "at"
         except RecursionError:
             return bad("unreadable JSON: nested too deeply for the parser")
