@@ -4,7 +4,8 @@ One JSON object per line with a text, a label and optionally an id and a group (
 cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
 (JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
 null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
-missing or empty text. An id, if given, is a non-empty string or integer (as in a corpus) and appears once.
+missing or empty text, and a lone surrogate (``"\\ud800"``) in a text, id or group. An id, if given, is a
+non-empty string or integer (as in a corpus) and appears once; a group, if given, a string or integer.
 Blank lines are skipped. Fields named in ``keep`` (e.g. a ``category`` to report per
 category) are kept as they are, in ``Labelled.kept``; a row without one is an error too.
 """
@@ -45,15 +46,32 @@ def parse_label(value: Any) -> int | None:
     return None
 
 
-def _row_id(row: dict, id_field: str, where: str) -> str | None:
-    """The row's id as a string (the corpus reader's rule: a string or an integer, not empty), or None."""
-    value = row.get(id_field)
+def _check_unicode(value: Any, name: str, where: str) -> None:
+    """A JSON ``\\ud800`` escape decodes to a lone surrogate, which no UTF-8 file or tokenizer can take."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LabelledDataError(f"{where}: field {name!r} is not valid Unicode (lone surrogate)") from None
+
+
+def _row_key(row: dict, name: str, where: str) -> str | None:
+    """The row's id or group as a string (the corpus reader's rule for ids: a string or an integer), or None."""
+    value = row.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise LabelledDataError(f"{where}: field {id_field!r} is not a string or integer "
-                                f"(got {type(value).__name__})")
-    if not str(value).strip():
+        raise LabelledDataError(f"{where}: field {name!r} is not a string or integer (got {type(value).__name__})")
+    _check_unicode(value, name, where)
+    return str(value)
+
+
+def _row_id(row: dict, id_field: str, where: str) -> str | None:
+    """The row's id as a string (the corpus reader's rule: a string or an integer, not empty), or None."""
+    value = _row_key(row, id_field, where)
+    if value is None:
+        return None
+    if not value.strip():
         raise LabelledDataError(f"{where}: field {id_field!r} is empty")
     return str(value)
 
@@ -99,6 +117,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
                     raise LabelledDataError(f"{where}: field {id_field!r} {doc_id!r} is also on line "
                                             f"{first_line[doc_id]}: each labelled document once")
                 first_line[doc_id] = lineno
+            _check_unicode(text, text_field, where)
             has_text = isinstance(text, str) and bool(text.strip())
             if text is not None and not isinstance(text, str):
                 raise LabelledDataError(f"{where}: field {text_field!r} must be a string")
@@ -110,7 +129,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
                 if name not in row:
                     raise LabelledDataError(f"{where}: field {name!r} missing")
                 values.append(row[name])
-            group = row.get(group_field) if group_field else None
+            group = _row_key(row, group_field, where) if group_field else None
             data.texts.append(text if has_text else None)
             data.labels.append(label)
             data.groups.append(str(group) if group is not None else f"row-{lineno}")

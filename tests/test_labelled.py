@@ -129,3 +129,19 @@ def test_a_duplicate_id_names_both_lines(tmp_path):
                   {"id": "a", "text": "x", "label": 0}])
     with pytest.raises(LabelledDataError, match=r"l.jsonl:3: field 'id' 'a' is also on line 1"):
         read_labelled(path)
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ('{"text": "x\\ud800", "label": 1}', "field 'text' is not valid Unicode"),
+    ('{"text": "x", "label": 1, "id": "d\\udfff"}', "field 'id' is not valid Unicode"),
+    ('{"text": "x", "label": 1, "src": ["a", "b"]}', "field 'src' is not a string or integer"),
+    ('{"text": "x", "label": 1, "src": {"a": 1}}', "field 'src' is not a string or integer"),
+    ('{"text": "x", "label": 1, "src": "s\\ud800"}', "field 'src' is not valid Unicode"),
+])
+def test_a_lone_surrogate_or_a_list_group_names_file_line_and_field(tmp_path, line, why):
+    """`train-classifier` accepted a lone surrogate in the text (it cannot be written out as UTF-8) and a list
+    as a group (stringified: ['a', 'b'] grouped as "['a', 'b']")."""
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"text": "ok", "label": 0}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=f"l.jsonl:2: {why}"):
+        read_labelled(path, group_field="src")
