@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -309,6 +310,9 @@ on {{ r.expected.labelled }} labelled rows): this run is {{ r.expected.verdict }
 """
 
 
+_HTML_CONTROLS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # controls HTML allows no text to hold
+
+
 @functools.cache
 def _template():
     """The page's template, compiled once a process (a run writes its report when it starts and when it ends)."""
@@ -323,10 +327,11 @@ def render_html(report: dict, timings: list[dict] = ()) -> str:
 
     from condpt.tagging.expected import warning
 
-    return _template().render(
+    page = _template().render(
         r=report, img=_plots(report), throughput=_throughput(list(timings)),
         config=yaml.safe_dump(report["config"], sort_keys=False, allow_unicode=True),
         warning=warning(report.get("expected") or {}) or "")
+    return _HTML_CONTROLS.sub("\ufffd", page)  # escaping leaves them; in HTML each is a parse error (NUL first)
 
 
 def read_timings(out: Path) -> list[dict]:

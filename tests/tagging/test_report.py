@@ -67,6 +67,15 @@ def test_hostile_text_ids_and_sources_are_escaped(tmp_path):
     assert html.count("<table") == html.count("</table>")
 
 
+def test_nul_and_other_control_characters_never_reach_the_html(tmp_path):
+    # text with \u0000 put raw NULs into report.html (escaping leaves them): an HTML parse error
+    src = _write(tmp_path / "c.jsonl", [{"id": "a\u0000b", "source": "s\u0001", "text": "The robot\u0000 said\u007f hi."}])
+    tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert not re.search("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]", html)
+    assert "robot\ufffd said" in html
+
+
 def test_empty_sections_are_left_out(tmp_path):
     src = _write(tmp_path / "c.jsonl", [{"text": "Calm tea."}, {"text": "More tea."}])
     tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
