@@ -126,6 +126,12 @@ class ArmConfig(BaseModel):
         return self.policy.get("band") == CALIBRATED
 
 
+def case_collisions(names: Sequence[str]) -> list[str]:
+    """The names that equal another but for case ("a", "A"), sorted."""
+    folded = [n.casefold() for n in names]
+    return sorted(n for n, f in zip(names, folded, strict=True) if folded.count(f) > 1)
+
+
 def check_trained_as(arms: Sequence[ArmConfig]) -> None:
     """Each arm `trained_as` another names an arm that trains, with the same policy, tagging and overrides
     (its models are that arm's): a grid's and the SmolLM2 evidence run's arms alike."""
@@ -255,6 +261,9 @@ class GridConfig(BaseModel):
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arms: names must be distinct (run directories are named by them): {names}")
+        if same := case_collisions(names):
+            raise ValueError(f"arms: names must be distinct regardless of case (run directories are named by "
+                             f"them, one directory on a case-insensitive filesystem): {same}")
         if stray := sorted(set(self.seeds_by_coverage) - set(self.coverages)):
             raise ValueError(f"seeds_by_coverage: {stray} not among coverages {self.coverages}")
         for arm in self.arms:

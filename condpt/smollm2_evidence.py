@@ -45,6 +45,7 @@ from condpt.experiment_config import (
     Override,
     TaggerSettings,
     _resolve_inputs,
+    case_collisions,
     check_deploy,
     check_trained_as,
     config_from_yaml,
@@ -131,6 +132,9 @@ class EvidenceConfig(BaseModel):
         if len(set(names)) != len(names) or BASE in names:
             raise ValueError(f"arms: names must be distinct and not {BASE!r} (run directories are named by "
                              f"them): {names}")
+        if same := case_collisions([BASE, *names]):
+            raise ValueError(f"arms: names must be distinct and not {BASE!r} regardless of case (run directories "
+                             f"are named by them, one directory on a case-insensitive filesystem): {same}")
         for arm in self.arms:
             if arm.calibrated or arm.tagging != "document":
                 raise ValueError(f"arm {arm.name!r}: the evidence run tags documents and has no calibration; "

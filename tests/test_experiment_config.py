@@ -84,6 +84,8 @@ def test_calibrated_band_needs_targets_and_condition():
         GridConfig(arms=[{"name": "b", "policy": {"band": "guess"}}])
     with pytest.raises(ValueError, match="distinct"):
         GridConfig(arms=[{"name": "b"}, {"name": "b"}])
+    with pytest.raises(ValueError, match=r"distinct.*case.*\['A', 'a'\]"):  # one directory on macOS and Windows
+        GridConfig(arms=[{"name": "a"}, {"name": "A"}])
     with pytest.raises(ValueError, match=r"\['misses'\], which the grid sets per run"):
         GridConfig(arms=[{"name": "b", "policy": {"misses": "score"}}])
     with pytest.raises(ValueError, match=r"seeds_by_coverage: \[0.8\] not among coverages"):

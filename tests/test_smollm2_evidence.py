@@ -120,6 +120,10 @@ def test_config_errors_name_the_file(tmp_path):
     bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "base"}]}))
     with pytest.raises(ValueError, match=r"bad\.yaml: .*not 'base'"):
         EvidenceConfig.from_yaml(bad)
+    for names in (["x", "X"], ["Base"]):  # one directory on a case-insensitive filesystem
+        bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": n} for n in names]}))
+        with pytest.raises(ValueError, match=r"bad\.yaml: .*regardless of case"):
+            EvidenceConfig.from_yaml(bad)
     bad.write_text(yaml.safe_dump({"recipe": "demo", "arms": [{"name": "x"}], "eval": {"choice_conditions": ["evil"]}}))
     with pytest.raises(ValueError, match=r"bad\.yaml: eval\.choice_conditions.*evil"):
         EvidenceConfig.from_yaml(bad)
