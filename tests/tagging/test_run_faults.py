@@ -301,7 +301,7 @@ def test_a_finished_task_whose_input_changed_is_redone_not_skipped(tmp_path, mon
 def test_a_rerun_with_another_task_count_is_refused_with_the_one_to_use(tmp_path):
     src = write_lines(tmp_path / "c.jsonl", _lines(20))
     tag_corpus([src], tmp_path / "out", CFG, tasks=2, progress=False)
-    res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet", "--workers", "3")
+    res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet", "--tasks", "3")
     assert res.exit_code == 2 and "--tasks 2" in res.output, res.output
     res = _cli(src, "--out", tmp_path / "out", "--config", _cfg_file(tmp_path), "--quiet", "--tasks", "2",
                "--workers", "1")
