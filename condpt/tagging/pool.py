@@ -34,15 +34,19 @@ def local_threads(workers: int) -> int:
     return max(1, _cores() // workers)
 
 
+PROCESSES_PER_CORE = 4  # room for scorers that wait (an autorater's API calls) and for 2-worker runs on 1 core
+
+
 def local_workers_error(workers: int) -> str | None:
     """Why `workers` local processes cannot be started, or None. Each local worker is a process (and `--tasks`
-    defaults to `--workers`): more than the cores only compete for them, and an absurd count (100,000) started
-    processes until the machine gave out."""
+    defaults to `--workers`): far more than the cores only compete for them, and an absurd count (100,000)
+    started processes until the machine gave out."""
     cores = _cores()
-    if workers <= cores:
+    if workers <= PROCESSES_PER_CORE * cores:
         return None
     return (f"--workers {workers}: this machine has {cores} CPU cores and each local worker is a process; give at "
-            f"most {cores} (--tasks N splits the input finer without more processes)")
+            f"most {PROCESSES_PER_CORE * cores} ({PROCESSES_PER_CORE} per core; --tasks N splits the input finer "
+            "without more processes)")
 
 
 def start_forkserver(threads: int, modules: set[str] = frozenset(), warm: dict | None = None) -> None:
