@@ -51,6 +51,10 @@ class TagToken(BaseModel):
     @field_validator("string")
     @classmethod
     def _string(cls, v: str) -> str:
+        if v.isascii() and v.isalnum():
+            # Generated text is stripped of every tag string (condpt.generate.strip_tags): a tag `the` would cut
+            # it out of ordinary words ('other' -> 'or'), and raw text is full of it.
+            raise ValueError(f"tag string {v!r} is a plain word; use one that text does not contain, like <|{v}|>")
         return _check_string(v, "tag string")
 
 

@@ -47,6 +47,9 @@ def test_yaml_roundtrip_and_custom_tags(tmp_path):
         ("self_token: '<|good|>'\n", "duplicate token strings"),
         ("tags:\n  - {role: good, string: ' <|a|>'}\n", "whitespace"),
         ("tags:\n  - {role: 'no spaces', string: '<|a|>'}\n", "identifier"),
+        # generated text is stripped of every tag string: a word would be cut out of ordinary words ('other')
+        ("tags:\n  - {role: good, string: the}\n", "plain word"),
+        ("tags:\n  - {role: good, string: '<|good|>'}\n  - {role: bad, string: Bad2}\n", "tags.1.string"),
         ("tags:\n  - {role: good, string: '<|a|>', colour: red}\n", "tags.0.colour"),
         ("tags: [\n  - x: : :\n", ":"),
         ("- just\n- a list\n", "mapping"),
@@ -102,7 +105,7 @@ def test_clash_with_named_special(fresh_gpt2_tok):
 
 
 def test_clash_with_ordinary_vocab(fresh_gpt2_tok):
-    spec = ControlTokens(tags=[TagToken(role="good", string="hello")])
+    spec = ControlTokens(tags=[TagToken(role="good", string="...")])
     with pytest.raises(ControlTokenError, match="ordinary token"):
         add_control_tokens(fresh_gpt2_tok, spec)
     assert len(fresh_gpt2_tok) == 50257  # nothing half-added
