@@ -73,7 +73,7 @@ def _row_id(row: dict, id_field: str, where: str) -> str | None:
         return None
     if not value.strip():
         raise LabelledDataError(f"{where}: field {id_field!r} is empty")
-    return str(value)
+    return value
 
 
 def read_labelled(path: str | Path, *, text_field: str = "text", label_field: str = "label",
@@ -132,7 +132,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             group = _row_key(row, group_field, where) if group_field else None
             data.texts.append(text if has_text else None)
             data.labels.append(label)
-            data.groups.append(str(group) if group is not None else f"row-{lineno}")
+            data.groups.append(group if group is not None else f"row-{lineno}")
             data.ids.append(doc_id)
     if not data.labels:
         raise LabelledDataError(f"{path}: no labelled rows")
