@@ -20,6 +20,9 @@ NEAR_K = 20
 SNIPPET = 300
 TOP_HITS = 30
 TOP_DOCS = 10
+# Sources listed one by one in report.json and report.html; the rest are one folded row (`sources_other`). A
+# `source` field holding a URL per record made a row per document: a report of millions of rows.
+SOURCES_TOP = 100
 EXCERPT = 600
 # What a marker holds (`chunk_stats` plus where the chunk came from); the counts are non-negative integers.
 MARKER_COUNTS = ("read", "written", "set_aside", "quarantined", "docs_with_hits", "segments", "bad_segments")
@@ -113,6 +116,23 @@ def _reason_kind(reason: str) -> str:
     return reason
 
 
+def cap_sources(sources: dict[str, dict], top: int = SOURCES_TOP) -> tuple[dict[str, dict], dict | None]:
+    """(the `top` sources with the most records (documents + quarantined; ties by name), in that order, each
+    with its ``tagged_fraction``; the rest folded into one row ``{sources: K, documents, bad, quarantined,
+    tagged_fraction}``, None when nothing is left over). Every count of the rows adds up to the run's totals."""
+    order = sorted(sources, key=lambda k: (-(sources[k]["documents"] + sources[k]["quarantined"]), k))
+    kept = {k: _with_fraction(sources[k]) for k in order[:top]}
+    rest = order[top:]
+    if not rest:
+        return kept, None
+    other = {"sources": len(rest), **{c: sum(sources[k][c] for k in rest) for c in ("documents", "bad", "quarantined")}}
+    return kept, _with_fraction(other)
+
+
+def _with_fraction(s: dict) -> dict:
+    return {**s, "tagged_fraction": round(s["bad"] / s["documents"], 6) if s["documents"] else 0.0}
+
+
 def _add(a: dict, b: dict) -> None:
     for k, v in b.items():
         if isinstance(v, dict):
@@ -159,8 +179,7 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
     bad = cfg["bad_role"]
     if near:
         near.sort(key=lambda r: (abs(r["score"] - threshold), r["id"]))
-    for s in nested["sources"].values():
-        s["tagged_fraction"] = round(s["bad"] / s["documents"], 6) if s["documents"] else 0.0
+    nested["sources"], sources_other = cap_sources(nested["sources"])
     documents = totals["written"] + totals["set_aside"]
     hits = sorted(nested["lexicon_hits"].items(), key=lambda kv: (-kv[1], kv[0]))
     top.sort(key=lambda r: (-r["score"], r["id"]))
@@ -179,6 +198,7 @@ def build_report(out: Path, chunks_total: int | None = None, error: str | None =
         "complete": error is None and chunks_total is not None and len(markers) == chunks_total,
         **({"error": error} if error else {}),
         **{k: v for k, v in nested.items() if k != "lexicon_hits"},
+        "sources_other": sources_other,
         "docs_with_lexicon_hits": extra["docs_with_hits"],
         "segments": extra["segments"], "bad_segments": extra["bad_segments"],
         "lexicon_top_hits": [{"term": t, "documents": n} for t, n in hits[:TOP_HITS]],
@@ -284,9 +304,12 @@ on {{ r.expected.labelled }} labelled rows): this run is {{ r.expected.verdict }
 {% if r.sources %}<h2>Tagged fraction per source</h2>
 {{ img.sources|safe }}
 <table><tr><th>source</th><th>documents</th><th>bad</th><th>fraction</th><th>quarantined</th></tr>
-{% for k, v in r.sources|dictsort %}<tr><td>{{ k }}</td><td class="n">{{ v.documents }}</td>
+{% for k, v in r.sources.items() %}<tr><td>{{ k }}</td><td class="n">{{ v.documents }}</td>
 <td class="n">{{ v.bad }}</td><td class="n">{{ "%.4f"|format(v.tagged_fraction) }}</td>
-<td class="n">{{ v.quarantined }}</td></tr>{% endfor %}</table>{% endif %}
+<td class="n">{{ v.quarantined }}</td></tr>{% endfor %}{% set o = r.sources_other %}{% if o %}
+<tr><td><i>other ({{ o.sources }} sources)</i></td><td class="n">{{ o.documents }}</td><td class="n">{{ o.bad }}</td>
+<td class="n">{{ "%.4f"|format(o.tagged_fraction) }}</td><td class="n">{{ o.quarantined }}</td></tr>{% endif %}
+</table>{% endif %}
 {% if r.top_scoring %}<h2>Top-scoring documents</h2>
 <p>Segments tagged {{ r.config.bad_role }} are highlighted (hover for a segment's score).</p>
 <table><tr><th>id</th><th>source</th><th>score</th><th>tag</th><th>stage</th><th>text around its top segment</th></tr>

@@ -99,3 +99,30 @@ def test_the_template_is_compiled_once(tmp_path, monkeypatch):
     tag_corpus([src], tmp_path / "o", TagConfig(), scorer=KeywordScorer(), progress=False)
     assert len(compiled) == 1
     assert "Score histogram" in (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+
+
+def test_per_source_breakdown_is_capped_and_still_adds_up(tmp_path):
+    """A web corpus with a URL per record as its `source` made a report row per record (5,000 here): the
+    breakdown keeps the top `SOURCES_TOP` sources by records, the rest folded into one row whose counts keep
+    the totals adding up."""
+    from condpt.tagging.report import SOURCES_TOP
+
+    rows = [{"text": "The robot waits." if i % 3 == 0 else "Calm tea.", "source": f"https://example.com/{i}"}
+            for i in range(5000)]
+    rows += [{"text": f"Big {i}.", "source": "big"} for i in range(50)] + ["not json"] * 3
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    report = tag_corpus([src], tmp_path / "o", TagConfig(rows_per_shard=1500), scorer=KeywordScorer(),
+                        progress=False)
+    assert len(report["sources"]) == SOURCES_TOP
+    assert list(report["sources"])[:2] == ["big", "c"]  # the most records first (c: the quarantined lines)
+    other = report["sources_other"]
+    assert other["sources"] == 5002 - SOURCES_TOP
+    for key, total in (("documents", report["documents"]), ("quarantined", report["quarantined"]),
+                       ("bad", report["tags"]["bad"])):
+        assert sum(s[key] for s in report["sources"].values()) + other[key] == total, key
+    assert other["tagged_fraction"] == round(other["bad"] / other["documents"], 6)
+    assert (tmp_path / "o" / "report.json").stat().st_size < 100_000
+    page = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert len(page) < 100_000 and f"other ({other['sources']} sources)" in page
+    assert page.count("https://example.com/") <= SOURCES_TOP + 2 * 30  # table rows, plot labels, examples
