@@ -4,10 +4,11 @@ One JSON object per line with a text, a label and optionally an id and a group (
 cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
 (JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
 null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
-missing or empty text, and a lone surrogate (``"\\ud800"``) in a text, id or group. An id, if given, is a
-non-empty string or integer (as in a corpus) and appears once; a group, if given, a string or integer.
-Blank lines are skipped. Fields named in ``keep`` (e.g. a ``category`` to report per
-category) are kept as they are, in ``Labelled.kept``; a row without one is an error too.
+missing or empty text, and a lone surrogate (``"\\ud800"``) in a text, id or group. An id, if given,
+follows the corpus's rule (`condpt.corpus.ids.id_problem`: a string or integer, not blank) and appears
+once; a group, if given, is a string or integer. Blank lines are skipped. Fields named in ``keep`` (e.g. a
+``category`` to report per category) are kept as they are, in ``Labelled.kept``; a row without one is an
+error too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from condpt.corpus.ids import id_problem
 
 ACCEPTED_LABELS = "1, 0, true or false"
 
@@ -56,7 +59,7 @@ def _check_unicode(value: Any, name: str, where: str) -> None:
 
 
 def _row_key(row: dict, name: str, where: str) -> str | None:
-    """The row's id or group as a string (the corpus reader's rule for ids: a string or an integer), or None."""
+    """The row's group as a string (a string or an integer, as an id), or None."""
     value = row.get(name)
     if value is None:
         return None
@@ -67,13 +70,13 @@ def _row_key(row: dict, name: str, where: str) -> str | None:
 
 
 def _row_id(row: dict, id_field: str, where: str) -> str | None:
-    """The row's id as a string (the corpus reader's rule: a string or an integer, not empty), or None."""
-    value = _row_key(row, id_field, where)
+    """The row's id as a string (the one id rule: `condpt.corpus.ids.id_problem`), or None."""
+    value = row.get(id_field)
     if value is None:
         return None
-    if not value.strip():
-        raise LabelledDataError(f"{where}: field {id_field!r} is empty")
-    return value
+    if why := id_problem(value):
+        raise LabelledDataError(f"{where}: field {id_field!r} {why}")
+    return str(value)
 
 
 def read_labelled(path: str | Path, *, text_field: str = "text", label_field: str = "label",

@@ -86,9 +86,10 @@ def row_problem(row: dict, text_field: str, roles: Sequence[str] | None) -> str 
     ``field 'F': why`` (None: the row is usable). `roles`: the tags allowed besides null (None: any string)."""
     if "id" not in row:
         return "field 'id': missing"
-    doc_id = row["id"]
-    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
-        return f"field 'id': {doc_id!r} is not a string or integer"
+    from condpt.corpus.ids import id_problem  # here: importing condpt.corpus imports this module
+
+    if why := id_problem(row["id"]):
+        return f"field 'id': {why}"
     if text_field not in row:
         return f"field {text_field!r}: missing"
     text = row[text_field]

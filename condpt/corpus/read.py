@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condpt.corpus.ids import stable_id
+from condpt.corpus.ids import id_problem, stable_id
 
 MAX_DOC_BYTES = 10 * 1024 * 1024
 MAX_LINE_BYTES = 8 * MAX_DOC_BYTES  # room for a 10 MB text written with JSON escapes, and its other fields
@@ -580,14 +580,6 @@ def raw_bytes(payload: Any) -> bytes:
         return repr(payload).encode("utf-8", "backslashreplace")
 
 
-def _encodable(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Fields) -> Document | Quarantined:
     """Validate one raw record; every way a record can be unusable has its own reason."""
 
@@ -623,14 +615,10 @@ def parse_record(spec: InputSpec, k: int, line: int, payload: Any, fields: Field
         return bad(f"field {fields.id!r} is not valid UTF-8 (byte {_bad_byte(raw_id)})")
     if raw_id is None:
         doc_id = None
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        return bad(f"field {fields.id!r} is not a string or integer (got {type(raw_id).__name__})")
+    elif why := id_problem(raw_id):
+        return bad(f"field {fields.id!r} {why}")
     else:
         doc_id = str(raw_id)
-        if not doc_id.strip():
-            return bad(f"field {fields.id!r} is empty")
-        if not _encodable(doc_id):
-            return bad(f"field {fields.id!r} is not valid Unicode (lone surrogate)")
     if fields.text not in obj or obj[fields.text] is None:
         return bad(f"missing field {fields.text!r}", doc_id)
     text = obj[fields.text]
