@@ -18,7 +18,10 @@ def tag_cmd(
     inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="JSONL (.gz/.zst/.bz2/.xz), Parquet files, datasets directories."),
     out: Path = typer.Option(..., "--out", metavar="DIR", file_okay=False,
                              help="Directory to write (data/, set_aside/, quarantine/, report)."),
-    config: Path | None = typer.Option(None, "--config", help="Tag config YAML (see docs/tagging.md)."),
+    config: Path | None = typer.Option(None, "--config",
+                                       help="Tag config YAML, every key optional (those of "
+                                            "condpt.tagging.cascade.TagConfig: classifier, threshold, "
+                                            "granularity, prefilter, ...)."),
     classifier: str | None = typer.Option(None, "--classifier",
                                           help="Scorer: a trained dir, an HF checkpoint, a built-in name or "
                                                "'none'; overrides classifier.spec of the config."),

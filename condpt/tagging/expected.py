@@ -87,8 +87,9 @@ def compare(cv: dict | None, scorer_threshold: float | None, threshold: float | 
             **{k: round(v, 6) if isinstance(v, float) else v for k, v in rates.items()}}
 
 
-def warning(expected: dict) -> str | None:
-    """The stderr line for a far run, else None."""
+def warning(expected: dict, out: str = "OUT") -> str | None:
+    """The stderr line for a far run, else None; `out`: the run's output directory, for the commands it gives.
+    Self-contained: an installed wheel has no docs/ to point at."""
     if not expected.get("far"):
         return None
     f, (lo, hi) = expected["run_fraction"], expected["range"]
@@ -104,7 +105,10 @@ def warning(expected: dict) -> str | None:
                "predicts for a corpus with no misaligned-AI text at all")
     return (f"warning: this run tagged {f:.3f} of the documents, outside the {lo:.3f}-{hi:.3f} that "
             f"cross-validation predicts: {why}. The scorer's cross-validated figures do not describe this "
-            "corpus: label a sample of it and `condpt calibrate` (docs/tagging.md#expected-fraction).")
+            "corpus: label a random sample of a few hundred of its documents (JSONL, one object per line: its "
+            "`text` or `id` and a 0/1 `label`, 1 = misaligned-AI text), then "
+            f"`condpt calibrate {out} --labelled SAMPLE.jsonl --target-precision 0.9` picks a threshold that holds "
+            f"on it and `condpt retag {out} --threshold T` applies it.")
 
 
 BUILT_IN = {"default": "embedding", "embedding-default": "embedding", "static-default": "static",

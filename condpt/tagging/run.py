@@ -232,7 +232,7 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
         shutil.rmtree(out / PROGRESS, ignore_errors=True)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    if report["complete"] and (line := warning(report["expected"])):
+    if report["complete"] and (line := warning(report["expected"], shown(out))):
         print(line, file=sys.stderr)
     return report
 

@@ -324,3 +324,11 @@ def test_first_use_training_of_the_default_is_announced(tmp_path, monkeypatch, c
     assert "training the shipped 'fasttext-default' classifier on first use" in err and "trained" in err
     tag_corpus([src], tmp_path / "o2", cfg, progress=False)
     assert "training" not in capsys.readouterr().err
+
+
+def test_tag_help_points_at_no_docs_path():
+    """`condpt tag --help` said 'see docs/tagging.md', which an installed wheel does not have."""
+    res = CliRunner().invoke(app, ["tag", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "docs/" not in res.output and ".md" not in res.output
+    assert "--config" in res.output and "every key optional" in res.output

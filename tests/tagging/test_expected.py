@@ -78,3 +78,12 @@ def test_no_prediction_is_said_not_guessed(tmp_path, capsys):
     report = tag_corpus([src], tmp_path / "o", TagConfig(classifier={"spec": "none"}), progress=False)
     assert report["expected"] == {"far": False, "reason": "no classifier (classifier.spec: none): lexicon scores only"}
     assert "warning" not in capsys.readouterr().err
+
+
+def test_the_warning_says_what_to_do_without_pointing_at_docs():
+    """An installed wheel has no docs/ directory: the warning pointed at docs/tagging.md#expected-fraction.
+    It says itself how to label a sample and which commands turn it into a threshold."""
+    line = warning(compare(CV, 0.4, 0.4, tagged=580, documents=1000), out="tagged")
+    assert "docs/" not in line and ".md" not in line
+    assert "--labelled" in line and "0/1 `label`" in line
+    assert "condpt calibrate tagged --labelled" in line and "condpt retag tagged --threshold" in line
