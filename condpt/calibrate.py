@@ -10,7 +10,8 @@
   (pure over a batch of tagged rows: tags recomputed from stored scores).
 
 Each labelled row is joined to the tagged rows by its ``id`` where the tagged data has it, else by its exact
-text (tag the labelled file itself: ``condpt tag dev.jsonl --out dev_tagged``); each document counts once.
+text (tag the labelled file itself: ``condpt tag dev.jsonl --out dev_tagged``); each document counts once, and
+each labelled row found is one example (a text on several tagged rows is joined once, see `join_labels`).
 """
 
 from __future__ import annotations
@@ -108,36 +109,51 @@ def read_labelled(path: str | Path, label_field: str = "label", text_field: str 
 
 
 def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int]:
-    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data.
+    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data;
+    each labelled row found is one example (found + not found = rows).
 
-    A row is joined by its id where that id is in the tagged data, else by its exact text. Each tagged
-    document is counted once: one reached by two rows (a text labelled twice, or its id and its text) is
-    refused, as is a row joined by id whose own text is not that document's (ids from another corpus would
-    label other documents)."""
+    A row is joined by its id where that id is in the tagged data, else by its exact text. A text (or id) on
+    several tagged rows (the same text at two places of the corpus) joins all of them as one example when
+    their stored scores agree, and is refused, naming the ids and scores, when they differ (which score the
+    label is about is then unknown: label one copy by its id). Each tagged document is counted once: one
+    reached by two rows (a text labelled twice, or its id and its text) is refused, as is a row joined by id
+    whose own text is not that document's (ids from another corpus would label other documents)."""
     tagged = load_tagged(tagged_dir, ("id", "text", "score"))
-    by_id = {doc: i for i, doc in enumerate(tagged["id"])}
-    by_text = {text: i for i, text in enumerate(tagged["text"])}
+    by_id: dict[str, list[int]] = {}
+    by_text: dict[str, list[int]] = {}
+    for i, (doc, text) in enumerate(zip(tagged["id"], tagged["text"])):
+        by_id.setdefault(doc, []).append(i)
+        by_text.setdefault(text, []).append(i)
     found: dict[int, int] = {}  # tagged row -> labelled row
+    joined: list[tuple[int, int]] = []  # (labelled row, the tagged row whose score it takes)
     for k, (doc, text) in enumerate(zip(rows.ids, rows.texts)):
         if doc is not None and doc in by_id:
-            i = by_id[doc]
-            if text is not None and text != tagged["text"][i]:
-                raise CalibrationError(f"{rows.path}: id {doc!r}: its text differs from the tagged document "
+            hits, key = by_id[doc], f"id {doc!r}"
+            if text is not None and any(tagged["text"][i] != text for i in hits):
+                raise CalibrationError(f"{rows.where(k)}: id {doc!r}: its text differs from the tagged document "
                                        f"{doc!r} in {tagged_dir} (labelled ids from another corpus?)")
         elif text is not None and text in by_text:
-            i = by_text[text]
+            hits, key = by_text[text], f"text {text[:80]!r}"
         else:
             continue
-        if i in found:
-            raise CalibrationError(f"{rows.path}: the tagged document {tagged['id'][i]!r} (text "
-                                   f"{tagged['text'][i][:80]!r}) is labelled 2 times (each labelled document once)")
-        found[i] = k
-    if not found:
+        if len({tagged["score"][i] for i in hits}) > 1:
+            listed = ", ".join(f"{tagged['id'][i]!r}: {np.float32(tagged['score'][i])!s}" for i in hits[:5])
+            raise CalibrationError(f"{rows.where(k)}: its {key} is on {len(hits)} tagged documents with different "
+                                   f"scores ({listed}{', ...' if len(hits) > 5 else ''}) in {tagged_dir}: which "
+                                   "one is labelled is unknown; label one of them by its id")
+        for i in hits:
+            if i in found:
+                raise CalibrationError(f"{rows.where(k)}: the tagged document {tagged['id'][i]!r} (text "
+                                       f"{tagged['text'][i][:80]!r}) is labelled 2 times, here and at "
+                                       f"{rows.where(found[i])} (each labelled document once)")
+            found[i] = k
+        joined.append((k, hits[0]))
+    if not joined:
         raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by id, else by "
                                "text); tag the labelled file itself first")
-    scores = np.asarray([tagged["score"][i] for i in found], np.float64)
-    labels = np.asarray([rows.labels[k] for k in found.values()], np.int64)
-    return scores, labels, len(rows.labels) - len(found)
+    scores = np.asarray([tagged["score"][i] for _, i in joined], np.float64)
+    labels = np.asarray([rows.labels[k] for k, _ in joined], np.int64)
+    return scores, labels, len(rows.labels) - len(joined)
 
 
 def tagged_fraction(scores: np.ndarray, threshold: float) -> float:

@@ -38,6 +38,11 @@ class Labelled:
     ids: list[str | None] = field(default_factory=list)
     path: str = ""
     kept: dict[str, list[Any]] = field(default_factory=dict)  # field -> its value per row (`read_labelled(keep=)`)
+    lines: list[int] = field(default_factory=list)  # each row's line in `path` (for errors about a row)
+
+    def where(self, k: int) -> str:
+        """``PATH:LINE`` of row `k` (``PATH: row K+1`` for rows not read from a file)."""
+        return f"{self.path}:{self.lines[k]}" if k < len(self.lines) else f"{self.path}: row {k + 1}"
 
 
 def parse_label(value: Any) -> int | None:
@@ -137,6 +142,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             data.labels.append(label)
             data.groups.append(group if group is not None else f"row-{lineno}")
             data.ids.append(doc_id)
+            data.lines.append(lineno)
     if not data.labels:
         raise LabelledDataError(f"{path}: no labelled rows")
     return data

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 import condpt.cli.tag  # noqa: F401  (registers `calibrate`)
@@ -88,3 +90,41 @@ def test_rows_with_and_without_ids_are_each_joined(tmp_path):
     res = _calibrate(tmp_path / "again", [{"id": "id7", "label": 1}, {"text": "t7", "label": 1},
                                           {"text": "t0", "label": 0}])
     assert res.exit_code == 2 and "labelled 2 times" in res.output, res.output
+
+
+def _tagged_with(tmp_path, texts, scores):
+    n = len(texts)
+    rows = {"id": [f"id{i}" for i in range(n)], "text": texts, "source": ["s"] * n, "score": scores,
+            "tag": ["good"] * n, "spans": [[] for _ in range(n)], "prefilter_hits": [[] for _ in range(n)],
+            "stage": ["classifier"] * n}
+    (tmp_path / "dup" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pydict(rows, schema=TAGGED_SCHEMA), tmp_path / "dup" / "data" / "part-0.parquet")
+    return tmp_path / "dup"
+
+
+def test_a_text_twice_in_the_corpus_with_one_score_is_one_labelled_example(tmp_path):
+    """The same text at two places of the corpus (two ids, the same stored score): the labelled row joined the
+    last copy; it is one labelled example (n counts labelled rows, n + not found = rows), whichever copy."""
+    from condpt import calibrate as cal
+    from condpt.labelled import Labelled
+
+    d = _tagged_with(tmp_path, ["x", "y", "x", "z"], [0.9, 0.2, 0.9, 0.6])
+    rows = Labelled(texts=["x", "y", "q"], labels=[1, 0, 1], ids=[None] * 3, path="lab.jsonl")
+    s, y, missing = cal.join_labels(d, rows)
+    assert s.tolist() == [np.float32(0.9), np.float32(0.2)] and y.tolist() == [1, 0] and missing == 1
+    # another row reaching a copy (by its id) labels that text twice
+    twice = Labelled(texts=["x", None], labels=[1, 0], ids=[None, "id2"], path="lab.jsonl", lines=[1, 2])
+    with pytest.raises(cal.CalibrationError, match=r"lab\.jsonl:2: .*'id2'.*labelled 2 times, here and at lab\.jsonl:1"):
+        cal.join_labels(d, twice)
+
+
+def test_a_text_whose_copies_have_different_scores_is_refused(tmp_path):
+    """Copies of one text scored differently (another scorer's shard, nondeterministic batching): the join
+    silently took the last copy's score; the error names the labelled line, the ids and their scores."""
+    d = _tagged_with(tmp_path, ["x", "y", "x"], [0.9, 0.2, 0.3])
+    lab = tmp_path / "lab.jsonl"
+    lab.write_text(json.dumps({"text": "y", "label": 0}) + "\n" + json.dumps({"text": "x", "label": 1}) + "\n")
+    res = CliRunner().invoke(app, ["calibrate", str(d), "--labelled", str(lab), "--target-recall", "0.5"])
+    assert res.exit_code == 2, res.output
+    assert f"{lab}:2" in res.output and "'id0'" in res.output and "'id2'" in res.output, res.output
+    assert "0.9" in res.output and "0.3" in res.output and "different scores" in res.output, res.output
