@@ -103,3 +103,58 @@ def row_problem(row: dict, text_field: str, roles: Sequence[str] | None) -> str 
         if why:
             return f"field {field!r}: {why}"
     return None
+
+
+def _stored_score_problem(score) -> str | None:
+    """`score_problem`, null included: `condpt tag` scores every document and span (the prefilter's 0)."""
+    if score is None:
+        return "missing (a stored score is what a threshold is applied to)"
+    return score_problem(score) and f"{score!r} is not a number in [0, 1]"
+
+
+def spans_problem(spans, length: int | None, roles: Sequence[str] | None) -> str | None:
+    """Why `spans` cannot be a stored row's spans (None when they can): a list of ``{start, end, score, tag}``
+    in order of start, each within the text (0 <= start <= end <= `length` characters; `length` None: no text
+    to check against) with a score as `score_problem` but not null, and a tag as `tag_problem`."""
+    if not isinstance(spans, list):
+        return f"{type(spans).__name__} is not a list of spans"
+    previous = 0
+    for i, span in enumerate(spans):
+        if not isinstance(span, dict):
+            return f"span {i}: {span!r} is not a {{start, end, score, tag}} object"
+        start, end = span.get("start"), span.get("end")
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (start, end)):
+            return f"span {i}: start {start!r} and end {end!r} must be integers (character offsets)"
+        if start < 0:
+            return f"span {i}: start {start} is before the text"
+        if end < start:
+            return f"span {i} ends before it starts (start {start}, end {end})"
+        if length is not None and end > length:
+            return f"span {i} ends at {end}, past the end of the text ({length} characters)"
+        if start < previous:
+            return f"span {i} starts at {start}, before span {i - 1}: spans are in order of start"
+        previous = start
+        if why := _stored_score_problem(span.get("score")):
+            return f"span {i}: score {why}"
+        if why := tag_problem(span.get("tag"), roles):
+            return f"span {i}: tag {why}"
+    return None
+
+
+def stored_row_problem(row: dict, roles: Sequence[str]) -> str | None:
+    """The first field of a row of a `condpt tag` output (a data, set-aside or attributes part: the columns of
+    `TAGGED_SCHEMA`, no text in attributes) that is not what `condpt tag` writes, as ``field 'F': why``
+    (None: the row can be re-thresholded). `roles`: the tags allowed besides null."""
+    from condpt.corpus.ids import id_problem  # here: importing condpt.corpus imports this module
+
+    if why := id_problem(row.get("id")):
+        return f"field 'id': {why}"
+    text = row.get("text")
+    if "text" in row and not isinstance(text, str):
+        return f"field 'text': {type(text).__name__} is not a string"
+    for field, why in (("score", _stored_score_problem(row.get("score"))),
+                       ("tag", tag_problem(row.get("tag"), roles)),
+                       ("spans", spans_problem(row.get("spans"), None if text is None else len(text), roles))):
+        if why:
+            return f"field {field!r}: {why}"
+    return None

@@ -26,23 +26,56 @@ import pyarrow.parquet as pq
 
 from condpt.corpus import TAGGED_SCHEMA, CorpusError, shown, write_parquet_atomic
 from condpt.corpus.write import read_json_object, write_text_atomic
-from condpt.tagging.attributes import ATTRIBUTE_COLUMNS, attributes_table
+from condpt.tagged import stored_row_problem
+from condpt.tagging.attributes import ATTRIBUTE_COLUMNS, ATTRIBUTES_SCHEMA, attributes_table
 from condpt.tagging.config import TagConfig
 from condpt.tagging.report import read_marker
 from condpt.tagging.run import ATTRIBUTES, DATA, FORMAT_VERSION, MARKERS, RETAG, SET_ASIDE, TagRunError
 
 JOURNAL = "journal.json"
+HAND_EDITED = "the directory was changed by hand: tag again into a new --out"
 
 
-def _read(path: Path) -> list[dict]:
+def _read_table(path: Path) -> pa.Table | None:
     if not path.exists():
-        return []
+        return None
     try:
         with open(path, "rb") as f:  # opened by Python: pyarrow cannot open a path that is not UTF-8
-            return pq.read_table(f).to_pylist()
+            return pq.read_table(f)
     except (pa.ArrowException, OSError) as e:
         raise TagRunError(f"{shown(path)}: unreadable ({shown(e)}); the directory was damaged: tag again into a "
                           "new --out") from None
+
+
+def _read(path: Path) -> list[dict]:
+    table = _read_table(path)
+    return [] if table is None else table.to_pylist()
+
+
+def _check_chunk(out: Path, marker: Path, roles: tuple[str, ...]) -> None:
+    """The chunk's parts hold the rows its marker counts, each with the columns `condpt tag` writes and values
+    it could have written (`condpt.tagged.stored_row_problem`: a span past its text, a NaN score, a tag that
+    is no role); the error names the part, the row and its id, and the field."""
+    old = read_marker(marker)
+    held = 0
+    for sub, schema in ((DATA, TAGGED_SCHEMA), (SET_ASIDE, TAGGED_SCHEMA), (ATTRIBUTES, ATTRIBUTES_SCHEMA)):
+        path = out / sub / f"{marker.stem}.parquet"
+        table = _read_table(path)
+        if table is None:
+            continue
+        where = f"{shown(path.relative_to(out))} in {shown(out)}"
+        for want in schema:
+            if want.name not in table.column_names:
+                raise TagRunError(f"{where}: no field {want.name!r}; {HAND_EDITED}")
+            if (got := table.schema.field(want.name).type) != want.type:
+                raise TagRunError(f"{where}: field {want.name!r} is {got}, not {want.type}; {HAND_EDITED}")
+        for n, row in enumerate(table.to_pylist(), 1):
+            if why := stored_row_problem(row, roles):
+                raise TagRunError(f"{where}: row {n} (id {row.get('id')!r}): {why}; {HAND_EDITED}")
+        held += table.num_rows if sub != ATTRIBUTES else 0
+    if held != old["written"] + old["set_aside"]:
+        raise TagRunError(f"{shown(marker)}: says {old['written'] + old['set_aside']} tagged rows, the parts hold "
+                          f"{held}; {HAND_EDITED}")
 
 
 def _plan(journal: Path) -> dict:
@@ -100,10 +133,7 @@ def _retag_chunk(out: Path, marker: Path, cfg: TagConfig, threshold: float, stag
 
     name = marker.stem
     old = read_marker(marker)
-    rows = _read(out / DATA / f"{name}.parquet") + _read(out / SET_ASIDE / f"{name}.parquet")
-    if len(rows) != old["written"] + old["set_aside"]:
-        raise TagRunError(f"{shown(marker)}: says {old['written'] + old['set_aside']} tagged rows, the parts hold "
-                          f"{len(rows)}; the directory was changed by hand: tag again into a new --out")
+    rows = _read(out / DATA / f"{name}.parquet") + _read(out / SET_ASIDE / f"{name}.parquet")  # `_check_chunk`ed
     batch = retag({c: [r[c] for r in rows] for c in TAGGED_SCHEMA.names}, threshold, cfg.good_role, cfg.bad_role)
     aside = set(cfg.set_aside_roles)
     is_aside = [t in aside for t in batch["tag"]]
@@ -192,11 +222,13 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
         _damaged(read_marker, marker)
     if (out / RETAG / JOURNAL).exists():
         _damaged(_plan, out / RETAG / JOURNAL)
+    _roll_forward(out)  # an interrupted retag's last chunk first: its parts and marker agree again
+    for marker in markers:  # every row too (read twice: a bad row found mid-way left a half-retagged directory)
+        _check_chunk(out, marker, (cfg.good_role, cfg.bad_role))
     tmp = out / RETAG / "tmp"
     stage = out / RETAG / "stage"
     stage.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    _roll_forward(out)
     for marker in markers:
         _retag_chunk(out, marker, cfg, float(threshold), stage, tmp)
     run["config"] = cfg.model_dump(mode="json")
