@@ -1,5 +1,6 @@
 """What a finished run leaves: OUTPUT_DIR/final (and final-unablated for mode route), a float32 `save_pretrained`
-model whose generation config bans every control id, its tokenizer, manifest, run config and trainer state; and
+model whose generation config bans every control id and whose config.json records its tokenizer and manifest
+(`tokenizer_ext.binding`), its tokenizer, manifest, run config and trainer state; and
 whether this exact config already ran to the end."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from condpt.config import RunConfig
 from condpt.routing import router_of, save_routed, split_state_dict
+from tokenizer_ext.binding import binding, write_binding
 
 
 def protect_plain_generation(model, tokenizer, manifest) -> list[int]:
@@ -66,6 +68,7 @@ def export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path, *
                 save_routed(directory, routed, router)
             tokenizer.save_pretrained(str(directory))
             manifest.save(directory)
+            write_binding(directory, binding(tokenizer, manifest))  # load_run refuses a tokenizer copied from elsewhere
             (directory / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
             (directory / "trainer_state.json").write_text(
                 json.dumps({"step": cfg.train.max_steps, "seed": cfg.seed}) + "\n")

@@ -12,8 +12,10 @@ no tag is the condition `none`. Trusted text (`encode_trusted`) is the only path
 `condpt.evaluate` build prompts with `prompt_ids`.
 
 A run directory (`OUTPUT_DIR/final`, or any `save_pretrained` directory) holds the model, its tokenizer
-and the control-token manifest (`MANIFEST_NAME`); `load_run` loads the three together and checks that the
-manifest belongs to the tokenizer.
+and the control-token manifest (`MANIFEST_NAME`); `load_run` loads the three together and refuses them unless
+they belong together: the manifest must describe the tokenizer, every token must have an embedding row, and a
+model saved by condpt (`condpt add-tokens`, a run's export) records in its config.json the tokenizer and
+manifest it was made with (`tokenizer_ext.binding`), which must be the ones beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenizer_ext import DEFAULT_SELF_TOKEN, MANIFEST_NAME, Manifest, encode_trusted, encode_untrusted
+from tokenizer_ext import (
+    DEFAULT_SELF_TOKEN,
+    MANIFEST_NAME,
+    ControlTokenError,
+    Manifest,
+    encode_trusted,
+    encode_untrusted,
+)
+from tokenizer_ext.binding import check_binding
 
 NO_CONDITION = "none"
 
@@ -94,9 +104,9 @@ class Run:
     manifest: Manifest | None
 
 
-def _check_files(model_dir: Path) -> None:
-    """config.json a JSON object and every safetensors file readable, else a ValueError naming the file
-    (transformers raised a TypeError or a SafetensorError traceback that named neither)."""
+def _check_files(model_dir: Path) -> dict:
+    """config.json a JSON object (returned) and every safetensors file readable, else a ValueError naming the
+    file (transformers raised a TypeError or a SafetensorError traceback that named neither)."""
     import json
 
     from safetensors import SafetensorError, safe_open
@@ -114,11 +124,13 @@ def _check_files(model_dir: Path) -> None:
         except SafetensorError as e:
             raise ValueError(f"{path}: not a readable safetensors file ({e}): damaged or copied incompletely") \
                 from None
+    return config
 
 
 def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
     """Load a `save_pretrained` directory (float32, eval mode, on `device`; default: cuda if available).
-    The manifest, when present, must describe the tokenizer."""
+    The three must belong together (see the module docstring); what disagrees is a ValueError naming the
+    directory, raised before the weights are read where the files alone tell."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -127,11 +139,15 @@ def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
         raise FileNotFoundError(f"{model_dir}: not a model directory")
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json (expected a save_pretrained directory)")
-    _check_files(model_dir)
+    config = _check_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     manifest = Manifest.load(model_dir) if (model_dir / MANIFEST_NAME).is_file() else None
     if manifest is not None:
-        manifest.check(tokenizer)
+        try:
+            manifest.check(tokenizer)
+        except ControlTokenError as e:
+            raise ControlTokenError(f"{model_dir}: {e}") from None
+    check_binding(model_dir, config, tokenizer, manifest)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:  # its last ids would be an IndexError on the first prompt that holds one

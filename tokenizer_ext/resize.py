@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 import torch
 
 from tokenizer_ext import pages, stream
+from tokenizer_ext.binding import binding, write_binding
 from tokenizer_ext.extend import add_control_tokens, backend_of
 from tokenizer_ext.procs import pid_alive
 from tokenizer_ext.sample_text import SAMPLE_TEXT
@@ -493,6 +494,7 @@ def add_tokens_to_checkpoint(
     # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
     inputs = _kl_inputs(tokenizer, config, kl_texts or SAMPLE_TEXT, kl_max_tokens)
     added = _add_to_tokenizer(tokenizer, spec, init)
+    record = binding(tokenizer, added.manifest)  # config.json's record of the tokenizer (tokenizer_ext.binding)
 
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir, "tmp"), dir=out_dir.parent))
     # the old logits wait in an unnamed file, not in memory (26 MB for GPT-2's vocabulary and 128 tokens)
@@ -509,6 +511,7 @@ def add_tokens_to_checkpoint(
             _ban_in_generation_config(tmp, config, sorted({*added.manifest.control_ids, *range(
                 added.len_after, grown["sizes"]["embedding_rows_after"])}))
             added.manifest.save(tmp)
+            write_binding(tmp, record)
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             _replace_dir(tmp, out_dir)
         except BaseException:
