@@ -23,7 +23,7 @@ import yaml
 
 from condpt import labelled
 from condpt.labelled import Labelled
-from condpt.tagged import is_bad, tag_for
+from condpt.tagged import check_threshold, is_bad, tag_for
 
 
 class CalibrationError(ValueError):
@@ -336,7 +336,7 @@ def write_threshold(path: str | Path, threshold: float) -> Path:
     `TagConfig` and `PolicyConfig` read."""
     path = Path(path)
     data = threshold_config(path)
-    data["threshold"] = float(threshold)
+    data["threshold"] = check_threshold(threshold)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from condpt.configtypes import STRICT, Name, Seed
 from condpt.stories import SelfRefConfig
-from condpt.tagged import is_bad, tag_for
+from condpt.tagged import Threshold, is_bad, tag_for
 
 
 class Band(BaseModel):
@@ -24,8 +24,8 @@ class Band(BaseModel):
 
     model_config = STRICT
 
-    low: float = Field(ge=0.0, le=1.0, description="the good tag only below this score")
-    high: float = Field(ge=0.0, le=1.0, description="the bad tag from this score on")
+    low: Threshold = Field(description="the good tag only below this score")
+    high: Threshold = Field(description="the bad tag from this score on")
     uncertain_role: Name | None = Field(None, description="role of the uncertain band (null: untagged)")
 
     @model_validator(mode="after")
@@ -88,7 +88,7 @@ class PolicyConfig(BaseModel):
         "random", description="which bad documents a coverage below 1 misses: random (by hash of the id) or "
                               "score (the lowest stored scores first, as a real tagger misses)")
     selfref: SelfRefConfig | None = None
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="re-tag from stored scores: bad iff score >= threshold")
+    threshold: Threshold | None = Field(None, description="re-tag from stored scores: bad iff score >= threshold")
     good_role: Name = "good"
     bad_role: Name = "bad"
     seed: Seed = 0

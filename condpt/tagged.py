@@ -9,9 +9,11 @@ the same thing at tag time, at calibration and at training time. docs/architectu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 # Scores are stored as float32: the decision is taken on the stored value (`stored_score`), so re-thresholding
 # the Parquet files later reproduces the tags `condpt tag` wrote.
@@ -51,6 +53,26 @@ def stored_scores(scores: Sequence[float]) -> list[float]:
 def is_bad(score, threshold: float):
     """The one rule: bad iff score >= threshold (elementwise for numpy arrays)."""
     return score >= threshold
+
+
+def _positive_zero(threshold: float) -> float:
+    """-0.0 tags as 0.0 does (score >= either): one spelling in run.json, report.json and a written config."""
+    return float(threshold) + 0.0
+
+
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False), AfterValidator(_positive_zero)]
+"""A threshold (bad iff score >= it): a finite number in [0, 1], -0.0 read as 0.0; the type of every config's
+threshold (`TagConfig`, `PolicyConfig` and its band) and what `check_threshold` applies to a CLI value."""
+
+_THRESHOLD = TypeAdapter(Threshold)
+
+
+def check_threshold(value, what: str = "threshold") -> float:
+    """`value` as a `Threshold`, or a ValueError ``WHAT VALUE: why`` (pydantic's words, as a config gives)."""
+    try:
+        return _THRESHOLD.validate_python(value)
+    except ValidationError as e:
+        raise ValueError(f"{what} {value!r}: {e.errors()[0]['msg']}") from None
 
 
 def tag_for(score: float, threshold: float, good_role: str = "good", bad_role: str = "bad") -> str:

@@ -65,3 +65,37 @@ def test_tag_for_roles():
     assert tag_for(0.5, 0.5, "ok", "nope") == "nope" and tag_for(0.49, 0.5, "ok", "nope") == "ok"
     with pytest.raises(TypeError):
         tag_for(None, 0.5)
+
+
+@pytest.mark.parametrize(("value", "want"), [(-0.0, 0.0), (0.0, 0.0), (1, 1.0), (0.25, 0.25)])
+def test_a_threshold_has_one_spelling(tmp_path, value, want):
+    """`retag --threshold -0.0` recorded -0.0 in run.json and report.json (it tags as 0.0 does)."""
+    import math
+
+    from condpt.calibrate import write_threshold
+    from condpt.policy import Band, PolicyConfig
+    from condpt.tagged import check_threshold
+    from condpt.tagging.config import TagConfig
+
+    got = [check_threshold(value), TagConfig(threshold=value).threshold, PolicyConfig(threshold=value).threshold,
+           Band(low=value, high=1.0).low]
+    assert got == [want] * 4 and all(math.copysign(1.0, g) == 1.0 for g in got), got
+    assert type(got[0]) is float
+    assert "-0.0" not in write_threshold(tmp_path / "t.yaml", value).read_text()
+
+
+@pytest.mark.parametrize(("value", "why"), [(float("nan"), "finite number"), (float("inf"), "finite number"),
+                                            (-0.1, "greater than or equal to 0"), (1.5, "less than or equal to 1"),
+                                            ("0.5", "valid number"), (True, "valid number")])
+def test_an_invalid_threshold_is_refused_alike(value, why):
+    from pydantic import ValidationError
+
+    from condpt.policy import PolicyConfig
+    from condpt.tagged import check_threshold
+    from condpt.tagging.config import TagConfig
+
+    with pytest.raises(ValueError, match=f"threshold {value!r}: .*{why}"):
+        check_threshold(value)
+    for config in (TagConfig, PolicyConfig):
+        with pytest.raises(ValidationError, match=why):
+            config(threshold=value)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, Strict, ValidationError, model_validator
 
 from condpt.configtypes import STRICT, Name, PathField
+from condpt.tagged import Threshold
 from condpt.yamlfile import read_yaml
 
 # The cascade's order; `stages:` (retired) is accepted only when it spells exactly this.
@@ -125,7 +126,7 @@ class TagConfig(BaseModel):
     granularity: Literal["document", "paragraph", "sentence"] = "paragraph"
     min_segment_chars: int = Field(0, ge=0, description="merge shorter segments into the next one")
     document_score: Literal["max", "mean"] = "max"
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="bad iff score >= threshold")
+    threshold: Threshold | None = Field(None, description="bad iff score >= threshold")
     good_role: Name = "good"
     bad_role: Name = "bad"
     set_aside_roles: list[str] = Field(default_factory=list,

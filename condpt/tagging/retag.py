@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from condpt.corpus import TAGGED_SCHEMA, CorpusError, shown, write_parquet_atomic
 from condpt.corpus.write import read_json_object, write_text_atomic
-from condpt.tagged import stored_row_problem
+from condpt.tagged import check_threshold, stored_row_problem
 from condpt.tagging.attributes import ATTRIBUTE_COLUMNS, ATTRIBUTES_SCHEMA, attributes_table
 from condpt.tagging.config import TagConfig
 from condpt.tagging.report import read_marker
@@ -197,8 +197,10 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     from condpt.tagging.report import write_report
 
     out = Path(out)
-    if not 0.0 <= threshold <= 1.0:
-        raise TagRunError(f"--threshold {threshold}: must be in [0, 1]")
+    try:
+        threshold = check_threshold(threshold, "--threshold")  # as a tag config's (-0.0 recorded as 0.0)
+    except ValueError as e:
+        raise TagRunError(str(e)) from None
     if not (out / "run.json").is_file():
         raise TagRunError(f"{shown(out)}: not a `condpt tag` output (no run.json)")
     try:
@@ -215,7 +217,7 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     markers = sorted((out / MARKERS).glob("part-*.json"))
     _check_parts(out, markers, report.get("chunks_total"))
     try:
-        cfg = TagConfig.model_validate({**run["config"], "threshold": float(threshold)})
+        cfg = TagConfig.model_validate({**run["config"], "threshold": threshold})
     except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
         raise TagRunError(f"{shown(out / 'run.json')}: config: {shown(str(e))}") from None
     for marker in markers:  # every one checked before the first chunk is rewritten
@@ -230,7 +232,7 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     stage.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(exist_ok=True)
     for marker in markers:
-        _retag_chunk(out, marker, cfg, float(threshold), stage, tmp)
+        _retag_chunk(out, marker, cfg, threshold, stage, tmp)
     run["config"] = cfg.model_dump(mode="json")
     write_text_atomic(json.dumps(run, sort_keys=True, indent=1), out / "run.json", tmp)
     meta = {"classifier": {**(report.get("classifier") or {}), "threshold_from": "config"},

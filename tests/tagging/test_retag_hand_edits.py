@@ -115,3 +115,24 @@ def test_a_hand_edited_attributes_row_is_named(tmp_path):
     assert res.exit_code == 2 and "attributes/part-000001.parquet" in res.output and repr(doc) in res.output, \
         res.output
     assert _files(out) == before
+
+
+@pytest.mark.parametrize(("spelling", "recorded", "why"), [("-0.0", 0.0, None), ("1e-400", 0.0, None),
+                                                           ("nan", None, "finite number"),
+                                                           ("inf", None, "finite number"),
+                                                           ("1.5", None, "less than or equal to 1"),
+                                                           ("-0.5", None, "greater than or equal to 0")])
+def test_retag_threshold_spellings(tmp_path, spelling, recorded, why):
+    """`--threshold -0.0` was recorded as -0.0 in run.json and report.json; invalid ones are refused as a tag
+    config refuses them (`condpt.tagged.Threshold`), nothing rewritten."""
+    out = _tagged(tmp_path)
+    before = _files(out)
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", spelling])
+    if why:
+        assert res.exit_code == 2 and why in res.output and "--threshold" in res.output, res.output
+        assert _files(out) == before
+        return
+    assert res.exit_code == 0, res.output
+    for name, key in (("run.json", lambda d: d["config"]["threshold"]), ("report.json", lambda d: d["threshold"])):
+        text = (out / name).read_text()
+        assert key(json.loads(text)) == recorded and "-0.0" not in text, name
