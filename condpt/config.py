@@ -398,13 +398,14 @@ def _format_errors(err: ValidationError, origin: str, where: _Origin) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path | None, overrides: list[str] = (), rows: str = "check") -> RunConfig:
     """Read a YAML run config, apply `key=value` overrides, validate, and check every input it names on disk
-    (`condpt.inputs`). Raises `ConfigError` naming the file, the field and its line."""
+    (`condpt.inputs`; `rows` says what becomes of the full read of the sources: `check`, `stamp`, `later`, as
+    `input_problems` takes it). Raises `ConfigError` naming the file, the field and its line."""
     cfg, origin, where = _read_config(path, overrides)
     from condpt.inputs import input_problems
 
-    problems = input_problems(cfg)
+    problems = input_problems(cfg, rows)
     if problems:
         shown = [f"  {field}{where.of(tuple(int(p) if p.isdigit() else p for p in field.split('.')))}: {msg}"
                  for field, msg in problems]

@@ -36,8 +36,32 @@ def _data_key(cfg: RunConfig, tok_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class TooLittleData(ValueError):
-    """The sources give no full optimizer step: one line for the user (`condpt.recipe`), not a traceback per rank."""
+class DataError(ValueError):
+    """Training data the run cannot use, found once the processes are up and raised alike in every rank: one
+    line for the user (`condpt.recipe`), not a traceback per rank."""
+
+
+class TooLittleData(DataError):
+    """The sources give no full optimizer step."""
+
+
+class BadRows(DataError):
+    """A row of a source the data path would coerce, mistag or fail on (`condpt.inputs._row_problems`)."""
+
+
+def check_sources(cfg: RunConfig, accelerator) -> None:
+    """Every row of the sources checked once for the whole run, before anything reads them: by the main process
+    alone, and not at all where `condpt train` or an earlier run stamped these very files
+    (`condpt.inputs.checked_rows`); its verdict is broadcast, so a bad row is `BadRows` naming the file, line
+    and field in every rank (the ranks load the config with `rows="later"`)."""
+    from accelerate.utils import broadcast_object_list
+
+    from condpt.inputs import checked_rows
+
+    problems = checked_rows(cfg, stamp=True) if accelerator.is_main_process else None
+    [problems] = broadcast_object_list([problems])
+    if problems:
+        raise BadRows("training data that cannot be used: " + "; ".join(f"{field}: {msg}" for field, msg in problems))
 
 
 def too_little(cfg: RunConfig, blocks: int, processes: int) -> TooLittleData:

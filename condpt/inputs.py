@@ -7,11 +7,20 @@ processes are up (or, worse, a run that trains: a fresh BPE with a checkpoint gi
 so the embedding row, of an ordinary token of the checkpoint).
 
 `input_problems` returns every problem as `(field, message)`; `condpt.config.load_config` reports them.
+
+Reading every row of a source is the one check that costs a full read of the corpus; it is done once per
+content: `checked_rows` skips it where a stamp (OUTPUT_DIR/cache/rows-<key>, keyed like the data cache by each
+file's size and modification time) says these very files passed, and `condpt train` or the run's main process
+writes that stamp (`condpt.data_cache.check_sources`), so the training processes never read the corpus twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import json
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,8 +46,10 @@ SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_k
 MAX_PADDING_ROWS = 128
 
 
-def input_problems(cfg: RunConfig) -> list[Problem]:
-    """Everything the run would read that is missing or does not fit, as (field, message) pairs."""
+def input_problems(cfg: RunConfig, rows: str = "check") -> list[Problem]:
+    """Everything the run would read that is missing or does not fit, as (field, message) pairs. `rows`:
+    `check` every row of the sources (unless stamped), `stamp` also record a pass, `later` leave the rows to
+    the run's main process (`condpt.data_cache.check_sources`)."""
     problems = _data_problems(cfg) + _run_dir_problems(cfg)
     spec, spec_problems = _control_tokens(cfg)
     if cfg.model.checkpoint is not None:
@@ -48,9 +59,6 @@ def input_problems(cfg: RunConfig) -> list[Problem]:
     problems += spec_problems + model_problems
     if spec is not None:
         problems += _role_problems(cfg, spec)
-    policy = cfg.data.policy  # a threshold or band re-tags from the scores: then a stored tag needs no role
-    uses_tags = spec is not None and policy.threshold is None and policy.band is None
-    problems += _row_problems(cfg, [t.role for t in spec.tags] if uses_tags else None, problems)
     if not model_problems:
         problems += _route_problems(cfg, hf)
     if hf is not None:
@@ -61,8 +69,10 @@ def input_problems(cfg: RunConfig) -> list[Problem]:
             where = "model.checkpoint" if cfg.model.checkpoint is not None else "model.config"
             problems.append(("data.block_size", f"{cfg.data.block_size} exceeds the {positions} positions of {where}"))
     if not spec_problems and not model_problems:
-        rows = getattr(hf.get_text_config(), "vocab_size", None) if cfg.model.checkpoint is not None else None
-        problems += _tokenizer_problems(cfg, spec, rows if isinstance(rows, int) else None)
+        embedding = getattr(hf.get_text_config(), "vocab_size", None) if cfg.model.checkpoint is not None else None
+        problems += _tokenizer_problems(cfg, spec, embedding if isinstance(embedding, int) else None)
+    if rows != "later":  # last: the one full read, stamped only when nothing else is wrong
+        problems += checked_rows(cfg, problems, stamp=rows == "stamp")
     return problems
 
 
@@ -118,6 +128,51 @@ def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> st
             if column not in have:
                 return f"{f}: missing column {column!r} (columns: {sorted(have)})"
     return None
+
+
+# Raised when `_row_problems` checks more: a pass stamped by an older check is not trusted.
+ROW_CHECK_VERSION = 1
+
+
+def checked_rows(cfg: RunConfig, found: list[Problem] = (), *, stamp: bool = False) -> list[Problem]:
+    """`_row_problems` of the sources (less those in `found`), or [] at once where a stamp says these files
+    passed this very check; with `stamp`, a pass is stamped when `found` is empty too (a config that cannot run
+    leaves nothing in its output_dir). Only a pass is ever stamped: a problem (perhaps a permission fixed since,
+    which leaves the modification time alone) is looked for again on the next run."""
+    spec = _control_tokens(cfg)[0]  # None: the spec's own problem is reported, the rows checked without roles
+    policy = cfg.data.policy  # a threshold or band re-tags from the scores: then a stored tag needs no role
+    uses_tags = spec is not None and policy.threshold is None and policy.band is None
+    roles = [t.role for t in spec.tags] if uses_tags else None
+    path = rows_stamp(cfg, roles)  # the files' sizes and times before the read: an edit during it is not stamped
+    if path is not None and path.is_file():
+        return []
+    problems = _row_problems(cfg, roles, list(found))
+    if stamp and path is not None and not problems and not found:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:  # a cache: a directory that cannot take it only costs the next run a read
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text("ok\n")
+            tmp.replace(path)  # whole or absent: a stamp cut short by a full disk is never trusted
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return problems
+
+
+def rows_stamp(cfg: RunConfig, roles: list[str] | None) -> Path | None:
+    """Where a pass of `_row_problems` over the sources as they are now is stamped (None: a source cannot be
+    listed, which the other checks report). Keyed by what the check reads: each source's settings, the roles,
+    and each file's path, size and modification time (as the data cache sees a file, docs/recipe.md)."""
+    h = hashlib.sha256(json.dumps([ROW_CHECK_VERSION, roles]).encode())
+    try:
+        for src in cfg.data.sources:
+            h.update(src.model_dump_json().encode())
+            for f in _source_files(src.path)[1]:
+                st = os.stat(f)
+                h.update(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    except (OSError, ValueError):
+        return None
+    return Path(cfg.output_dir) / "cache" / f"rows-{h.hexdigest()[:16]}"
 
 
 def _row_problems(cfg: RunConfig, roles: list[str] | None, found: list[Problem]) -> list[Problem]:

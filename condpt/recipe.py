@@ -90,8 +90,23 @@ def _prepare_environment() -> None:
 
 
 # `accelerate launch` itself, in a process that imports condpt first: the launcher imports DeepSpeed, which
-# prints "Setting accelerator to CPU ..." on stdout unless condpt's log filter is installed before it.
-_LAUNCHER = "import condpt\nfrom accelerate.commands.launch import main\nmain()"
+# prints "Setting accelerator to CPU ..." on stdout unless condpt's log filter is installed before it. Ranks that
+# exit 2 have refused their input and rank 0 has said why in one line (`main`; a rank still running is then
+# stopped by the launcher, SIGTERM): it exits 2 without a traceback of its own; any other failure keeps torch's
+# summary of which rank died how, less the launcher's traceback.
+_LAUNCHER = """import sys
+import condpt
+from accelerate.commands.launch import main
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+try:
+    main()
+except ChildFailedError as e:
+    codes = [f.exitcode for f in e.failures.values()]
+    refused = 2 in codes and all(code in (2, -15) for code in codes)
+    if not refused:
+        print(e, file=sys.stderr)
+    sys.exit(2 if refused else 1)
+"""
 
 
 def launch_command(config: str | Path, overrides: Sequence[str] = (), *,
@@ -115,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     from condpt.config import ConfigError, load_config
 
     rank0 = os.environ.get("RANK", "0") == "0"
-    try:
-        cfg = load_config(None if args.config is None else run_config_path(args.config), args.overrides)
+    try:  # the full read of the sources is the main process's, once (`condpt.data_cache.check_sources`)
+        cfg = load_config(None if args.config is None else run_config_path(args.config), args.overrides,
+                          rows="check" if args.dry_run else "later")
     except (ConfigError, FileNotFoundError) as e:
         if rank0:
             print(f"error: {e}", file=sys.stderr)
@@ -134,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
     warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
-    from condpt.data_cache import TooLittleData
+    from condpt.data_cache import DataError
     from condpt.train import train
 
     try:
         result = train(cfg)
-    except TooLittleData as e:  # raised alike in every rank: one line, not a traceback per process
+    except DataError as e:  # raised alike in every rank: one line, not a traceback per process
         if rank0:
             print(f"error: {e}", file=sys.stderr)
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()  # no rank exits (and has the launcher stop rank 0) before that line
         return 2
     if rank0:
         where = result.get("final") or f"checkpoint at step {result['step']}"

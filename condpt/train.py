@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from condpt.config import RunConfig
-from condpt.data_cache import prepare_data, too_little
+from condpt.data_cache import check_sources, prepare_data, too_little
 from condpt.export import export, finished
 from condpt.losses import loss_by_tag, mean_loss, tag_sums, token_losses
 from condpt.model import build_model, count_params, flops_per_token, measure_matmul_peak
@@ -260,6 +260,7 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     accelerator.wait_for_everyone()
+    check_sources(cfg, accelerator)  # before a BPE is trained on them
     set_seed(cfg.seed)
     with accelerator.main_process_first():
         tokenizer, manifest = prepare_tokenizer(cfg, out / "tokenizer")

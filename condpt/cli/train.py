@@ -76,23 +76,23 @@ def train_cmd(
     """`accelerate launch [--config_file A] -m condpt.recipe --config C [key=value ...]`; extra
     arguments are config overrides."""
     from condpt.config import ConfigError, load_config
-    from condpt.recipe import run_config_path
+    from condpt.recipe import config_path, launch_command, run_config_path
 
-    try:
-        config = run_config_path(config)
-        load_config(config, list(ctx.args))  # fail fast here, before any process starts
+    acc = None
+    if accelerate_config is not None and not dry_run:
+        try:
+            acc = config_path(accelerate_config, "accelerate")
+        except FileNotFoundError as e:
+            _fail(f"--accelerate-config: {e}")
+        if not acc.is_file():
+            _fail(f"--accelerate-config {accelerate_config}: no such file")
+    try:  # fail fast here, before any process starts; the one full read of the sources, stamped for the run
+        config = run_config_path(config)  # (a dry run leaves that read to the recipe's own --dry-run)
+        load_config(config, list(ctx.args), rows="later" if dry_run else "stamp")
     except (ConfigError, FileNotFoundError) as e:
         _fail(str(e))
-    from condpt.recipe import config_path, launch_command
-
     if dry_run:
         cmd = [sys.executable, "-m", "condpt.recipe", "--config", str(config), *ctx.args, "--dry-run"]
     else:
-        try:
-            acc = config_path(accelerate_config, "accelerate") if accelerate_config else None
-        except FileNotFoundError as e:
-            _fail(f"--accelerate-config: {e}")
-        if acc is not None and not acc.is_file():
-            _fail(f"--accelerate-config {accelerate_config}: no such file")
         cmd = launch_command(config, list(ctx.args), accelerate_config=acc)
     raise typer.Exit(code=subprocess.call(cmd, env=os.environ.copy()))
