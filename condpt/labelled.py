@@ -3,7 +3,8 @@
 One JSON object per line with a text, a label and optionally an id and a group (e.g. the source, so grouped
 cross-validation holds whole sources out). A label is exactly one of ``1``, ``0``, ``true`` or ``false``
 (JSON numbers or booleans; 1/true = misaligned-AI discourse). Anything else (``"1"``, ``1.0``, ``"bad"``,
-null) is an error naming the file, the line and the field, as are malformed JSON, invalid UTF-8 and a
+null) is an error naming the file, the line and the field, as are malformed JSON (CR-only line endings named as
+such; a UTF-8 byte-order mark opening the file is read past, CRLF is read as LF), invalid UTF-8 and a
 missing or empty text, and a lone surrogate (``"\\ud800"``) in a text, id or group. An id, if given,
 follows the corpus's rule (`condpt.corpus.ids.id_problem`: a string or integer, not blank) and appears
 once; a group, if given, is a string or integer. Blank lines are skipped. Fields named in ``keep`` (e.g. a
@@ -90,6 +91,8 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
     """Read a labelled JSONL file. With ``need_text=False`` a row may carry an id instead of a text (rows
     joined to tagged data by id). A row without a group gets its own (``row-LINE``)."""
     path = Path(path)
+    if path.is_dir():
+        raise LabelledDataError(f"{path}: a directory, not a labelled JSONL file")
     if not path.is_file():
         raise LabelledDataError(f"{path}: no such file")
     data = Labelled(path=str(path), kept={name: [] for name in keep})
@@ -98,7 +101,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM opens the file, as `condpt tag` reads it
             except UnicodeDecodeError as e:
                 raise LabelledDataError(f"{where}: invalid UTF-8 ({e.reason})") from None
             if not line.strip():
@@ -106,6 +109,10 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
+                if e.msg == "Extra data" and "\r" in line[:e.pos]:  # bare CRs end no line for a reader
+                    raise LabelledDataError(f"{where}: malformed JSON: a second record after a CR: the file uses "
+                                            "CR-only line endings (old Mac); JSONL lines end in LF (\\n) or CRLF: "
+                                            "convert the file") from None
                 raise LabelledDataError(f"{where}: malformed JSON ({e.msg})") from None
             except RecursionError:
                 raise LabelledDataError(f"{where}: unreadable JSON (nested too deeply for the parser)") from None

@@ -145,3 +145,24 @@ def test_a_lone_surrogate_or_a_list_group_names_file_line_and_field(tmp_path, li
     path.write_text('{"text": "ok", "label": 0}\n' + line + "\n", encoding="utf-8")
     with pytest.raises(LabelledDataError, match=f"l.jsonl:2: {why}"):
         read_labelled(path, group_field="src")
+
+
+def test_a_byte_order_mark_opening_the_file_is_read_as_the_corpus_reader_reads_it(tmp_path):
+    """A UTF-8 BOM (Notepad, Excel's "CSV UTF-8" turned JSONL) was 'malformed JSON (Unexpected UTF-8 BOM)'
+    although `condpt tag` reads the same file; CRLF line ends read as LF."""
+    path = tmp_path / "l.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"text": "a", "label": 1}\r\n{"text": "b", "label": 0}\r\n')
+    data = read_labelled(path)
+    assert data.texts == ["a", "b"] and data.labels == [1, 0] and data.lines == [1, 2]
+    path.write_bytes(b'{"text": "a", "label": 1}\n\xef\xbb\xbf{"text": "b", "label": 0}\n')
+    with pytest.raises(LabelledDataError, match=r"l.jsonl:2: malformed JSON"):  # only the file's first bytes
+        read_labelled(path)
+
+
+def test_cr_only_line_ends_and_a_directory_are_named_for_what_they_are(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_bytes(b'{"text": "a", "label": 1}\r{"text": "b", "label": 0}\r')
+    with pytest.raises(LabelledDataError, match=r"l.jsonl:1: .*CR-only line endings"):
+        read_labelled(path)
+    with pytest.raises(LabelledDataError, match=rf"{tmp_path}: a directory, not a labelled JSONL file"):
+        read_labelled(tmp_path)

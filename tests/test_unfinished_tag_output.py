@@ -87,3 +87,13 @@ def test_an_unreadable_shard_is_named(tmp_path):
     (out / "data" / "part-000000.parquet").write_bytes(b"garbage")
     with pytest.raises(cal.CalibrationError, match=r"part-000000\.parquet: not a readable Parquet file"):
         cal.load_tagged(out)
+
+
+def test_a_tag_output_without_its_report_is_refused(tmp_path):
+    """`condpt tag` writes report.json right after run.json: an output with run.json and no report.json lost
+    the file that says whether it finished; it was calibrated on as if whole."""
+    out = _tag_output(tmp_path / "out", complete=False)
+    (out / "report.json").unlink()
+    (out / "run.json").write_text("{}")
+    with pytest.raises(cal.CalibrationError, match=r"run\.json but no report\.json"):
+        cal.load_tagged(out)

@@ -11,7 +11,8 @@ RETAG = ".retag"  # `condpt retag`'s journal (condpt.tagging.retag): present onl
 def unfinished(out: Path) -> str | None:
     """Why the `condpt tag` output `out` must not be read as a whole corpus yet, or None: a run that stopped
     part way or is still running (report.json: complete false) or a retag interrupted (its journal directory).
-    A directory without report.json (shards put together by hand) says nothing either way."""
+    A directory without report.json and run.json (shards put together by hand) says nothing either way; one
+    with run.json but no report.json lost the report that would say."""
     from condpt.corpus import CorpusError, shown
     from condpt.corpus.write import read_json_object
 
@@ -19,7 +20,10 @@ def unfinished(out: Path) -> str | None:
     if (out / RETAG).exists():
         return (f"{shown(out)}: a `condpt retag` was interrupted (its shards mix two thresholds); run "
                 f"`condpt retag {shown(out)} --threshold T` again to finish it")
-    if not (out / "report.json").is_file():
+    if not (out / "report.json").is_file():  # run.json is written first, then report.json at once
+        if (out / "run.json").is_file():
+            return (f"{shown(out)}: a `condpt tag` output (run.json but no report.json): whether it finished is "
+                    "unknown; run the same `condpt tag` again (it writes the report and finishes what is left)")
         return None
     try:
         report = read_json_object(out / "report.json")

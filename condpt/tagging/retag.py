@@ -203,6 +203,9 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
         raise TagRunError(str(e)) from None
     if not (out / "run.json").is_file():
         raise TagRunError(f"{shown(out)}: not a `condpt tag` output (no run.json)")
+    if not (out / "report.json").is_file():
+        raise TagRunError(f"{shown(out / 'report.json')}: missing (`condpt tag` writes it right after run.json); run "
+                          "the same `condpt tag` again to rewrite it, then retag")
     try:
         run = read_json_object(out / "run.json", ("config",))
         report = read_json_object(out / "report.json")

@@ -136,3 +136,10 @@ def test_retag_threshold_spellings(tmp_path, spelling, recorded, why):
     for name, key in (("run.json", lambda d: d["config"]["threshold"]), ("report.json", lambda d: d["threshold"])):
         text = (out / name).read_text()
         assert key(json.loads(text)) == recorded and "-0.0" not in text, name
+
+
+def test_a_missing_report_is_named(tmp_path):
+    out = _tagged(tmp_path)
+    (out / "report.json").unlink()
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2 and "report.json" in res.output and "Errno" not in res.output, res.output
