@@ -123,7 +123,7 @@ def retag_cmd(
     except (TagRunError, OSError, ValueError) as e:
         _fail(shown(e))
     bad = report["config"]["bad_role"]
-    print(f"retagged {report['documents']} documents at threshold {threshold}: {report['tags'].get(bad, 0)} {bad} "
+    print(f"retagged {report['documents']} documents at threshold {report['threshold']}: {report['tags'].get(bad, 0)} {bad} "
           f"(fraction {report['tagged_fraction']:.4f}); {_counts(report)} -> {shown(tagged_dir)}")
 
 

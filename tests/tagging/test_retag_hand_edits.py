@@ -132,7 +132,7 @@ def test_retag_threshold_spellings(tmp_path, spelling, recorded, why):
         assert res.exit_code == 2 and why in res.output and "--threshold" in res.output, res.output
         assert _files(out) == before
         return
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and f"at threshold {recorded}:" in res.output, res.output
     for name, key in (("run.json", lambda d: d["config"]["threshold"]), ("report.json", lambda d: d["threshold"])):
         text = (out / name).read_text()
         assert key(json.loads(text)) == recorded and "-0.0" not in text, name
