@@ -59,6 +59,57 @@ def strip_tags(text: str, manifest: Manifest) -> str:
     return text
 
 
+def _escape_char(c: str) -> str:
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def _repr_char(c: str) -> str:
+    """`c` as it reads inside a single-quoted Python literal (`\\r`, `\\x1b`, `\\u202e`, `\\'`, ...)."""
+    return "\\'" if c == "'" else repr(c)[1:-1]
+
+
+# Characters that can rewrite or hide what a terminal shows: C0/C1 controls (CR, ESC, NUL, ...) but newline and
+# tab, and the bidirectional overrides and isolates (which reorder the text around them).
+_HIDING = {*map(chr, range(0x20)), *map(chr, range(0x7f, 0xa0)), *map(chr, range(0x202a, 0x202f)),
+           *map(chr, range(0x2066, 0x206a))} - {"\n", "\t"}
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: each character of `_HIDING` written as its escape (`\\r`, `\\x1b`, ...)."""
+    return "".join(_repr_char(c) if c in _HIDING else c for c in text)
+
+
+def literal(text: str, strings: Sequence[str]) -> str:
+    """`text` as a single-quoted Python string literal (what `repr` escapes, escaped) in which none of
+    `strings` appears verbatim: the first character of each occurrence is written as an escape (`<|good|>`
+    becomes `\\x3c|good|>`). Evaluating the literal gives `text` back; a reader cannot take a tag typed as
+    text for a tag that was set."""
+    starts = {i for s in strings if s for i in range(len(text)) if text.startswith(s, i)}
+    out = "'" + "".join(_escape_char(c) if i in starts else _repr_char(c) for i, c in enumerate(text)) + "'"
+    for s in strings:  # only a string made of quotes, backslashes or escape letters could form here
+        if s and s in out:
+            out = out.replace(s, "".join(map(_escape_char, s)))
+    return out
+
+
+def echo(prompt: str, samples: Sequence[str], manifest: Manifest, *, condition: str,
+         system: str | None = None) -> str:
+    """What `condpt generate` prints: the condition that was set (by id), the system text (trusted) and the
+    prompt (untrusted) as string literals with every control string escaped (`literal`; the system text
+    keeps the self token, which it sets), then each sample on its own lines under a `--- sample i of n ---`
+    marker. Prompt and sample are never printed as one string: a tag string cannot form across the boundary
+    (`<|go` + `od|>`), and a sample holds none (`strip_tags`)."""
+    tags = [e.string for e in manifest.tags.values()]
+    lines = [f"condition: {condition}"]
+    if system:
+        lines.append(f"system (trusted): {literal(system, tags)}")
+    lines.append(f"prompt (untrusted): {literal(prompt, [*tags, manifest.self_token.string])}")
+    for i, sample in enumerate(samples, 1):
+        lines += [f"--- sample {i} of {len(samples)} ---", printable(sample)]
+    return "\n".join(lines)
+
+
 @contextmanager
 def _out_of_memory(what: str):
     """An allocation failure (CPU or GPU) as a ValueError naming what was asked for, not a traceback."""
@@ -160,6 +211,10 @@ class Generator:
         tag_ids = {e.id for e in self.manifest.tags.values()}
         text = self.tokenizer.decode([i for i in ids if i not in tag_ids], skip_special_tokens=False)
         return strip_tags(text, self.manifest)
+
+    def echo(self, prompt: str, samples: Sequence[str], *, condition: str = "good", system: str | None = None) -> str:
+        """`samples` of `prompt` as `condpt generate` prints them (`echo`)."""
+        return echo(prompt, samples, self.manifest, condition=condition, system=system)
 
     def generate(self, prompt: str, **kwargs) -> list[str]:
         """`n` decoded continuations; see `generate_ids` for the arguments."""

@@ -56,10 +56,7 @@ def generate_cmd(
                              top_p=top_p, top_k=top_k)
     except ValueError as e:  # settings this model cannot run (positions, seed, temperature)
         _fail(str(e))
-    for i, text in enumerate(texts):
-        if n > 1:
-            typer.echo(f"--- sample {i + 1} ---")
-        typer.echo(prompt + text)
+    typer.echo(gen.echo(prompt, texts, condition=condition, system=system))  # never prompt + text as one string
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
