@@ -40,6 +40,7 @@ class Labelled:
     path: str = ""
     kept: dict[str, list[Any]] = field(default_factory=dict)  # field -> its value per row (`read_labelled(keep=)`)
     lines: list[int] = field(default_factory=list)  # each row's line in `path` (for errors about a row)
+    ungrouped: int = 0  # rows without the group field (each its own group): all of them hints at a typo
 
     def where(self, k: int) -> str:
         """``PATH:LINE`` of row `k` (``PATH: row K+1`` for rows not read from a file)."""
@@ -148,6 +149,7 @@ def read_labelled(path: str | Path, *, text_field: str = "text", label_field: st
             data.texts.append(text if has_text else None)
             data.labels.append(label)
             data.groups.append(group if group is not None else f"row-{lineno}")
+            data.ungrouped += group is None
             data.ids.append(doc_id)
             data.lines.append(lineno)
     if not data.labels:

@@ -39,9 +39,12 @@ def train_classifier_cmd(
         _fail(str(e))
     print(f"trained {kind} on {meta['n_train']} rows ({meta['n_positive']} positive, "
           f"{meta['n_groups']} groups) -> {out}")
+    if group_field and data.ungrouped:
+        print(f"note: {data.ungrouped} of {len(data.labels)} rows have no {group_field!r} field: each is its own "
+              "group in cross-validation")
     if "cv" in meta:
         cv = meta["cv"]
-        print(f"cross-validation: {cv['scheme']} over {group_field!r}")
+        print(f"cross-validation: {cv['scheme']} over {repr(group_field) if group_field else 'rows (each row its own group)'}")
         for key in ("at_0.5", "at_threshold"):
             m = cv[key]
             print(f"  threshold {m['threshold']:.3f}: AUROC {m['auroc']:.3f}  F1 {m['f1']:.3f}  "
