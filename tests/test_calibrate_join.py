@@ -128,3 +128,12 @@ def test_a_text_whose_copies_have_different_scores_is_refused(tmp_path):
     assert res.exit_code == 2, res.output
     assert f"{lab}:2" in res.output and "'id0'" in res.output and "'id2'" in res.output, res.output
     assert "0.9" in res.output and "0.3" in res.output and "different scores" in res.output, res.output
+
+
+def test_a_corpus_that_cannot_be_read_is_refused_before_calibrating(tmp_path):
+    """`--corpus` was read last: the threshold and metrics were printed and the PR curve written, then the
+    command failed."""
+    rows = [{"text": f"t{i}", "label": int(i >= 4)} for i in range(8)]
+    res = _calibrate(tmp_path, rows, ("--target-recall", "0.5", "--corpus", str(tmp_path / "nope")))
+    assert res.exit_code == 2 and "nope" in res.output, res.output
+    assert "threshold 0" not in res.output and not (tmp_path / "tagged" / "pr_curve.png").exists(), res.output

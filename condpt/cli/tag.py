@@ -163,8 +163,11 @@ def calibrate_cmd(
             cal.threshold_config(out)
         if plot is not None:
             cal.check_plot(plot)
+        corpus_dir = corpus_dir or tagged_dir
+        corpus = np.asarray(cal.load_tagged(corpus_dir)["score"], dtype=np.float64)  # refused before calibrating
         if target_fraction is not None:
-            scores = np.asarray(cal.load_tagged(tagged_dir)["score"], dtype=np.float64)
+            scores = corpus if corpus_dir == tagged_dir else np.asarray(cal.load_tagged(tagged_dir)["score"],
+                                                                        dtype=np.float64)
             t = cal.threshold_for_fraction(scores, target_fraction)
             print(f"threshold {t:.6f}: tags {cal.tagged_fraction(scores, t):.4f} of {len(scores)} documents "
                   f"(target {target_fraction})")
@@ -184,8 +187,6 @@ def calibrate_cmd(
                   f"F1 {result['f1']:.3f}  AUROC {'n/a' if result['auroc'] is None else format(result['auroc'], '.3f')}")
             png = cal.plot_pr(s, y, plot or Path(tagged_dir) / "pr_curve.png", t)
             print(f"PR curve -> {png}")
-        corpus_dir = corpus_dir or tagged_dir
-        corpus = np.asarray(cal.load_tagged(corpus_dir)["score"], dtype=np.float64)
     except cal.CalibrationError as e:
         _fail(str(e))
     corpus_fraction = cal.tagged_fraction(corpus, t)
