@@ -274,6 +274,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _is_index(part: str) -> bool:
+    """A list index in a dotted key: ASCII digits (str.isdigit also takes '²', which int() refuses, and '٠')."""
+    return part.isascii() and part.isdigit()
+
+
 def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
     """Set `raw[path...] = value`; numeric parts index lists (`data.sources.0.weight=2`)."""
     node: Any = raw
@@ -281,7 +286,7 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
         last = i == len(path) - 1
         where = ".".join(path[: i + 1])
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not _is_index(part) or int(part) >= len(node):
                 raise ConfigError(f"override {'.'.join(path)}: {where} is not an index of the list")
             if last:
                 node[int(part)] = value
@@ -361,7 +366,7 @@ class _Origin:
 
     def __init__(self, path: Path | None, overrides: list[list[str]]):
         self.path = path
-        self.overridden = {tuple(int(p) if p.isdigit() else p for p in keys) for keys in overrides}
+        self.overridden = {tuple(int(p) if _is_index(p) else p for p in keys) for keys in overrides}
 
     @functools.cached_property
     def lines(self) -> dict[tuple, int]:
@@ -391,7 +396,8 @@ def _format_errors(err: ValidationError, origin: str, where: _Origin) -> str:
             lines.append(f"  {msg}")
             continue
         if e["type"] == "extra_forbidden":
-            msg = "unknown key" + did_you_mean(loc)
+            unseen = "" if str(loc[-1]).isprintable() else f" {loc[-1]!a}, with characters that do not show,"
+            msg = "unknown key" + unseen + did_you_mean(loc)
         got = e.get("input")
         shown = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {_shown(got)})"
         lines.append(f"  {'.'.join(map(str, loc))}{where.of(loc)}: {msg}{shown}")
@@ -407,7 +413,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), rows: str = 
 
     problems = input_problems(cfg, rows)
     if problems:
-        shown = [f"  {field}{where.of(tuple(int(p) if p.isdigit() else p for p in field.split('.')))}: {msg}"
+        shown = [f"  {field}{where.of(tuple(int(p) if _is_index(p) else p for p in field.split('.')))}: {msg}"
                  for field, msg in problems]
         raise ConfigError("\n".join([f"invalid run config ({origin}): inputs that cannot be used:", *shown]))
     return cfg

@@ -514,3 +514,20 @@ def test_scratch_run_with_a_tokenizer_directory(lm_dirs, tmp_path):
     spec.write_text("tags:\n  - {role: good, string: 'Ġthe'}\n  - {role: bad, string: '<|bad|>'}\n")
     with pytest.raises(ConfigError, match=r"tokenizer\.source.*already an ordinary token"):
         load_config(TINY, [f"tokenizer.source={lm_dirs['own']}", f"tokenizer.control_tokens={spec}"])
+
+
+@pytest.mark.parametrize("override, why", [
+    ("data.sources.².path=/x", "data.sources.² is not an index of the list"),  # str.isdigit, int() refuses: a traceback
+    ("data.sources.٠.weight=3", "data.sources.٠ is not an index of the list"),  # int() read it as 0
+    ("model.config.²=1", "²: unknown key"),  # a mapping key: the origin of the field was parsed as an index
+])
+def test_an_index_is_ascii_digits(override, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config(TINY, [override])
+
+
+def test_an_unknown_key_with_characters_that_do_not_show_says_so():
+    """A zero-width space pasted into a key was reported as `train.max\u200b_steps: unknown key; did you mean
+    train.max_steps?`, the two names looking the same."""
+    with pytest.raises(ConfigError, match=r"unknown key 'max\\u200b_steps', with characters that do not show"):
+        load_config(TINY, ["train.max\u200b_steps=5"])
