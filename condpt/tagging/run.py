@@ -181,8 +181,10 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
         _ray()  # before OUT is touched: a run that cannot start must leave no report behind
     skipped: list[str] = []
     specs = expand_inputs(inputs, skipped)
-    check_inputs(specs, fields_of(cfg))  # a bad input found half way would leave half a run behind
     out = Path(out_dir)
+    if why := _overlap(inputs, specs, out):
+        raise TagRunError(why)
+    check_inputs(specs, fields_of(cfg))  # a bad input found half way would leave half a run behind
     if (out / RETAG).exists():
         raise TagRunError(f"{shown(out)}: a `condpt retag` was interrupted; run `condpt retag {shown(out)} "
                           "--threshold T` again to finish it first")
@@ -235,6 +237,22 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
     if report["complete"] and (line := warning(report["expected"], shown(out))):
         print(line, file=sys.stderr)
     return report
+
+
+def _overlap(inputs: list[str | Path], specs: list[InputSpec], out: Path) -> str | None:
+    """Why `out` and the inputs overlap, or None (links resolved). An OUT in an input directory is read as input
+    by the next run (its data/ shards hold a text column); an input in OUT is deleted by the tasks, which remove
+    their part files before they write."""
+    where = out.resolve()
+    for p in map(Path, inputs):
+        if p.is_dir() and where.is_relative_to(p.resolve()):
+            return (f"--out {shown(out)} is inside the input directory {shown(p)}: a re-run would read the output "
+                    "as input; write it outside the input directories")
+    for spec in specs:
+        if spec.path.resolve().is_relative_to(where):
+            return (f"{shown(spec.path)} is inside --out {shown(out)}, which the run rewrites; move the input out "
+                    "or write to another --out")
+    return None
 
 
 def _threads(cluster: Cluster, workers: int) -> int | None:
