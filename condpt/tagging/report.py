@@ -108,12 +108,18 @@ def read_marker(path: Path) -> dict:
     return m
 
 
+# A number a record brings (its size, a byte or character offset), not one the reader sets ("the N byte limit")
+_RECORD_NUMBER = re.compile(r"(?<!the )(?<!UTF-)\b\d+\b")
+
+
 def _reason_kind(reason: str) -> str:
-    """Group reasons for counting: 'malformed JSON: Expecting value at column 3' → 'malformed JSON'."""
+    """Group reasons for counting: 'malformed JSON: Expecting value at column 3' → 'malformed JSON', 'line of
+    90000000 bytes, over the 83886080 byte limit' → 'line of N bytes, over the 83886080 byte limit' (one row
+    per oversized line made the report grow with the quarantine)."""
     for prefix in ("malformed JSON", "unreadable JSON", "invalid UTF-8", "duplicate id", "not a JSON object"):
         if reason.startswith(prefix):
             return prefix
-    return reason
+    return _RECORD_NUMBER.sub("N", reason)
 
 
 def cap_sources(sources: dict[str, dict], top: int = SOURCES_TOP) -> tuple[dict[str, dict], dict | None]:

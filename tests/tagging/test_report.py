@@ -126,3 +126,23 @@ def test_per_source_breakdown_is_capped_and_still_adds_up(tmp_path):
     page = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert len(page) < 100_000 and f"other ({other['sources']} sources)" in page
     assert page.count("https://example.com/") <= SOURCES_TOP + 2 * 30  # table rows, plot labels, examples
+
+
+def test_quarantine_reasons_are_counted_without_their_per_record_numbers():
+    """A reason naming a record's own size or offset was its own row of the report's reasons (one per
+    oversized line): the numbers a record brings become N, the limits the reader sets stay."""
+    from condpt.tagging.report import chunk_stats
+
+    reasons = ([f"line of {n} bytes, over the 83886080 byte limit" for n in range(90_000_000, 90_000_050)]
+               + [f"field 'text' is {n} bytes, over the 10485760 byte limit" for n in range(11_000_000, 11_000_020)]
+               + ["field 'text' is not valid Unicode (lone surrogate at character 5)",
+                  "field 'text' is not valid Unicode (lone surrogate at character 9)",
+                  "field 'text2' is not valid UTF-8 (byte 3)", "invalid UTF-8 at byte 7",
+                  "malformed JSON: Expecting value at column 3"])
+    rows = {k: [] for k in ("id", "text", "source", "score", "tag", "stage", "spans", "prefilter_hits")}
+    stats = chunk_stats(rows, [], [("s", r) for r in reasons], read=len(reasons), threshold=0.5, bad_role="bad")
+    assert stats["quarantine_reasons"] == {
+        "line of N bytes, over the 83886080 byte limit": 50,
+        "field 'text' is N bytes, over the 10485760 byte limit": 20,
+        "field 'text' is not valid Unicode (lone surrogate at character N)": 2,
+        "field 'text2' is not valid UTF-8 (byte N)": 1, "invalid UTF-8": 1, "malformed JSON": 1}
