@@ -111,7 +111,7 @@ def row_problem(row: dict, text_field: str, roles: Sequence[str] | None) -> str 
     from condpt.corpus.ids import id_problem  # here: importing condpt.corpus imports this module
 
     if why := id_problem(row["id"]):
-        return f"field 'id': {why}"
+        return f"field 'id' {why}"
     if text_field not in row:
         return f"field {text_field!r}: missing"
     text = row[text_field]
@@ -170,7 +170,7 @@ def stored_row_problem(row: dict, roles: Sequence[str]) -> str | None:
     from condpt.corpus.ids import id_problem  # here: importing condpt.corpus imports this module
 
     if why := id_problem(row.get("id")):
-        return f"field 'id': {why}"
+        return f"field 'id' {why}"
     text = row.get("text")
     if "text" in row and not isinstance(text, str):
         return f"field 'text': {type(text).__name__} is not a string"
