@@ -263,7 +263,10 @@ def _first_json_record(path: Path) -> dict | None:
             for line in f:
                 if line.strip():
                     record = json.loads(line)
-                    return record if isinstance(record, dict) else {}
+                    if not isinstance(record, dict):  # e.g. a .json file holding one array: not JSON lines
+                        raise ValueError(f"not a JSON object but {type(record).__name__}; a source holds JSON lines, "
+                                         "one object a line")
+                    return record
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: cannot read its first record ({_one_line(e)})") from None
     return None

@@ -246,7 +246,9 @@ def _source_files(path: Path) -> tuple[str, list[str]]:
         by_format: dict[str, list[str]] = {}
         unread = []  # refused, never skipped: a file a source leaves out is training data lost without a word
         for p in sorted(root.iterdir()):
-            fmt = _format_of(p.name) if p.is_file() else None
+            fmt = _format_of(p.name)
+            if fmt is not None and not p.is_file() and not p.name.startswith((".", "_")):
+                raise ValueError(f"{p}: not a file ({'a directory' if p.is_dir() else 'a broken link'})")
             if fmt is not None:
                 by_format.setdefault(fmt, []).append(str(p))
             elif not p.name.startswith((".", "_")):  # .DS_Store, _SUCCESS

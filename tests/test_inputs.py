@@ -140,3 +140,11 @@ def test_an_output_dir_that_cannot_take_the_stamp_costs_only_a_read(tmp_path, sc
     for _ in range(2):
         load_config(TINY, [f"data.sources.0.path={src}", f"output_dir={run}"], rows="stamp")
     assert sorted(p.name for p in run.iterdir()) == ["cache"] and len(scans) == 2
+
+
+def test_a_json_file_holding_one_array_is_named_as_not_json_lines(tmp_path):
+    """Was 'missing column 'id' (columns: [])' for a file whose every record is there, in one array."""
+    src = tmp_path / "corpus.json"
+    src.write_text(json.dumps([GOOD, {**GOOD, "id": "b"}]))
+    with pytest.raises(ConfigError, match="not a JSON object but list; a source holds JSON lines"):
+        _load(src)

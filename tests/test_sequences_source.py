@@ -38,6 +38,20 @@ def test_a_source_directory_with_an_entry_it_would_not_read_is_refused_by_name(t
         _source_files(tmp_path)
 
 
+@pytest.mark.parametrize("kind, why", [("dir", "a directory"), ("link", "a broken link")])
+def test_an_entry_named_like_data_that_is_no_file_is_named_for_what_it_is(tmp_path, kind, why):
+    """Was 'holds b.jsonl, which a data source cannot read (.parquet, .jsonl or .json...)': the name is right."""
+    from condpt.sequences import _source_files
+
+    _write(tmp_path / "a.jsonl")
+    if kind == "dir":
+        (tmp_path / "b.jsonl").mkdir()
+    else:
+        (tmp_path / "b.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(ValueError, match=f"b.jsonl: not a file \\({why}\\)"):
+        _source_files(tmp_path)
+
+
 def test_json_lines_files_are_read_whatever_the_case_of_their_suffix(tmp_path):
     from condpt.sequences import _source_files
 
