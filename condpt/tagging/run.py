@@ -75,6 +75,8 @@ __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RET
 FORMAT_VERSION = 2  # 2: tasks/ and logs/ (datatrove), run.json records the task count
 LOGS = "logs"  # datatrove's logging_dir
 TIMING = "timing"  # wall-clock throughput per run: the one thing that differs between runs (not in report.json)
+# what a run (or `condpt retag`) writes in OUT: an input there would be deleted or replaced
+OWN = (*PARTS, ATTRIBUTES, MARKERS, TASKS, LOGS, TMP, PROGRESS, TIMING, RETAG, "run.json", "report.json", "report.html")
 
 
 class TagRunError(ValueError):
@@ -241,17 +243,18 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
 
 def _overlap(inputs: list[str | Path], specs: list[InputSpec], out: Path) -> str | None:
     """Why `out` and the inputs overlap, or None (links resolved). An OUT in an input directory is read as input
-    by the next run (its data/ shards hold a text column); an input in OUT is deleted by the tasks, which remove
-    their part files before they write."""
+    by the next run (its data/ shards hold a text column); an input among the entries the run writes in OUT is
+    deleted or replaced by the tasks (an input elsewhere in OUT, OUT/raw/, is left alone)."""
     where = out.resolve()
     for p in map(Path, inputs):
         if p.is_dir() and where.is_relative_to(p.resolve()):
             return (f"--out {shown(out)} is inside the input directory {shown(p)}: a re-run would read the output "
                     "as input; write it outside the input directories")
+    own = [where / name for name in OWN]
     for spec in specs:
-        if spec.path.resolve().is_relative_to(where):
-            return (f"{shown(spec.path)} is inside --out {shown(out)}, which the run rewrites; move the input out "
-                    "or write to another --out")
+        if any(spec.path.resolve().is_relative_to(o) for o in own):
+            return (f"{shown(spec.path)} is inside --out {shown(out)}, among the files the run rewrites; move the "
+                    "input out or write to another --out")
     return None
 
 
