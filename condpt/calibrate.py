@@ -108,9 +108,10 @@ def read_labelled(path: str | Path, label_field: str = "label", text_field: str 
         raise CalibrationError(str(e)) from None
 
 
-def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int]:
-    """(scores, labels, number of labelled rows not found) for the labelled rows found in the tagged data;
-    each labelled row found is one example (found + not found = rows).
+def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(scores, labels, number of labelled rows not found, number of those found on several tagged documents)
+    for the labelled rows found in the tagged data; each labelled row found is one example (found + not found
+    = rows).
 
     A row is joined by its id where that id is in the tagged data, else by its exact text. A text (or id) on
     several tagged rows (the same text at two places of the corpus) joins all of them as one example when
@@ -126,6 +127,7 @@ def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.
         by_text.setdefault(text, []).append(i)
     found: dict[int, int] = {}  # tagged row -> labelled row
     joined: list[tuple[int, int]] = []  # (labelled row, the tagged row whose score it takes)
+    repeated = 0  # labelled rows joined to several tagged documents (copies of one text), one example each
     for k, (doc, text) in enumerate(zip(rows.ids, rows.texts)):
         if doc is not None and doc in by_id:
             hits, key = by_id[doc], f"id {doc!r}"
@@ -148,12 +150,13 @@ def join_labels(tagged_dir: str | Path, rows: Labelled) -> tuple[np.ndarray, np.
                                        f"{rows.where(found[i])} (each labelled document once)")
             found[i] = k
         joined.append((k, hits[0]))
+        repeated += len(hits) > 1
     if not joined:
         raise CalibrationError(f"{tagged_dir}: none of the labelled rows were found (joined by id, else by "
                                "text); tag the labelled file itself first")
     scores = np.asarray([tagged["score"][i] for _, i in joined], np.float64)
     labels = np.asarray([rows.labels[k] for k, _ in joined], np.int64)
-    return scores, labels, len(rows.labels) - len(joined)
+    return scores, labels, len(rows.labels) - len(joined), repeated
 
 
 def tagged_fraction(scores: np.ndarray, threshold: float) -> float:

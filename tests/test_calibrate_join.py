@@ -110,8 +110,9 @@ def test_a_text_twice_in_the_corpus_with_one_score_is_one_labelled_example(tmp_p
 
     d = _tagged_with(tmp_path, ["x", "y", "x", "z"], [0.9, 0.2, 0.9, 0.6])
     rows = Labelled(texts=["x", "y", "q"], labels=[1, 0, 1], ids=[None] * 3, path="lab.jsonl")
-    s, y, missing = cal.join_labels(d, rows)
+    s, y, missing, repeated = cal.join_labels(d, rows)
     assert s.tolist() == [np.float32(0.9), np.float32(0.2)] and y.tolist() == [1, 0] and missing == 1
+    assert repeated == 1
     # another row reaching a copy (by its id) labels that text twice
     twice = Labelled(texts=["x", None], labels=[1, 0], ids=[None, "id2"], path="lab.jsonl", lines=[1, 2])
     with pytest.raises(cal.CalibrationError, match=r"lab\.jsonl:2: .*'id2'.*labelled 2 times, here and at lab\.jsonl:1"):
@@ -137,3 +138,12 @@ def test_a_corpus_that_cannot_be_read_is_refused_before_calibrating(tmp_path):
     res = _calibrate(tmp_path, rows, ("--target-recall", "0.5", "--corpus", str(tmp_path / "nope")))
     assert res.exit_code == 2 and "nope" in res.output, res.output
     assert "threshold 0" not in res.output and not (tmp_path / "tagged" / "pr_curve.png").exists(), res.output
+
+
+def test_the_cli_reports_a_text_joined_to_several_copies(tmp_path):
+    d = _tagged_with(tmp_path, ["x", "y", "x"], [0.9, 0.2, 0.9])
+    lab = tmp_path / "lab.jsonl"
+    lab.write_text(json.dumps({"text": "y", "label": 0}) + "\n" + json.dumps({"text": "x", "label": 1}) + "\n")
+    res = CliRunner().invoke(app, ["calibrate", str(d), "--labelled", str(lab), "--target-recall", "0.5"])
+    assert res.exit_code == 0 and "on 2 labelled rows" in res.output, res.output
+    assert "1 labelled rows match several tagged documents (copies of one text, one score): each counted once" in res.output, res.output

@@ -174,9 +174,12 @@ def calibrate_cmd(
         result = {}
         if labelled is not None:
             rows = cal.read_labelled(labelled, label_field)
-            s, y, missing = cal.join_labels(tagged_dir, rows)
+            s, y, missing, repeated = cal.join_labels(tagged_dir, rows)
             if missing:
                 print(f"warning: {missing} labelled rows not found in {tagged_dir}", file=sys.stderr)
+            if repeated:
+                print(f"note: {repeated} labelled rows match several tagged documents (copies of one text, one score): "
+                      "each counted once", file=sys.stderr)
             if target_precision is not None:
                 t = cal.threshold_for_precision(s, y, target_precision)
             elif target_recall is not None:
