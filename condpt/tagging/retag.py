@@ -69,6 +69,8 @@ def _check_chunk(out: Path, marker: Path, roles: tuple[str, ...]) -> None:
                 raise TagRunError(f"{where}: no field {want.name!r}; {HAND_EDITED}")
             if (got := table.schema.field(want.name).type) != want.type:
                 raise TagRunError(f"{where}: field {want.name!r} is {got}, not {want.type}; {HAND_EDITED}")
+        if extra := [c for c in table.column_names if c not in schema.names]:  # a rewrite would drop it
+            raise TagRunError(f"{where}: field {extra[0]!r} is not one `condpt tag` writes; {HAND_EDITED}")
         for n, row in enumerate(table.to_pylist(), 1):
             if why := stored_row_problem(row, roles):
                 raise TagRunError(f"{where}: row {n} (id {row.get('id')!r}): {why}; {HAND_EDITED}")

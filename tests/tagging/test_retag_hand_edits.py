@@ -143,3 +143,16 @@ def test_a_missing_report_is_named(tmp_path):
     (out / "report.json").unlink()
     res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
     assert res.exit_code == 2 and "report.json" in res.output and "Errno" not in res.output, res.output
+
+
+def test_a_column_added_by_hand_is_named_not_dropped(tmp_path):
+    """A column added to a part (a note, a second score) was dropped without a word when retag rewrote it."""
+    out = _tagged(tmp_path)
+    path = out / "set_aside" / "part-000000.parquet" if (out / "set_aside" / "part-000000.parquet").exists() \
+        else out / "data" / "part-000000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.append_column("note", pa.array(["checked"] * table.num_rows)), path)
+    before = _files(out)
+    res = CliRunner().invoke(app, ["retag", str(out), "--threshold", "0.35"])
+    assert res.exit_code == 2 and "field 'note'" in res.output and path.name in res.output, res.output
+    assert _files(out) == before
