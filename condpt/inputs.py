@@ -421,12 +421,24 @@ def _model_config_problems(spec: dict[str, Any] | None) -> tuple[list[Problem], 
     return [], hf
 
 
+def _is_gguf(path: Path) -> bool:
+    """A llama.cpp file (by its magic): a checkpoint people have at hand, but not one transformers trains."""
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def _checkpoint_problems(ckpt: Path) -> tuple[list[Problem], Any]:
     """A save_pretrained causal LM directory, and its config (None if it is not one)."""
     if not ckpt.is_dir():
-        return [("model.checkpoint", f"{ckpt}: not found" if not ckpt.exists() else f"{ckpt}: not a directory")], None
+        why = "not found" if not ckpt.exists() else "a GGUF file" if _is_gguf(ckpt) else "not a directory"
+        return [("model.checkpoint", f"{ckpt}: {why} (expected a save_pretrained directory)")], None
     if not (ckpt / "config.json").is_file():
-        return [("model.checkpoint", f"{ckpt}: no config.json (expected a save_pretrained directory)")], None
+        ggufs = sorted(p.name for p in ckpt.glob("*.gguf"))
+        held = f"; it holds GGUF ({', '.join(ggufs[:3])}), which condpt does not read" if ggufs else ""
+        return [("model.checkpoint", f"{ckpt}: no config.json (expected a save_pretrained directory){held}")], None
     if not any((ckpt / name).is_file() for name in WEIGHT_FILES):
         return [("model.checkpoint", f"{ckpt}: no weights ({', '.join(WEIGHT_FILES)})")], None
     from tokenizer_ext.stream import read_header, shard_names

@@ -5,6 +5,7 @@ error naming the file, the line and the field, before any process starts."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -148,3 +149,13 @@ def test_a_json_file_holding_one_array_is_named_as_not_json_lines(tmp_path):
     src.write_text(json.dumps([GOOD, {**GOOD, "id": "b"}]))
     with pytest.raises(ConfigError, match="not a JSON object but list; a source holds JSON lines"):
         _load(src)
+
+
+def test_a_gguf_checkpoint_is_named_as_one(tmp_path):
+    gguf = tmp_path / "model.q8.bin"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "model.gguf").write_bytes(gguf.read_bytes())
+    for ckpt, why in [(gguf, "a GGUF file"), (tmp_path / "dir", "it holds GGUF (model.gguf), which condpt does not")]:
+        with pytest.raises(ConfigError, match=rf"model.checkpoint \(override\): {ckpt}: .*{re.escape(why)}"):
+            load_config(TINY, [f"model.checkpoint={ckpt}", "model.config=null", "tokenizer.source=checkpoint"])
