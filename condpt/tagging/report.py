@@ -350,16 +350,18 @@ def _template():
     return jinja2.Environment(autoescape=True).from_string(_HTML)
 
 
-def render_html(report: dict, timings: list[dict] = ()) -> str:
-    """The report as one self-contained HTML page; every text from the data is escaped (autoescape)."""
+def render_html(report: dict, timings: list[dict] = (), out: Path | None = None) -> str:
+    """The report as one self-contained HTML page; every text from the data is escaped (autoescape). `out`: the
+    run's directory, named in the commands a far-fraction warning gives."""
     import yaml
 
+    from condpt.corpus import shown
     from condpt.tagging.expected import warning
 
     page = _template().render(
         r=report, img=_plots(report), throughput=_throughput(list(timings)),
         config=yaml.safe_dump(report["config"], sort_keys=False, allow_unicode=True),
-        warning=warning(report.get("expected") or {}) or "")
+        warning=warning(report.get("expected") or {}, *([shown(out)] if out is not None else [])) or "")
     return _HTML_CONTROLS.sub("\ufffd", page)  # escaping leaves them; in HTML each is a parse error (NUL first)
 
 
@@ -380,5 +382,5 @@ def write_report(out: Path, chunks_total: int | None = None, *, tmp_dir: Path | 
     report = build_report(out, chunks_total, error, skipped, meta)
     write_text_atomic(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False), out / "report.json",
                       tmp_dir)
-    write_text_atomic(render_html(report, read_timings(out)), out / "report.html", tmp_dir)
+    write_text_atomic(render_html(report, read_timings(out), out), out / "report.html", tmp_dir)
     return report

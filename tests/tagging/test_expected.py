@@ -69,7 +69,9 @@ def test_a_run_far_from_cross_validation_warns_and_says_so_in_report_json(tmp_pa
     assert json.loads((tmp_path / "o" / "report.json").read_text())["expected"]["far"]
     err = capsys.readouterr().err
     assert "warning: this run tagged" in err and "cross-validation predicts" in err
-    assert "outside the" in (tmp_path / "o" / "report.html").read_text()
+    assert f"condpt calibrate {tmp_path / 'o'} --labelled" in err  # the commands name this run's OUT
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "outside the" in page and f"condpt retag {tmp_path / 'o'} --threshold" in page
 
 
 def test_no_prediction_is_said_not_guessed(tmp_path, capsys):
