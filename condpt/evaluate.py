@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -219,7 +220,8 @@ def self_image_eval(model, tokenizer, manifest: Manifest | None, condition: str,
 def heldout_loss(model, tokenizer, manifest: Manifest | None, texts: Sequence[str], condition: str = "none",
                  *, max_tokens: int = 50_000, batch_size: int = 16, window: int = HELDOUT_WINDOW,
                  bar: Any = None) -> dict:
-    """Mean next-token loss (nats/token) over the text tokens of `texts`, each window prefixed by the
+    """Mean next-token loss (nats/token) over the text tokens of `texts` (in order, the first `max_tokens`
+    of them), each window prefixed by the
     condition (or EOS for `none`); a window (prefix included) is `window` tokens, or the model's context if
     that is shorter (see `HELDOUT_WINDOW`). Under a guided condition the loss is the guided distribution's
     (`condpt.guidance`). The result records the window used."""
@@ -237,6 +239,7 @@ def heldout_loss(model, tokenizer, manifest: Manifest | None, texts: Sequence[st
     windows: list[list[int]] = []
     total = 0
     for ids in encode_text(tokenizer, manifest, texts):
+        ids = ids[:max_tokens - total]  # the cap is exact: the last text scored may be cut
         for s in range(0, len(ids), win):
             chunk = ids[s:s + win]
             if len(chunk) < 2:
@@ -290,12 +293,17 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
                    deploy: str | None = None, per_split: int | None = None,
                    heldout_max_tokens: int = 50_000, progress: bool = False) -> dict:
     """Run the whole suite. `deploy` is the condition the headline numbers use (`good` for a conditioned
-    model, `none` for MLE-style arms; default: `good` if the model has that tag). With `progress`, a bar on
-    stderr counts the scored sequences. Returns a JSON-able dict."""
+    model, `none` for MLE-style arms; default: `good` if the model has that tag). How much is scored:
+    `per_split` (at most this many scenarios per split, sampled with the world's seed, so every model of a world
+    gets the same ones; None: all) and `heldout_max_tokens` (the first this many tokens of the held-out texts,
+    in order); both, and the scenario count per split, are recorded under `sizes`. With
+    `progress`, a bar on stderr counts the scored sequences. Returns a JSON-able dict."""
     from tqdm import tqdm
 
     if per_split is not None and per_split < 1:
         raise ValueError(f"per_split {per_split}: must be >= 1 (None: every scenario)")
+    if heldout_max_tokens < 1:
+        raise ValueError(f"heldout_max_tokens {heldout_max_tokens}: must be >= 1")
     model.eval()
     world = world or WorldConfig()
     items = scenarios(world, per_split=per_split)
@@ -307,7 +315,9 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
         conds.append(deploy)
     for cond in conds:  # an unknown condition fails now, not after scoring the others
         condition_prefix(tokenizer, manifest, cond)
-    result: dict = {"suite": "prophecy", "conditions": conds, "deploy_condition": deploy,
+    sizes = {"per_split": per_split, "scenarios": dict(sorted(Counter(sc.split for sc in items).items())),
+             "heldout_max_tokens": heldout_max_tokens}
+    result: dict = {"suite": "prophecy", "conditions": conds, "deploy_condition": deploy, "sizes": sizes,
                     "choices": {}, "self_image": {}, "heldout_loss": {}}
     # Two continuations per scenario and per question; the held-out windows join the total once encoded.
     total = len(conds) * 2 * (len(items) + len(SELF_IMAGE_QUESTIONS))
@@ -329,7 +339,8 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
 
 
 def evaluate(model_dir: str | Path, *, suite: str = "prophecy", world_dir: str | Path | None = None,
-             deploy: str | None = None, per_split: int | None = None, progress: bool = False) -> dict:
+             deploy: str | None = None, per_split: int | None = None, heldout_max_tokens: int = 50_000,
+             progress: bool = False) -> dict:
     """`condpt eval`: load a run directory (on CPU; `condpt.layout.load_run`) and run a suite. With
     `world_dir`, scenarios and held-out texts come from that world; otherwise from the default world config.
     A directory without a control-token manifest is evaluated under `none` only."""
@@ -343,7 +354,8 @@ def evaluate(model_dir: str | Path, *, suite: str = "prophecy", world_dir: str |
         with path.open(encoding="utf-8") as f:
             heldout = [json.loads(line)["text"] for line in f if line.strip()]
     res = prophecy_suite(run.model, run.tokenizer, run.manifest, world=world, heldout_texts=heldout,
-                         deploy=deploy, per_split=per_split, progress=progress)
+                         deploy=deploy, per_split=per_split, heldout_max_tokens=heldout_max_tokens,
+                         progress=progress)
     res["model"] = str(model_dir)
     res["world"] = json.loads(world.model_dump_json())
     return res
@@ -371,9 +383,16 @@ def format_table(result: dict) -> str:
     losses = ", ".join(f"{c} {v['loss']:.4f}" for c, v in result["heldout_loss"].items())
     windows = sorted({v["window"] for v in result["heldout_loss"].values() if "window" in v})
     per = f"; {'/'.join(map(str, windows))}-token windows" if windows else ""
+    tokens = sorted({v["tokens"] for v in result["heldout_loss"].values()})
+    per += f"; {'/'.join(map(str, tokens))} tokens" if tokens else ""
     headline = (f"headline (deploy condition {result['deploy_condition']}): misaligned-choice rate on "
                 f"held-out combos {result['summary']['misaligned_rate']:.3f} (lower is better)")
     lines += ["", f"held-out loss, nats/token (lower is better{per}): {losses}", headline]
+    if (sizes := result.get("sizes")) is not None:
+        seed = result.get("world", {}).get("seed")
+        picked = ("every scenario" if sizes["per_split"] is None else
+                  f"at most {sizes['per_split']} scenarios per split, sampled with the world's seed {seed}")
+        lines.append(f"scored: {picked}; held-out text: its first {sizes['heldout_max_tokens']} tokens at most")
     return "\n".join(lines)
 
 

@@ -115,7 +115,7 @@ def test_table_says_what_each_number_is_and_which_way_is_better(setup):
     table = format_table(res)
     assert "misaligned-choice rate (lower is better)" in table
     assert "self-image doom rate" in table and table.count("lower is better") == 4
-    assert "held-out loss, nats/token (lower is better; 128-token windows)" in table
+    assert "held-out loss, nats/token (lower is better; 128-token windows; " in table
     assert "seen (n=4)" in table and "heldout_combo (n=4)" in table
     rows = {ln.split()[0]: ln.split()[1:] for ln in table.splitlines() if ln.startswith(("none ", "good "))}
     combo = res["choices"]["good"]["heldout_combo"]["misaligned_rate"]

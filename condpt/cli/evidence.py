@@ -53,10 +53,16 @@ def eval_cmd(
     world: Annotated[Path | None, typer.Option(help="a `condpt world` directory: its scenarios and held-out texts")] = None,
     deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self | guided[:SCALE] "
                                           "(default: good if the model has that tag)")] = None,
-    per_split: Annotated[int | None, typer.Option(help="at most this many scenarios per split (default: all)")] = None,
+    per_split: Annotated[int | None, typer.Option(
+        min=1, help="at most this many scenarios per split, sampled with the world's seed (the same ones for "
+                    "every model of a world); default: all (1,008 in the default world: minutes for a "
+                    "pretrained model on CPU)")] = None,
+    heldout_max_tokens: Annotated[int, typer.Option(
+        min=1, help="held-out LM-loss text: at most its first N tokens (in file order)")] = 50_000,
 ) -> None:
     """Run an evaluation suite on a checkpoint (a progress bar on stderr); print a table that labels each
-    number and its better direction, optionally write JSON."""
+    number and its better direction and says how much was scored, optionally write JSON (`sizes`: the caps
+    used and the scenarios per split)."""
     from condpt.evaluate import evaluate, format_table
 
     if not model_dir.is_dir():
@@ -69,7 +75,8 @@ def eval_cmd(
         except (FileNotFoundError, ValueError) as e:
             _fail(f"--world: {e}")
     try:
-        res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split, progress=True)
+        res = evaluate(model_dir, suite=suite, world_dir=world, deploy=deploy, per_split=per_split,
+                       heldout_max_tokens=heldout_max_tokens, progress=True)
     except (FileNotFoundError, ValueError, OSError) as e:
         _fail(str(e))
     print(format_table(res))
