@@ -329,6 +329,15 @@ def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
             problems.append(("train.resume", f"{ckpt}: not found (use auto, never or a checkpoint directory)"))
         elif not (ckpt / "trainer_state.json").is_file():
             problems.append(("train.resume", f"{ckpt}: not a complete checkpoint (no trainer_state.json)"))
+    if not problems:
+        from condpt.checkpoints import resume_mismatch, resume_point
+        from condpt.export import finished
+
+        ckpt = resume_point(cfg.train.resume, out)  # auto: a finished run of this config is a no-op, not a resume
+        why = None if ckpt is None or finished(out, cfg) else resume_mismatch(cfg, ckpt)
+        if why:
+            auto = " (auto: the newest checkpoint in output_dir)" if cfg.train.resume == "auto" else ""
+            problems.append(("train.resume", f"{why}{auto}"))
     return problems
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from condpt.checkpoints import resume_point
 from condpt.config import RunConfig
 from condpt.data_cache import check_sources, prepare_data, too_little
 from condpt.export import export, finished
@@ -45,12 +46,6 @@ from condpt.tokenizer import prepare_tokenizer
 
 # --------------------------------------------------------------------------------------------------
 # checkpoints and metrics
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoint (trainer_state.json is written only after every rank saved)."""
-    done = [p.parent for p in (out / "checkpoints").glob("step_*/trainer_state.json")]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
 
 
 class MetricsLog:
@@ -209,18 +204,6 @@ def stop_reason(preempted: bool, step: int, stop_at: int, last_step: int) -> str
     return "stopped" if step == stop_at < last_step else None
 
 
-def _resume_point(resume: str, out: Path) -> Path | None:
-    """The checkpoint `train.resume` names: the newest complete one (auto), none (never), or a directory."""
-    if resume == "auto":
-        return latest_checkpoint(out)
-    if resume == "never":
-        return None
-    ckpt = Path(resume)
-    if not (ckpt / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"train.resume: {ckpt} is not a complete checkpoint (no trainer_state.json)")
-    return ckpt
-
-
 def _prepare(cfg: RunConfig, accelerator, model, train_ds, heldout_ds):
     """Model, optimizer and loaders through `accelerator.prepare` (no eval loader without held-out blocks), and
     the micro-batches per epoch, cut to whole optimizer steps."""
@@ -269,7 +252,7 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
     fpt, n_params = flops_per_token(model, cfg.data.block_size), count_params(model)
     model, optimizer, train_dl, eval_dl, micro_per_epoch = _prepare(cfg, accelerator, model, train_ds, heldout_ds)
 
-    ckpt, step = _resume_point(cfg.train.resume, out), 0
+    ckpt, step = resume_point(cfg.train.resume, out), 0
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
@@ -410,7 +393,8 @@ def _save_checkpoint(loop: Loop, step: int) -> Path:
     path = out / "checkpoints" / f"step_{step:08d}"
     acc.save_state(str(path))  # every rank: DeepSpeed shards are per rank
     acc.wait_for_everyone()
-    if acc.is_main_process:
+    if acc.is_main_process:  # the config first: a resume under another one is refused (condpt.checkpoints)
+        (path / "run_config.yaml").write_text(loop.cfg.to_yaml(), encoding="utf-8")
         (path / "trainer_state.json").write_text(json.dumps({"step": step, "seed": loop.cfg.seed}) + "\n")
         done = sorted((out / "checkpoints").glob("step_*/trainer_state.json"))
         for old in done[: -loop.cfg.train.keep_last]:

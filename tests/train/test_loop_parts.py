@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from condpt.train import MetricsLog, latest_checkpoint
+from condpt.checkpoints import latest_checkpoint
+from condpt.train import MetricsLog
 
 REPO = Path(__file__).resolve().parents[2]
 
