@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
     warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
     from condpt.data_cache import DataError
-    from condpt.train import train
+    from condpt.train import SaveFailed, train
 
     try:
         result = train(cfg)
@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
 
         PartialState().wait_for_everyone()  # no rank exits (and has the launcher stop rank 0) before that line
         return 2
+    except SaveFailed as e:  # in the rank whose disk failed (not always rank 0)
+        rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
+        print(f"error: {rank}{e}", file=sys.stderr)
+        return 1
     if rank0:
         where = result.get("final") or f"checkpoint at step {result['step']}"
         note = " (already finished with this config; nothing to do)" if result.get("skipped") else ""

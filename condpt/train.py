@@ -67,6 +67,28 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
+class SaveFailed(OSError):
+    """A checkpoint the disk could not take (full, gone read-only): one line naming it, not a traceback."""
+
+
+# A failed save with less room than this left on its filesystem is taken for a full disk, whatever the writer
+# raised (torch's zip writer says "unexpected pos", safetensors its own error class).
+FULL_DISK_BYTES = 64 << 20
+
+
+def _save_failed(path: Path, e: Exception) -> SaveFailed | None:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if not isinstance(e, OSError) and (free is None or free >= FULL_DISK_BYTES):
+        return None  # not the disk: the writer's own error, traceback and all
+    room = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
+    why = " ".join(str(e).split())[:300]
+    return SaveFailed(f"cannot save checkpoint {path}{room}: {why}; it was removed, the last complete checkpoint "
+                      "is kept: make room and rerun to resume from it")
+
+
 class _StopFlag:
     """Set by SIGTERM/SIGINT; checked (and agreed on by every rank) once per optimizer step."""
 
@@ -391,7 +413,14 @@ def _save_checkpoint(loop: Loop, step: int) -> Path:
     (trainer_state.json) and drops all but the newest `keep_last`."""
     acc, out = loop.accelerator, loop.out
     path = out / "checkpoints" / f"step_{step:08d}"
-    acc.save_state(str(path))  # every rank: DeepSpeed shards are per rank
+    try:
+        acc.save_state(str(path))  # every rank: DeepSpeed shards are per rank
+    except Exception as e:
+        failed = _save_failed(path, e)
+        if failed is None:
+            raise
+        shutil.rmtree(path, ignore_errors=True)  # its space back; no trainer_state.json: never resumed anyway
+        raise failed from e
     acc.wait_for_everyone()
     if acc.is_main_process:  # the config first: a resume under another one is refused (condpt.checkpoints)
         (path / "run_config.yaml").write_text(loop.cfg.to_yaml(), encoding="utf-8")

@@ -108,3 +108,46 @@ def test_single_process_stop_after_then_resume_matches_an_uninterrupted_run(tmp_
     assert resumed["status"] == "done" and Path(resumed["final"]).is_dir()
     assert losses(tmp_path / "split") == pytest.approx(losses(tmp_path / "whole"), rel=1e-6)
     assert train(cfg(tmp_path / "split"))["skipped"]
+
+
+class _FullDisk:
+    """An accelerator whose save_state writes a shard, then finds the disk full (as torch's zip writer says it)."""
+
+    is_main_process = True
+
+    def __init__(self, error):
+        self.error = error
+
+    def save_state(self, path):
+        Path(path).mkdir(parents=True)
+        (Path(path) / "model.safetensors").write_bytes(b"half")
+        raise self.error
+
+    def wait_for_everyone(self):
+        pass
+
+
+def test_a_checkpoint_the_disk_cannot_take_is_one_named_error_and_removed(tmp_path, monkeypatch):
+    """Was a torch traceback ('[enforce fail at inline_container.cc:672] . unexpected pos') with the half-written
+    step directory left to fill the disk again on the rerun."""
+    import errno
+    import shutil
+    from types import SimpleNamespace
+
+    from condpt import train
+
+    loop = SimpleNamespace(accelerator=_FullDisk(OSError(errno.ENOSPC, "No space left on device")), out=tmp_path,
+                           cfg=SimpleNamespace(seed=0, train=SimpleNamespace(keep_last=1)))
+    with pytest.raises(train.SaveFailed, match=r"cannot save checkpoint .*step_00000004 \(.* MiB free there\): "
+                                               r".*No space left on device; it was removed"):
+        train._save_checkpoint(loop, 4)
+    assert not (tmp_path / "checkpoints" / "step_00000004").exists()
+    loop.accelerator = _FullDisk(RuntimeError("unexpected pos 72768 vs 72656"))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
+    with pytest.raises(train.SaveFailed, match="unexpected pos"):
+        train._save_checkpoint(loop, 4)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1 << 40))
+    with pytest.raises(RuntimeError, match="unexpected pos") as e:  # room enough: not the disk, the writer's own
+        train._save_checkpoint(loop, 4)
+    assert not isinstance(e.value, train.SaveFailed)
