@@ -47,6 +47,7 @@ def train_classifier_cmd(
         print(f"cross-validation: {cv['scheme']} over {repr(group_field) if group_field else 'rows (each row its own group)'}")
         for key in ("at_0.5", "at_threshold"):
             m = cv[key]
-            print(f"  threshold {m['threshold']:.3f}: AUROC {m['auroc']:.3f}  F1 {m['f1']:.3f}  "
+            at = "0.5" if key == "at_0.5" else f"the chosen threshold {m['threshold']:.6g}"
+            print(f"  at {at}: AUROC {m['auroc']:.3f}  F1 {m['f1']:.3f}  "
                   f"precision {m['precision']:.3f}  recall {m['recall']:.3f}")
     print(json.dumps({"threshold": meta["threshold"]}))
