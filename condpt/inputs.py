@@ -312,10 +312,14 @@ def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
 
     problems = []
     out = cfg.output_dir
+    existing = next((p for p in [out, *out.absolute().parents] if p.exists() or p.is_symlink()), None)
     if out.exists() and not out.is_dir():
         problems.append(("output_dir", f"{out}: exists and is not a directory"))
-    existing = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
-    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    elif existing is not None and not existing.exists():
+        problems.append(("output_dir", f"{out}: {existing} is a broken link"))
+    elif existing is not None and not existing.is_dir():
+        problems.append(("output_dir", f"{out}: {existing} is a file, not a directory"))
+    elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         problems.append(("output_dir", f"{out}: {existing} is not writable"))
     known = _trackers()
     for i, name in enumerate(cfg.train.report_to):

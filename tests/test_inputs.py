@@ -159,3 +159,16 @@ def test_a_gguf_checkpoint_is_named_as_one(tmp_path):
     for ckpt, why in [(gguf, "a GGUF file"), (tmp_path / "dir", "it holds GGUF (model.gguf), which condpt does not")]:
         with pytest.raises(ConfigError, match=rf"model.checkpoint \(override\): {ckpt}: .*{re.escape(why)}"):
             load_config(TINY, [f"model.checkpoint={ckpt}", "model.config=null", "tokenizer.source=checkpoint"])
+
+
+@pytest.mark.parametrize("kind, why", [("under a file", "is a file, not a directory"), ("a broken link", "is a broken link")])
+def test_an_output_dir_that_cannot_be_made_is_named(tmp_path, kind, why):
+    """Both passed the check and failed at the first mkdir, a NotADirectoryError/FileExistsError traceback."""
+    if kind == "under a file":
+        (tmp_path / "f").write_text("")
+        out = tmp_path / "f" / "run"
+    else:
+        out = tmp_path / "link"
+        out.symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match=f"output_dir \\(override\\): {out}: .* {why}"):
+        load_config(TINY, [f"output_dir={out}"])
