@@ -256,6 +256,28 @@ def _peak_flops(cfg: RunConfig, accelerator) -> float:
     return float(accelerator.reduce(measured, "mean"))
 
 
+def _tokenizer_settings_changed(cfg: RunConfig, out: Path) -> bool:
+    """OUTPUT_DIR/tokenizer (built once, then reused) was built under other tokenizer settings than `cfg`'s, by
+    the run whose run_config.yaml is in `out`: it is rebuilt. A resumed checkpoint always shares them
+    (`condpt.checkpoints`), so only a run started over under another tokenizer rebuilds it."""
+    import yaml
+
+    try:
+        then = yaml.safe_load((out / "run_config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # no earlier run here (or none that got as far as building a tokenizer)
+    now = yaml.safe_load(cfg.to_yaml())
+
+    def deciding(c: Any) -> Any:  # what the tokenizer is built from: a BPE trained on the sources, or a checkpoint's
+        if not isinstance(c, dict):
+            return None
+        tok = c.get("tokenizer") or {}
+        sources = (c.get("data") or {}).get("sources") if tok.get("source") == "train-bpe" else None
+        return tok, (c.get("model") or {}).get("checkpoint"), sources
+
+    return deciding(then) != deciding(now)
+
+
 def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
     """Tokenizer, data, model, optimizer and loaders, prepared; the state restored from a checkpoint if any;
     the start of the run logged."""
@@ -263,6 +285,8 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        if _tokenizer_settings_changed(cfg, out):  # run_config.yaml is still the last run's here
+            shutil.rmtree(out / "tokenizer", ignore_errors=True)
         (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     accelerator.wait_for_everyone()
     check_sources(cfg, accelerator)  # before a BPE is trained on them

@@ -151,3 +151,26 @@ def test_a_checkpoint_the_disk_cannot_take_is_one_named_error_and_removed(tmp_pa
     with pytest.raises(RuntimeError, match="unexpected pos") as e:  # room enough: not the disk, the writer's own
         train._save_checkpoint(loop, 4)
     assert not isinstance(e.value, train.SaveFailed)
+
+
+def test_a_fresh_start_under_another_tokenizer_config_builds_its_own_tokenizer(tmp_path, restore_signals):
+    """OUTPUT_DIR/tokenizer was reused whatever the config: a run started over (resume: never) with another
+    vocab_size trained, and exported, the old 300-token tokenizer."""
+    from condpt.config import load_config
+    from condpt.train import train
+
+    def run(*extra):
+        return train(load_config(REPO / "recipes" / "configs" / "tiny-cpu.yaml", [
+            f"output_dir={tmp_path}", "model.config={arch: gpt2, d_model: 32, n_layer: 1, n_head: 2}",
+            "data.block_size=64", "train.micro_batch_size=4", "train.max_steps=1", "train.eval_every=0",
+            "train.eval_batches=1", "train.save_every=0", "train.peak_flops=1e10", "optim.warmup_steps=1", *extra]))
+
+    def vocab():
+        from transformers import AutoTokenizer
+
+        return len(AutoTokenizer.from_pretrained(str(tmp_path / "tokenizer")))
+
+    run("tokenizer.vocab_size=300")
+    small = vocab()
+    run("tokenizer.vocab_size=400", "train.resume=never")
+    assert vocab() > small
