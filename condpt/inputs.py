@@ -500,8 +500,8 @@ def _tokenizer_problems(cfg: RunConfig, spec, rows: int | None) -> list[Problem]
     else:
         directory = ckpt if src == "checkpoint" else Path(src)
         if not directory.is_dir():
-            return [("tokenizer.source",
-                     f"{src}: not found (use checkpoint, gpt2-bpe, train-bpe or a tokenizer directory)")]
+            what = "not a directory" if directory.exists() else "not found"
+            return [("tokenizer.source", f"{src}: {what} (use checkpoint, gpt2-bpe, train-bpe or a tokenizer directory)")]
         try:
             tok = _load_tokenizer(directory)
         except Exception as e:  # noqa: BLE001 - transformers' errors for a broken tokenizer directory vary

@@ -172,3 +172,9 @@ def test_an_output_dir_that_cannot_be_made_is_named(tmp_path, kind, why):
         out.symlink_to(tmp_path / "gone")
     with pytest.raises(ConfigError, match=f"output_dir \\(override\\): {out}: .* {why}"):
         load_config(TINY, [f"output_dir={out}"])
+
+
+def test_a_tokenizer_source_that_is_a_file_is_not_called_missing(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"tokenizer.json: not a directory \(use checkpoint"):
+        load_config(TINY, [f"tokenizer.source={tmp_path / 'tokenizer.json'}"])
