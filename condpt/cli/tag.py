@@ -65,7 +65,7 @@ def tag_cmd(
     from pydantic import ValidationError
 
     from condpt.corpus import CorpusError, shown
-    from condpt.tagging.run import Cluster, TagRunError, tag_corpus
+    from condpt.tagging.run import Cluster, Stopped, TagRunError, tag_corpus
     from condpt.tagging.warm import tag_config
 
     try:
@@ -80,6 +80,9 @@ def tag_cmd(
                             attributes=attributes)
     except (CorpusError, TagRunError, OSError, ValueError) as e:  # OSError: e.g. OUT not writable, disk full
         _fail(shown(e))
+    except Stopped as e:
+        typer.echo(f"error: {e}; what was finished is kept: run the same command again to finish it", err=True)
+        raise typer.Exit(code=e.code) from None
     print(f"{_counts(report)}; tagged {report['tags'].get(cfg.bad_role, 0)} {cfg.bad_role} "
           f"(fraction {report['tagged_fraction']:.4f}, threshold {report['threshold']}) -> {shown(out)}")
     if not report["complete"]:

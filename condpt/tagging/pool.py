@@ -17,6 +17,7 @@ imports nothing heavy: the CLI calls it first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -72,10 +73,29 @@ def start_forkserver(threads: int, modules: set[str] = frozenset(), warm: dict |
     saved = {var: os.environ.get(var) for var in env}
     os.environ.update(env)
     try:
-        forkserver.ensure_running()
+        with _sigint_ignored():
+            forkserver.ensure_running()
     finally:
         for var, value in saved.items():
             if value is None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the server is spawned: it inherits that, so Ctrl-C (sent to the whole process group)
+    cannot interrupt its preloading imports with a KeyboardInterrupt traceback (it ignores SIGINT itself only once
+    they are done), and its workers inherit it too: the main process stops the run and terminates the pool."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

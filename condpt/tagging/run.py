@@ -30,6 +30,7 @@ ids are found within a task (the first occurrence is kept): the split depends on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,7 +71,7 @@ from condpt.tagging.pool import local_threads, local_workers_error, start_forkse
 from tokenizer_ext.procs import pid_alive
 
 __all__ = ["ATTRIBUTES", "DATA", "FORMAT_VERSION", "MARKERS", "QUARANTINE", "RETAG", "SET_ASIDE", "Cluster",
-           "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
+           "Stopped", "TagRunError", "count_records", "fields_of", "part_name", "tag_corpus"]
 
 FORMAT_VERSION = 2  # 2: tasks/ and logs/ (datatrove), run.json records the task count
 LOGS = "logs"  # datatrove's logging_dir
@@ -81,6 +82,18 @@ OWN = (*PARTS, ATTRIBUTES, MARKERS, TASKS, LOGS, TMP, PROGRESS, TIMING, RETAG, "
 
 class TagRunError(ValueError):
     """A run that cannot start (e.g. OUT holds a different run); reported to the user, non-zero exit."""
+
+
+class Stopped(SystemExit):  # no `except Exception` on the way stops it, as KeyboardInterrupt
+    """A signal (SIGTERM: `kill`, `timeout`, a scheduler) while the run was tagging; report.json says so. Left
+    uncaught, the process exits 128 + the signal's number, as a shell reports a process the signal killed."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.why = f"stopped by {signal.Signals(signum).name}"
+
+    def __str__(self) -> str:
+        return self.why
 
 
 class Cluster(BaseModel):
@@ -214,10 +227,11 @@ def tag_corpus(inputs: list[str | Path], out_dir: str | Path, cfg: TagConfig | N
                          workers, out)
     shutil.rmtree(out / PROGRESS, ignore_errors=True)
     try:
-        done_before = _check_finished_tasks(out, specs, cfg, tasks, executor, tmp)
-        redo = [r for r in range(tasks) if r not in done_before]
-        with _ProgressBar(out, specs, done_before, enabled=progress and cluster.executor != "slurm"):
-            _run_quietly(executor)
+        with _sigterm_stops():
+            done_before = _check_finished_tasks(out, specs, cfg, tasks, executor, tmp)
+            redo = [r for r in range(tasks) if r not in done_before]
+            with _ProgressBar(out, specs, done_before, enabled=progress and cluster.executor != "slurm"):
+                _run_quietly(executor)
     except BaseException as e:
         _report_failure(out, tmp, e, skipped, meta)
         raise
@@ -378,6 +392,27 @@ def _connect_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
 
 
+@contextlib.contextmanager
+def _sigterm_stops():
+    """While the tasks run, SIGTERM raises `Stopped` in the main thread, so the run ends as on Ctrl-C: the pool's
+    workers are terminated before the main process exits (killed at once by the signal, it left them to finish
+    their task and print BrokenPipeError tracebacks) and report.json says why. A handler the caller installed,
+    or a run outside the main thread, is left as it is."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_quietly(executor) -> None:
     from loguru import logger
 
@@ -516,7 +551,8 @@ def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str], 
     """Say in report.json that the run stopped and why (best effort: the failure may be the disk itself)."""
     from condpt.tagging.report import write_report
 
+    why = str(e) if isinstance(e, Stopped) else f"{type(e).__name__}: {e}"
     try:
-        write_report(out, tmp_dir=tmp, error=shown(f"{type(e).__name__}: {e}"), skipped=skipped, meta=meta)
+        write_report(out, tmp_dir=tmp, error=shown(why), skipped=skipped, meta=meta)
     except Exception as again:  # noqa: BLE001 (the original error is what the user must see)
         print(f"warning: could not write {shown(out / 'report.json')}: {shown(again)}", file=sys.stderr)
