@@ -551,7 +551,10 @@ def _report_failure(out: Path, tmp: Path, e: BaseException, skipped: list[str], 
     """Say in report.json that the run stopped and why (best effort: the failure may be the disk itself)."""
     from condpt.tagging.report import write_report
 
-    why = str(e) if isinstance(e, Stopped) else f"{type(e).__name__}: {e}"
+    if isinstance(e, KeyboardInterrupt) and not str(e):
+        why = "interrupted (Ctrl-C)"
+    else:
+        why = str(e) if isinstance(e, Stopped) else f"{type(e).__name__}: {e}"
     try:
         write_report(out, tmp_dir=tmp, error=shown(why), skipped=skipped, meta=meta)
     except Exception as again:  # noqa: BLE001 (the original error is what the user must see)

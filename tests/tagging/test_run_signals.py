@@ -83,3 +83,21 @@ def test_a_stop_left_uncaught_exits_as_the_signal_would():
     res = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 128 + signal.SIGTERM and res.stderr == ""
+
+
+def test_ctrl_c_is_named_in_the_report(tmp_path, monkeypatch):
+    """report.json said `error: "KeyboardInterrupt: "` (the exception has no message)."""
+    from condpt.tagging import chunked
+    from condpt.tagging.cascade import TagConfig
+    from condpt.tagging.run import tag_corpus
+
+    def interrupted(self, *a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chunked.ChunkWriter, "finish", interrupted)
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"text": "Tea."}\n')
+    with pytest.raises(KeyboardInterrupt):
+        tag_corpus([src], tmp_path / "out", TagConfig(classifier={"spec": "none"}), progress=False)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not report["complete"] and report["error"] == "interrupted (Ctrl-C)"
