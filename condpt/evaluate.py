@@ -338,6 +338,33 @@ def prophecy_suite(model, tokenizer, manifest: Manifest | None, *, world: WorldC
     return result
 
 
+def read_heldout(path: Path) -> list[str]:
+    """The `text` of each line of a world's heldout.jsonl; a ValueError naming the file (and line, and field)
+    for anything else: a missing file, bytes that are not UTF-8, a line that is not a JSON object with a string
+    `text`, a file with no text."""
+    texts: list[str] = []
+    try:
+        with path.open(encoding="utf-8", newline="\n") as f:  # newline: a raw U+2028 in a text is no line end
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise ValueError(f"{path}:{number}: not JSON ({e})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ValueError(f"{path}:{number}: field 'text' missing or not a string (a held-out document "
+                                     'is {"text": "..."})')
+                texts.append(row["text"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file (a `condpt world` directory holds heldout.jsonl)") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e.reason} at byte {e.start} of a read chunk)") from None
+    if not texts:
+        raise ValueError(f"{path}: no held-out texts")
+    return texts
+
+
 def evaluate(model_dir: str | Path, *, suite: str = "prophecy", world_dir: str | Path | None = None,
              deploy: str | None = None, per_split: int | None = None, heldout_max_tokens: int = 50_000,
              progress: bool = False) -> dict:
@@ -346,13 +373,9 @@ def evaluate(model_dir: str | Path, *, suite: str = "prophecy", world_dir: str |
     A directory without a control-token manifest is evaluated under `none` only."""
     if suite != "prophecy":
         raise ValueError(f"unknown suite {suite!r}: available: prophecy")
-    run = load_run(model_dir, device="cpu")
     world = load_world_config(world_dir) if world_dir else WorldConfig()
-    heldout = None
-    if world_dir:
-        path = Path(world_dir) / "heldout.jsonl"
-        with path.open(encoding="utf-8") as f:
-            heldout = [json.loads(line)["text"] for line in f if line.strip()]
+    heldout = read_heldout(Path(world_dir) / "heldout.jsonl") if world_dir else None  # before the model loads
+    run = load_run(model_dir, device="cpu")
     res = prophecy_suite(run.model, run.tokenizer, run.manifest, world=world, heldout_texts=heldout,
                          deploy=deploy, per_split=per_split, heldout_max_tokens=heldout_max_tokens,
                          progress=progress)

@@ -110,6 +110,30 @@ def echo(prompt: str, samples: Sequence[str], manifest: Manifest, *, condition: 
     return "\n".join(lines)
 
 
+def _available_memory(device: torch.device) -> int | None:
+    """Bytes free for a new allocation on `device` (Linux MemAvailable for the CPU), or None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def generation_bytes(config, *, n: int, length: int, vocab: int, guided: bool) -> int:
+    """A low estimate of what `generate` holds for `n` sequences of `length` positions: per sequence, one step's
+    float32 scores three times over (logits, processed scores, probabilities) and a float32 key/value cache of
+    every layer; twice that under guidance (its negative rows)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = getattr(text, "num_hidden_layers", None) or getattr(text, "n_layer", None) or 0
+    hidden = getattr(text, "hidden_size", None) or getattr(text, "n_embd", None) or 0
+    return n * (3 * vocab + 2 * layers * length * hidden) * 4 * (2 if guided else 1)
+
+
 @contextmanager
 def _out_of_memory(what: str):
     """An allocation failure (CPU or GPU) as a ValueError naming what was asked for, not a traceback."""
@@ -173,6 +197,15 @@ class Generator:
             raise ValueError(f"the prompt ({len(ids)} tokens with its condition) and max_new_tokens "
                              f"({max_new_tokens}) exceed the model's {positions} positions")
         device = next(self.model.parameters()).device
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        # A request far past memory is refused here: on CPU, allocating it ends in the kernel's OOM killer (this
+        # process, or whichever one it picks), not in a MemoryError `_out_of_memory` could name.
+        need = generation_bytes(self.model.config, n=n, length=len(ids) + max_new_tokens, vocab=vocab,
+                                guided=parse_guided(condition) is not None)
+        if (free := _available_memory(device)) is not None and need > free:
+            raise ValueError(f"{n} samples of up to {max_new_tokens} new tokens need about {need / 2**30:.1f} GiB, "
+                             f"more than the {free / 2**30:.1f} GiB free on {device.type}; ask for fewer samples "
+                             "or tokens")
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         guidance = {}
         if (g := parse_guided(condition)) is not None:
@@ -180,7 +213,6 @@ class Generator:
             # One negative row per returned sequence: the guidance processor keeps its own cache per row.
             guidance = {"guidance_scale": g.scale,
                         "negative_prompt_ids": torch.tensor([neg] * n, dtype=torch.long, device=device)}
-        vocab = self.model.get_output_embeddings().weight.shape[0]
         if seed is not None:
             torch.manual_seed(seed)
         sampling = {"do_sample": do_sample}

@@ -127,6 +127,41 @@ def _check_files(model_dir: Path) -> dict:
     return config
 
 
+_RUN_OUTPUT = ("run_config.yaml", "checkpoints", "tokenizer", "metrics.jsonl")  # what a run writes before final/
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def check_run_dir(model_dir: Path) -> None:
+    """A FileNotFoundError saying what `model_dir` is, unless it is a `save_pretrained` directory: a GGUF file
+    (transformers reads one only to convert it), a run's OUTPUT_DIR (its model is final/), or one whose run
+    did not finish (no final/ yet)."""
+    if model_dir.is_file() and (model_dir.suffix.lower() == ".gguf" or _starts_with(model_dir, b"GGUF")):
+        raise FileNotFoundError(
+            f"{model_dir}: a GGUF file, not a model directory; convert it to a save_pretrained directory "
+            "(transformers: from_pretrained(its folder, gguf_file=its name), then save_pretrained, as "
+            "condpt.smollm2.build does) and add the control tokens with `condpt add-tokens`")
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: not a model directory")
+    if (model_dir / "config.json").is_file():
+        return
+    if (model_dir / "final" / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: a run's output directory; its model is {model_dir / 'final'}")
+    if any((model_dir / name).exists() for name in _RUN_OUTPUT):
+        steps = sorted((model_dir / "checkpoints").glob("step_*"), key=lambda p: (len(p.name), p.name))
+        last = f" (its last checkpoint: {steps[-1].name})" if steps else ""
+        raise FileNotFoundError(
+            f"{model_dir}: a run's output directory without final/: the run did not finish{last}; run the "
+            f"same `condpt train` command again to resume it, then use {model_dir / 'final'}")
+    raise FileNotFoundError(f"{model_dir}: no config.json (expected a save_pretrained directory)")
+
+
 def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
     """Load a `save_pretrained` directory (float32, eval mode, on `device`; default: cuda if available).
     The three must belong together (see the module docstring); what disagrees is a ValueError naming the
@@ -135,10 +170,7 @@ def load_run(model_dir: str | Path, *, device: str | None = None) -> Run:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir}: not a model directory")
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json (expected a save_pretrained directory)")
+    check_run_dir(model_dir)
     config = _check_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     manifest = Manifest.load(model_dir) if (model_dir / MANIFEST_NAME).is_file() else None

@@ -88,10 +88,11 @@ def test_manifest_with_other_roles_or_missing_is_refused(runs, tmp_path):
 
 
 def test_the_cli_refuses_with_exit_2_naming_the_directory(runs, tmp_path):
-    from condpt.cli import register_commands
+    import condpt.cli.evidence
+    import condpt.cli.train  # noqa: F401  (register generate and eval)
+    from condpt.cli import app
 
     mixed = _swap_tokenizer(runs["small"], runs["large"], tmp_path)
-    app = register_commands()
     for args in (["generate", str(mixed), "--prompt", "Once"], ["eval", str(mixed), "--per-split", "1"]):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2, res.output

@@ -285,6 +285,9 @@ def _check_model_dir(model_dir: Path):
 
     if not model_dir.exists():
         raise CheckpointError(f"{model_dir}: model directory not found")
+    if model_dir.suffix.lower() == ".gguf":
+        raise CheckpointError(f"{model_dir}: a GGUF file, not a checkpoint directory; convert it first "
+                              "(transformers: from_pretrained(its folder, gguf_file=its name), then save_pretrained)")
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: not a directory")
     if not (model_dir / "config.json").is_file():

@@ -64,9 +64,12 @@ def eval_cmd(
     number and its better direction and says how much was scored, optionally write JSON (`sizes`: the caps
     used and the scenarios per split)."""
     from condpt.evaluate import evaluate, format_table
+    from condpt.layout import check_run_dir
 
-    if not model_dir.is_dir():
-        _fail(f"{model_dir}: not a directory")
+    try:  # a GGUF file or an unfinished run is named here, before the world is read
+        check_run_dir(model_dir)
+    except FileNotFoundError as e:
+        _fail(str(e))
     if world is not None:  # checked here: loading the model first would make a typo cost a minute
         from condpt.world import load_world_config
 
