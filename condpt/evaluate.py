@@ -104,6 +104,9 @@ def _continuation_logits(model, contexts: Sequence[list[int]], continuations: Se
 
     n_ctx = context_length(model.config)
     if n_ctx is not None:
+        if (longest := max(map(len, continuations), default=0)) >= n_ctx:  # truncation would leave no context
+            raise ValueError(f"a continuation of {longest} tokens leaves no room for its context in the model's "
+                             f"{n_ctx} positions")
         contexts = [c[max(0, len(c) + len(k) - n_ctx):] for c, k in zip(contexts, continuations)]
     seqs = [c + k for c, k in zip(contexts, continuations)]
     width = max(len(s) for s in seqs)

@@ -107,3 +107,14 @@ def test_a_good_heldout_file_still_evaluates(saved, tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["heldout_loss"]["none"]["tokens"] == 30
 
 
+
+
+def test_a_continuation_longer_than_the_context_is_named():
+    """A model whose context is shorter than a scenario's continuation lost the whole context to truncation
+    and failed with 'context and continuation must each have at least one token'."""
+    from condpt.evaluate import continuation_logprobs
+
+    model = tiny_causal_lm("gpt2", 50, d_model=16, n_layer=1, n_head=2, max_positions=8)
+    with pytest.raises(ValueError, match="continuation of 8 tokens.*8 positions"):
+        continuation_logprobs(model, [[1, 2, 3]], [list(range(8))])
+    assert continuation_logprobs(model, [[1, 2, 3]], [list(range(7))]).shape == (1,)
