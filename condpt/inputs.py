@@ -110,7 +110,9 @@ def stories_problems(selfref) -> list[str]:
 
 
 def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> str | None:
-    """The first file lacking one of `columns` (every parquet schema; each JSONL file's first record)."""
+    """The first file lacking one of `columns` (every parquet schema; each JSONL file's first record), or JSONL
+    files without a single record among them (datasets' "corresponds to no data", a traceback at the first read)."""
+    records = fmt == "parquet"
     for f in files:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -123,10 +125,12 @@ def _missing_column(fmt: str, files: list[Path], columns: tuple[str, ...]) -> st
             first = _first_json_record(f)
             if first is None:
                 continue
-            have = set(first)
+            records, have = True, set(first)
         for column in columns:
             if column not in have:
                 return f"{f}: missing column {column!r} (columns: {sorted(have)})"
+    if not records:
+        return f"{', '.join(map(str, files[:3]))}: no record (every line is blank)"
     return None
 
 

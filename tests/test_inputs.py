@@ -178,3 +178,15 @@ def test_a_tokenizer_source_that_is_a_file_is_not_called_missing(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"tokenizer.json: not a directory \(use checkpoint"):
         load_config(TINY, [f"tokenizer.source={tmp_path / 'tokenizer.json'}"])
+
+
+def test_a_source_without_a_single_record_is_named(tmp_path):
+    """Was datasets' 'Instruction "train" corresponds to no data!', a traceback once the processes were up."""
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("\n  \n")
+    with pytest.raises(ConfigError, match=f"data.sources.0.path \\(override\\): {src}: no record"):
+        _load(src)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.jsonl").write_text("")
+    _jsonl(tmp_path / "dir" / "b.jsonl", GOOD)  # an empty file beside records is read fine
+    assert _load(tmp_path / "dir")
