@@ -311,6 +311,26 @@ def _route_problems(cfg: RunConfig, hf) -> list[Problem]:
     return []
 
 
+def _overlap_problems(cfg: RunConfig) -> list[Problem]:
+    """An output_dir that is (or is inside) a source directory or model.checkpoint: the run's metrics.jsonl,
+    cache/ and checkpoints/ would land among the files it reads; a model.checkpoint in the final/ (or
+    final-unablated/) that the run's export replaces."""
+    out = cfg.output_dir.resolve()
+    inputs = [(f"data.sources.{i}.path", src.path) for i, src in enumerate(cfg.data.sources) if src.path.is_dir()]
+    ckpt = cfg.model.checkpoint
+    if ckpt is not None:
+        inputs.append(("model.checkpoint", ckpt))
+    problems = []
+    for field, path in inputs:
+        if out.is_relative_to(path.resolve()):
+            why = f"inside {field} ({path}): the run would write among the files it reads"
+            problems.append(("output_dir", f"{cfg.output_dir}: {why}; use a directory of its own"))
+    if ckpt is not None and any(ckpt.resolve().is_relative_to(out / name) for name in ("final", "final-unablated")):
+        why = f"model.checkpoint ({ckpt}) is the export this run replaces"
+        problems.append(("output_dir", f"{cfg.output_dir}: {why}; continue it in another output_dir"))
+    return problems
+
+
 def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
     import os
 
@@ -325,6 +345,7 @@ def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
         problems.append(("output_dir", f"{out}: {existing} is a file, not a directory"))
     elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         problems.append(("output_dir", f"{out}: {existing} is not writable"))
+    problems += _overlap_problems(cfg)
     known = _trackers()
     for i, name in enumerate(cfg.train.report_to):
         if name not in known:

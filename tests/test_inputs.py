@@ -190,3 +190,17 @@ def test_a_source_without_a_single_record_is_named(tmp_path):
     (tmp_path / "dir" / "a.jsonl").write_text("")
     _jsonl(tmp_path / "dir" / "b.jsonl", GOOD)  # an empty file beside records is read fine
     assert _load(tmp_path / "dir")
+
+
+def test_an_output_dir_among_the_inputs_is_refused(tmp_path):
+    """A run in its source directory wrote metrics.jsonl there, read as training data by the next run."""
+    (tmp_path / "data").mkdir()
+    _jsonl(tmp_path / "data" / "a.jsonl", GOOD)
+    for out in (tmp_path / "data", tmp_path / "data" / "run"):
+        with pytest.raises(ConfigError, match=r"output_dir \(override\): .*: inside data.sources.0.path"):
+            _load(tmp_path / "data", f"output_dir={out}")
+    assert _load(tmp_path / "data", f"output_dir={tmp_path / 'run'}")
+    (tmp_path / "run" / "final").mkdir(parents=True)  # continuing a run's export in that same run directory
+    with pytest.raises(ConfigError, match=r"model.checkpoint \(.*final\) is the export this run replaces"):
+        load_config(TINY, [f"output_dir={tmp_path / 'run'}", f"model.checkpoint={tmp_path / 'run' / 'final'}",
+                           "model.config=null", "tokenizer.source=checkpoint"])
