@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from condpt.experiment_config import BandCalibration, GridConfig, TaggerSettings
-from condpt.experiment_plan import ONLY_KEYS, arm_runs, policy_overrides, run_policy, selected
+from condpt.experiment_plan import ONLY_KEYS, arm_runs, check_only, policy_overrides, run_policy, selected
 from condpt.experiment_results import write_results
 from condpt.recipe import launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
@@ -218,6 +218,8 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
     it selects; then write OUT/NAME.json/.md/.png (and `cells_path`) from every finished run on disk, so
     pieces run at different times accumulate. Returns the results."""
     plan = arm_runs(cfg)
+    if only:
+        check_only(plan, only)
     todo = [r for r in plan if selected(r, only)]
     if not todo:
         values = {k: sorted({str(getattr(r, k) if k != "arm" else r.arm.name) for r in plan}) for k in ONLY_KEYS}

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from condpt.configtypes import STRICT, FileName, PathField, Seed
-from condpt.experiment_plan import GridRun, policy_overrides, run_policy
+from condpt.experiment_plan import GridRun, arm_runs, policy_overrides, run_policy
 from condpt.guidance import parse_guided
 from condpt.recipe import config_path, is_shipped_name
 from condpt.world import WorldConfig
@@ -277,6 +277,15 @@ class GridConfig(BaseModel):
             if arm.calibrated and self.calibration is None:
                 raise ValueError(f"arm {arm.name!r}: band: {CALIBRATED} needs the grid's calibration "
                                  "{recall, precision} targets")
+        labels = {}  # a run's directory is named by its label: coverages that format alike would share one
+        for cov in self.coverages:
+            if (label := f"cov{cov:g}") in labels:
+                raise ValueError(f"coverages: {labels[label]} and {cov} both label their runs {label} (one run "
+                                 "directory): make them differ in the first 6 significant digits")
+            labels[label] = cov
+        if not arm_runs(self):
+            raise ValueError("the grid makes no runs (every coverage's seeds are empty in seeds_by_coverage): "
+                             "give its coverages seeds")
         check_trained_as(self.arms)
         check_deploy(self.arms)
         for arm in self.arms:

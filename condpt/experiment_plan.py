@@ -62,7 +62,7 @@ def parse_only(spec: str) -> dict[str, set[str]]:
         if not sep or key.strip() not in ONLY_KEYS or not value.strip():
             raise ValueError(f"--only {spec!r}: {part!r} is not KEY=VALUE with KEY one of {', '.join(ONLY_KEYS)}")
         if key.strip() == "coverage" and not _is_coverage(value):
-            raise ValueError(f"--only {spec!r}: coverage {value.strip()!r} is not a number in (0, 1]")
+            raise ValueError(f"--only {spec!r}: coverage {value.strip()!r} is not a number in [0, 1]")
         only.setdefault(key.strip(), set()).add(value.strip())
     if not only:  # an empty --only must not mean "everything": a whole grid is hours of training
         raise ValueError(f"--only {spec!r} names no run: give KEY=VALUE pairs ({', '.join(ONLY_KEYS)})")
@@ -71,9 +71,30 @@ def parse_only(spec: str) -> dict[str, set[str]]:
 
 def _is_coverage(value: str) -> bool:
     try:
-        return 0 < float(value) <= 1
+        return 0 <= float(value) <= 1  # the grid's own range (coverage 0: no bad document seen)
     except ValueError:
         return False
+
+
+def _only_value(run: GridRun, key: str) -> str:
+    return run.arm.name if key == "arm" else str(getattr(run, key))
+
+
+def check_only(plan: list[GridRun], only: dict[str, set[str]]) -> None:
+    """Each `--only` value matches some run of the grid (a typo among values of a key given twice, or a seed
+    the grid lacks, would otherwise be dropped without a word), else an error naming the value, the grid's
+    values for that key and the nearest one."""
+    import difflib
+
+    for key, values in only.items():
+        for value in sorted(values):
+            if any(selected(r, {key: {value}}) for r in plan):
+                continue
+            have = sorted({_only_value(r, key) for r in plan})
+            near = difflib.get_close_matches(value, have, n=1)
+            hint = f": did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"--only: {key} {value!r} matches no run of the grid{hint} (its {key} values: "
+                             f"{', '.join(have)})")
 
 
 def selected(run: GridRun, only: dict[str, set[str]] | None) -> bool:

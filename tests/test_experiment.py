@@ -49,8 +49,10 @@ def test_a_tagged_world_is_reused_only_by_the_tagger_that_made_it(tmp_path):
 
 
 def test_only_that_matches_nothing_is_refused_before_any_world_is_built(tmp_path):
-    with pytest.raises(ValueError, match="selects none of the grid's 17 runs"):
+    with pytest.raises(ValueError, match="arm 'nope' matches no run of the grid"):
         run_grid(robust_grid(out_dir=tmp_path), only=parse_only("arm=nope"))
+    with pytest.raises(ValueError, match="selects none of the grid's 17 runs"):  # each value is some run's
+        run_grid(robust_grid(out_dir=tmp_path), only=parse_only("arm=mle,misses=score"))
     assert not any(tmp_path.iterdir())
 
 

@@ -195,3 +195,21 @@ def test_a_grid_file_name_that_is_not_utf8_still_names_the_results(tmp_path):
     path = tmp_path / os.fsdecode(b"g\xff.yaml")
     path.write_text("tagger: {classifier: none}\narms: [{name: a}]\n")
     assert GridConfig.from_yaml(path).name == "results-g\ufffd"
+
+
+def test_a_grid_that_makes_no_runs_is_refused_at_load(tmp_path):
+    """Hostile probe: every coverage's seeds emptied (`seeds_by_coverage: {0.5: []}`) loaded as a grid of 0
+    runs, which run_grid then blamed on an --only the user never gave."""
+    path = tmp_path / "g.yaml"
+    path.write_text("tagger: {classifier: none}\narms: [{name: a}]\ncoverages: [0.5]\nseeds_by_coverage: {0.5: []}\n")
+    with pytest.raises(ValueError, match=rf"^{path}: .*makes no runs"):
+        GridConfig.from_yaml(path)
+
+
+def test_coverages_that_share_a_run_label_are_refused(tmp_path):
+    """Hostile probe: coverages 0.1234567 and 0.1234568 both label their runs cov0.123457, so the second
+    reused the first's run directory (its model, its record) as its own."""
+    path = tmp_path / "g.yaml"
+    path.write_text("tagger: {classifier: none}\narms: [{name: a}]\ncoverages: [0.1234567, 0.1234568]\n")
+    with pytest.raises(ValueError, match=rf"^{path}: coverages: .*0.1234567.*0.1234568.*cov0.123457"):
+        GridConfig.from_yaml(path)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from experiment_grids import robust_grid, small_grid
 
-from condpt.experiment_plan import arm_runs, parse_only, policy_overrides, run_policy, selected
+from condpt.experiment_plan import arm_runs, check_only, parse_only, policy_overrides, run_policy, selected
 
 
 def test_runs_skip_coverage_for_mle_and_overrides_are_yaml():
@@ -54,3 +56,23 @@ def test_only_coverage_must_be_a_number(spec):
     """A coverage that is not a number was a bare float() error naming neither --only nor the value."""
     with pytest.raises(ValueError, match=r"--only .*coverage"):
         parse_only(spec)
+
+
+def test_only_values_that_match_no_run_are_named_with_a_suggestion():
+    """Hostile probe: `--only arm=route,arm=bnad` ran route and silently dropped the typo; `seed=01` or
+    `seed=x` matched nothing. Each value must match some run of the grid, else it is named with the
+    grid's values and the nearest one."""
+    plan = arm_runs(robust_grid())
+    check_only(plan, parse_only("arm=route,arm=band,seed=1,coverage=0.90,misses=score"))
+    for spec, why in (("arm=route,arm=bnad", "arm 'bnad' matches no run of the grid: did you mean 'band'?"),
+                      ("seed=x", "seed 'x' matches no run"), ("seed=7", "seed '7' matches no run"),
+                      ("coverage=0.5", "coverage '0.5' matches no run"), ("misses=scor", "did you mean 'score'")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            check_only(plan, parse_only(spec))
+
+
+def test_only_accepts_the_coverages_a_grid_accepts():
+    """A grid may list coverage 0 (no bad document seen); --only coverage=0 was refused as outside (0, 1]."""
+    cfg = small_grid(coverages=[0.0, 1.0])
+    only = parse_only("coverage=0")
+    assert [r.label for r in arm_runs(cfg) if selected(r, only)] == ["condition-cov0-s0"]
