@@ -206,21 +206,26 @@ def expand_inputs(paths: list[str | Path], skipped: list[str] | None = None) -> 
             spec = _file_spec(p)
             if spec is None:
                 raise CorpusError(f"{shown(p)}: unknown input format (expected {FORMATS})")
+            if not p.is_file():  # a FIFO or device: read twice (checked, then tagged), it hangs or loses its start
+                raise CorpusError(f"{shown(p)}: not a regular file (a pipe or device cannot be read twice, as "
+                                  "condpt tag reads its inputs: checked first, then tagged); write it to a file")
             specs.append(spec)
     if not specs:
         raise CorpusError("no inputs given")
     return specs
 
 
-class _ZstdFrames(io.RawIOBase):
-    """A zstd file of one or more frames, decompressed; a file that ends inside a frame raises EOFError.
+class _Streams(io.RawIOBase):
+    """A compressed file of one or more streams (zstd frames, bz2 or xz streams), decompressed by `new()`
+    decompressors one after another. A file that ends inside a stream raises EOFError; bytes after a stream
+    that do not start another raise the decompressor's error (`padding`: a byte allowed between streams).
 
-    zstandard's `stream_reader` returns a short read, without error, for a truncated file: data lost silently."""
+    zstandard's `stream_reader` returns a short read, without error, for a truncated file; Python's bz2 and lzma
+    files stop without error at bytes after a whole stream that start no valid one: a second stream whose header
+    is damaged was every record in it lost, silently."""
 
-    def __init__(self, raw: io.BufferedIOBase):
-        import zstandard
-
-        self._raw, self._new = raw, zstandard.ZstdDecompressor().decompressobj
+    def __init__(self, raw: io.BufferedIOBase, new, padding: bytes = b""):
+        self._raw, self._new, self._padding = raw, new, padding
         self._obj = None
         self._out = b""
 
@@ -232,10 +237,12 @@ class _ZstdFrames(io.RawIOBase):
             data = self._raw.read(1 << 20)
             if not data:
                 if self._obj is not None and not self._obj.eof:
-                    raise EOFError("truncated: the file ends inside a zstd frame")
+                    raise EOFError("truncated: the file ends inside a compressed stream")
                 return 0
             while data:
                 if self._obj is None or self._obj.eof:
+                    if self._padding and not (data := data.lstrip(self._padding)):
+                        break
                     self._obj = self._new()
                 self._out += self._obj.decompress(data)
                 data = self._obj.unused_data if self._obj.eof else b""
@@ -255,11 +262,14 @@ def _open_binary(spec: InputSpec) -> io.BufferedIOBase:
     if spec.compression == "gzip":
         return gzip.open(spec.path, "rb")
     if spec.compression == "bz2":
-        return bz2.open(spec.path, "rb")
-    if spec.compression == "xz":
-        return lzma.open(spec.path, "rb")
+        return io.BufferedReader(_Streams(open(spec.path, "rb"), bz2.BZ2Decompressor), 1 << 20)
+    if spec.compression == "xz":  # xz allows NUL padding between and after streams
+        return io.BufferedReader(_Streams(open(spec.path, "rb"), lzma.LZMADecompressor, b"\0"), 1 << 20)
     if spec.compression == "zstd":
-        return io.BufferedReader(_ZstdFrames(open(spec.path, "rb")), 1 << 20)
+        import zstandard
+
+        return io.BufferedReader(_Streams(open(spec.path, "rb"), zstandard.ZstdDecompressor().decompressobj),
+                                 1 << 20)
     return open(spec.path, "rb")
 
 
@@ -325,6 +335,9 @@ def _columns(spec: InputSpec, names: list[str], fields: Fields) -> list[str]:
     for name, option in _named_fields(fields):
         if name not in names:
             raise CorpusError(f"{spec.label}: no field {name!r} (columns: {shown(', '.join(names))}); check {option}")
+    for name in (fields.text, fields.id, fields.source or DEFAULT_SOURCE_FIELD):
+        if names.count(name) > 1:  # Arrow's rows keep the last one, silently
+            raise CorpusError(f"{spec.label}: {names.count(name)} columns named {shown(name)!r}; keep one")
     return list(dict.fromkeys(c for c in (fields.text, fields.id, fields.source or DEFAULT_SOURCE_FIELD)
                               if c and c in names))
 
@@ -425,9 +438,10 @@ def check_inputs(specs: list[InputSpec], fields: Fields) -> None:
         if spec.format == "parquet":  # read to the end too: a damaged data page hides behind a whole footer
             with open(spec.path, "rb") as f:
                 pf = _parquet_file(spec, f)
+                cols = _columns(spec, pf.schema_arrow.names, fields)  # outside the try: a missing column is no damage
                 row = 0
                 try:
-                    for batch in pf.iter_batches(batch_size=65536, columns=_columns(spec, pf.schema_arrow.names, fields)):
+                    for batch in pf.iter_batches(batch_size=65536, columns=cols):
                         row += batch.num_rows
                 except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid
                     raise _unreadable(spec, row, e) from e
