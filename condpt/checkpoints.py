@@ -29,9 +29,25 @@ def resume_point(resume: str, out: Path) -> Path | None:
     if resume == "never":
         return None
     ckpt = Path(resume)
-    if not (ckpt / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"train.resume: {ckpt} is not a complete checkpoint (no trainer_state.json)")
+    why = not_a_checkpoint(ckpt)
+    if why:
+        raise FileNotFoundError(f"train.resume: {why}")
     return ckpt
+
+
+def not_a_checkpoint(path: Path) -> str | None:
+    """Why `train.resume: PATH` is not a training checkpoint (saying what it is and what to use), or None."""
+    if not path.exists():
+        return f"{path}: not found (use auto, never or a checkpoint directory)"
+    if (path / "config.json").is_file():  # save_state writes no config.json; save_pretrained (final/) does
+        return (f"{path}: an exported model (save_pretrained), not a training checkpoint; to train it further use "
+                f"model.checkpoint={path}")
+    if not (path / "trainer_state.json").is_file():
+        newest = latest_checkpoint(path)
+        if newest is not None:
+            return f"{path}: a run directory, not a checkpoint; its newest is {newest} (or run with output_dir={path})"
+        return f"{path}: not a complete checkpoint (no trainer_state.json)"
+    return None
 
 
 def _flat(value: Any, prefix: str) -> dict[str, Any]:

@@ -352,14 +352,12 @@ def _run_dir_problems(cfg: RunConfig) -> list[Problem]:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f" (accelerate's: {', '.join(known)})"
             problems.append((f"train.report_to.{i}", f"{name!r} is not an accelerate tracker{hint}"))
-    if cfg.train.resume not in ("auto", "never"):
-        ckpt = Path(cfg.train.resume)
-        if not ckpt.exists():
-            problems.append(("train.resume", f"{ckpt}: not found (use auto, never or a checkpoint directory)"))
-        elif not (ckpt / "trainer_state.json").is_file():
-            problems.append(("train.resume", f"{ckpt}: not a complete checkpoint (no trainer_state.json)"))
+    from condpt.checkpoints import not_a_checkpoint, resume_mismatch, resume_point
+
+    why = not_a_checkpoint(Path(cfg.train.resume)) if cfg.train.resume not in ("auto", "never") else None
+    if why:
+        problems.append(("train.resume", why))
     if not problems:
-        from condpt.checkpoints import resume_mismatch, resume_point
         from condpt.export import finished
 
         ckpt = resume_point(cfg.train.resume, out)  # auto: a finished run of this config is a no-op, not a resume

@@ -61,3 +61,20 @@ def test_a_checkpoint_from_before_checkpoints_kept_their_config_is_resumed_unche
     out = tmp_path / "run"
     (_checkpoint(out, ["seed=5"]) / "run_config.yaml").unlink()
     assert load_config(TINY, [f"output_dir={out}"])
+
+
+def test_a_resume_path_that_is_an_export_or_a_run_directory_says_what_to_use(tmp_path):
+    """An exported final/ has a trainer_state.json too: it passed, then accelerate's load_state failed on the
+    optimizer.bin it does not have (a FileNotFoundError traceback)."""
+    run = tmp_path / "run"
+    ckpt = _checkpoint(run, [])
+    final = run / "final"
+    final.mkdir()
+    for name in ("config.json", "trainer_state.json", "run_config.yaml"):
+        (final / name).write_text((ckpt / name).read_text() if (ckpt / name).exists() else "{}")
+    other = f"output_dir={tmp_path / 'other'}"
+    with pytest.raises(ConfigError, match=rf"{final}: an exported model .*use model.checkpoint={final}"):
+        load_config(TINY, [other, f"train.resume={final}"])
+    with pytest.raises(ConfigError, match=rf"{run}: a run directory, not a checkpoint; its newest is {ckpt}"):
+        load_config(TINY, [other, f"train.resume={run}"])
+    assert load_config(TINY, [other, f"train.resume={ckpt}"])
