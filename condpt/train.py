@@ -7,7 +7,8 @@ Everything a run needs is in one `RunConfig`; everything it writes is under `out
     run_config.yaml        the resolved config
     tokenizer/             tokenizer + condpt_tokens.json (built once, reused on resume)
     cache/data-<key>/      packed train/held-out blocks (built once by the main process)
-    checkpoints/step_N/    accelerate `save_state` (every rank takes part) + trainer_state.json
+    cache/rows-<key>       the sources passed the row-by-row check (`condpt.inputs.checked_rows`)
+    checkpoints/step_N/    accelerate `save_state` (every rank takes part) + run_config.yaml + trainer_state.json
     metrics.jsonl          one line per logged step / evaluation / event
     final/                 `save_pretrained` model + tokenizer + condpt_tokens.json; its generation config bans
                            every control id, so a plain `generate` cannot set a condition (mode route: the
