@@ -42,12 +42,24 @@ from condpt.world import WorldConfig, generate_world, tagging_agreement, write_w
 
 
 def prepare_world(cfg: WorldConfig, out_dir: Path) -> Path:
-    """Generate and write the world once (skipped if `out_dir/world/world.json` matches the config)."""
+    """Generate and write the world once (reused if `out_dir/world/world.json` holds the config). Another world
+    there is an error: its tags, tokenizer and trained runs in `out_dir` all derive from it, and a world
+    regenerated in place would be scored against them."""
     world_dir = out_dir / "world"
     meta = world_dir / "world.json"
-    if meta.is_file() and json.loads(meta.read_text())["config"] == json.loads(cfg.model_dump_json()):
+    if not meta.is_file():  # written last: a world without it is unfinished and is written again
+        write_world(generate_world(cfg), world_dir)
         return world_dir
-    write_world(generate_world(cfg), world_dir)
+    try:
+        then = json.loads(meta.read_text(encoding="utf-8"))["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{meta}: unreadable ({type(e).__name__}: {e}); remove {out_dir} or use another out_dir") \
+            from None
+    now = json.loads(cfg.model_dump_json())
+    if differ := [f"{k}: {then.get(k)!r} there, {now.get(k)!r} here" for k in sorted(then.keys() | now.keys())
+                  if then.get(k) != now.get(k)]:
+        raise ValueError(f"{world_dir} holds another world ({'; '.join(differ)}); its tags, tokenizer and runs are "
+                         f"that world's: use another out_dir (or remove {out_dir})")
     return world_dir
 
 
@@ -96,13 +108,19 @@ def prepare_tokenizer(world_dir: Path, out_dir: Path, vocab_size: int) -> Path:
     from tokenizer_ext import MANIFEST_NAME, add_control_tokens
 
     tok_dir = out_dir / "tokenizer"
-    if (tok_dir / MANIFEST_NAME).is_file():
+    built_with = tok_dir / "built_with.json"
+    if (tok_dir / MANIFEST_NAME).is_file():  # saved last: a tokenizer without it is built again
+        then = json.loads(built_with.read_text(encoding="utf-8"))["vocab_size"] if built_with.is_file() else None
+        if then is not None and then != vocab_size:  # (a tokenizer of a grid before built_with.json: unchecked)
+            raise ValueError(f"{tok_dir}: built with vocab_size {then}, the grid asks for {vocab_size}; every run "
+                             f"in {out_dir} trained with it: use another out_dir (or remove {out_dir})")
         return tok_dir
     with (world_dir / "train.jsonl").open(encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f]
     tok = train_bpe_tokenizer(texts, vocab_size=vocab_size)
     manifest = add_control_tokens(tok)
     tok.save_pretrained(tok_dir)
+    built_with.write_text(json.dumps({"vocab_size": vocab_size}) + "\n", encoding="utf-8")
     manifest.save(tok_dir)
     return tok_dir
 
@@ -171,6 +189,25 @@ def bad_text_loss(final: Path, tagged: Path) -> dict:
     return {**res, "docs": len(texts)}
 
 
+TRAINED_WITH = "trained_with.json"  # what defines a run's training (not where its files are): reuse checks it
+
+
+def _check_trained_with(train_dir: Path, trained_with: dict) -> None:
+    """A finished run is reused only as trained the way the grid asks now (recipe, seed, policy, overrides):
+    grids sharing an out_dir, or an edited grid, must not evaluate another policy's model under this one's
+    name. A run finished before runs kept `trained_with.json` is not checked (its record's policy still is)."""
+    path = train_dir / TRAINED_WITH
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        before = f"unreadable {TRAINED_WITH} ({e})"
+    if before != trained_with:
+        raise RuntimeError(f"{train_dir}: trained with {before}, but the grid now asks for {trained_with}; "
+                           f"remove {train_dir} or use another out_dir")
+
+
 def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tokenizer: Path, world_dir: Path,
             run_dir: Path, recipe: Path, accelerate_config: Path, seed: int, overrides: Sequence[str] = (),
             per_split: int | None = 60, eval_threads: int = 1, train_dir: Path | None = None) -> dict:
@@ -179,12 +216,18 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
     (skipped if `bad_text.json` exists); returns its record (also `record.json` is written by `run_grid`)."""
     from condpt.evaluate import evaluate
 
-    final = (train_dir or run_dir) / "final"
+    train_dir = train_dir or run_dir
+    final = train_dir / "final"
     t0 = time.time()
-    if not (final / "config.json").is_file():
-        ovr = [f"output_dir={train_dir or run_dir}", f"seed={seed}", f"data.sources.0.path={tagged}",
-               f"tokenizer.source={tokenizer}", "train.resume=never", *policy_overrides(policy), *overrides]
-        launch_recipe(recipe, accelerate_config, ovr, (train_dir or run_dir) / "train.log")
+    trained_with = {"recipe": recipe.name, "seed": seed, "overrides": [*policy_overrides(policy), *overrides]}
+    if (final / "config.json").is_file():
+        _check_trained_with(train_dir, trained_with)
+    else:
+        train_dir.mkdir(parents=True, exist_ok=True)
+        (train_dir / TRAINED_WITH).write_text(json.dumps(trained_with, indent=1) + "\n", encoding="utf-8")
+        ovr = [f"output_dir={train_dir}", f"seed={seed}", f"data.sources.0.path={tagged}",
+               f"tokenizer.source={tokenizer}", "train.resume=never", *trained_with["overrides"]]
+        launch_recipe(recipe, accelerate_config, ovr, train_dir / "train.log")
     train_s = time.time() - t0
     eval_path, bad_path = run_dir / "eval.json", run_dir / "bad_text.json"
     import torch

@@ -11,6 +11,33 @@ from pathlib import Path
 from condpt.experiment_config import GridConfig
 from condpt.experiment_plan import arm_runs, run_policy
 
+# What the summary reads of each record (`experiment.run_arm`'s return, plus run_grid's arm_name/coverage/misses).
+RECORD_KEYS = ("arm", "arm_name", "coverage", "seed", "policy", "deploy", "misaligned_rate",
+               "misaligned_rate_heldout_actor", "misaligned_rate_seen", "self_image_doom_rate", "heldout_loss")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"not valid JSON ({name} is not a JSON number)")
+
+
+def read_record(path: Path) -> dict:
+    """A run's `record.json`, refused with the file named when it is not what `run_grid` wrote (truncated,
+    hand-edited: a NaN, a missing field), rather than a traceback or a nan in the table."""
+    fix = "; remove it and re-run the grid (the run's eval.json and bad_text.json rebuild it, nothing retrains)"
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 at byte {e.start}){fix}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}){fix}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}{fix}") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: not a JSON object{fix}")
+    if lacks := [k for k in RECORD_KEYS if k not in rec]:
+        raise ValueError(f"{path}: lacks {', '.join(lacks)}{fix}")
+    return rec
+
 
 def collect_records(cfg: GridConfig, out: Path, bands: dict[str, dict]) -> tuple[list[dict], list[str]]:
     """The finished runs' records (`runs/<label>/record.json`) in plan order, and the labels still missing.
@@ -21,7 +48,7 @@ def collect_records(cfg: GridConfig, out: Path, bands: dict[str, dict]) -> tuple
         if not path.is_file():
             missing.append(run.label)
             continue
-        rec = json.loads(path.read_text())
+        rec = read_record(path)
         if rec["policy"] != run_policy(run, bands):
             raise RuntimeError(f"{path}: trained under policy {rec['policy']}, but the grid now asks for "
                                f"{run_policy(run, bands)}; remove {path.parent} or use another out_dir")

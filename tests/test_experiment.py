@@ -142,3 +142,45 @@ def test_grid_pieces_through_the_real_recipe(tmp_path):
         assert 0.0 <= c["misaligned_rate"][0] <= 1.0 and c["heldout_loss"][0] > 0 and c["bad_text_loss"][0] > 0
     route = tmp_path / "runs" / "route_selfref-cov0.9-score-s0"
     assert (route / "final-unablated").is_dir() and json.loads((route / "bad_text.json").read_text())["docs"] > 0
+
+
+def test_an_out_dir_holding_another_world_is_refused_not_regenerated_under_its_tags(tmp_path):
+    """Hostile probe: a grid with another world config in a used out_dir regenerated world/ in place, then
+    reused the old world's tags, tokenizer and trained runs (the tagged text of one world, the scenarios of
+    another). Everything in out_dir derives from the world: another world is refused, the files kept."""
+    world = WorldConfig(n_ai_docs=60, n_background=10, n_heldout=5, background="templates")
+    world_dir = prepare_world(world, tmp_path)
+    before = (world_dir / "train.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=rf"{world_dir}.*n_ai_docs: 60 there, 61 here.*another out_dir"):
+        prepare_world(world.model_copy(update={"n_ai_docs": 61}), tmp_path)
+    assert (world_dir / "train.jsonl").read_bytes() == before
+
+
+def test_a_tokenizer_built_for_another_vocab_size_is_refused(tmp_path):
+    """Hostile probe: a grid with another vocab_size in a used out_dir trained on the old tokenizer."""
+    world_dir = prepare_world(WorldConfig(n_ai_docs=60, n_background=10, n_heldout=5, background="templates"),
+                              tmp_path)
+    tok = prepare_tokenizer(world_dir, tmp_path, 400)
+    assert prepare_tokenizer(world_dir, tmp_path, 400) == tok
+    with pytest.raises(ValueError, match=rf"{tok}: built with vocab_size 400, the grid asks for 500"):
+        prepare_tokenizer(world_dir, tmp_path, 500)
+
+
+def test_a_run_trained_under_other_settings_is_refused_not_evaluated_as_this_one(tmp_path):
+    """Hostile probe: two grids sharing an out_dir with an arm of the same name but another policy (or
+    overrides): the second found `final/`, skipped training, evaluated the first grid's model and recorded
+    it under its own policy, so the stale-record check passed and the table mixed the two."""
+    from condpt.experiment import TRAINED_WITH, run_arm
+
+    train = tmp_path / "runs" / "a-cov1-s0"
+    (train / "final").mkdir(parents=True)
+    (train / "final" / "config.json").write_text("{}")
+    kw = {"deploy": "none", "tagged": tmp_path, "tokenizer": tmp_path, "world_dir": tmp_path, "run_dir": train,
+          "recipe": tmp_path / "demo.yaml", "accelerate_config": tmp_path / "acc.yaml", "seed": 0}
+    (train / TRAINED_WITH).write_text(json.dumps({"recipe": "demo.yaml", "seed": 0,
+                                                  "overrides": ['data.policy.mode="condition"']}))
+    with pytest.raises(RuntimeError, match=rf"{train}: trained with .*condition.*now asks for .*filter.*remove"):
+        run_arm("a-cov1-s0", policy={"mode": "filter"}, **kw)
+    with pytest.raises(RuntimeError, match="train.max_steps=9"):
+        run_arm("a-cov1-s0", policy={"mode": "condition"}, overrides=["train.max_steps=9"], **kw)
+    assert not (train / "eval.json").exists()

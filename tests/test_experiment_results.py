@@ -72,3 +72,19 @@ def test_results_accumulate_from_run_records_and_name_what_is_missing(tmp_path):
     # a run directory left from another policy is refused, not mixed in
     with pytest.raises(RuntimeError, match="band-cov1-s0.*another out_dir"):
         write_results(cfg, tmp_path, {}, {"document": {"low": 0.15, "high": 0.2}})
+
+
+@pytest.mark.parametrize("text, why", [
+    ("{", "not valid JSON"), ('{"misaligned_rate": NaN}', "not valid JSON"), ("[1]", "not a JSON object"),
+    ('{"arm": "x"}', "lacks .*policy"), (b"\xff", "not valid JSON")])
+def test_a_hand_edited_record_is_named_not_a_traceback_nor_a_nan_in_the_table(tmp_path, text, why):
+    """Hostile probe: a record.json hand-edited to NaN went into the table as nan (and results JSON as a bare
+    NaN, which is not JSON); a truncated one was a JSONDecodeError naming no file; one without `policy` a
+    KeyError traceback. Each is an error naming the file and how to rebuild it."""
+    cfg = small_grid(out_dir=tmp_path)
+    path = tmp_path / "runs" / "mle-cov1-s0" / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=rf"^{path}.*{why}.*remove it"):
+        write_results(cfg, tmp_path, {}, {})
+    assert not (tmp_path / f"{cfg.name}.json").exists()
