@@ -189,6 +189,34 @@ def bad_text_loss(final: Path, tagged: Path) -> dict:
     return {**res, "docs": len(texts)}
 
 
+def write_json(path: Path, value: Any) -> None:
+    """`path` written whole or not at all (a temporary file beside it, renamed): a run killed mid-write must
+    not leave a file the re-run takes as finished."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    """A run's JSON file, or None when it is absent or unreadable (cut short by a kill before writes were
+    whole): either way the step that writes it is done again."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _check_evaluated_as(path: Path, res: dict, deploy: str, per_split: int | None) -> None:
+    """An eval.json is reused only as scored under the deploy condition and per_split the grid asks now (one
+    written before eval.json recorded `sizes` is checked on its deploy alone)."""
+    then = {"deploy": res.get("deploy_condition"), **({"per_split": res["sizes"].get("per_split")}
+                                                        if isinstance(res.get("sizes"), dict) else {})}
+    now = {"deploy": deploy, "per_split": per_split}
+    if any(now[k] != v for k, v in then.items()):
+        raise RuntimeError(f"{path}: evaluated with {then}, the grid asks for {now}; remove it (the run is "
+                           "evaluated again, nothing retrains) or use another out_dir")
+
+
 TRAINED_WITH = "trained_with.json"  # what defines a run's training (not where its files are): reuse checks it
 
 
@@ -235,17 +263,15 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
     threads = torch.get_num_threads()
     torch.set_num_threads(eval_threads)
     try:
-        if eval_path.is_file():
-            res = json.loads(eval_path.read_text())
+        if (res := _read_json(eval_path)) is not None:
+            _check_evaluated_as(eval_path, res, deploy, per_split)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             res = evaluate(final, world_dir=world_dir, deploy=deploy, per_split=per_split)
-            eval_path.write_text(json.dumps(res, indent=1) + "\n")
-        if bad_path.is_file():
-            bad = json.loads(bad_path.read_text())
-        else:
+            write_json(eval_path, res)
+        if (bad := _read_json(bad_path)) is None:
             bad = bad_text_loss(final, tagged)
-            bad_path.write_text(json.dumps(bad, indent=1) + "\n")
+            write_json(bad_path, bad)
     finally:
         torch.set_num_threads(threads)
     return {"arm": name, "seed": seed, "policy": policy, "deploy": deploy, "train_seconds": round(train_s, 1),
@@ -298,7 +324,7 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
                       overrides=[*cfg.overrides, *run.arm.overrides], per_split=cfg.per_split,
                       eval_threads=cfg.eval_threads, train_dir=out / "runs" / run.train_label)
         rec.update(arm_name=run.arm.name, coverage=run.coverage, misses=run.misses)
-        (run_dir / "record.json").write_text(json.dumps(rec, indent=1) + "\n")
+        write_json(run_dir / "record.json", rec)
         bad = "-" if rec["bad_text_loss"] is None else f"{rec['bad_text_loss']:.4f}"
         log(f"    misaligned rate {rec['misaligned_rate']:.3f} held-out loss {rec['heldout_loss']:.4f} "
             f"bad-text loss {bad} ({rec['seconds']:.0f} s)")

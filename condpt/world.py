@@ -527,7 +527,10 @@ def write_world(world: World, out_dir: str | Path) -> dict[str, Path]:
     _write_jsonl(paths["scenarios"], [sc.__dict__ for sc in scenarios(world.config)])
     meta = {"config": json.loads(world.config.model_dump_json()), "counts": world.counts(),
             "background": world.background_kind}
-    (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    # written last and whole (renamed into place): its presence is what marks the world finished
+    tmp = out / f"world.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "world.json")
     paths["world"] = out / "world.json"
     return paths
 

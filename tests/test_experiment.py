@@ -184,3 +184,41 @@ def test_a_run_trained_under_other_settings_is_refused_not_evaluated_as_this_one
     with pytest.raises(RuntimeError, match="train.max_steps=9"):
         run_arm("a-cov1-s0", policy={"mode": "condition"}, overrides=["train.max_steps=9"], **kw)
     assert not (train / "eval.json").exists()
+
+
+def test_a_run_killed_in_a_write_is_redone_and_an_eval_of_other_settings_refused(tmp_path, monkeypatch):
+    """Hostile probe: eval.json or bad_text.json cut short by a kill made every re-run a JSONDecodeError
+    traceback naming no file (they were written in place); an eval.json scored under another deploy or
+    per_split (an edited grid, another grid in the out_dir) was reused as this grid's. Now the files are
+    written whole or not at all, one that cannot be read is redone, and one of other settings is refused."""
+    import condpt.evaluate
+    from condpt import experiment
+    from condpt.experiment import TRAINED_WITH, run_arm
+
+    calls = []
+
+    def fake_eval(final, *, world_dir, deploy, per_split):
+        calls.append("eval")
+        return {"deploy_condition": deploy, "sizes": {"per_split": per_split}, "choices": {}, "self_image": {},
+                "summary": {"misaligned_rate": 0.5, "heldout_loss": 4.0}}
+
+    monkeypatch.setattr(condpt.evaluate, "evaluate", fake_eval)
+    monkeypatch.setattr(experiment, "bad_text_loss", lambda final, tagged: calls.append("bad") or {"loss": 1.0})
+    run = tmp_path / "runs" / "a-cov1-s0"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")
+    (run / TRAINED_WITH).write_text(json.dumps({"recipe": "demo.yaml", "seed": 0, "overrides": []}))
+    (run / "eval.json").write_text('{"deploy_condition": "good", "sizes": {"per')  # killed mid-write
+    (run / "bad_text.json").write_text("{")
+    kw = {"policy": {}, "tagged": tmp_path, "tokenizer": tmp_path, "world_dir": tmp_path, "run_dir": run,
+          "recipe": tmp_path / "demo.yaml", "accelerate_config": tmp_path / "acc.yaml", "seed": 0}
+    rec = run_arm("a-cov1-s0", deploy="good", per_split=4, **kw)
+    assert calls == ["eval", "bad"] and rec["misaligned_rate"] == 0.5 and rec["bad_text_loss"] == 1.0
+    assert json.loads((run / "eval.json").read_text())["sizes"] == {"per_split": 4}
+    again = run_arm("a-cov1-s0", deploy="good", per_split=4, **kw)
+    assert {k: v for k, v in again.items() if "seconds" not in k} == {k: v for k, v in rec.items() if "seconds" not in k}
+    assert calls == ["eval", "bad"]  # both reused
+    for other in ({"deploy": "none", "per_split": 4}, {"deploy": "good", "per_split": 8}):
+        with pytest.raises(RuntimeError, match=rf"{run / 'eval.json'}: evaluated with .*remove it"):
+            run_arm("a-cov1-s0", **other, **kw)
+    assert not list(run.glob("*.tmp*"))
