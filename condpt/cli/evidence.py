@@ -11,6 +11,7 @@ import typer
 
 from condpt.cli import app
 from condpt.cli.common import fail as _fail
+from condpt.cli.common import out_file
 
 
 @app.command("world")
@@ -48,7 +49,7 @@ def world_cmd(
 def eval_cmd(
     model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="a save_pretrained directory (e.g. OUTPUT_DIR/final)")],
     suite: Annotated[str, typer.Option(help="evaluation suite")] = "prophecy",
-    out: Annotated[Path | None, typer.Option("--out", metavar="FILE.json", dir_okay=False,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE.json", parser=out_file,
                                              help="File to write the full result JSON to")] = None,
     world: Annotated[Path | None, typer.Option(help="a `condpt world` directory: its scenarios and held-out texts")] = None,
     deploy: Annotated[str | None, typer.Option(help="condition for the headline numbers: good | none | bad | self | guided[:SCALE] "

@@ -11,6 +11,7 @@ import typer
 
 from condpt.cli import app
 from condpt.cli.common import fail as _fail
+from condpt.cli.common import out_file
 
 
 @app.command("tag")
@@ -140,7 +141,7 @@ def calibrate_cmd(
     target_recall: float | None = typer.Option(None, "--target-recall",
                                                 help="Highest threshold whose recall on --labelled is at least this."),
     label_field: str = typer.Option("label", "--label-field", help="Field of --labelled that holds the 0/1 label."),
-    out: Path | None = typer.Option(None, "--out", metavar="FILE.yaml", dir_okay=False,
+    out: Path | None = typer.Option(None, "--out", metavar="FILE.yaml", parser=out_file,
                                      help="File: a tag or policy config YAML whose `threshold` key is set; "
                                           "created if missing, other keys kept."),
     plot: Path | None = typer.Option(None, "--plot", help="PR-curve PNG (default: TAGGED_DIR/pr_curve.png)."),

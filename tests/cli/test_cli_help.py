@@ -66,6 +66,7 @@ def test_eval_checks_world_before_loading_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(condpt.evaluate, "evaluate", no_model)
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")  # past the cheap run-directory check
     res = _invoke("eval", model, "--world", tmp_path / "no-such-world")
     assert res.exit_code == 2, res.output
     assert "--world" in res.output and "no-such-world" in res.output
@@ -77,6 +78,7 @@ def test_eval_refuses_a_directory_as_out_before_loading_the_model(tmp_path, monk
     monkeypatch.setattr(condpt.evaluate, "evaluate", lambda *a, **k: pytest.fail("model loaded"))
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")  # past the cheap run-directory check
     res = _invoke("eval", model, "--out", tmp_path)
     assert res.exit_code == 2, res.output
     assert "--out" in res.output and "directory" in res.output
@@ -86,6 +88,23 @@ def test_calibrate_refuses_a_directory_as_out(tmp_path):
     res = _invoke("calibrate", tmp_path, "--target-fraction", "0.1", "--out", tmp_path)
     assert res.exit_code == 2, res.output
     assert "--out" in res.output and "directory" in res.output
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_a_file_out_ending_in_a_separator_is_refused(tmp_path, monkeypatch, command):
+    """`--out evaldir/` names a directory that does not exist yet: it wrote a plain file `evaldir` (click's
+    dir_okay=False checks only existing paths, and Path drops the trailing slash)."""
+    import condpt.evaluate
+
+    monkeypatch.setattr(condpt.evaluate, "evaluate", lambda *a, **k: pytest.fail("model loaded"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")  # past the cheap run-directory check
+    args = (model,) if command == "eval" else (tmp_path, "--target-fraction", "0.1")
+    res = _invoke(command, *args, "--out", f"{tmp_path / 'outdir'}/")
+    assert res.exit_code == 2, res.output
+    assert "--out" in res.output and "directory" in res.output
+    assert not (tmp_path / "outdir").exists()
 
 
 def test_world_refuses_a_file_as_out(tmp_path):
