@@ -245,6 +245,6 @@ def retag_dir(out: str | Path, threshold: float) -> dict:
     report = write_report(out, report.get("chunks_total"), tmp_dir=tmp, skipped=report.get("skipped_files", []),
                           meta=meta)
     shutil.rmtree(out / RETAG)
-    if line := warning(report["expected"]):
+    if line := warning(report["expected"], shown(out)):  # the commands it gives name this directory
         print(line, file=sys.stderr)
     return report

@@ -11,6 +11,7 @@ from condpt.labelled import Labelled
 from condpt.tagging.cascade import TagConfig
 from condpt.tagging.classifiers.train import train_classifier
 from condpt.tagging.expected import compare, warning
+from condpt.tagging.retag import retag_dir
 from condpt.tagging.run import tag_corpus
 
 # 100 labelled rows, 30 positive: recall 0.8 (24 tagged), 7 of 70 negatives tagged (FPR 0.1): 31 tagged
@@ -72,6 +73,8 @@ def test_a_run_far_from_cross_validation_warns_and_says_so_in_report_json(tmp_pa
     assert f"condpt calibrate {tmp_path / 'o'} --labelled" in err  # the commands name this run's OUT
     page = (tmp_path / "o" / "report.html").read_text()
     assert "outside the" in page and f"condpt retag {tmp_path / 'o'} --threshold" in page
+    retag_dir(tmp_path / "o", 0.5)  # retag warns alike, naming the directory (it said OUT)
+    assert f"condpt calibrate {tmp_path / 'o'} --labelled" in capsys.readouterr().err
 
 
 def test_no_prediction_is_said_not_guessed(tmp_path, capsys):
