@@ -293,6 +293,7 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
     if not todo:
         values = {k: sorted({str(getattr(r, k) if k != "arm" else r.arm.name) for r in plan}) for k in ONLY_KEYS}
         raise ValueError(f"--only selects none of the grid's {len(plan)} runs; values: {values}")
+    log(f"{len(todo)} of {len(plan)} runs selected")  # before the world: a wrong count costs nothing yet
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)
@@ -314,7 +315,6 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
             f"of {band['labelled_docs']} labelled documents uncertain")
     if bands:
         (out / "calibration.json").write_text(json.dumps(bands, indent=1) + "\n")
-    log(f"{len(todo)} of {len(plan)} runs selected")
     for run in todo:
         log(f"[{time.strftime('%H:%M:%S')}] run {run.label}")
         run_dir = out / "runs" / run.label

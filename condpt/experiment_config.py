@@ -213,6 +213,8 @@ class TaggerSettings(BaseModel):
 
 Coverage = Annotated[float, Field(ge=0.0, le=1.0)]
 
+MAX_RUNS = 10_000  # a typo in a list (a range of seeds) must not queue years of training: 100x the largest grid
+
 
 class GridConfig(BaseModel):
     """A whole experiment (YAML). Input paths in the YAML (recipe, accelerate config, world.gutenberg_path,
@@ -283,9 +285,12 @@ class GridConfig(BaseModel):
                 raise ValueError(f"coverages: {labels[label]} and {cov} both label their runs {label} (one run "
                                  "directory): make them differ in the first 6 significant digits")
             labels[label] = cov
-        if not arm_runs(self):
+        if not (n_runs := len(arm_runs(self))):
             raise ValueError("the grid makes no runs (every coverage's seeds are empty in seeds_by_coverage): "
                              "give its coverages seeds")
+        if n_runs > MAX_RUNS:
+            raise ValueError(f"the grid makes {n_runs:,} runs (arms × coverages × misses × seeds), minutes of "
+                             f"training each; at most {MAX_RUNS:,}: split it into grids sharing an out_dir")
         check_trained_as(self.arms)
         check_deploy(self.arms)
         for arm in self.arms:

@@ -36,13 +36,15 @@ def arm_runs(cfg: GridConfig) -> list[GridRun]:
     """Every run of the grid, seed by seed: arms × coverage × miss model. A tag-free arm (MLE) runs once per
     seed of `seeds` (coverage and misses cannot change it); coverage 1 misses nothing, so it runs once
     whatever `misses` lists; a coverage's seeds are `seeds_by_coverage[c]` if given, else `seeds`."""
-    by_cov = {c: cfg.seeds_by_coverage.get(c, cfg.seeds) for c in cfg.coverages}
-    all_seeds = list(dict.fromkeys([*cfg.seeds, *(s for ss in by_cov.values() for s in ss)]))
+    by_cov = {c: set(cfg.seeds_by_coverage.get(c, cfg.seeds)) for c in cfg.coverages}
+    grid_seeds = set(cfg.seeds)
+    all_seeds = list(dict.fromkeys([*cfg.seeds, *(s for c in cfg.coverages
+                                                  for s in cfg.seeds_by_coverage.get(c, cfg.seeds))]))
     runs = []
     for seed in all_seeds:
         for arm in cfg.arms:
             if arm.tag_free:
-                if seed in cfg.seeds:
+                if seed in grid_seeds:
                     runs.append(GridRun(arm, 1.0, "none", seed))
                 continue
             for cov in cfg.coverages:

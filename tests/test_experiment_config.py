@@ -7,6 +7,7 @@ import json
 
 import pytest
 from experiment_grids import small_grid
+from pydantic import ValidationError
 
 from condpt.experiment_config import GridConfig
 from condpt.experiment_plan import arm_runs, run_policy
@@ -213,3 +214,12 @@ def test_coverages_that_share_a_run_label_are_refused(tmp_path):
     path.write_text("tagger: {classifier: none}\narms: [{name: a}]\ncoverages: [0.1234567, 0.1234568]\n")
     with pytest.raises(ValueError, match=rf"^{path}: coverages: .*0.1234567.*0.1234568.*cov0.123457"):
         GridConfig.from_yaml(path)
+
+
+def test_a_grid_of_more_runs_than_anyone_can_train_is_refused_at_load_saying_how_many(tmp_path):
+    """Hostile probe: 10 arms × 100 coverages × 1,000 seeds loaded as a grid of 1,000,000 runs (minutes each)
+    and went on to build the world and start training. Refused at load, with the count."""
+    cfg = {"tagger": {"classifier": "none"}, "arms": [{"name": f"a{i}"} for i in range(3)],
+           "coverages": [round(0.01 * i, 2) for i in range(1, 101)], "seeds": list(range(34))}
+    with pytest.raises(ValidationError, match=r"makes 10,200 runs .*at most 10,000"):
+        GridConfig.model_validate(cfg)
