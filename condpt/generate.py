@@ -25,6 +25,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from condpt.guidance import GUIDED, can_guide, parse_guided
 from condpt.layout import conditions, context_length, load_run, prompt_ids
+from condpt.terminal import printable, repr_char
 from tokenizer_ext import MANIFEST_NAME, ControlTokenError, Manifest
 
 MIN_TEMPERATURE = 1e-4
@@ -64,29 +65,13 @@ def _escape_char(c: str) -> str:
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
-def _repr_char(c: str) -> str:
-    """`c` as it reads inside a single-quoted Python literal (`\\r`, `\\x1b`, `\\u202e`, `\\'`, ...)."""
-    return "\\'" if c == "'" else repr(c)[1:-1]
-
-
-# Characters that can rewrite or hide what a terminal shows: C0/C1 controls (CR, ESC, NUL, ...) but newline and
-# tab, and the bidirectional overrides and isolates (which reorder the text around them).
-_HIDING = {*map(chr, range(0x20)), *map(chr, range(0x7f, 0xa0)), *map(chr, range(0x202a, 0x202f)),
-           *map(chr, range(0x2066, 0x206a))} - {"\n", "\t"}
-
-
-def printable(text: str) -> str:
-    """`text` for a terminal: each character of `_HIDING` written as its escape (`\\r`, `\\x1b`, ...)."""
-    return "".join(_repr_char(c) if c in _HIDING else c for c in text)
-
-
 def literal(text: str, strings: Sequence[str]) -> str:
     """`text` as a single-quoted Python string literal (what `repr` escapes, escaped) in which none of
     `strings` appears verbatim: the first character of each occurrence is written as an escape (`<|good|>`
     becomes `\\x3c|good|>`). Evaluating the literal gives `text` back; a reader cannot take a tag typed as
     text for a tag that was set."""
     starts = {i for s in strings if s for i in range(len(text)) if text.startswith(s, i)}
-    out = "'" + "".join(_escape_char(c) if i in starts else _repr_char(c) for i, c in enumerate(text)) + "'"
+    out = "'" + "".join(_escape_char(c) if i in starts else repr_char(c) for i, c in enumerate(text)) + "'"
     for s in strings:  # only a string made of quotes, backslashes or escape letters could form here
         if s and s in out:
             out = out.replace(s, "".join(map(_escape_char, s)))

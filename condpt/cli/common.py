@@ -8,10 +8,13 @@ from typing import NoReturn
 
 import typer
 
+from condpt.terminal import printable
+
 
 def fail(msg: str) -> NoReturn:
-    """Print `error: MSG` on stderr and exit with status 2 (a usage or input error, as click uses)."""
-    typer.echo(f"error: {msg}", err=True)
+    """Print `error: MSG` on stderr and exit with status 2 (a usage or input error, as click uses). Controls in
+    MSG are shown escaped: it may quote a file name or a value holding ESC sequences or a CR."""
+    typer.echo(f"error: {printable(msg)}", err=True)
     raise typer.Exit(code=2)
 
 
