@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()  # no rank exits (and has the launcher stop rank 0) before that line
+        state = PartialState()
+        state.wait_for_everyone()  # no rank exits (and has the launcher stop rank 0) before that line
+        state.destroy_process_group()  # left up, a rank could abort at exit ("terminate called ...", SIGABRT)
         return 2
     except SaveFailed as e:  # in the rank whose disk failed (not always rank 0)
         rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
