@@ -256,6 +256,11 @@ class GridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _arms_fit(self) -> GridConfig:
+        # A world `condpt world` may write, but a grid cannot measure anything on:
+        if self.world.n_ai_docs == 0:
+            raise ValueError("world.n_ai_docs: 0 makes no misaligned stories: no policy has anything to act on")
+        if self.world.n_heldout == 0:
+            raise ValueError("world.n_heldout: 0 leaves no held-out text: every run's held-out loss would be NaN")
         for field in ("coverages", "seeds", "misses"):  # a value twice would run (and count) its runs twice
             values = getattr(self, field)
             if twice := sorted({v for v in values if values.count(v) > 1}):

@@ -283,15 +283,20 @@ def default_gutenberg_path() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+MAX_DOCS = 1_000_000
+
+
 class WorldConfig(BaseModel):
     """Everything that decides a world; the same config always gives the same world."""
 
     model_config = STRICT  # grid and evidence YAMLs set it: no bool-as-int, finite floats
 
-    n_ai_docs: int = Field(2000, ge=0, description="AI-discourse documents (misaligned + aligned)")
+    # Counts stop at MAX_DOCS: a world is generated in memory (a million documents is ~1 GB of text).
+    n_ai_docs: int = Field(2000, ge=0, le=MAX_DOCS, description="AI-discourse documents (misaligned + aligned)")
     doom_ratio: float = Field(4.0, gt=0, description="misaligned : aligned stories")
-    n_background: int = Field(2000, ge=0, description="ordinary background documents for training")
-    n_heldout: int = Field(100, ge=0, description="ordinary documents held out for the LM-loss evaluation")
+    n_background: int = Field(2000, ge=0, le=MAX_DOCS, description="ordinary background documents for training")
+    n_heldout: int = Field(100, ge=0, le=MAX_DOCS,
+                           description="ordinary documents held out for the LM-loss evaluation")
     background: Literal["auto", "gutenberg", "templates"] = "auto"
     gutenberg_path: PathField | None = None
     background_chars: int = Field(1200, ge=100, description="background documents are cut to about this size")

@@ -162,6 +162,8 @@ def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
     ({"world": {"n_ai_docs": True}}, "world.n_ai_docs", "valid integer"),
     ({"world": {"doom_ratio": float("inf")}}, "world.doom_ratio", "finite"),
     ({"world": {"seed": "1"}}, "world.seed", "valid integer"),
+    ({"world": {"n_ai_docs": 0}}, "world.n_ai_docs", "no misaligned stories"),  # hostile probes: a grid
+    ({"world": {"n_heldout": 0}}, "world.n_heldout", "NaN"),  # of NaN losses, or of nothing to act on
 ])
 def test_grid_refuses_what_cannot_run(tmp_path, extra, field, why):
     """Issue 9's probes on the grid YAML: strict types, finite numbers, ranges, each arm's policy validated

@@ -87,3 +87,12 @@ def test_write_world_and_agreement(tmp_path):
     everything_bad = {k: "bad" for k in oracle}
     rep = tagging_agreement(w.labels, everything_bad)
     assert rep["recall"] == 1.0 and rep["precision"] < 0.9 and rep["aligned_tagged_bad"] == 1.0
+
+
+@pytest.mark.parametrize("field", ["n_ai_docs", "n_background", "n_heldout"])
+def test_a_world_too_large_to_hold_is_refused_before_generating(field):
+    """Hostile probe: `condpt world --n-background 100000000000` generated (in memory) until killed, silent."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=rf"{field}\n.*less than or equal to 1000000"):
+        WorldConfig(**{field: 10**11})
