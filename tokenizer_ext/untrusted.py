@@ -44,19 +44,33 @@ def escape_untrusted(text: str, self_token: str = DEFAULT_SELF_TOKEN) -> str:
 
 def special_ids(tokenizer) -> frozenset[int]:
     """Ids that text must never produce: the named and extra special tokens and every added special token,
-    except the pieces a model legitimately emits for ordinary text (byte-fallback `<0xNN>` pieces and an unk
-    token that is not also bos/eos/pad)."""
-    backend = backend_of(tokenizer)
-    ids = {i for i in tokenizer.all_special_ids if i is not None}
-    ids |= {i for i, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+    except the pieces a model legitimately emits for ordinary text (byte-fallback `<0xNN>` pieces, and the model's
+    own unk, the id it gives a character it lacks, unless that id is also bos/eos/pad/... or an extra special)."""
+    return _codec(tokenizer).forbidden
+
+
+_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _forbidden(tokenizer, backend, model_unk: int | None) -> frozenset[int]:
+    # Ids are looked up by string in the backend, never through the wrapper's `*_token_id`: those resolve a string
+    # that names no token to the unk id (a pad_token set to a missing string would make unk, and so every unknown
+    # character, forbidden), and recurse forever when unk_token itself names no token.
+    def id_of(s) -> int | None:
+        return None if s is None else backend.token_to_id(str(s))
+
+    decoder = backend.get_added_tokens_decoder()
+    ids = {i for i, tok in decoder.items() if tok.special}
     if getattr(backend.model, "byte_fallback", False):
-        ids -= {i for i, tok in tokenizer.added_tokens_decoder.items() if _BYTE_PIECE.match(tok.content)}
-    unk = tokenizer.unk_token_id
-    if unk is not None:
-        others = {getattr(tokenizer, f"{a}_token_id", None) for a in ("bos", "eos", "pad", "sep", "cls", "mask")}
-        extra = set(tokenizer.convert_tokens_to_ids([str(t) for t in tokenizer.extra_special_tokens]))
-        if unk not in others | extra:
-            ids.discard(unk)
+        ids -= {i for i, tok in decoder.items() if _BYTE_PIECE.match(tok.content)}
+    # The wrapper's unk_token is special like any named token (skip_special_tokens drops it) unless it is the
+    # model's own unk: a vocabulary word named unk after the fact is forbidden, the model's unk stays legitimate.
+    others = {id_of(getattr(tokenizer, r, None)) for r in _ROLES if r != "unk_token"}
+    others |= {id_of(t) for t in tokenizer.extra_special_tokens}
+    ids |= others | {id_of(getattr(tokenizer, "unk_token", None))}
+    ids.discard(None)
+    if model_unk is not None and model_unk not in others:
+        ids.discard(model_unk)
     return frozenset(ids)
 
 
@@ -101,7 +115,8 @@ def _codec(tokenizer) -> _Codec:
         private.no_truncation()
         private.no_padding()
         private.encode_special_tokens = True
-        codec = _Codec(sig, private, special_ids(tokenizer), _model_unk(private, json.loads(state)["model"]))
+        unk = _model_unk(private, json.loads(state)["model"])
+        codec = _Codec(sig, private, _forbidden(tokenizer, backend, unk), unk)
         _CODECS[tokenizer] = codec
     return codec
 
