@@ -16,6 +16,23 @@ MUST_MATCH = ("seed", "model", "tokenizer", "data", "train.micro_batch_size", "t
               "train.preprocess_num_proc")
 
 
+class ResumeError(ValueError):
+    """A checkpoint this run cannot resume, found as every rank loads it: one line, not a traceback per rank."""
+
+
+def load_checkpoint(accelerator, ckpt: Path) -> None:
+    """`accelerator.load_state(ckpt)`; a checkpoint of another model's shapes (one saved before checkpoints kept
+    their config, so not refused at load: `resume_mismatch`) is a `ResumeError`, not a page of size mismatches."""
+    try:
+        accelerator.load_state(str(ckpt))
+    except RuntimeError as e:
+        if "size mismatch" not in str(e):
+            raise
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "")
+        raise ResumeError(f"train.resume: {ckpt} holds a model of other shapes than this config's ({first}); use "
+                          "train.resume=never or another output_dir to start over") from None
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint (trainer_state.json is written only after every rank saved)."""
     done = [p.parent for p in (out / "checkpoints").glob("step_*/trainer_state.json")]

@@ -150,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # torch deprecations raised from inside DeepSpeed's collectives, once per call: noise, not news.
     warnings.filterwarnings("ignore", message=r".*is deprecated\. Please use `torch\.distributed", category=FutureWarning)
+    from condpt.checkpoints import ResumeError
     from condpt.data_cache import DataError
     from condpt.train import SaveFailed, train
 
     try:
         result = train(cfg)
-    except DataError as e:  # raised alike in every rank: one line, not a traceback per process
+    except (DataError, ResumeError) as e:  # raised alike in every rank: one line, not a traceback per process
         if rank0:
             print(f"error: {e}", file=sys.stderr)
         from accelerate import PartialState

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from condpt.checkpoints import resume_point
+from condpt.checkpoints import load_checkpoint, resume_point
 from condpt.config import RunConfig
 from condpt.data_cache import check_sources, prepare_data, too_little
 from condpt.export import export, finished
@@ -301,7 +301,7 @@ def _set_up(cfg: RunConfig, accelerator, out: Path) -> tuple[Loop, TrainState]:
 
     ckpt, step = resume_point(cfg.train.resume, out), 0
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))
+        load_checkpoint(accelerator, ckpt)
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
     metrics = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process, step if ckpt is not None else None)
     if ckpt is not None:

@@ -78,3 +78,24 @@ def test_a_resume_path_that_is_an_export_or_a_run_directory_says_what_to_use(tmp
     with pytest.raises(ConfigError, match=rf"{run}: a run directory, not a checkpoint; its newest is {ckpt}"):
         load_config(TINY, [other, f"train.resume={run}"])
     assert load_config(TINY, [other, f"train.resume={ckpt}"])
+
+
+def test_an_old_checkpoint_of_other_shapes_is_one_line(tmp_path):
+    """A checkpoint without run_config.yaml is not refused at load: its size mismatch was a page of traceback."""
+    from condpt.checkpoints import ResumeError, load_checkpoint
+
+    class Accelerator:
+        def __init__(self, error):
+            self.error = error
+
+        def load_state(self, path):
+            raise self.error
+
+    mismatch = RuntimeError("Error(s) in loading state_dict for GPT2LMHeadModel:\n\tsize mismatch for "
+                            "transformer.wte.weight: copying a param with shape torch.Size([512, 32]) from checkpoint, "
+                            "the shape in current model is torch.Size([512, 64]).\n\tsize mismatch for ...")
+    with pytest.raises(ResumeError, match=r"train.resume: .*step_2 holds a model of other shapes than this config's "
+                                          r"\(size mismatch for transformer.wte.weight: .*\); use train.resume=never"):
+        load_checkpoint(Accelerator(mismatch), tmp_path / "step_2")
+    with pytest.raises(RuntimeError, match="out of memory"):  # anything else stays what it was
+        load_checkpoint(Accelerator(RuntimeError("out of memory")), tmp_path / "step_2")
