@@ -202,17 +202,22 @@ def test_unknown_characters_survive_a_named_special_change(hostile, name, change
     assert encode_untrusted(tok, UNKNOWN) == first
 
 
-@pytest.mark.parametrize("name", ["gpt2", "wordpiece", "unigram", "smollm2"])
-def test_a_word_named_unk_is_forbidden(hostile, name):
-    """A vocabulary word made the wrapper's unk_token is special like any named special (skip_special_tokens drops
-    it): untrusted text spells it with other ids, keeping the text; the model's own unk is unaffected."""
+WORD = {"wordpiece": "the", "unigram": "▁the", "metaspace_bpe": "▁the", "gpt2": "hello", "smollm2": "hello"}
+ROLE_CASES = [("unk_token", n) for n in NAMES] + [(r, n) for r in ("bos_token", "pad_token")
+                                                   for n in ("metaspace_bpe", "wordpiece", "unigram")]
+
+
+@pytest.mark.parametrize(("role", "name"), ROLE_CASES)
+def test_a_word_named_special_later_is_forbidden(hostile, role, name):
+    """A vocabulary word made a named special after the first call is special like any other (skip_special_tokens
+    drops it): untrusted text spells it with other ids, keeping the text. For unk_token this used to be exempt, as
+    if it were the model's own unk, so the word's id came out of text."""
     tok = copy.deepcopy(hostile(name)[0])
-    word = {"wordpiece": "the", "unigram": "▁the"}.get(name, "hello")
-    word_id = tok.convert_tokens_to_ids(word)
+    word_id = tok.convert_tokens_to_ids(WORD[name])
     assert word_id != tok.unk_token_id
     text = "hello the world"
     assert word_id in encode_untrusted(tok, [text])[0]
-    tok.unk_token = word
+    setattr(tok, role, WORD[name])
     assert word_id in special_ids(tok)
     [ids] = encode_untrusted(tok, [text])
     assert word_id not in ids
