@@ -282,6 +282,22 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
 # ------------------------------------------------------------------------------------------- grid
 
 
+def _unwritable(path: Path, want_dir: bool) -> str | None:
+    """Why `path` (an output: a directory, or a file) cannot be made, found before hours of work depend on it."""
+    if path.exists() and path.is_dir() != want_dir:
+        return "exists and is not a directory" if want_dir else "is a directory"
+    existing = next((p for p in path.absolute().parents if p.exists() or p.is_symlink()), None)
+    if existing is None:
+        return None
+    if not existing.exists():
+        return f"{existing} is a broken link"
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not path.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=print) -> dict:
     """Run (or resume) every arm × coverage × miss model × seed, or with `only` (`parse_only`) just the runs
     it selects; then write OUT/NAME.json/.md/.png (and `cells_path`) from every finished run on disk, so
@@ -294,6 +310,9 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
         values = {k: sorted({str(getattr(r, k) if k != "arm" else r.arm.name) for r in plan}) for k in ONLY_KEYS}
         raise ValueError(f"--only selects none of the grid's {len(plan)} runs; values: {values}")
     log(f"{len(todo)} of {len(plan)} runs selected")  # before the world: a wrong count costs nothing yet
+    for field, want_dir in (("out_dir", True), ("cells_path", False)):
+        if (path := getattr(cfg, field)) is not None and (why := _unwritable(Path(path), want_dir)):
+            raise ValueError(f"{field}: {path}: {why}")
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)

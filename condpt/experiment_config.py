@@ -213,6 +213,7 @@ class TaggerSettings(BaseModel):
 
 Coverage = Annotated[float, Field(ge=0.0, le=1.0)]
 
+NAME_MAX = 255  # bytes in a file name (Linux, macOS)
 MAX_RUNS = 10_000  # a typo in a list (a range of seeds) must not queue years of training: 100x the largest grid
 
 
@@ -290,12 +291,20 @@ class GridConfig(BaseModel):
                 raise ValueError(f"coverages: {labels[label]} and {cov} both label their runs {label} (one run "
                                  "directory): make them differ in the first 6 significant digits")
             labels[label] = cov
-        if not (n_runs := len(arm_runs(self))):
+        runs = arm_runs(self)
+        if not (n_runs := len(runs)):
             raise ValueError("the grid makes no runs (every coverage's seeds are empty in seeds_by_coverage): "
                              "give its coverages seeds")
         if n_runs > MAX_RUNS:
             raise ValueError(f"the grid makes {n_runs:,} runs (arms × coverages × misses × seeds), minutes of "
                              f"training each; at most {MAX_RUNS:,}: split it into grids sharing an out_dir")
+        # Found here, not when the world is built and tagged and the run's directory cannot be made:
+        if (size := len(f"{self.name}.json".encode())) > NAME_MAX:
+            raise ValueError(f"name: {self.name}.json is {size} bytes, more than a file name's {NAME_MAX}")
+        for run in runs:
+            if (size := len(run.label.encode())) > NAME_MAX:
+                raise ValueError(f"arm {run.arm.name!r}: its run directory {run.label!r} is {size} bytes, more than "
+                                 f"a file name's {NAME_MAX}: shorten the arm's name")
         check_trained_as(self.arms)
         check_deploy(self.arms)
         for arm in self.arms:

@@ -4,6 +4,7 @@ measurement, and pieces of a tiny grid through the real recipe."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from experiment_grids import robust_grid
@@ -222,3 +223,22 @@ def test_a_run_killed_in_a_write_is_redone_and_an_eval_of_other_settings_refused
         with pytest.raises(RuntimeError, match=rf"{run / 'eval.json'}: evaluated with .*remove it"):
             run_arm("a-cov1-s0", **other, **kw)
     assert not list(run.glob("*.tmp*"))
+
+
+def test_outputs_that_cannot_be_written_are_named_before_the_world_is_built(tmp_path):
+    """Hostile probe: an out_dir that is a file (or under one) was a FileExistsError / NotADirectoryError
+    traceback; a cells_path that is a directory failed only when the first run's results were written, after
+    its training."""
+    from experiment_grids import small_grid
+
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("x")
+    adir.mkdir()
+    for kw, why in (({"out_dir": afile}, f"out_dir: {afile}: exists and is not a directory"),
+                    ({"out_dir": afile / "sub"}, f"out_dir: {afile / 'sub'}: {afile} is a file"),
+                    ({"out_dir": tmp_path / "o", "cells_path": adir}, f"cells_path: {adir}: is a directory"),
+                    ({"out_dir": tmp_path / "o", "cells_path": afile / "c.json"},
+                     f"cells_path: {afile / 'c.json'}: {afile} is a file")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            run_grid(small_grid(**kw), log=lambda *a: None)
+    assert not (tmp_path / "o").exists()

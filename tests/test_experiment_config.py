@@ -225,3 +225,12 @@ def test_a_grid_of_more_runs_than_anyone_can_train_is_refused_at_load_saying_how
            "coverages": [round(0.01 * i, 2) for i in range(1, 101)], "seeds": list(range(34))}
     with pytest.raises(ValidationError, match=r"makes 10,200 runs .*at most 10,000"):
         GridConfig.model_validate(cfg)
+
+
+def test_a_run_label_too_long_for_a_file_name_is_refused_at_load():
+    """Hostile probe: a 250-character arm name loaded, built the world and tagged it, then failed with
+    'File name too long' making the run directory (its label adds -cov1-s0)."""
+    with pytest.raises(ValidationError, match=r"arm 'aaa.*-cov1-s0.*258 bytes.*255"):
+        GridConfig.model_validate({"tagger": {"classifier": "none"}, "arms": [{"name": "a" * 250}]})
+    with pytest.raises(ValidationError, match=r"name: .*260 bytes"):
+        GridConfig.model_validate({"tagger": {"classifier": "none"}, "arms": [{"name": "a"}], "name": "r" * 255})
