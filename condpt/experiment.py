@@ -239,7 +239,7 @@ def _check_trained_with(train_dir: Path, trained_with: dict) -> None:
 def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tokenizer: Path, world_dir: Path,
             run_dir: Path, recipe: Path, accelerate_config: Path, seed: int, overrides: Sequence[str] = (),
             per_split: int | None = 60, eval_threads: int = 1, train_dir: Path | None = None) -> dict:
-    """Train one arm with the recipe into `train_dir` (default `run_dir`; skipped if its `final/` exists),
+    """Train one arm with the recipe into `train_dir` (default `run_dir`; skipped if its `final/` is finished),
     evaluate it into `run_dir` (skipped if `eval.json` exists) and measure its loss on held-out bad text
     (skipped if `bad_text.json` exists); returns its record (also `record.json` is written by `run_grid`)."""
     from condpt.evaluate import evaluate
@@ -248,7 +248,9 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
     final = train_dir / "final"
     t0 = time.time()
     trained_with = {"recipe": recipe.name, "seed": seed, "overrides": [*policy_overrides(policy), *overrides]}
-    if (final / "config.json").is_file():
+    # trainer_state.json is what the export writes last (config.json comes first: a kill inside the export
+    # leaves it without weights), so only a run with it is finished; any other is trained again from scratch.
+    if (final / "trainer_state.json").is_file():
         _check_trained_with(train_dir, trained_with)
     else:
         train_dir.mkdir(parents=True, exist_ok=True)

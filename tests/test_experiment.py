@@ -175,7 +175,7 @@ def test_a_run_trained_under_other_settings_is_refused_not_evaluated_as_this_one
 
     train = tmp_path / "runs" / "a-cov1-s0"
     (train / "final").mkdir(parents=True)
-    (train / "final" / "config.json").write_text("{}")
+    (train / "final" / "trainer_state.json").write_text("{}")
     kw = {"deploy": "none", "tagged": tmp_path, "tokenizer": tmp_path, "world_dir": tmp_path, "run_dir": train,
           "recipe": tmp_path / "demo.yaml", "accelerate_config": tmp_path / "acc.yaml", "seed": 0}
     (train / TRAINED_WITH).write_text(json.dumps({"recipe": "demo.yaml", "seed": 0,
@@ -207,7 +207,7 @@ def test_a_run_killed_in_a_write_is_redone_and_an_eval_of_other_settings_refused
     monkeypatch.setattr(experiment, "bad_text_loss", lambda final, tagged: calls.append("bad") or {"loss": 1.0})
     run = tmp_path / "runs" / "a-cov1-s0"
     (run / "final").mkdir(parents=True)
-    (run / "final" / "config.json").write_text("{}")
+    (run / "final" / "trainer_state.json").write_text("{}")
     (run / TRAINED_WITH).write_text(json.dumps({"recipe": "demo.yaml", "seed": 0, "overrides": []}))
     (run / "eval.json").write_text('{"deploy_condition": "good", "sizes": {"per')  # killed mid-write
     (run / "bad_text.json").write_text("{")
@@ -242,3 +242,32 @@ def test_outputs_that_cannot_be_written_are_named_before_the_world_is_built(tmp_
         with pytest.raises(ValueError, match=re.escape(why)):
             run_grid(small_grid(**kw), log=lambda *a: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_killed_while_exporting_is_trained_again_not_evaluated_half_written(tmp_path, monkeypatch):
+    """Hostile probe: a run killed inside its export leaves final/config.json (save_pretrained writes it
+    first) without the weights or final/trainer_state.json, which export writes last to mark the end; the
+    grid took config.json as 'trained' and evaluated the half-written model on every re-run."""
+    import condpt.evaluate
+    from condpt import experiment
+    from condpt.experiment import run_arm
+
+    launched = []
+
+    def fake_launch(recipe, accelerate_config, overrides, log_path):
+        launched.append(overrides)
+        (log_path.parent / "final" / "trainer_state.json").write_text('{"step": 2}')
+
+    monkeypatch.setattr(experiment, "launch_recipe", fake_launch)
+    monkeypatch.setattr(condpt.evaluate, "evaluate", lambda final, **kw: {
+        "deploy_condition": "none", "choices": {}, "self_image": {}, "summary": {}})
+    monkeypatch.setattr(experiment, "bad_text_loss", lambda final, tagged: {"loss": 1.0})
+    run = tmp_path / "runs" / "a-cov1-s0"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")  # the kill came after this, inside save_pretrained
+    kw = {"policy": {}, "deploy": "none", "tagged": tmp_path, "tokenizer": tmp_path, "world_dir": tmp_path,
+          "run_dir": run, "recipe": tmp_path / "demo.yaml", "accelerate_config": tmp_path / "acc.yaml", "seed": 0}
+    run_arm("a-cov1-s0", **kw)
+    assert len(launched) == 1
+    run_arm("a-cov1-s0", **kw)  # finished now: not trained again
+    assert len(launched) == 1
