@@ -146,7 +146,7 @@ def calibrate_band(world_dir: Path, tagged: Path, cal: BandCalibration) -> dict:
     """`band.low` / `band.high` (`condpt.calibrate.band_thresholds`) from the tagged world's stored document
     scores and the world's hidden labels (misaligned = 1), on `cal.labelled_docs` documents chosen by id
     hash (the same for every run); returns the thresholds and their figures."""
-    from condpt.calibrate import band_thresholds, load_tagged
+    from condpt.calibrate import CalibrationError, band_thresholds, load_tagged
     from condpt.policy import unit_hash
 
     rows = load_tagged(tagged, ("id", "score"))
@@ -156,8 +156,12 @@ def calibrate_band(world_dir: Path, tagged: Path, cal: BandCalibration) -> dict:
     if cal.labelled_docs is not None:
         ids = sorted(ids, key=lambda i: unit_hash("calibration", i))[:cal.labelled_docs]
     score = dict(zip(rows["id"], rows["score"]))
-    band = band_thresholds([score[i] for i in ids], [truth[i] for i in ids],
-                           recall=cal.recall, precision=cal.precision)
+    try:
+        band = band_thresholds([score[i] for i in ids], [truth[i] for i in ids],
+                               recall=cal.recall, precision=cal.precision)
+    except CalibrationError as e:
+        raise ValueError(f"calibration: {len(ids)} labelled documents of {world_dir} (misaligned stories are the "
+                         f"positives), tagged in {tagged}: {e}") from None
     return {**band, "labelled_docs": len(ids)}
 
 

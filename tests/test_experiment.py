@@ -271,3 +271,17 @@ def test_a_run_killed_while_exporting_is_trained_again_not_evaluated_half_writte
     assert len(launched) == 1
     run_arm("a-cov1-s0", **kw)  # finished now: not trained again
     assert len(launched) == 1
+
+
+def test_a_world_that_cannot_be_calibrated_names_the_grids_calibration(tmp_path):
+    """Hostile probe: a world with no misaligned story among the labelled documents (doom_ratio 1e-9) ended in
+    'the labelled rows found hold no positive (label 1) example', naming neither the grid's calibration nor
+    the world: which labelled rows?"""
+    truth = [("a1", 0.1, "aligned"), ("a2", 0.4, "aligned"), ("b1", 0.0, "background")]
+    tagged = _tagged(tmp_path, [(i, "text", "good", s) for i, s, _ in truth])
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "labels.jsonl").write_text("".join(json.dumps({"id": i, "label": lab}) + "\n"
+                                                             for i, _s, lab in truth))
+    cfg = robust_grid(calibration={"recall": 0.9, "precision": 0.9, "labelled_docs": None})
+    with pytest.raises(ValueError, match=rf"calibration: 3 labelled documents of {tmp_path / 'world'} .*no positive"):
+        calibrate_band(tmp_path / "world", tagged, cfg.calibration)
