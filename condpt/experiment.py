@@ -249,6 +249,8 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
     from condpt.evaluate import evaluate
 
     train_dir = train_dir or run_dir
+    for stale in run_dir.glob("*.json.tmp-*"):  # a write_json cut short by a kill: never read, removed
+        stale.unlink()
     final = train_dir / "final"
     t0 = time.time()
     trained_with = {"recipe": recipe.name, "seed": seed, "overrides": [*policy_overrides(policy), *overrides]}

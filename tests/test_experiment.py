@@ -210,6 +210,7 @@ def test_a_run_killed_in_a_write_is_redone_and_an_eval_of_other_settings_refused
     (run / "final" / "trainer_state.json").write_text("{}")
     (run / TRAINED_WITH).write_text(json.dumps({"recipe": "demo.yaml", "seed": 0, "overrides": []}))
     (run / "eval.json").write_text('{"deploy_condition": "good", "sizes": {"per')  # killed mid-write
+    (run / "record.json.tmp-999999").write_text("{")  # killed mid-write once writes were whole
     (run / "bad_text.json").write_text("{")
     kw = {"policy": {}, "tagged": tmp_path, "tokenizer": tmp_path, "world_dir": tmp_path, "run_dir": run,
           "recipe": tmp_path / "demo.yaml", "accelerate_config": tmp_path / "acc.yaml", "seed": 0}
