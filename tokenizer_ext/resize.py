@@ -545,6 +545,9 @@ def _check_request(model_dir: Path, out_dir: Path, init: str, pad_to_multiple_of
     config = _check_model_dir(model_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise CheckpointError(f"{out_dir}: the output directory must differ from the model directory")
+    if out_dir.resolve() in model_dir.resolve().parents:  # --overwrite would replace, and so delete, the input
+        raise CheckpointError(f"{out_dir}: the model directory {model_dir} is inside the output directory, which "
+                              "add-tokens replaces; choose another --out")
     if out_dir.exists() and not overwrite:
         raise CheckpointError(f"{out_dir}: output directory exists (pass --overwrite to replace it)")
     if not out_dir.parent.exists():
