@@ -230,6 +230,7 @@ def _parquet_row_problem(path: Path, text_field: str, roles: list[str] | None) -
     import pyarrow.parquet as pq
     import pyarrow.types as pt
 
+    from condpt.corpus.ids import id_problem
     from condpt.tagged import score_problem, tag_problem
 
     pf = pq.ParquetFile(path)
@@ -241,10 +242,14 @@ def _parquet_row_problem(path: Path, text_field: str, roles: list[str] | None) -
     for name, (want, oks) in kinds.items():
         if name in schema.names and not any(ok(schema.field(name).type) for ok in oks):
             return f"{path}: field {name!r} is {schema.field(name).type}, not {want}"
-    cols = [c for c in ("tag", "score") if c in schema.names]
+    cols = [c for c in (text_field, "id", "tag", "score") if c in schema.names]
     row = 0
     for batch in pf.iter_batches(batch_size=65536, columns=cols) if cols else ():
         checks = []
+        if text_field in cols and batch.column(text_field).null_count:
+            checks.append((text_field, lambda v: None if isinstance(v, str) else "null is not a string"))
+        if "id" in cols and _any_blank_or_null(batch.column("id")):  # the one id rule, as for a JSONL row
+            checks.append(("id", id_problem))
         if "tag" in cols and any(tag_problem(t, roles) for t in pc.unique(batch.column("tag")).to_pylist()):
             checks.append(("tag", lambda v: tag_problem(v, roles)))
         if "score" in cols and any(score_problem(s) for s in pc.unique(batch.column("score")).to_pylist()):
@@ -255,6 +260,19 @@ def _parquet_row_problem(path: Path, text_field: str, roles: list[str] | None) -
                     return f"{path}: row {k}: field {name!r}: {problem(value)}"
         row += batch.num_rows
     return None
+
+
+def _any_blank_or_null(column) -> bool:
+    """Whether an id column holds a null, or a string that is empty or only whitespace (Arrow strings are valid
+    UTF-8: no lone surrogate to look for)."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    if column.null_count:
+        return True
+    if not (pt.is_string(column.type) or pt.is_large_string(column.type)):
+        return False
+    return pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py() or False
 
 
 def _first_json_record(path: Path) -> dict | None:

@@ -68,6 +68,20 @@ def test_a_parquet_source_with_a_tag_that_is_no_role_names_file_row_and_field(tm
     assert f"{src}: row 3: field 'tag': 'Bad' is not a role" in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("column, values, why", [
+    ("id", ["a", "  ", "c"], "field 'id': is empty"),  # the one id rule, as for a JSONL row (it passed)
+    ("id", ["a", None, "c"], "field 'id': is not a string or integer"),
+    ("text", ["x", None, "z"], "field 'text': null is not a string"),
+])
+def test_a_parquet_source_with_a_null_or_blank_id_or_text_names_file_row_and_field(tmp_path, column, values, why):
+    src = tmp_path / "data.parquet"
+    rows = {"id": ["a", "b", "c"], "text": ["x", "y", "z"], "tag": ["good", None, "bad"], column: values}
+    pq.write_table(pa.table(rows), src)
+    with pytest.raises(ConfigError) as e:
+        _load(src)
+    assert f"{src}: row 2: {why}" in str(e.value), str(e.value)
+
+
 def test_a_parquet_source_whose_text_is_not_strings_is_refused(tmp_path):
     src = tmp_path / "data.parquet"
     pq.write_table(pa.table({"id": ["a"], "text": [["x"]], "tag": ["good"]}), src)
