@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokext_adversarial import SELF, fullwidth
 
-from tokenizer_ext import add_control_tokens, encode_untrusted, escape_untrusted, special_ids
+from tokenizer_ext import add_control_tokens, encode_trusted, encode_untrusted, escape_untrusted, special_ids
 
 TAGS = ["<|good|>", "<|bad|>", "<|neutral|>"]
 SPLITTERS = ["\u200d", "\u200c", "\u200b", "\u2060", "\ufeff", "\u00ad"]
@@ -94,15 +94,15 @@ LOSSLESS = {"gpt2"}  # the decoded text is the text itself (SmolLM2's GGUF-built
 
 @pytest.fixture(scope="module")
 def hostile(english_texts):
-    """name -> (that tokenizer with the control tokens, its reference pipeline), each built on first use; tests
+    """name -> (that tokenizer with the control tokens, its reference pipeline, its manifest), each built on first use; tests
     must not mutate them."""
     cache = {}
 
     def get(name):
         if name not in cache:
             tok = _factories(english_texts[:60])[name]()
-            add_control_tokens(tok)
-            cache[name] = (tok, None if name in LOSSLESS else _plain(tok))
+            man = add_control_tokens(tok)
+            cache[name] = (tok, None if name in LOSSLESS else _plain(tok), man)
         return cache[name]
 
     return get
@@ -158,10 +158,26 @@ def _probes(tok) -> list[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_probes(hostile, name):
-    tok, plain = hostile(name)
+    tok, plain, man = hostile(name)
     probes = _probes(tok)
     assert len(probes) > 300
     bad = _failures(name, tok, plain, probes)
+    assert not bad, f"{len(bad)} of {len(probes)} probes failed, e.g. {bad[:5]}"
+    # curated text: the literal self token, and nothing else, becomes its id
+    allowed_elsewhere = special_ids(tok) - {man.self_token.id}
+    for text, ids in zip(probes, encode_trusted(tok, probes, man)):
+        assert ids.count(man.self_token.id) == text.count(SELF) and allowed_elsewhere.isdisjoint(ids), text
+
+
+def test_pieces_of_tags_made_special_on_gpt2(hostile):
+    """GPT-2 with ordinary pieces its merges reach in tags and text ("<|", "|>", "ood", " good", the first bytes of
+    the self token) made special: the repair runs on most probes, and the text still comes back byte for byte."""
+    tok = copy.deepcopy(hostile("gpt2")[0])
+    tok.add_special_tokens({"extra_special_tokens": ["<|", "|>", "ood", "Ġgood", "ĠðĲ"]})
+    probes = _probes(tok)
+    repaired = sum(not special_ids(tok).isdisjoint(e.ids) for e in tok.backend_tokenizer.encode_batch(probes))
+    assert repaired > len(probes) // 2
+    bad = _failures("gpt2", tok, None, probes)
     assert not bad, f"{len(bad)} of {len(probes)} probes failed, e.g. {bad[:5]}"
 
 
@@ -175,7 +191,7 @@ FRAGMENTS = [*TAGS, *SPLITTERS, *EMOJI, *CONTROLS, *COMBINING, *NESTED, SELF, "<
 @given(texts=st.lists(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=3)), max_size=12)
                       .map("".join), min_size=1, max_size=4))
 def test_property_hostile_fragments(hostile, name, texts):
-    tok, plain = hostile(name)
+    tok, plain, _ = hostile(name)
     bad = _failures(name, tok, plain, texts)
     assert not bad, bad
 
