@@ -152,11 +152,35 @@ def check_recipe(recipe: Path, overrides: list[str], arm: str) -> None:
     """The recipe with an arm's overrides holds values the run accepts (types, ranges, keys), checked before
     the world exists; its inputs (the tagged world, the tokenizer) are the grid's to make."""
     from condpt.config import ConfigError, read_config
+    from condpt.routing import resolve_layers
 
     try:
-        read_config(recipe, overrides)
+        cfg = read_config(recipe, overrides)
     except ConfigError as e:
         raise ValueError(f"arm {arm!r}: {e}") from None
+    route, tiny = cfg.data.policy.route, cfg.model.tiny_spec()
+    if route is not None and route.layers is not None and tiny is not None:  # else the run's start checks it
+        try:
+            resolve_layers(route.layers, tiny.n_layer)
+        except ValueError as e:
+            raise ValueError(f"arm {arm!r}: {e}") from None
+
+
+def check_roles(arm: ArmConfig) -> None:
+    """The roles an arm writes into its rows (modes condition and route) are tags of the grid's tokenizer
+    (`prepare_tokenizer`: the default control tokens), checked before the world is built and tagged."""
+    from tokenizer_ext import ControlTokens
+
+    if arm.policy.get("mode", "condition") not in ("condition", "route"):
+        return
+    tags = [t.role for t in ControlTokens().tags]
+    band = arm.policy.get("band")
+    roles = {"policy.good_role": arm.policy.get("good_role", "good"), "policy.bad_role": arm.policy.get("bad_role", "bad"),
+             "policy.band.uncertain_role": band.get("uncertain_role") if isinstance(band, dict) else None}
+    for field, role in roles.items():
+        if role is not None and role not in tags:
+            raise ValueError(f"arm {arm.name!r}: {field}: {role!r} has no control token in the grid's tokenizer "
+                             f"(its tags: {', '.join(tags)})")
 
 
 def check_deploy(arms: Sequence[ArmConfig]) -> None:
@@ -307,6 +331,8 @@ class GridConfig(BaseModel):
                                  f"a file name's {NAME_MAX}: shorten the arm's name")
         check_trained_as(self.arms)
         check_deploy(self.arms)
+        for arm in self.arms:
+            check_roles(arm)
         for arm in self.arms:
             band = {arm.tagging: {"low": 0.0, "high": 1.0}}  # a calibrated band stands in as in check_policy
             check_recipe(self.recipe, [*policy_overrides(run_policy(GridRun(arm, 1.0, "none", 0), band)),

@@ -162,6 +162,12 @@ def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
     ({"world": {"n_ai_docs": True}}, "world.n_ai_docs", "valid integer"),
     ({"world": {"doom_ratio": float("inf")}}, "world.doom_ratio", "finite"),
     ({"world": {"seed": "1"}}, "world.seed", "valid integer"),
+    ({"arms": [{"name": "a", "policy": {"bad_role": "toxic"}}]}, "arm 'a': policy.bad_role",  # hostile probes:
+     "'toxic' has no control token in the grid's tokenizer (its tags: good, bad)"),  # each failed at the
+    ({"arms": [{"name": "a", "policy": {"band": {"low": 0.1, "high": 0.9, "uncertain_role": "unsure"}}}]},
+     "arm 'a': policy.band.uncertain_role", "'unsure' has no control token"),  # recipe's start, minutes in
+    ({"arms": [{"name": "a", "policy": {"mode": "route", "route": {"layers": [10**9]}}, "deploy": "none"}]},
+     "arm 'a': data.policy.route.layers", "block 1000000000 does not exist (the model has 3 blocks)"),
     ({"world": {"n_ai_docs": 0}}, "world.n_ai_docs", "no misaligned stories"),  # hostile probes: a grid
     ({"world": {"n_heldout": 0}}, "world.n_heldout", "NaN"),  # of NaN losses, or of nothing to act on
 ])
