@@ -52,6 +52,8 @@ def prepare_world(cfg: WorldConfig, out_dir: Path) -> Path:
         return world_dir
     try:
         then = json.loads(meta.read_text(encoding="utf-8"))["config"]
+        if not isinstance(then, dict):
+            raise TypeError(f"config is {type(then).__name__}, not a mapping")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{meta}: unreadable ({type(e).__name__}: {e}); remove {out_dir} or use another out_dir") \
             from None
@@ -61,6 +63,25 @@ def prepare_world(cfg: WorldConfig, out_dir: Path) -> Path:
         raise ValueError(f"{world_dir} holds another world ({'; '.join(differ)}); its tags, tokenizer and runs are "
                          f"that world's: use another out_dir (or remove {out_dir})")
     return world_dir
+
+
+def read_labels(world_dir: Path) -> list[dict]:
+    """The world's hidden labels (`labels.jsonl`: id and label on each line), a ValueError naming file:line for
+    a line that is not one (a hand-edited or truncated file)."""
+    path = world_dir / "labels.jsonl"
+    labels = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                lab = json.loads(line)
+                if not (isinstance(lab, dict) and isinstance(lab.get("id"), str) and isinstance(lab.get("label"), str)):
+                    raise ValueError("not an object with string id and label")
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {e}; remove {world_dir} to generate it again (the same "
+                                 "config gives the same world)") \
+                    from None
+            labels.append(lab)
+    return labels
 
 
 def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSettings) -> tuple[Path, dict]:
@@ -85,8 +106,7 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
     for f in sorted((tagged / "data").rglob("*.parquet")):
         t = pq.read_table(f, columns=["id", "tag"]).to_pydict()
         tags.update(zip(t["id"], t["tag"]))
-    with (world_dir / "labels.jsonl").open(encoding="utf-8") as f:
-        labels = [json.loads(line) for line in f]
+    labels = read_labels(world_dir)
     report = {"granularity": granularity, "classifier": tagger.classifier, "seconds": round(time.time() - t0, 1),
               **tagging_agreement(labels, tags)}
     return tagged, report
@@ -95,8 +115,13 @@ def tag_world(world_dir: Path, out_dir: Path, granularity: str, tagger: TaggerSe
 def _check_reuse(tagged: Path, cfg: Any) -> None:
     """A tagged world is reused only if it was tagged by the classifier, at the threshold, the grid asks for:
     a grid whose tagger changed must not train on the old tags (nor report them under the new tagger's name)."""
-    done = json.loads((tagged / "run.json").read_text(encoding="utf-8"))["config"]
-    spec, threshold = done["classifier"]["spec"], done["threshold"]
+    path = tagged / "run.json"
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))["config"]
+        spec, threshold = done["classifier"]["spec"], done["threshold"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable ({type(e).__name__}: {e}); remove {tagged} to tag the world again") \
+            from None
     if (spec, threshold) != (cfg.classifier.spec, cfg.threshold):
         raise ValueError(f"{tagged}: tagged by classifier {spec!r} at threshold {threshold}, the grid asks for "
                          f"{cfg.classifier.spec!r} at {cfg.threshold}; remove {tagged} or use another out_dir")
@@ -150,8 +175,7 @@ def calibrate_band(world_dir: Path, tagged: Path, cal: BandCalibration) -> dict:
     from condpt.policy import unit_hash
 
     rows = load_tagged(tagged, ("id", "score"))
-    with (world_dir / "labels.jsonl").open(encoding="utf-8") as f:
-        truth = {lab["id"]: int(lab["label"] == "misaligned") for lab in map(json.loads, f)}
+    truth = {lab["id"]: int(lab["label"] == "misaligned") for lab in read_labels(world_dir)}
     ids = [i for i in rows["id"] if i in truth]
     if cal.labelled_docs is not None:
         ids = sorted(ids, key=lambda i: unit_hash("calibration", i))[:cal.labelled_docs]

@@ -286,3 +286,25 @@ def test_a_world_that_cannot_be_calibrated_names_the_grids_calibration(tmp_path)
     cfg = robust_grid(calibration={"recall": 0.9, "precision": 0.9, "labelled_docs": None})
     with pytest.raises(ValueError, match=rf"calibration: 3 labelled documents of {tmp_path / 'world'} .*no positive"):
         calibrate_band(tmp_path / "world", tagged, cfg.calibration)
+
+
+def test_hand_edited_files_in_an_out_dir_are_named_not_tracebacks(tmp_path):
+    """Hostile probe: a tagged world's run.json edited to `[]` or `{"config": {}}` (TypeError, KeyError
+    tracebacks), a truncated labels.jsonl (a JSON message naming no file), world.json's config not a mapping
+    (AttributeError). Each is an error naming the file and what to remove."""
+    world = WorldConfig(n_ai_docs=40, n_background=5, n_heldout=2, background="templates")
+    world_dir = prepare_world(world, tmp_path)
+    tagged, _ = tag_world(world_dir, tmp_path, "document", TaggerSettings(classifier="none"))
+    run_json = (tagged / "run.json").read_text()
+    for bad in ("{", "[]", '{"config": {}}'):
+        (tagged / "run.json").write_text(bad)
+        with pytest.raises(ValueError, match=rf"{tagged / 'run.json'}: unreadable .*remove {tagged}"):
+            tag_world(world_dir, tmp_path, "document", TaggerSettings(classifier="none"))
+    (tagged / "run.json").write_text(run_json)
+    labels = (world_dir / "labels.jsonl").read_text()
+    (world_dir / "labels.jsonl").write_text(labels[:len(labels) // 2])
+    with pytest.raises(ValueError, match=rf"{world_dir / 'labels.jsonl'}:\d+: "):
+        tag_world(world_dir, tmp_path, "document", TaggerSettings(classifier="none"))
+    (world_dir / "world.json").write_text('{"config": 5}')
+    with pytest.raises(ValueError, match=rf"{world_dir / 'world.json'}: unreadable"):
+        prepare_world(world, tmp_path)
