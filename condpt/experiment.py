@@ -34,7 +34,7 @@ from typing import Any
 
 from condpt.experiment_config import BandCalibration, GridConfig, TaggerSettings
 from condpt.experiment_plan import ONLY_KEYS, arm_runs, check_only, policy_overrides, run_policy, selected
-from condpt.experiment_results import write_results
+from condpt.experiment_results import write_json, write_results
 from condpt.recipe import launch_command
 from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
 
@@ -217,14 +217,6 @@ def bad_text_loss(final: Path, tagged: Path) -> dict:
     return {**res, "docs": len(texts)}
 
 
-def write_json(path: Path, value: Any) -> None:
-    """`path` written whole or not at all (a temporary file beside it, renamed): a run killed mid-write must
-    not leave a file the re-run takes as finished."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> Any:
     """A run's JSON file, or None when it is absent or unreadable (cut short by a kill before writes were
     whole): either way the step that writes it is done again."""
@@ -357,7 +349,7 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
         tagged[gran], tagging[gran] = tag_world(world_dir, out, gran, cfg.tagger)
         log(f"tagged ({gran}): precision {tagging[gran]['precision']:.3f} recall {tagging[gran]['recall']:.3f} "
             f"aligned stories tagged bad {tagging[gran]['aligned_tagged_bad']:.3f}")
-    (out / "tagging.json").write_text(json.dumps(tagging, indent=1) + "\n")
+    write_json(out / "tagging.json", tagging)
     bands = {gran: calibrate_band(world_dir, tagged[gran], cfg.calibration)
              for gran in sorted({a.tagging for a in cfg.arms if a.calibrated})}
     for gran, band in bands.items():
@@ -365,7 +357,7 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
             f"{band['high']:.4f} (precision {band['precision_at_high']:.3f}), {band['band_fraction']:.3f} "
             f"of {band['labelled_docs']} labelled documents uncertain")
     if bands:
-        (out / "calibration.json").write_text(json.dumps(bands, indent=1) + "\n")
+        write_json(out / "calibration.json", bands)
     for run in todo:
         log(f"[{time.strftime('%H:%M:%S')}] run {run.label}")
         run_dir = out / "runs" / run.label

@@ -5,11 +5,29 @@ and the grid's `cells_path`."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from condpt.experiment_config import GridConfig
 from condpt.experiment_plan import arm_runs, run_policy
+
+
+def write_text(path: Path, text: str) -> None:
+    """`path` replaced whole or left as it was (a temporary file beside it, renamed): a kill or a full disk
+    mid-write must not leave a truncated file that a re-run (or a reader of the results) takes as complete."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=1) + "\n")
+
 
 # What the summary reads of each record (`experiment.run_arm`'s return, plus run_grid's arm_name/coverage/misses).
 RECORD_KEYS = ("arm", "arm_name", "coverage", "seed", "policy", "deploy", "misaligned_rate",
@@ -60,13 +78,13 @@ def write_results(cfg: GridConfig, out: Path, tagging: dict, bands: dict[str, di
     """OUT/NAME.json (and .md, .png with `plot`) and `cells_path` from every finished run on disk."""
     records, missing = collect_records(cfg, out, bands)
     results = summarise(records, cfg, tagging, missing=missing, calibration=bands)
-    (out / f"{cfg.name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_json(out / f"{cfg.name}.json", results)
     if cfg.cells_path is not None:
         cells_path = Path(cfg.cells_path)
         cells_path.parent.mkdir(parents=True, exist_ok=True)
-        cells_path.write_text(json.dumps(results["cells"], indent=1) + "\n")
+        write_json(cells_path, results["cells"])
     if plot and records:
-        (out / f"{cfg.name}.md").write_text(format_grid_table(results) + "\n")
+        write_text(out / f"{cfg.name}.md", format_grid_table(results) + "\n")
         plot_results(results, out / f"{cfg.name}.png")
     return results
 

@@ -88,3 +88,26 @@ def test_a_hand_edited_record_is_named_not_a_traceback_nor_a_nan_in_the_table(tm
     with pytest.raises(ValueError, match=rf"^{path}.*{why}.*remove it"):
         write_results(cfg, tmp_path, {}, {})
     assert not (tmp_path / f"{cfg.name}.json").exists()
+
+
+def test_results_files_are_replaced_whole_when_a_write_fails(tmp_path, monkeypatch):
+    """Hostile probe: results and `cells_path` (a file under docs/ in the repository) were written in place,
+    so a kill or a full disk mid-write left a truncated JSON where the previous complete one was."""
+    import errno
+    import pathlib
+
+    cfg = small_grid(out_dir=tmp_path, cells_path=tmp_path / "cells.json")
+    write_results(cfg, tmp_path, {}, {}, plot=False)
+    before = {p: p.read_text() for p in (tmp_path / f"{cfg.name}.json", tmp_path / "cells.json")}
+    real = pathlib.Path.write_text
+
+    def half_then_full(self, data, *a, **kw):
+        real(self, data[: len(data) // 2], *a, **kw)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    with pytest.raises(OSError):
+        write_results(cfg, tmp_path, {"document": {"precision": 1.0}}, {}, plot=False)
+    monkeypatch.undo()
+    assert {p: p.read_text() for p in before} == before
+    assert not list(tmp_path.glob("*.tmp-*"))
