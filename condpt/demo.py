@@ -79,11 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=DEMO_STEPS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    # checked here, naming the option: the grid would name its own fields (seeds.0, an arm's recipe override)
+    if args.steps < 1:
+        p.error(f"--steps: {args.steps}: must be at least 1")
+    if not 0 <= args.seed <= 2**32 - 1:
+        p.error(f"--seed: {args.seed}: must be 0 to {2**32 - 1}")
     try:
         run_demo(args.out, steps=args.steps, seed=args.seed)
     except RuntimeError as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # an input the grid refuses (an --out it cannot write, a stale out_dir)
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

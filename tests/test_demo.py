@@ -44,3 +44,25 @@ def test_demo_tiny(tmp_path):
     assert "| condition | 1 | good |" in (tmp_path / "results.md").read_text()
     assert "conditioned / MLE" in format_demo(saved) and "conditioned + guided / MLE" in format_demo(saved)
     assert runs["condition_guided"]["deploy"] == "guided"
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--steps", "0"], "--steps: 0: must be at least 1"), (["--steps", "-5"], "--steps: -5: must be at least 1"),
+    (["--seed", "-1"], "--seed: -1: must be 0 to 4294967295"),
+    (["--seed", "99999999999999"], "--seed: 99999999999999: must be 0 to 4294967295")])
+def test_demo_arguments_out_of_range_are_usage_errors_not_tracebacks(argv, why, capsys):
+    """Hostile probe: `python -m condpt.demo --steps 0` or `--seed -1` ended in a pydantic ValidationError
+    traceback about `seeds.0` or an arm's recipe, naming neither option."""
+    from condpt.demo import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and why in capsys.readouterr().err
+
+
+def test_demo_output_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path, capsys):
+    from condpt.demo import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["--out", str(tmp_path / "afile")]) == 2
+    assert f"demo: out_dir: {tmp_path / 'afile'}: exists and is not a directory" in capsys.readouterr().err
