@@ -432,6 +432,12 @@ def _vocab_tensors(model_dir: Path, config, shards: list[str]) -> dict[str, str]
             wanted[f"{_module_name(meta, head)}.bias"] = ("bias", True)
     found = stream.headers(model_dir, shards)
     names = _model_names(meta, found)
+    emb_name = f"{_module_name(meta, emb)}.weight"
+    for key, name in names.items():  # transformers would refuse it only after loading, naming no tensor
+        if name == emb_name and found[key][1].shape[:1] != (n_old,):
+            raise CheckpointError(f"{model_dir / 'config.json'}: vocab_size {n_old} but {key} in "
+                                  f"{found[key][0]} has {found[key][1].shape[0]} rows; the config is not this "
+                                  "checkpoint's")
     out = {key: wanted[name][0] for key, name in names.items()
            if name in wanted and found[key][1].shape[:1] == (n_old,)}
     required = {name for name, (_, needed) in wanted.items() if needed}
@@ -490,9 +496,9 @@ def add_tokens_to_checkpoint(
     config = _check_request(model_dir, out_dir, init, pad_to_multiple_of, overwrite)
     remove_stale_temporaries(out_dir)
     shards = _check_weights(model_dir)
+    keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None  # config against weights
     tokenizer = _load_tokenizer(model_dir)
-    _check_fits(model_dir, config, tokenizer)
-    keys = _vocab_tensors(model_dir, config, shards) if shards is not None else None
+    _check_fits(model_dir, config, tokenizer)  # then the tokenizer against the config
 
     # Everything the tokenizer is needed for happens first, so that it is gone before a model is loaded.
     inputs = _kl_inputs(tokenizer, config, kl_texts or SAMPLE_TEXT, kl_max_tokens)

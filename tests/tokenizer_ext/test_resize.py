@@ -391,6 +391,20 @@ def test_tokenizer_larger_than_the_embedding_matrix(tmp_path, sp_training_texts)
     assert str(tmp_path / "src") in str(e.value) and _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("delta", [10, -10])
+def test_config_vocab_size_disagreeing_with_the_weights(tmp_path, small_ckpt, delta):
+    """config.json's vocab_size not the embedding tensor's rows: an error naming the config, the tensor and both
+    sizes (was transformers' "You set `ignore_mismatched_sizes` to `False`" after loading the model)."""
+    src = _broken_copy(tmp_path, small_ckpt, "src")
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    rows = config["vocab_size"]
+    config["vocab_size"] = rows + delta
+    (src / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=f"vocab_size {rows + delta}.*wte.weight.* {rows} rows") as e:
+        add_tokens_to_checkpoint(src, tmp_path / "out")
+    assert str(src / "config.json") in str(e.value) and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("case", ["no weights", "truncated", "garbage header"])
 def test_cli_broken_checkpoint_exits_2_without_traceback(tmp_path, small_ckpt, case):
     src = _broken_copy(tmp_path, small_ckpt, "src")
