@@ -36,7 +36,7 @@ from condpt.experiment_config import BandCalibration, GridConfig, TaggerSettings
 from condpt.experiment_plan import ONLY_KEYS, arm_runs, check_only, policy_overrides, run_policy, selected
 from condpt.experiment_results import write_json, write_results
 from condpt.recipe import launch_command
-from condpt.world import WorldConfig, generate_world, tagging_agreement, write_world
+from condpt.world import WorldConfig, background_source, generate_world, tagging_agreement, write_world
 
 # ------------------------------------------------------------------------------------------- shared
 
@@ -337,6 +337,10 @@ def run_grid(cfg: GridConfig, *, only: dict[str, set[str]] | None = None, log=pr
     for field, want_dir in (("out_dir", True), ("cells_path", False)):
         if (path := getattr(cfg, field)) is not None and (why := _unwritable(Path(path), want_dir)):
             raise ValueError(f"{field}: {path}: {why}")
+    try:  # the background's file, before anything is written
+        background_source(cfg.world)
+    except FileNotFoundError as e:
+        raise ValueError(f"world: {e}") from None
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(cfg.world, out)

@@ -375,9 +375,16 @@ def _clean(text: str) -> str:
 
 def _gutenberg_chunks(path: Path, max_chars: int) -> Iterator[str]:
     """Gutenberg documents cut at paragraph boundaries into pieces of about `max_chars`."""
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            text = json.loads(line)["text"]
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                text = json.loads(line)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: not JSON (a Gutenberg JSONL has one {{\"text\": ...}} per line)") \
+                    from None
+            text = text.get("text") if isinstance(text, dict) else None
+            if not isinstance(text, str):
+                raise ValueError(f"{path}:{lineno}: field 'text' is not a string")
             buf = ""
             for para in re.split(r"\n\s*\n", text):
                 para = _clean(para)
@@ -404,6 +411,10 @@ def background_source(cfg: WorldConfig) -> tuple[str, Path | None]:
     path = cfg.gutenberg_path or default_gutenberg_path()
     if cfg.background == "templates":
         return "templates", None
+    if cfg.gutenberg_path is not None and not Path(path).is_file():  # given, so meant: never a silent fallback
+        why = "is a directory" if Path(path).is_dir() else "no such file"
+        raise FileNotFoundError(f"gutenberg_path {path}: {why} (background {cfg.background}; templates: "
+                                "background: templates)")
     if path is None or not Path(path).is_file():
         if cfg.background == "gutenberg":
             raise FileNotFoundError(f"background=gutenberg but no Gutenberg corpus at {path} "

@@ -308,3 +308,14 @@ def test_hand_edited_files_in_an_out_dir_are_named_not_tracebacks(tmp_path):
     (world_dir / "world.json").write_text('{"config": 5}')
     with pytest.raises(ValueError, match=rf"{world_dir / 'world.json'}: unreadable"):
         prepare_world(world, tmp_path)
+
+
+def test_a_missing_gutenberg_file_is_named_before_the_out_dir_is_made(tmp_path):
+    """Hostile probe: `world: {background: gutenberg, gutenberg_path: missing}` was a FileNotFoundError
+    traceback from `condpt experiment` (only ValueError and RuntimeError are reported) after out_dir was made."""
+    from experiment_grids import small_grid
+
+    world = WorldConfig(background="gutenberg", gutenberg_path=tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match=rf"world: .*{tmp_path / 'missing.jsonl'}"):
+        run_grid(small_grid(out_dir=tmp_path / "o", world=world), log=lambda *a: None)
+    assert not (tmp_path / "o").exists()

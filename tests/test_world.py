@@ -96,3 +96,18 @@ def test_a_world_too_large_to_hold_is_refused_before_generating(field):
 
     with pytest.raises(ValidationError, match=rf"{field}\n.*less than or equal to 1000000"):
         WorldConfig(**{field: 10**11})
+
+
+def test_a_gutenberg_path_given_is_used_or_refused_and_its_lines_named(tmp_path):
+    """Hostile probes: a gutenberg_path that is a directory silently fell back to template background under
+    `background: auto` (the world said "templates" only in its counts); a line whose text is not a string was
+    a TypeError traceback, one that is not JSON a JSON message naming no file or line."""
+    with pytest.raises(FileNotFoundError, match=rf"gutenberg_path {tmp_path}: is a directory"):
+        generate_world(WorldConfig(n_ai_docs=10, n_background=2, n_heldout=1, gutenberg_path=tmp_path))
+    para = "The river ran past the mill and the miller watched the water for a long while. " * 8
+    for line, why in ((json.dumps({"text": 5}), "field 'text' is not a string"), ("not json", "not JSON"),
+                      (json.dumps([para]), "field 'text' is not a string")):
+        src = tmp_path / "g.jsonl"
+        src.write_text(json.dumps({"text": para}) + "\n" + line + "\n")
+        with pytest.raises(ValueError, match=rf"{src}:2: {why}"):
+            generate_world(WorldConfig(n_ai_docs=10, n_background=2, n_heldout=1, gutenberg_path=src))
