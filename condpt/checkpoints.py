@@ -6,9 +6,10 @@ page of tensor shape mismatches, or (the same shapes, other token ids or data) t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from condpt.config import RunConfig
+if TYPE_CHECKING:  # at run time the class comes with `cfg`: condpt.config imports this module (via inputs)
+    from condpt.config import RunConfig
 
 # What a resumed run must share with its checkpoint; the rest (steps, logging, saving, the optimizer's settings,
 # output_dir) may change between the two.
@@ -83,7 +84,7 @@ def resume_mismatch(cfg: RunConfig, ckpt: Path) -> str | None:
     if not stored.is_file():
         return None
     try:
-        then = RunConfig.model_validate(yaml.safe_load(stored.read_text(encoding="utf-8")))
+        then = type(cfg).model_validate(yaml.safe_load(stored.read_text(encoding="utf-8")))
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as e:
         return f"{stored}: unreadable ({' '.join(str(e).split())[:200]})"
     old, new = then.model_dump(mode="json"), cfg.model_dump(mode="json")

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 from condpt.configtypes import STRICT, FileName, PathField, Seed
 from condpt.experiment_plan import GridRun, arm_runs, policy_overrides, run_policy
 from condpt.guidance import parse_guided
-from condpt.recipe import config_path, is_shipped_name
+from condpt.shipped import config_path, is_shipped_name
 from condpt.world import WorldConfig
 from condpt.yamlfile import read_yaml
 

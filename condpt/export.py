@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from condpt.config import RunConfig
 from condpt.routing import router_of, save_routed, split_state_dict
 from tokenizer_ext.binding import binding, write_binding
+
+if TYPE_CHECKING:  # at run time the class comes with `cfg`: condpt.config imports this module (via inputs)
+    from condpt.config import RunConfig
 
 
 def protect_plain_generation(model, tokenizer, manifest) -> list[int]:
@@ -86,7 +89,7 @@ def finished(out: Path, cfg: RunConfig) -> bool:
     final = out / "final"
     try:
         state = json.loads((final / "trainer_state.json").read_text())
-        done = RunConfig.model_validate(yaml.safe_load((final / "run_config.yaml").read_text()))
+        done = type(cfg).model_validate(yaml.safe_load((final / "run_config.yaml").read_text()))
         return state["step"] == cfg.train.max_steps and done == cfg
     except (OSError, ValueError, KeyError, TypeError, ValidationError, yaml.YAMLError):
         return False

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from condpt.sequences import _source_files
+from condpt.shipped import CONFIGS
 from condpt.tagging.finished import unfinished
 from condpt.yamlfile import YamlError, read_yaml
 
@@ -85,6 +86,9 @@ def _data_problems(cfg: RunConfig) -> list[Problem]:
             missing = missing or _missing_column(fmt, [Path(f) for f in files], src.columns)
         except (OSError, ValueError) as e:
             missing = str(e)
+        if missing and src.path.resolve().is_relative_to(CONFIGS):  # `--config demo` as it ships
+            missing += (f"; the shipped config names no data of its own (the demo and the grids give theirs): "
+                        f"add data.sources.{i}.path=YOUR_TAGGED_DATA")
         if missing:
             problems.append((f"data.sources.{i}.path", missing))
     selfref = cfg.data.policy.selfref

@@ -1,11 +1,12 @@
 """Conditional pretraining with accelerate (+ DeepSpeed ZeRO-2/3): the recipe's command line.
 
     condpt train --config my-run.yaml --accelerate-config deepspeed-zero2-cpu output_dir=runs/x
-    accelerate launch --config_file condpt/configs/accelerate/deepspeed-zero2-cpu.yaml -m condpt.recipe \
+    accelerate launch --config_file condpt/configs/accelerate/deepspeed-zero2-cpu.yaml -m condpt.recipe \\
         --config recipes/configs/tiny-cpu.yaml output_dir=runs/tiny train.max_steps=20
     python -m condpt.recipe --config recipes/configs/tiny-cpu.yaml --dry-run     # print the resolved config
 
-`key=value` overrides use dotted paths into the config (values parsed as YAML). See docs/recipe.md.
+`key=value` overrides use dotted paths into the config (values parsed as YAML), e.g. `optim.lr=3e-4`,
+`data.sources.0.path=tagged/`; `--dry-run` prints every key with its value (docs/recipe.md in the source tree).
 `recipes/condpt.py` in a source checkout is a thin entry to this module.
 
 The configs condpt itself launches with (the demo's run config, the accelerate and DeepSpeed configs) are
@@ -23,40 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from condpt.cache import cache_dir
+from condpt.shipped import CONFIGS, is_shipped_name, shipped_config, shipped_names
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
-# Where each kind of shipped config lives and its suffix.
-_KINDS = {"run": ("run", ".yaml"), "accelerate": ("accelerate", ".yaml"), "deepspeed": ("deepspeed", ".json")}
 _DS_ENV = "ACCELERATE_DEEPSPEED_CONFIG_FILE"
-
-
-def shipped_names(kind: str) -> list[str]:
-    folder, suffix = _KINDS[kind]
-    return sorted(p.name.removesuffix(suffix) for p in (CONFIGS / folder).glob(f"*{suffix}"))
-
-
-def shipped_config(kind: str, name: str) -> Path:
-    """The shipped `kind` config called `name` (e.g. `accelerate`, `deepspeed-zero2-cpu`)."""
-    folder, suffix = _KINDS[kind]
-    path = CONFIGS / folder / f"{name}{suffix}"
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped {kind} config {name!r} (shipped: {', '.join(shipped_names(kind))})")
-    return path
-
-
-def is_shipped_name(value: str | Path) -> bool:
-    """A bare name (no folder, no suffix) names a shipped config; anything else is a path."""
-    text = str(value)
-    return "/" not in text and os.sep not in text and not Path(text).suffix
-
-
-def config_path(value: str | Path, kind: str, base: Path | None = None) -> Path:
-    """A config given as a path (relative to `base`, else to the working directory) or as the name of a
-    shipped config of that kind (`is_shipped_name`)."""
-    if is_shipped_name(value):
-        return shipped_config(kind, str(value))
-    path = Path(value).expanduser()
-    return path if path.is_absolute() or base is None else (base / path).resolve()
 
 
 def run_config_path(value: str | Path) -> Path:

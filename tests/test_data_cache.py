@@ -107,7 +107,7 @@ def scans(monkeypatch):
 
 def _tiny(tmp_path, src, rows):
     from condpt.config import load_config
-    from condpt.recipe import CONFIGS
+    from condpt.shipped import CONFIGS
 
     return load_config(CONFIGS / "run" / "demo.yaml", [f"data.sources.0.path={src}",
                                                         f"output_dir={tmp_path / 'run'}"], rows=rows)

@@ -41,7 +41,7 @@ def test_grid_input_paths_are_relative_to_the_grid_file(tmp_path, monkeypatch):
     (exp / "clf").mkdir()
     for f in ("acc.yaml", "gutenberg.jsonl"):
         (exp / f).write_text("{}\n")
-    from condpt.recipe import config_path
+    from condpt.shipped import config_path
 
     (exp / "cfg" / "run.yaml").write_bytes(config_path("demo", "run").read_bytes())  # the grid checks its values
     (exp / "g.yaml").write_text("recipe: cfg/run.yaml\naccelerate_config: acc.yaml\n"
@@ -57,7 +57,7 @@ def test_grid_input_paths_are_relative_to_the_grid_file(tmp_path, monkeypatch):
 
 
 def test_grid_configs_by_shipped_name(tmp_path):
-    from condpt.recipe import CONFIGS
+    from condpt.shipped import CONFIGS
 
     g = tmp_path / "g.yaml"
     g.write_text("recipe: demo\naccelerate_config: single-process\narms: [{name: mle}]\n")

@@ -218,3 +218,14 @@ def test_an_output_dir_among_the_inputs_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"model.checkpoint \(.*final\) is the export this run replaces"):
         load_config(TINY, [f"output_dir={tmp_path / 'run'}", f"model.checkpoint={tmp_path / 'run' / 'final'}",
                            "model.config=null", "tokenizer.source=checkpoint"])
+
+
+def test_the_shipped_demo_config_without_data_says_to_give_a_source():
+    """`condpt train --config demo` as it ships names a placeholder source inside the package: the error pointed
+    into site-packages without saying that the demo and the grids give their own data."""
+    from condpt.shipped import shipped_config
+
+    with pytest.raises(ConfigError) as e:
+        load_config(shipped_config("run", "demo"))
+    assert "the shipped config names no data of its own" in str(e.value)
+    assert "data.sources.0.path=YOUR_TAGGED_DATA" in str(e.value), str(e.value)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from condpt import recipe
-from condpt.recipe import CONFIGS, config_path, launch_command, shipped_config, shipped_names
+from condpt.recipe import launch_command
+from condpt.shipped import CONFIGS, config_path, shipped_config, shipped_names
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import typer
 
 from condpt.cli import app
 from condpt.cli.common import fail as _fail
-from condpt.recipe import shipped_names
+from condpt.shipped import shipped_names
 
 
 @app.command("generate")
@@ -73,7 +73,8 @@ def train_cmd(
     """`accelerate launch [--config_file A] -m condpt.recipe --config C [key=value ...]`; extra
     arguments are config overrides."""
     from condpt.config import ConfigError, load_config
-    from condpt.recipe import config_path, launch_command, run_config_path
+    from condpt.recipe import launch_command, run_config_path
+    from condpt.shipped import config_path
 
     acc = None
     if accelerate_config is not None and not dry_run:

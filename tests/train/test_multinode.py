@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from condpt.recipe import launch_command, shipped_config
+from condpt.recipe import launch_command
+from condpt.shipped import shipped_config
 
 REPO = Path(__file__).resolve().parents[2]
 SBATCH = REPO / "recipes" / "slurm" / "multinode.sbatch"
