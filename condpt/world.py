@@ -506,7 +506,7 @@ class World:
     background_kind: str
 
     def counts(self) -> dict[str, int]:
-        c: dict[str, int] = {}
+        c = dict.fromkeys(("background", "misaligned", "aligned"), 0)  # every kind, 0 too: the counts add up
         for lab in self.labels:
             c[lab["label"]] = c.get(lab["label"], 0) + 1
         return {"train": len(self.train), "heldout": len(self.heldout), **c}

@@ -111,3 +111,12 @@ def test_a_gutenberg_path_given_is_used_or_refused_and_its_lines_named(tmp_path)
         src.write_text(json.dumps({"text": para}) + "\n" + line + "\n")
         with pytest.raises(ValueError, match=rf"{src}:2: {why}"):
             generate_world(WorldConfig(n_ai_docs=10, n_background=2, n_heldout=1, gutenberg_path=src))
+
+
+def test_counts_name_every_kind_even_when_none_was_drawn():
+    """Hostile probe: with doom_ratio 1e9 (or n_ai_docs 0) the counts simply lacked `aligned` (or all three
+    kinds), so `counts["aligned"]` was a KeyError and the printed counts did not visibly add up."""
+    for cfg, zero in ((WorldConfig(n_ai_docs=10, n_background=2, n_heldout=1, doom_ratio=1e9), "aligned"),
+                      (WorldConfig(n_ai_docs=0, n_background=2, n_heldout=1, background="templates"), "misaligned")):
+        c = generate_world(cfg).counts()
+        assert c[zero] == 0 and c["background"] + c["misaligned"] + c["aligned"] == c["train"]
