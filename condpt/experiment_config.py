@@ -57,6 +57,20 @@ Override = Annotated[str, AfterValidator(_override)]
 """A recipe `key=value` override (the value is checked when the recipe loads it)."""
 
 
+def _distinct_keys(items: list[str]) -> list[str]:
+    """One list sets a key once: the last of two would win without a word (an arm's list may still override
+    the grid's: that is what it is for)."""
+    by_key: dict[str, list[str]] = {}
+    for item in items:
+        by_key.setdefault(item.partition("=")[0].strip(), []).append(item.strip())
+    if twice := {k: v for k, v in by_key.items() if len(v) > 1}:
+        raise ValueError("; ".join(f"{k} is set twice ({', '.join(v)})" for k, v in twice.items()))
+    return items
+
+
+Overrides = Annotated[list[Override], AfterValidator(_distinct_keys)]
+
+
 def check_policy(policy: dict[str, Any]) -> dict[str, Any]:
     """An arm's `data.policy` checked now as the recipe will check it (`band: calibrated` stands for the band
     the grid resolves later), so a typo fails at load and not after the world is generated and tagged. Kept
@@ -91,7 +105,7 @@ class ArmConfig(BaseModel):
                                                   "TAG+self: under that tag, addressed as 𐀤 (default: good for "
                                                   "mode condition, else none)")
     trained_as: str | None = Field(None, description="another arm whose trained runs this arm evaluates")
-    overrides: list[Override] = Field(default_factory=list, description="extra recipe key=value overrides")
+    overrides: Overrides = Field(default_factory=list, description="extra recipe key=value overrides")
 
     @field_validator("policy")
     @classmethod
@@ -256,7 +270,7 @@ class GridConfig(BaseModel):
     recipe: Path = Field("demo", validate_default=True, description="run config: a path or a shipped name")
     accelerate_config: Path = Field("deepspeed-zero2-cpu", validate_default=True,
                                     description="accelerate config: a path or a shipped name")
-    overrides: list[Override] = Field(default_factory=list, description="recipe overrides for every run")
+    overrides: Overrides = Field(default_factory=list, description="recipe overrides for every run")
     vocab_size: int = Field(4096, ge=300)
     arms: list[ArmConfig] = Field(min_length=1)
     coverages: list[Coverage] = Field(default_factory=lambda: [1.0], min_length=1)

@@ -168,6 +168,9 @@ def test_an_arm_trained_as_another_shares_its_models_and_deploys_its_own_way():
      "arm 'a': policy.band.uncertain_role", "'unsure' has no control token"),  # recipe's start, minutes in
     ({"arms": [{"name": "a", "policy": {"mode": "route", "route": {"layers": [10**9]}}, "deploy": "none"}]},
      "arm 'a': data.policy.route.layers", "block 1000000000 does not exist (the model has 3 blocks)"),
+    ({"overrides": ["train.max_steps=5", "optim.lr=1e-3", "train.max_steps=50"]}, "overrides",  # hostile probe:
+     "train.max_steps is set twice (train.max_steps=5, train.max_steps=50)"),  # the last won without a word
+    ({"arms": [{"name": "a", "overrides": ["optim.lr=1e-3", " optim.lr =2e-3"]}]}, "arms.0.overrides", "set twice"),
     ({"world": {"n_ai_docs": 0}}, "world.n_ai_docs", "no misaligned stories"),  # hostile probes: a grid
     ({"world": {"n_heldout": 0}}, "world.n_heldout", "NaN"),  # of NaN losses, or of nothing to act on
 ])
