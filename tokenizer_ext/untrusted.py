@@ -86,13 +86,19 @@ class _Codec:
 _CODECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _state(component) -> bytes | None:
+    return None if component is None else component.__getstate__()  # its JSON, about a microsecond
+
+
 def _signature(tokenizer, backend) -> tuple:
-    """Everything the codec is built from: the backend's added-token table, and the named and extra special
-    tokens, which live on the Python wrapper (`tokenizer.pad_token = "hello"` makes an ordinary vocabulary word
-    special without touching the backend)."""
+    """Everything the codec is built from: the backend's added-token table, its normaliser and pre-tokenizer (a
+    user may set either after the first call; the model's vocabulary is not serialised per call, it is too big),
+    and the named and extra special tokens, which live on the Python wrapper (`tokenizer.pad_token = "hello"` makes
+    an ordinary vocabulary word special without touching the backend)."""
     decoder = backend.get_added_tokens_decoder()
     return (id(backend), backend.get_vocab_size(with_added_tokens=True),
             tuple(sorted((i, t.content, t.special) for i, t in decoder.items())),
+            _state(backend.normalizer), _state(backend.pre_tokenizer),
             tuple(tokenizer.special_tokens_map.items()),
             tuple(map(str, tokenizer.extra_special_tokens)))
 

@@ -246,3 +246,22 @@ def test_unk_token_outside_the_vocabulary_is_no_recursion_error(hostile):
     want = encode_untrusted(tok, ["the cat \U0001f600"])
     tok.unk_token = "<|no such piece|>"
     assert encode_untrusted(tok, ["the cat \U0001f600"]) == want
+
+
+PIPELINE_CHANGES = {
+    "normalizer": lambda bk: setattr(bk, "normalizer", __import__("tokenizers").normalizers.Lowercase()),
+    "pre_tokenizer": lambda bk: setattr(bk, "pre_tokenizer",
+                                        __import__("tokenizers").pre_tokenizers.ByteLevel(add_prefix_space=True)),
+}
+
+
+@pytest.mark.parametrize("change", PIPELINE_CHANGES.values(), ids=PIPELINE_CHANGES.keys())
+def test_pipeline_changed_after_first_use(hostile, change):
+    """A normaliser or pre-tokenizer set on the backend after the first call is used from then on (the cached
+    private copy kept the old one, so untrusted text no longer encoded as the tokenizer encodes it)."""
+    tok = copy.deepcopy(hostile("gpt2")[0])
+    text = "HELLO World"
+    before = encode_untrusted(tok, [text])[0]
+    change(tok.backend_tokenizer)
+    want = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    assert want != before and encode_untrusted(tok, [text])[0] == want
