@@ -270,9 +270,9 @@ def run_arm(name: str, *, policy: dict[str, Any], deploy: str, tagged: Path, tok
     final = train_dir / "final"
     t0 = time.time()
     trained_with = {"recipe": recipe.name, "seed": seed, "overrides": [*policy_overrides(policy), *overrides]}
-    # trainer_state.json is what the export writes last (config.json comes first: a kill inside the export
-    # leaves it without weights), so only a run with it is finished; any other is trained again from scratch.
-    if (final / "trainer_state.json").is_file():
+    from condpt.export import exported
+
+    if exported(final):  # any other (a kill inside the export leaves config.json) is trained again from scratch
         _check_trained_with(train_dir, trained_with)
     else:
         train_dir.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,12 @@ def export(accelerator, model, tokenizer, manifest, cfg: RunConfig, out: Path, *
     return final
 
 
+def exported(final: Path) -> bool:
+    """`final` was written to the end: its trainer_state.json, written last (config.json comes first, so a kill
+    inside the export leaves one without the weights)."""
+    return (final / "trainer_state.json").is_file()
+
+
 def finished(out: Path, cfg: RunConfig) -> bool:
     """This exact config already ran to the end in `out` (rerunning the command is then a no-op). The stored
     config is read back through RunConfig, not compared as text: a setting added to condpt since (with its

@@ -271,11 +271,12 @@ def train_arm(cfg: EvidenceConfig, arm: ArmConfig, checkpoint: Path, tagged: Pat
     """The recipe run of one arm (skipped when its `final/` exists and was trained as the config asks now; one
     trained otherwise is an error, never mixed in); its wall time goes to train_seconds.json."""
     from condpt.experiment import launch_recipe
+    from condpt.export import exported
 
     policy = {**arm.policy, "seed": cfg.seed}
     trained_with = {"recipe": cfg.recipe.name, "seed": cfg.seed,
                     "overrides": [*policy_overrides(policy), *cfg.overrides, *arm.overrides]}
-    if (run_dir / "final" / "config.json").is_file():
+    if exported(run_dir / "final"):  # a kill inside the export leaves final/config.json: trained again
         before = json.loads((run_dir / TRAINED_WITH).read_text()) if (run_dir / TRAINED_WITH).is_file() else None
         if before != trained_with:
             raise RuntimeError(f"{run_dir}: trained with {before}, but the config now asks for {trained_with}; "
@@ -313,6 +314,7 @@ def check_only(cfg: EvidenceConfig, only: list[str] | None) -> None:
 def run_evidence(cfg: EvidenceConfig, *, only: list[str] | None = None, prepare_only: bool = False,
                  log=print) -> dict | None:
     """Prepare, train and score base and every arm (or the arms in `only`), then write the summary."""
+    from condpt.export import exported
     from condpt.smollm2 import smollm2_checkpoint
 
     check_only(cfg, only)
@@ -331,7 +333,7 @@ def run_evidence(cfg: EvidenceConfig, *, only: list[str] | None = None, prepare_
         run_dir = out / "runs" / src.name
         log(f"[{time.strftime('%H:%M:%S')}] arm {arm.name}: "
             + (f"trained as {src.name}" if arm is not src else "")
-            + (" (trained)" if (run_dir / "final" / "config.json").is_file() else " (training)"))
+            + (" (trained)" if exported(run_dir / "final") else " (training)"))
         train_arm(cfg, src, checkpoint, tagged, run_dir)
         eval_dir = out / "runs" / arm.name
         eval_dir.mkdir(parents=True, exist_ok=True)

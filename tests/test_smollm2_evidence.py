@@ -199,3 +199,22 @@ def test_evidence_command_line_errors_before_any_work(tmp_path, capsys, args):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and ("zzz" in err or "absent" in err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_arm_killed_inside_its_export_is_trained_again(tmp_path, monkeypatch):
+    """A kill inside the export leaves final/config.json (save_pretrained writes it first) without the weights;
+    the arm was taken as trained and its half-written model scored on every re-run."""
+    from condpt import experiment
+    from condpt.smollm2_evidence import train_arm
+
+    cfg = EvidenceConfig.from_yaml(REPO / "examples" / "smollm2" / "evidence-cpu.yaml")
+    launched = []
+    monkeypatch.setattr(experiment, "launch_recipe", lambda *a: launched.append(a))
+    run_dir = tmp_path / "mle"
+    (run_dir / "final").mkdir(parents=True)
+    (run_dir / "final" / "config.json").write_text("{}")
+    train_arm(cfg, cfg.arms[0], tmp_path / "ckpt", tmp_path / "tagged", run_dir)
+    assert len(launched) == 1
+    (run_dir / "final" / "trainer_state.json").write_text('{"step": 30}')  # what the export writes last
+    train_arm(cfg, cfg.arms[0], tmp_path / "ckpt", tmp_path / "tagged", run_dir)
+    assert len(launched) == 1
