@@ -12,6 +12,7 @@ import typer
 from condpt.cli import app
 from condpt.cli.common import fail as _fail
 from condpt.cli.common import out_file
+from condpt.terminal import printable
 
 
 @app.command("world")
@@ -117,8 +118,8 @@ def experiment_cmd(
         results = run_grid(cfg, only=parse_only(only) if only is not None else None)
     except ValueError as e:
         _fail(str(e))
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RuntimeError, OSError) as e:  # a run that failed, a full disk, a permission taken away mid-grid
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         raise typer.Exit(code=1) from None
     print(format_grid_table(results))
     print(f"wrote {Path(cfg.out_dir) / cfg.name}.json, .md and .png")

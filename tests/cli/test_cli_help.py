@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -122,3 +123,17 @@ def test_usage_names_arguments_as_the_docstrings_do(name, cmd):
     for p in cmd.params:
         if p.param_type_name == "argument":
             assert p.metavar and p.metavar.isupper() and p.metavar in usage, (name, p.name, p.metavar, usage)
+
+
+def test_experiment_reports_an_os_error_in_one_line(monkeypatch):
+    """A full disk or a permission taken away mid-grid was an OSError traceback from `condpt experiment`."""
+    import condpt.experiment
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device", "runs/x/final")
+
+    monkeypatch.setattr(condpt.experiment, "run_grid", full)
+    res = _invoke("experiment", "--config", Path(__file__).resolve().parents[2] / "examples/grids/grid-main.yaml")
+    assert res.exit_code == 1, res.output
+    assert "error: [Errno 28] No space left on device: 'runs/x/final'" in res.output
+    assert "Traceback" not in res.output
