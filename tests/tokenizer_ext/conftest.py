@@ -1,5 +1,5 @@
 """Tokenizers the tokenizer_ext tests share: real GPT-2 BPE, a Llama-style SentencePiece tokenizer with an NFKC
-normaliser, and a BPE that already has added special tokens (plain and special)."""
+normaliser, and a BPE that already has added special tokens (plain and special); and a small checkpoint."""
 
 from __future__ import annotations
 
@@ -50,3 +50,14 @@ def extended(tokenizer_factories):
         tok = make()
         out[name] = (tok, add_control_tokens(tok))
     return out
+
+
+@pytest.fixture(scope="session")
+def small_ckpt(tmp_path_factory, sp_training_texts):
+    """A tiny tied GPT-2 checkpoint with a 300-piece SentencePiece-style tokenizer; tests must not write into it."""
+    from test_resize import make_checkpoint
+
+    from condpt.tiny import train_sentencepiece_tokenizer
+
+    tok = train_sentencepiece_tokenizer(sp_training_texts, vocab_size=300)
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "src", tok, "gpt2", tie=True)

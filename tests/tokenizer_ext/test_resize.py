@@ -148,13 +148,7 @@ def test_spare_rows_are_reused_and_initialised(tmp_path, tokenizer_factories):
 
 
 # ------------------------------------------------------------------------------------------------ bad input
-@pytest.fixture(scope="module")
-def small_ckpt(tmp_path_factory, sp_training_texts):
-    from condpt.tiny import train_sentencepiece_tokenizer
-
-    tok = train_sentencepiece_tokenizer(sp_training_texts, vocab_size=300)
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "src", tok, "gpt2", tie=True)
-
+# (small_ckpt: conftest.py)
 
 def test_generation_config_bans_control_ids_and_padding_rows(tmp_path, small_ckpt):
     """A plain `model.generate` on add-tokens' output never emits a tag (fed back as ids, it would set a

@@ -82,10 +82,7 @@ def _smollm2():
 
 
 def _factories(texts):
-    from condpt.tiny import gpt2_tokenizer, train_sentencepiece_tokenizer
-
-    return {"gpt2": gpt2_tokenizer, "metaspace_bpe": lambda: train_sentencepiece_tokenizer(texts, vocab_size=800),
-            "wordpiece": lambda: _wordpiece(texts), "unigram": lambda: _unigram(texts), "smollm2": _smollm2}
+    return {"wordpiece": lambda: _wordpiece(texts), "unigram": lambda: _unigram(texts), "smollm2": _smollm2}
 
 
 NAMES = ["gpt2", "metaspace_bpe", "wordpiece", "unigram", "smollm2"]
@@ -93,15 +90,18 @@ LOSSLESS = {"gpt2"}  # the decoded text is the text itself (SmolLM2's GGUF-built
 
 
 @pytest.fixture(scope="module")
-def hostile(english_texts):
-    """name -> (that tokenizer with the control tokens, its reference pipeline, its manifest), each built on first use; tests
-    must not mutate them."""
+def hostile(english_texts, extended):
+    """name -> (that tokenizer with the control tokens, its reference pipeline, its manifest), each built on first
+    use (GPT-2 and the Metaspace BPE are conftest's `extended` ones); tests must not mutate them."""
     cache = {}
 
     def get(name):
         if name not in cache:
-            tok = _factories(english_texts[:60])[name]()
-            man = add_control_tokens(tok)
+            if name in ("gpt2", "metaspace_bpe"):
+                tok, man = extended["gpt2" if name == "gpt2" else "sentencepiece"]
+            else:
+                tok = _factories(english_texts[:60])[name]()
+                man = add_control_tokens(tok)
             cache[name] = (tok, None if name in LOSSLESS else _plain(tok), man)
         return cache[name]
 
