@@ -64,6 +64,33 @@ def tiny_world():
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tiny_world, tmp_path_factory) -> Path:
+    """A tiny GPT-2 saved with `tiny_world`'s tokenizer and manifest (`m/`) and that world written out
+    (`world/`): what `condpt generate` and `condpt eval` load. Read-only for the tests that share it."""
+    from condpt.tiny import tiny_causal_lm
+    from condpt.world import write_world
+
+    w, tok, manifest = tiny_world
+    root = tmp_path_factory.mktemp("tiny-run")
+    tiny_causal_lm("gpt2", len(tok), d_model=16, n_layer=1, n_head=2, max_positions=128).save_pretrained(root / "m")
+    tok.save_pretrained(root / "m")
+    manifest.save(root / "m")
+    write_world(w, root / "world")
+    return root
+
+
+@pytest.fixture
+def row_scans(monkeypatch) -> list:
+    """One entry per full row-by-row read of the training sources (`condpt.inputs._row_problems`)."""
+    from condpt import inputs
+
+    calls = []
+    real = inputs._row_problems
+    monkeypatch.setattr(inputs, "_row_problems", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a float32 checkpoint (`condpt.smollm2`: built once, cached across runs); tests
     must not write into it."""

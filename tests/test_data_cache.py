@@ -95,16 +95,6 @@ class _MainProcess:
     is_main_process = True
 
 
-@pytest.fixture
-def scans(monkeypatch):
-    from condpt import inputs
-
-    calls = []
-    real = inputs._row_problems
-    monkeypatch.setattr(inputs, "_row_problems", lambda *a: calls.append(1) or real(*a))
-    return calls
-
-
 def _tiny(tmp_path, src, rows):
     from condpt.config import load_config
     from condpt.shipped import CONFIGS
@@ -114,7 +104,7 @@ def _tiny(tmp_path, src, rows):
 
 
 @pytest.mark.parametrize("launcher_rows", ["stamp", "later"])  # condpt train; accelerate launch -m condpt.recipe
-def test_the_sources_are_read_row_by_row_once_per_run(tmp_path, scans, launcher_rows):
+def test_the_sources_are_read_row_by_row_once_per_run(tmp_path, row_scans, launcher_rows):
     """Before, `condpt train` and then every rank read every row (N + 1 full reads of the corpus): now the
     launcher's read is stamped and the ranks trust it, or the main process alone reads (pinned: 1)."""
     from condpt.data_cache import check_sources
@@ -123,18 +113,18 @@ def test_the_sources_are_read_row_by_row_once_per_run(tmp_path, scans, launcher_
     _tiny(tmp_path, src, launcher_rows)  # `condpt train`, or nothing
     for _ in range(2):  # the ranks load with rows="later"; the main process checks
         check_sources(_tiny(tmp_path, src, "later"), _MainProcess())
-    assert len(scans) == 1
+    assert len(row_scans) == 1
 
 
-def test_a_bad_row_found_by_the_run_names_file_line_and_field(tmp_path, scans):
+def test_a_bad_row_found_by_the_run_names_file_line_and_field(tmp_path, row_scans):
     from condpt.data_cache import BadRows, DataError, check_sources
 
     src = write_corpus(tmp_path / "corpus.jsonl", n=5)
     src.write_text(src.read_text() + json.dumps({"id": "x", "text": ["a list"], "tag": "good"}) + "\n")
     with pytest.raises(BadRows) as e:
         check_sources(_tiny(tmp_path, src, "later"), _MainProcess())
-    assert isinstance(e.value, DataError) and len(scans) == 1
+    assert isinstance(e.value, DataError) and len(row_scans) == 1
     assert f"data.sources.0.path: {src}: line 6: field 'text'" in str(e.value), str(e.value)
     with pytest.raises(BadRows):  # a problem is never stamped: the next run reads again
         check_sources(_tiny(tmp_path, src, "later"), _MainProcess())
-    assert len(scans) == 2
+    assert len(row_scans) == 2

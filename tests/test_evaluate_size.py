@@ -11,20 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from condpt.evaluate import evaluate
-from condpt.tiny import tiny_causal_lm
-
-
-@pytest.fixture(scope="module")
-def saved(tiny_world, tmp_path_factory):
-    from condpt.world import write_world
-
-    w, tok, manifest = tiny_world
-    root = tmp_path_factory.mktemp("eval-size")
-    tiny_causal_lm("gpt2", len(tok), d_model=16, n_layer=1, n_head=2, max_positions=128).save_pretrained(root / "m")
-    tok.save_pretrained(root / "m")
-    manifest.save(root / "m")
-    write_world(w, root / "world")
-    return root
 
 
 def _eval(root, *args):
@@ -35,10 +21,10 @@ def _eval(root, *args):
                                     "--out", str(root / "eval.json"), *args])
 
 
-def test_the_caps_used_are_printed_and_recorded(saved):
-    res = _eval(saved, "--per-split", "2", "--heldout-max-tokens", "40")
+def test_the_caps_used_are_printed_and_recorded(tiny_run):
+    res = _eval(tiny_run, "--per-split", "2", "--heldout-max-tokens", "40")
     assert res.exit_code == 0, res.output
-    out = json.loads((saved / "eval.json").read_text())
+    out = json.loads((tiny_run / "eval.json").read_text())
     assert out["sizes"]["per_split"] == 2 and out["sizes"]["heldout_max_tokens"] == 40
     assert set(out["sizes"]["scenarios"].values()) == {2}
     assert all(v["tokens"] == 40 for v in out["heldout_loss"].values())
@@ -46,15 +32,15 @@ def test_the_caps_used_are_printed_and_recorded(saved):
     assert f"{out['heldout_loss']['none']['tokens']} tokens" in res.stdout
 
 
-def test_the_same_scenarios_for_every_run_and_all_by_default(saved):
-    a = evaluate(saved / "m", world_dir=saved / "world", per_split=3, heldout_max_tokens=40)
-    b = evaluate(saved / "m", world_dir=saved / "world", per_split=3, heldout_max_tokens=40)
+def test_the_same_scenarios_for_every_run_and_all_by_default(tiny_run):
+    a = evaluate(tiny_run / "m", world_dir=tiny_run / "world", per_split=3, heldout_max_tokens=40)
+    b = evaluate(tiny_run / "m", world_dir=tiny_run / "world", per_split=3, heldout_max_tokens=40)
     assert a["choices"] == b["choices"] and a["heldout_loss"] == b["heldout_loss"]
-    full = evaluate(saved / "m", world_dir=saved / "world", heldout_max_tokens=40)
+    full = evaluate(tiny_run / "m", world_dir=tiny_run / "world", heldout_max_tokens=40)
     assert full["sizes"]["per_split"] is None and min(full["sizes"]["scenarios"].values()) > 3
 
 
 @pytest.mark.parametrize("args", [["--heldout-max-tokens", "0"], ["--per-split", "0"]])
-def test_a_cap_below_one_is_refused(saved, args):
-    res = _eval(saved, *args)
+def test_a_cap_below_one_is_refused(tiny_run, args):
+    res = _eval(tiny_run, *args)
     assert res.exit_code == 2 and args[0] in res.output and "Traceback" not in res.output, res.output

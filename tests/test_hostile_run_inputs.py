@@ -15,19 +15,6 @@ from condpt.layout import load_run
 from condpt.tiny import tiny_causal_lm
 
 
-@pytest.fixture(scope="module")
-def saved(tiny_world, tmp_path_factory):
-    from condpt.world import write_world
-
-    w, tok, manifest = tiny_world
-    root = tmp_path_factory.mktemp("hostile")
-    tiny_causal_lm("gpt2", len(tok), d_model=16, n_layer=1, n_head=2, max_positions=128).save_pretrained(root / "m")
-    tok.save_pretrained(root / "m")
-    manifest.save(root / "m")
-    write_world(w, root / "world")
-    return root
-
-
 def _cli(*args):
     import condpt.cli.evidence
     import condpt.cli.tokens
@@ -37,9 +24,9 @@ def _cli(*args):
     return CliRunner().invoke(app, list(args))
 
 
-def test_more_samples_than_memory_holds_are_refused_before_generating(saved, monkeypatch):
+def test_more_samples_than_memory_holds_are_refused_before_generating(tiny_run, monkeypatch):
     """`-n 100000000` grew until the kernel's OOM killer ended the process (and whatever else it chose)."""
-    gen = Generator.load(saved / "m", device="cpu")
+    gen = Generator.load(tiny_run / "m", device="cpu")
 
     def never(*a, **k):
         raise AssertionError("generate ran")
@@ -48,11 +35,11 @@ def test_more_samples_than_memory_holds_are_refused_before_generating(saved, mon
     with pytest.raises(ValueError, match=r"100000000 samples .* need about .*GiB.*GiB"):
         gen.generate_ids("The robot", n=100_000_000, max_new_tokens=2)
     monkeypatch.setattr(Generator, "load", classmethod(lambda cls, d, device=None: gen))
-    res = _cli("generate", str(saved / "m"), "--prompt", "a", "-n", "100000000", "--max-new-tokens", "2")
+    res = _cli("generate", str(tiny_run / "m"), "--prompt", "a", "-n", "100000000", "--max-new-tokens", "2")
     assert res.exit_code == 2 and "GiB" in res.output and "Traceback" not in res.output, res.output
 
 
-def test_a_crashed_run_without_final_is_named(saved, tmp_path):
+def test_a_crashed_run_without_final_is_named(tiny_run, tmp_path):
     out = tmp_path / "run"
     (out / "checkpoints" / "step_40").mkdir(parents=True)
     (out / "tokenizer").mkdir()
@@ -60,7 +47,7 @@ def test_a_crashed_run_without_final_is_named(saved, tmp_path):
     for cmd in (["generate", str(out), "--prompt", "a"], ["eval", str(out)]):
         res = _cli(*cmd)
         assert res.exit_code == 2 and "final/" in res.output and "did not finish" in res.output, res.output
-    shutil.copytree(saved / "m", out / "final")
+    shutil.copytree(tiny_run / "m", out / "final")
     with pytest.raises(FileNotFoundError, match=f"{out / 'final'}"):
         load_run(out, device="cpu")
 
@@ -83,11 +70,11 @@ def test_a_gguf_file_is_named(tmp_path):
     (b"\n\n", r"heldout.jsonl: no held-out texts"),
     (None, r"heldout.jsonl: no such file"),
 ])
-def test_a_bad_heldout_file_names_file_and_line_before_loading(saved, tmp_path, monkeypatch, content, why):
+def test_a_bad_heldout_file_names_file_and_line_before_loading(tiny_run, tmp_path, monkeypatch, content, why):
     """A bad line was a JSONDecodeError message naming neither file nor line, a missing field a KeyError
     traceback (exit 1), a null text 'context and continuation must each have at least one token'."""
     world = tmp_path / "world"
-    shutil.copytree(saved / "world", world)
+    shutil.copytree(tiny_run / "world", world)
     if content is None:
         (world / "heldout.jsonl").unlink()
     else:
@@ -95,13 +82,13 @@ def test_a_bad_heldout_file_names_file_and_line_before_loading(saved, tmp_path, 
     import condpt.evaluate
 
     monkeypatch.setattr(condpt.evaluate, "load_run", lambda *a, **k: pytest.fail("loaded the model first"))
-    res = _cli("eval", str(saved / "m"), "--world", str(world), "--per-split", "1")
+    res = _cli("eval", str(tiny_run / "m"), "--world", str(world), "--per-split", "1")
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert re.search(why, res.output), res.output
 
 
-def test_a_good_heldout_file_still_evaluates(saved, tmp_path):
-    res = _cli("eval", str(saved / "m"), "--world", str(saved / "world"), "--per-split", "1",
+def test_a_good_heldout_file_still_evaluates(tiny_run, tmp_path):
+    res = _cli("eval", str(tiny_run / "m"), "--world", str(tiny_run / "world"), "--per-split", "1",
                "--heldout-max-tokens", "30", "--out", str(tmp_path / "e.json"))
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "e.json").read_text())["heldout_loss"]["none"]["tokens"] == 30

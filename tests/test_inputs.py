@@ -97,18 +97,7 @@ def test_valid_sources_load(tmp_path):
     assert _load(tmp_path / "d.parquet").data.sources[0].path == tmp_path / "d.parquet"
 
 
-@pytest.fixture
-def scans(monkeypatch):
-    """How many times the sources were read row by row."""
-    from condpt import inputs
-
-    calls = []
-    real = inputs._row_problems
-    monkeypatch.setattr(inputs, "_row_problems", lambda *a: calls.append(1) or real(*a))
-    return calls
-
-
-def test_a_stamped_pass_skips_the_full_read_until_a_file_changes(tmp_path, scans):
+def test_a_stamped_pass_skips_the_full_read_until_a_file_changes(tmp_path, row_scans):
     """`condpt train` reads the rows once and stamps the pass for the run's processes; a file edited since (its
     size or modification time: what the data cache sees) is read again, and its bad row found."""
     import os
@@ -116,45 +105,45 @@ def test_a_stamped_pass_skips_the_full_read_until_a_file_changes(tmp_path, scans
     src = _jsonl(tmp_path / "corpus.jsonl", GOOD, {**GOOD, "id": "b"})
     out = f"output_dir={tmp_path / 'run'}"
     _load(src, out)  # a plain load (a dry run, a test) checks and stamps nothing
-    assert len(scans) == 1 and not (tmp_path / "run").exists()
+    assert len(row_scans) == 1 and not (tmp_path / "run").exists()
     load_config(TINY, [f"data.sources.0.path={src}", out], rows="stamp")
-    assert len(scans) == 2 and len(list((tmp_path / "run" / "cache").glob("rows-*"))) == 1
+    assert len(row_scans) == 2 and len(list((tmp_path / "run" / "cache").glob("rows-*"))) == 1
     _load(src, out)
     load_config(TINY, [f"data.sources.0.path={src}", out], rows="stamp")
-    assert len(scans) == 2  # trusted
+    assert len(row_scans) == 2  # trusted
     load_config(TINY, [f"data.sources.0.path={src}", out, "data.policy.threshold=0.5"])
-    assert len(scans) == 3  # another check (any tag is fine when the scores re-tag): not this stamp's
+    assert len(row_scans) == 3  # another check (any tag is fine when the scores re-tag): not this stamp's
     stat = src.stat()
     src.write_text(src.read_text().replace('"good"', '"Good"', 1))  # the same size, a nanosecond later
     os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     with pytest.raises(ConfigError, match=r"line 1: field 'tag': 'Good' is not a role"):
         load_config(TINY, [f"data.sources.0.path={src}", out], rows="stamp")
-    assert len(scans) == 4 and len(list((tmp_path / "run" / "cache").glob("rows-*"))) == 1  # a problem: no stamp
+    assert len(row_scans) == 4 and len(list((tmp_path / "run" / "cache").glob("rows-*"))) == 1  # a problem: no stamp
 
 
-def test_rows_later_leaves_the_read_to_the_run(tmp_path, scans):
+def test_rows_later_leaves_the_read_to_the_run(tmp_path, row_scans):
     src = _jsonl(tmp_path / "corpus.jsonl", GOOD, {**GOOD, "tag": "BAD"})
     cfg = load_config(TINY, [f"data.sources.0.path={src}", f"output_dir={tmp_path / 'run'}"], rows="later")
-    assert cfg.data.sources[0].path == src and not scans
+    assert cfg.data.sources[0].path == src and not row_scans
 
 
-def test_a_config_that_cannot_run_stamps_nothing(tmp_path, scans):
+def test_a_config_that_cannot_run_stamps_nothing(tmp_path, row_scans):
     """A stamp is a pass of the whole config: nothing is written in the output_dir of a config refused."""
     src = _jsonl(tmp_path / "corpus.jsonl", GOOD)
     with pytest.raises(ConfigError, match="train.report_to"):
         load_config(TINY, [f"data.sources.0.path={src}", f"output_dir={tmp_path / 'run'}",
                            "train.report_to=[tensorbord]"], rows="stamp")
-    assert len(scans) == 1 and not (tmp_path / "run").exists()
+    assert len(row_scans) == 1 and not (tmp_path / "run").exists()
 
 
-def test_an_output_dir_that_cannot_take_the_stamp_costs_only_a_read(tmp_path, scans):
+def test_an_output_dir_that_cannot_take_the_stamp_costs_only_a_read(tmp_path, row_scans):
     src = _jsonl(tmp_path / "corpus.jsonl", GOOD)
     run = tmp_path / "run"
     run.mkdir()
     (run / "cache").write_text("")  # no directory can be made there (a read-only one is writable to root)
     for _ in range(2):
         load_config(TINY, [f"data.sources.0.path={src}", f"output_dir={run}"], rows="stamp")
-    assert sorted(p.name for p in run.iterdir()) == ["cache"] and len(scans) == 2
+    assert sorted(p.name for p in run.iterdir()) == ["cache"] and len(row_scans) == 2
 
 
 def test_a_json_file_holding_one_array_is_named_as_not_json_lines(tmp_path):
