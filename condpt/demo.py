@@ -39,9 +39,12 @@ def demo_grid(out_dir: str | Path = "runs/demo", *, steps: int = DEMO_STEPS, see
               world: WorldConfig = DEMO_WORLD, per_split: int | None = 60, extra_overrides: list[str] | None = None,
               accelerate_config: str | Path | None = None, vocab_size: int = 4096) -> GridConfig:
     """The demo as a grid (MLE vs conditioning deployed plain and guided, one seed) written to
-    OUT/results.json/.md/.png."""
+    OUT/results.json/.md/.png. `extra_overrides` replace the demo's own setting of a key (a grid's list sets
+    each key once)."""
+    given = {o.partition("=")[0].strip() for o in extra_overrides or []}
+    own = [o for o in [f"train.max_steps={steps}", *DEMO_OVERRIDES] if o.partition("=")[0].strip() not in given]
     return GridConfig(name="results", out_dir=Path(out_dir), world=world, arms=DEMO_ARMS, seeds=[seed],
-                      overrides=[f"train.max_steps={steps}", *DEMO_OVERRIDES, *(extra_overrides or [])],
+                      overrides=[*own, *(extra_overrides or [])],
                       per_split=per_split, vocab_size=vocab_size,
                       **({"accelerate_config": accelerate_config} if accelerate_config else {}))
 
